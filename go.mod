@@ -1,0 +1,3 @@
+module github.com/ppml/ppml
+
+go 1.26.8

@@ -1,0 +1,224 @@
+package pf
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+)
+
+// A group is the work unit of Encrypt and Decrypt: the up to 96 data nodes under one MHT node,
+// which lie next to each other in the host file.
+type group struct {
+	m     int64 // the MHT node
+	nodes int   // data nodes in the group
+	bytes int   // plaintext bytes in the group
+	in    []byte
+	out   []byte
+	slots [dataPerMHT]slot
+	err   error
+	done  chan struct{}
+}
+
+const groupBytes = dataPerMHT * NodeSize
+
+// pipeline runs work on the groups that produce yields, on every core, and hands them to consume
+// in order. produce returns nil when there is no more work.
+func pipeline(produce func(*group) (bool, error), work func(*group), consume func(*group) error) error {
+	workers := runtime.GOMAXPROCS(0)
+	depth := 2 * workers
+	free := make(chan *group, depth)
+	for range depth {
+		// Room for one tag past the last node: GCM appends it.
+		free <- &group{in: make([]byte, groupBytes+MACSize), out: make([]byte, groupBytes+MACSize)}
+	}
+	jobs := make(chan *group)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for g := range jobs {
+				work(g)
+				close(g.done)
+			}
+		})
+	}
+	var queue []*group
+	// finish waits for g and consumes it unless an earlier group failed.
+	finish := func(g *group, failed bool) error {
+		<-g.done
+		err := g.err
+		if err == nil && !failed {
+			err = consume(g)
+		}
+		free <- g
+		return err
+	}
+	var err error
+	for err == nil {
+		if len(queue) == depth {
+			err = finish(queue[0], false)
+			queue = queue[1:]
+			continue
+		}
+		g := <-free
+		g.err, g.done = nil, make(chan struct{})
+		var more bool
+		if more, err = produce(g); !more || err != nil {
+			free <- g
+			break
+		}
+		jobs <- g
+		queue = append(queue, g)
+	}
+	close(jobs)
+	for _, g := range queue {
+		if e := finish(g, err != nil); err == nil {
+			err = e
+		}
+	}
+	wg.Wait()
+	for range depth {
+		g := <-free
+		clear(g.in)
+		clear(g.out)
+	}
+	return err
+}
+
+// Encrypt reads plaintext from src until EOF and writes it to dst as a protected file bound to
+// path, encrypting on every core. It returns the plaintext size. Memory use does not depend on
+// the size of the file.
+func Encrypt(dst Storage, src io.Reader, kdk Key, path string, opts *Options) (int64, error) {
+	f, err := Create(dst, kdk, path, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer f.wipe()
+	n, err := io.ReadFull(src, f.meta.data[:])
+	f.meta.size = int64(n)
+	eof := err == io.EOF || err == io.ErrUnexpectedEOF
+	if err != nil && !eof {
+		return 0, err
+	}
+	var next int64 // the next group's MHT node
+	var keys [dataPerMHT * KeySize]byte
+	produce := func(g *group) (bool, error) {
+		if eof {
+			return false, nil
+		}
+		n, err := io.ReadFull(src, g.in[:groupBytes])
+		eof = err == io.EOF || err == io.ErrUnexpectedEOF
+		if err != nil && !eof {
+			return false, err
+		}
+		if n == 0 {
+			return false, nil
+		}
+		clear(g.in[n:groupBytes]) // the last node is padded with zeros
+		g.m, g.bytes, g.nodes = next, n, (n+NodeSize-1)/NodeSize
+		next++
+		if _, err := io.ReadFull(f.rand, keys[:g.nodes*KeySize]); err != nil {
+			return false, fmt.Errorf("random keys: %w", err)
+		}
+		for i := range g.nodes {
+			copy(g.slots[i].key[:], keys[i*KeySize:])
+		}
+		return true, nil
+	}
+	work := func(g *group) {
+		for i := range g.nodes {
+			s := &g.slots[i]
+			off := i * NodeSize
+			sealed := newGCM(&s.key).Seal(g.out[off:off], zeroIV[:], g.in[off:off+NodeSize], nil)
+			copy(s.mac[:], sealed[NodeSize:])
+		}
+		_, g.err = dst.WriteAt(g.out[:g.nodes*NodeSize], dataOffset(g.m*dataPerMHT))
+	}
+	consume := func(g *group) error {
+		parent, err := f.mht(g.m)
+		if err != nil {
+			return err
+		}
+		for i := range g.nodes {
+			putSlot(dataSlot(parent.buf[:], i), g.slots[i])
+		}
+		parent.dirty = true
+		f.meta.size += int64(g.bytes)
+		return nil
+	}
+	if err := pipeline(produce, work, consume); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.meta.size, f.flush()
+}
+
+// Decrypt writes the plaintext of the protected file of hostSize bytes in src to dst, decrypting
+// on every core, and returns its size. Every node is checked; on an error, dst has received
+// only checked plaintext, but not all of it. Memory use does not depend on the size of the file.
+func Decrypt(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, opts *Options) (int64, error) {
+	f, err := Open(src, hostSize, kdk, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer f.wipe()
+	size := f.meta.size
+	written, err := dst.Write(f.meta.data[:min(size, MetaDataSize)])
+	if err != nil {
+		return int64(written), err
+	}
+	total := dataNodes(size)
+	var next int64
+	produce := func(g *group) (bool, error) {
+		if next*dataPerMHT >= total {
+			return false, nil
+		}
+		parent, err := f.mht(next)
+		if err != nil {
+			return false, err
+		}
+		g.m, g.nodes = next, int(min(dataPerMHT, total-next*dataPerMHT))
+		g.bytes = int(min(int64(g.nodes)*NodeSize, size-MetaDataSize-next*groupBytes))
+		for i := range g.nodes {
+			g.slots[i] = getSlot(dataSlot(parent.buf[:], i))
+		}
+		next++
+		return true, nil
+	}
+	work := func(g *group) {
+		first := g.m * dataPerMHT
+		off := dataOffset(first)
+		n, err := src.ReadAt(g.in[:g.nodes*NodeSize], off)
+		if n < g.nodes*NodeSize {
+			if err == nil || err == io.EOF {
+				err = ErrTruncated
+			}
+			d := int64(n / NodeSize)
+			g.err = &NodeError{Kind: "data", Index: first + d, Offset: off + d*NodeSize, Err: err}
+			return
+		}
+		for i := range g.nodes {
+			s := &g.slots[i]
+			at := i * NodeSize
+			// GCM wants the tag right after the ciphertext: lend it the next node's first bytes.
+			var saved [MACSize]byte
+			tag := g.in[at+NodeSize : at+NodeSize+MACSize]
+			copy(saved[:], tag)
+			copy(tag, s.mac[:])
+			_, err := newGCM(&s.key).Open(g.out[at:at], zeroIV[:], g.in[at:at+NodeSize+MACSize], nil)
+			copy(tag, saved[:])
+			if err != nil {
+				g.err = &NodeError{Kind: "data", Index: first + int64(i), Offset: off + int64(at), Err: ErrDamaged}
+				return
+			}
+		}
+	}
+	total64 := int64(written)
+	consume := func(g *group) error {
+		n, err := dst.Write(g.out[:g.bytes])
+		total64 += int64(n)
+		return err
+	}
+	return total64, pipeline(produce, work, consume)
+}
