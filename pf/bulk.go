@@ -23,14 +23,20 @@ type group struct {
 const groupBytes = dataPerMHT * NodeSize
 
 // pipeline runs work on the groups that produce yields, on every core, and hands them to consume
-// in order. produce returns nil when there is no more work.
-func pipeline(produce func(*group) (bool, error), work func(*group), consume func(*group) error) error {
+// in order. produce returns false when there is no more work. Groups hold buffers of groupSize
+// bytes, allocated as needed.
+func pipeline(groupSize int, produce func(*group) (bool, error), work func(*group), consume func(*group) error) error {
 	workers := runtime.GOMAXPROCS(0)
 	depth := 2 * workers
 	free := make(chan *group, depth)
-	for range depth {
-		// Room for one tag past the last node: GCM appends it.
-		free <- &group{in: make([]byte, groupBytes+MACSize), out: make([]byte, groupBytes+MACSize)}
+	allocated := 0
+	get := func() *group {
+		if len(free) == 0 && allocated < depth {
+			allocated++
+			// Room for one tag past the last node: GCM appends it.
+			return &group{in: make([]byte, groupSize+MACSize), out: make([]byte, groupSize+MACSize)}
+		}
+		return <-free
 	}
 	jobs := make(chan *group)
 	var wg sync.WaitGroup
@@ -60,7 +66,7 @@ func pipeline(produce func(*group) (bool, error), work func(*group), consume fun
 			queue = queue[1:]
 			continue
 		}
-		g := <-free
+		g := get()
 		g.err, g.done = nil, make(chan struct{})
 		var more bool
 		if more, err = produce(g); !more || err != nil {
@@ -77,7 +83,7 @@ func pipeline(produce func(*group) (bool, error), work func(*group), consume fun
 		}
 	}
 	wg.Wait()
-	for range depth {
+	for range allocated {
 		g := <-free
 		clear(g.in)
 		clear(g.out)
@@ -114,7 +120,7 @@ func Encrypt(dst Storage, src io.Reader, kdk Key, path string, opts *Options) (i
 		if n == 0 {
 			return false, nil
 		}
-		clear(g.in[n:groupBytes]) // the last node is padded with zeros
+		clear(g.in[n:]) // the last node is padded with zeros
 		g.m, g.bytes, g.nodes = next, n, (n+NodeSize-1)/NodeSize
 		next++
 		if _, err := io.ReadFull(f.rand, keys[:g.nodes*KeySize]); err != nil {
@@ -146,7 +152,7 @@ func Encrypt(dst Storage, src io.Reader, kdk Key, path string, opts *Options) (i
 		f.meta.size += int64(g.bytes)
 		return nil
 	}
-	if err := pipeline(produce, work, consume); err != nil {
+	if err := pipeline(groupBytes, produce, work, consume); err != nil {
 		return 0, err
 	}
 	f.mu.Lock()
@@ -220,5 +226,6 @@ func Decrypt(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, opts *Opti
 		total64 += int64(n)
 		return err
 	}
-	return total64, pipeline(produce, work, consume)
+	groupSize := int(min(groupBytes, total*NodeSize))
+	return total64, pipeline(groupSize, produce, work, consume)
 }

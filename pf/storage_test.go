@@ -2,6 +2,7 @@ package pf
 
 import (
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -27,8 +28,10 @@ func (s *memStorage) ReadAt(p []byte, off int64) (int, error) {
 func (s *memStorage) WriteAt(p []byte, off int64) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if end := off + int64(len(p)); end > int64(len(s.b)) {
-		s.b = append(s.b, make([]byte, end-int64(len(s.b)))...)
+	if end := int(off) + len(p); end > len(s.b) {
+		old := len(s.b)
+		s.b = slices.Grow(s.b, end-old)[:end]
+		clear(s.b[old:])
 	}
 	return copy(s.b[off:], p), nil
 }

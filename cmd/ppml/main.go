@@ -1,0 +1,100 @@
+// Command ppml runs machine-learning workloads confidentially: it encrypts the owner's files in
+// Gramine's protected-file format, attests workloads and provisions their keys, and runs them with
+// a transparent encrypted filesystem. Run "ppml help" for the commands.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ppml/ppml/internal/atomicfile"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks errors in how a command was called.
+type usageError struct{ error }
+
+func main() {
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-interrupts
+		atomicfile.AbortAll()
+		fmt.Fprintf(os.Stderr, "ppml: %v: stopped, no output written\n", sig)
+		os.Exit(128 + int(sig.(syscall.Signal)))
+	}()
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes the command line args and returns the exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var usage usageError
+	if errors.As(err, &usage) {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	fmt.Fprintf(stderr, "ppml: %v\n", err)
+	return exitFailure
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ppml",
+		Short: "Run ML workloads confidentially, compatible with Gramine",
+		Long: `ppml runs unmodified machine-learning workloads on machines their owner does not trust,
+keeping the model, the data and the results confidential and tamper-evident.
+
+The owner encrypts her files (ppml pf), the workload proves what it is by remote attestation,
+receives the key and reads and writes its files through a transparent encrypted filesystem.
+Files are Gramine protected files: they move freely between ppml and Gramine.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%s: %w (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())}
+	})
+	root.AddCommand(newPFCommand())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs reporting a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+		}
+		return nil
+	}
+}
+
+// requireFlags reports a usage error unless every named string flag was given.
+func requireFlags(cmd *cobra.Command, names ...string) error {
+	for _, name := range names {
+		if !cmd.Flags().Changed(name) {
+			return usageError{fmt.Errorf("%s: flag --%s is required", cmd.CommandPath(), name)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){"ppml": main})
+}
+
+// TestScripts runs the command-line scenarios in testdata/script. $VECTORS is the folder of
+// protected files made by Gramine's own tool.
+func TestScripts(t *testing.T) {
+	vectors, err := filepath.Abs("../../testdata/gramine/pf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("VECTORS", vectors)
+			return nil
+		},
+	})
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"help"}, exitOK},
+		{[]string{"pf", "decrypt", "--bogus"}, exitUsage},
+		{[]string{"pf", "decrypt", "-i", "x", "-o", "y"}, exitUsage},
+		{[]string{"pf", "inspect"}, exitUsage},
+		{[]string{"pf", "inspect", "no-such-file"}, exitFailure},
+	} {
+		var out, errOut bytes.Buffer
+		if got := run(tc.args, nil, &out, &errOut); got != tc.want {
+			t.Errorf("ppml %v: exit status %d, want %d (stderr %q)", tc.args, got, tc.want, errOut.String())
+		}
+	}
+}

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ppml/ppml/internal/atomicfile"
+	"github.com/ppml/ppml/pf"
+)
+
+func newPFCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pf",
+		Short: "Make keys for, encrypt, decrypt and inspect Gramine protected files",
+		Long: `The pf commands convert files to and from Gramine protected files, the format of Gramine's
+encrypted mounts. They take the flags of gramine-sgx-pf-crypt, so that its scripts work after
+a rename, and differ in being safe: outputs appear only when complete, and an existing output
+is replaced only with --force.
+
+A protected file is bound to a path: Gramine opens it only under that exact path (relative to
+the folder where gramine-sgx runs, normalized). encrypt binds the normalized -o path, or --path.`,
+	}
+	cmd.AddCommand(newGenKeyCommand(), newEncryptCommand(), newDecryptCommand(), newInspectCommand())
+	return cmd
+}
+
+func newGenKeyCommand() *cobra.Command {
+	var keyPath string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "gen-key -w KEY",
+		Short: "Write a new random 16-byte wrap key",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlags(cmd, "wrap-key"); err != nil {
+				return err
+			}
+			var key pf.Key
+			rand.Read(key[:])
+			out, err := atomicfile.New(keyPath, false, force)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(out.Temp, key[:], 0o600); err != nil {
+				out.Abort()
+				return err
+			}
+			if err := out.Commit(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrap key saved to %s\n", keyPath)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&keyPath, "wrap-key", "w", "", "where to write the key (16 raw bytes)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace an existing key file")
+	return cmd
+}
+
+// conversion is what encrypt and decrypt share: a key, an input, an output, and how to convert
+// one file.
+type conversion struct {
+	keyPath, in, out string
+	force, verbose   bool
+	key              pf.Key
+}
+
+func (c *conversion) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&c.keyPath, "wrap-key", "w", "", "the 16-byte wrap key file")
+	f.StringVarP(&c.in, "input", "i", "", "input file or folder")
+	f.StringVarP(&c.out, "output", "o", "", "output file or folder")
+	f.BoolVar(&c.force, "force", false, "replace an existing output")
+	f.BoolVarP(&c.verbose, "verbose", "v", false, "name every file converted")
+}
+
+// run checks the flags, then converts the input file, or every regular file under the input
+// folder, with convert(in, out, rel), rel being the file's slash-separated path below -i ("" for
+// a single file). The output appears only if every file converted.
+func (c *conversion) run(cmd *cobra.Command, convert func(in, out, rel string) error) error {
+	if err := requireFlags(cmd, "wrap-key", "input", "output"); err != nil {
+		return err
+	}
+	key, err := readKey(c.keyPath)
+	if err != nil {
+		return err
+	}
+	c.key = key
+	info, err := os.Stat(c.in)
+	if err != nil {
+		return fmt.Errorf("input: %w", err)
+	}
+	out, err := atomicfile.New(c.out, info.IsDir(), c.force)
+	if err != nil {
+		return err
+	}
+	if err := c.convertAll(cmd, info.IsDir(), out.Temp, convert); err != nil {
+		out.Abort()
+		return err
+	}
+	return out.Commit()
+}
+
+func (c *conversion) convertAll(cmd *cobra.Command, dir bool, temp string, convert func(in, out, rel string) error) error {
+	if !dir {
+		return c.convertOne(cmd, c.in, temp, "", convert)
+	}
+	return filepath.WalkDir(c.in, func(in string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(c.in, in)
+		out := filepath.Join(temp, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(out, 0o775)
+		case d.Type().IsRegular():
+			return c.convertOne(cmd, in, out, filepath.ToSlash(rel), convert)
+		default:
+			if c.verbose {
+				fmt.Fprintf(cmd.ErrOrStderr(), "skipping %s: not a regular file\n", in)
+			}
+			return nil
+		}
+	})
+}
+
+func (c *conversion) convertOne(cmd *cobra.Command, in, out, rel string, convert func(in, out, rel string) error) error {
+	if err := convert(in, out, rel); err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	if c.verbose {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s -> %s\n", in, path.Join(filepath.ToSlash(c.out), rel))
+	}
+	return nil
+}
+
+func readKey(name string) (pf.Key, error) {
+	var key pf.Key
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return key, fmt.Errorf("wrap key: %w", err)
+	}
+	if len(b) != pf.KeySize {
+		return key, fmt.Errorf("wrap key %s is %d bytes; a wrap key is exactly 16 raw bytes (make one with ppml pf gen-key)", name, len(b))
+	}
+	copy(key[:], b)
+	clear(b)
+	return key, nil
+}
+
+func newEncryptCommand() *cobra.Command {
+	var c conversion
+	var bound string
+	cmd := &cobra.Command{
+		Use:   "encrypt -w KEY -i IN -o OUT",
+		Short: "Encrypt a file or folder into protected files",
+		Long: `encrypt writes the protected file OUT for the plaintext file IN, or, when IN is a folder,
+one protected file under OUT for every regular file under IN.
+
+Each file is bound to its normalized output path (OUT, or OUT/NAME in a folder), which must be
+the path under which Gramine will open it; --path binds PATH (or PATH/NAME) instead.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			prefix := c.out
+			if cmd.Flags().Changed("path") {
+				prefix = bound
+			}
+			return c.run(cmd, func(in, out, rel string) error {
+				return encryptFile(cmd, in, out, pf.NormalizePath(path.Join(filepath.ToSlash(prefix), rel)), c.key)
+			})
+		},
+	}
+	c.flags(cmd)
+	cmd.Flags().StringVar(&bound, "path", "", "bind this path instead of the output path")
+	return cmd
+}
+
+func encryptFile(cmd *cobra.Command, in, out, bound string, key pf.Key) error {
+	src, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	info, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	dst, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	bar, finish := newProgress(cmd.ErrOrStderr(), info.Size(), "encrypting "+in)
+	defer finish()
+	if _, err := pf.Encrypt(dst, io.TeeReader(src, bar), key, bound, nil); err != nil {
+		return err
+	}
+	if err := dst.Chmod(0o644); err != nil {
+		return err
+	}
+	return dst.Close()
+}
+
+func newDecryptCommand() *cobra.Command {
+	var c conversion
+	var verify bool
+	cmd := &cobra.Command{
+		Use:   "decrypt -w KEY -i IN -o OUT [-V]",
+		Short: "Decrypt a protected file or a folder of them",
+		Long: `decrypt writes the plaintext of the protected file IN to OUT, or, when IN is a folder, of every
+file under IN to the same place under OUT. Every node is checked: a damaged file or a wrong key
+is an error, and then no output is written.
+
+With -V the path bound into each file must equal its normalized input path, as Gramine checks.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.run(cmd, func(in, out, rel string) error {
+				opts := &pf.Options{CheckPath: verify, Path: pf.NormalizePath(path.Join(filepath.ToSlash(c.in), rel))}
+				return decryptFile(cmd, in, out, c.key, opts)
+			})
+		},
+	}
+	c.flags(cmd)
+	cmd.Flags().BoolVarP(&verify, "verify", "V", false, "require the bound path to equal the input path")
+	return cmd
+}
+
+func decryptFile(cmd *cobra.Command, in, out string, key pf.Key, opts *pf.Options) error {
+	src, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	info, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	dst, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	bar, finish := newProgress(cmd.ErrOrStderr(), info.Size(), "decrypting "+in)
+	defer finish()
+	if _, err := pf.Decrypt(io.MultiWriter(dst, bar), src, info.Size(), key, opts); err != nil {
+		if errors.Is(err, pf.ErrKey) {
+			err = fmt.Errorf("%w (is %s the key it was encrypted with?)", err, "-w")
+		}
+		return err
+	}
+	return dst.Close()
+}
+
+func newInspectCommand() *cobra.Command {
+	var keyPath string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect FILE... [-w KEY]",
+		Short: "Show what a protected file's header tells (with -w, also its path and size)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("%s: name at least one file", cmd.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var key *pf.Key
+			if keyPath != "" {
+				k, err := readKey(keyPath)
+				if err != nil {
+					return err
+				}
+				key = &k
+			}
+			for _, name := range args {
+				report, err := inspectFile(name, key)
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				if asJSON {
+					b, _ := json.Marshal(report)
+					fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				} else {
+					report.print(cmd.OutOrStdout())
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&keyPath, "wrap-key", "w", "", "the wrap key, to show the bound path and exact size")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per file")
+	return cmd
+}
+
+// inspection is what inspect reports about one file.
+type inspection struct {
+	File     string  `json:"file"`
+	Version  string  `json:"version"`
+	Flags    uint8   `json:"flags"`
+	Nonce    string  `json:"nonce"`
+	MAC      string  `json:"metadata_mac"`
+	HostSize int64   `json:"host_size"`
+	MinSize  int64   `json:"min_size"`
+	MaxSize  int64   `json:"max_size"`
+	Path     *string `json:"path,omitempty"`
+	Size     *int64  `json:"size,omitempty"`
+}
+
+func inspectFile(name string, key *pf.Key) (*inspection, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	info, err := pf.Inspect(f, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	r := &inspection{
+		File: name, Version: fmt.Sprintf("%d.%d", info.Major, info.Minor), Flags: info.Flags,
+		Nonce: hex.EncodeToString(info.Nonce[:]), MAC: hex.EncodeToString(info.MAC[:]),
+		HostSize: info.HostSize, MinSize: info.MinSize, MaxSize: info.MaxSize,
+	}
+	if key != nil {
+		file, err := pf.Open(f, st.Size(), *key, nil)
+		if err != nil {
+			return nil, err
+		}
+		p, size := file.Path(), file.Size()
+		r.Path, r.Size = &p, &size
+		file.Close()
+	}
+	return r, nil
+}
+
+func (r *inspection) print(w io.Writer) {
+	fmt.Fprintf(w, "%s: Gramine protected file, format version %s\n", r.File, r.Version)
+	fmt.Fprintf(w, "  host size:      %d bytes\n", r.HostSize)
+	if r.Size != nil {
+		fmt.Fprintf(w, "  plaintext size: %d bytes\n", *r.Size)
+		fmt.Fprintf(w, "  bound path:     %q\n", *r.Path)
+	} else {
+		fmt.Fprintf(w, "  plaintext size: %d to %d bytes (exact size and path need the key)\n", r.MinSize, r.MaxSize)
+	}
+	fmt.Fprintf(w, "  feature flags:  %#02x\n", r.Flags)
+	fmt.Fprintf(w, "  KDF nonce:      %s\n", r.Nonce)
+	fmt.Fprintf(w, "  metadata MAC:   %s\n", r.MAC)
+}

@@ -1,0 +1,133 @@
+// Package atomicfile writes an output file or folder under a temporary name next to its final
+// place and moves it there only when it is complete, so that a failed or interrupted run leaves
+// no output behind, never a partial one.
+package atomicfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// ErrExists is returned when the final path exists and replacing it was not asked for.
+var ErrExists = errors.New("already exists (use --force to replace it)")
+
+// Pending is an output under construction at its temporary path.
+type Pending struct {
+	Temp  string // where to write now
+	final string
+	force bool
+}
+
+var (
+	mu   sync.Mutex
+	live = map[*Pending]bool{}
+)
+
+// New reserves a temporary name for final, in the same folder, as a file (dir false) or a folder.
+// Unless force is set, final must not exist; with force, it is replaced when Commit is called.
+func New(final string, dir, force bool) (*Pending, error) {
+	if _, err := os.Lstat(final); err == nil && !force {
+		return nil, fmt.Errorf("%s %w", final, ErrExists)
+	}
+	parent, base := filepath.Split(final)
+	if parent == "" {
+		parent = "."
+	}
+	if info, err := os.Stat(parent); err != nil || !info.IsDir() {
+		return nil, fmt.Errorf("%s: the folder %s does not exist", final, filepath.Clean(parent))
+	}
+	pattern := "." + base + ".ppml-tmp-*"
+	var temp string
+	var err error
+	if dir {
+		if temp, err = os.MkdirTemp(parent, pattern); err == nil {
+			err = os.Chmod(temp, 0o755)
+		}
+	} else {
+		var f *os.File
+		if f, err = os.CreateTemp(parent, pattern); err == nil {
+			temp = f.Name()
+			err = f.Close()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := &Pending{Temp: temp, final: final, force: force}
+	mu.Lock()
+	live[p] = true
+	mu.Unlock()
+	return p, nil
+}
+
+// Commit moves the temporary output to its final path. A folder replaces an existing folder's
+// files one by one, leaving files that it does not contain.
+func (p *Pending) Commit() error {
+	defer p.forget()
+	info, err := os.Stat(p.Temp)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return p.move(p.Temp, p.final)
+	}
+	if _, err := os.Stat(p.final); errors.Is(err, fs.ErrNotExist) {
+		return os.Rename(p.Temp, p.final)
+	}
+	err = filepath.WalkDir(p.Temp, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == p.Temp {
+			return err
+		}
+		rel, _ := filepath.Rel(p.Temp, path)
+		dst := filepath.Join(p.final, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o775)
+		}
+		return p.move(path, dst)
+	})
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(p.Temp)
+}
+
+// move renames src to dst. Without force it links first, which fails if dst appeared meanwhile.
+func (p *Pending) move(src, dst string) error {
+	if p.force {
+		return os.Rename(src, dst)
+	}
+	if err := os.Link(src, dst); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s %w", dst, ErrExists)
+		}
+		return err
+	}
+	return os.Remove(src)
+}
+
+// Abort removes the temporary output.
+func (p *Pending) Abort() {
+	os.RemoveAll(p.Temp)
+	p.forget()
+}
+
+func (p *Pending) forget() {
+	mu.Lock()
+	delete(live, p)
+	mu.Unlock()
+}
+
+// AbortAll removes every temporary output not yet committed or aborted: call it when the
+// program is interrupted.
+func AbortAll() {
+	mu.Lock()
+	defer mu.Unlock()
+	for p := range live {
+		os.RemoveAll(p.Temp)
+		delete(live, p)
+	}
+}

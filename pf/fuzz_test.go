@@ -1,0 +1,96 @@
+package pf
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzOpen feeds arbitrary host files to Open, ReadAt and Decrypt: they must fail cleanly or
+// agree with each other, never panic or hang.
+func FuzzOpen(f *testing.F) {
+	for _, name := range []string{"ct/ct_0.pf", "ct/ct_4097.pf", "neg/trunc_unaligned_1.pf", "neg/flip_meta_version_1048576.pf"} {
+		b, err := os.ReadFile(filepath.Join(vectors, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[:min(len(b), 3*NodeSize)])
+	}
+	key := readKey(f, "wrap.key")
+	f.Fuzz(func(t *testing.T, host []byte) {
+		var out bytes.Buffer
+		n, derr := Decrypt(&out, bytes.NewReader(host), int64(len(host)), key, nil)
+		if n != int64(out.Len()) {
+			t.Fatalf("Decrypt reported %d bytes, wrote %d", n, out.Len())
+		}
+		file, err := Open(bytes.NewReader(host), int64(len(host)), key, nil)
+		if err != nil {
+			if derr == nil {
+				t.Fatalf("Open failed (%v) where Decrypt succeeded", err)
+			}
+			return
+		}
+		got, rerr := io.ReadAll(io.NewSectionReader(file, 0, file.Size()))
+		if (rerr == nil) != (derr == nil) || rerr == nil && !bytes.Equal(got, out.Bytes()) {
+			t.Fatalf("ReadAt (%v) and Decrypt (%v) disagree", rerr, derr)
+		}
+	})
+}
+
+// FuzzMetadata builds files whose metadata and root MHT node authenticate but hold arbitrary
+// contents, as a holder of the key could make them: sizes, paths and slots must be handled.
+func FuzzMetadata(f *testing.F) {
+	f.Add(make([]byte, encMetaSize), make([]byte, NodeSize), 3)
+	meta := make([]byte, encMetaSize)
+	meta[pathFieldSize] = 0x10 // 4112 bytes: one data node
+	f.Add(meta, make([]byte, NodeSize), 2)
+	f.Fuzz(func(t *testing.T, meta, root []byte, nodes int) {
+		if len(meta) < encMetaSize || len(root) < NodeSize || nodes < 1 || nodes > 64 {
+			return
+		}
+		host := make([]byte, nodes*NodeSize)
+		var nonce [NonceSize]byte
+		copy(host, fileID)
+		host[8] = Version
+		mk := metadataKey(&testKey, &nonce)
+		buf := make([]byte, encMetaSize+MACSize)
+		copy(buf, meta)
+		// Make the root MHT node authentic under the key and tag that the metadata names.
+		var s slot
+		copy(s.key[:], meta[pathFieldSize+8:])
+		if nodes > 1 {
+			rb := make([]byte, NodeSize+MACSize)
+			copy(rb, root)
+			s.mac = seal(&s.key, rb, NodeSize)
+			copy(host[NodeSize:], rb[:NodeSize])
+			copy(buf[pathFieldSize+24:], s.mac[:])
+		}
+		mac := seal(&mk, buf, encMetaSize)
+		copy(host[headerSizeV2:], buf[:encMetaSize])
+		copy(host[42:], mac[:])
+		var out bytes.Buffer
+		_, err := Decrypt(&out, bytes.NewReader(host), int64(len(host)), testKey, nil)
+		if err == nil {
+			return
+		}
+		for _, want := range []error{ErrKey, ErrTruncated, ErrDamaged} {
+			if errors.Is(err, want) {
+				return
+			}
+		}
+		t.Fatalf("unexpected error: %v", err)
+	})
+}
+
+// FuzzFileOps runs random operation sequences, decoded from the input, against a reference.
+func FuzzFileOps(f *testing.F) {
+	f.Add(uint64(1), uint16(50))
+	f.Fuzz(func(t *testing.T, seed uint64, steps uint16) {
+		defer func(n int) { cacheNodes = n }(cacheNodes)
+		cacheNodes = 2 + int(seed%8)
+		randomOps(t, seed, int(steps%200), false)
+	})
+}

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs what ppml's build, demo and tests need on a Debian machine, skipping what is there.
+set -eu
+
+# Debian packages: openssl is the benchmarks' yardstick.
+packages="openssl"
+
+missing=""
+for p in $packages; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "setup: installing Debian packages:$missing"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+PATH=/usr/local/go/bin:$PATH
+if ! command -v go >/dev/null; then
+	echo "setup: Go is missing; install Go 1.26 or later in /usr/local/go (https://go.dev/dl)" >&2
+	exit 1
+fi
+go mod download
