@@ -53,6 +53,9 @@ func encryptBytes(t testing.TB, plain []byte, path string) *memStorage {
 
 func TestRoundTripBoundaries(t *testing.T) {
 	for _, size := range boundarySizes() {
+		if testing.Short() && size > 1<<20 {
+			continue
+		}
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			plain := plaintext(size)
 			// Bulk encrypt, then bulk decrypt and random-access read.
@@ -110,7 +113,11 @@ func TestRandomOps(t *testing.T) {
 		t.Run(fmt.Sprint("cache", cache), func(t *testing.T) {
 			defer func(n int) { cacheNodes = n }(cacheNodes)
 			cacheNodes = cache
-			for seed := range uint64(6) {
+			seeds := uint64(6)
+			if testing.Short() {
+				seeds = 2
+			}
+			for seed := range seeds {
 				randomOps(t, seed, 200, cache < 10)
 			}
 		})
