@@ -1,0 +1,99 @@
+// Package attest is what every kind of TEE evidence has in common: an Attester produces evidence
+// that binds 64 bytes of report data, a Verifier checks evidence and returns the Claims it
+// carries, and a Registry picks the verifier for a kind of evidence.
+//
+// The kinds live in the packages below: attest/sgx (SGX DCAP quotes, genuine or from a simulated
+// platform, attest/sim), attest/tdx, attest/snp and attest/gramine.
+package attest
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind names a kind of evidence.
+type Kind string
+
+// The kinds of evidence.
+const (
+	SGX Kind = "sgx" // an SGX DCAP quote (version 3 or 4)
+	TDX Kind = "tdx" // a TDX DCAP quote (version 4 or 5)
+	SNP Kind = "snp" // an AMD SEV-SNP attestation report
+)
+
+// ReportData is the 64 bytes a piece of evidence binds: a hash of a public key, a nonce, ...
+type ReportData [64]byte
+
+// Attester produces evidence about the TEE it runs in.
+type Attester interface {
+	Kind() Kind
+	// Attest returns evidence that binds reportData.
+	Attest(reportData ReportData) ([]byte, error)
+}
+
+// Verifier checks evidence of one kind.
+type Verifier interface {
+	Kind() Kind
+	// Verify checks evidence as of the time at and returns what it says. It fails unless the
+	// evidence is genuine, current and not revoked; a TCB status below UpToDate is reported in
+	// the claims for a policy to judge.
+	Verify(evidence []byte, at time.Time) (*Claims, error)
+}
+
+// Hex is bytes that print and marshal as lower-case hex.
+type Hex []byte
+
+func (h Hex) String() string { return hex.EncodeToString(h) }
+
+// MarshalText encodes h as lower-case hex.
+func (h Hex) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText decodes hex.
+func (h *Hex) UnmarshalText(b []byte) error {
+	d, err := hex.DecodeString(string(b))
+	*h = d
+	return err
+}
+
+// Claims are what verified evidence says about the workload and its platform.
+type Claims struct {
+	TEE Kind `json:"tee"`
+	// Platform names the root of trust that vouched for the evidence: "intel", "amd", or
+	// "simulated" for ppml's simulated platform.
+	Platform string `json:"platform"`
+
+	// SGX enclave identity.
+	MREnclave Hex     `json:"mrenclave,omitempty"`
+	MRSigner  Hex     `json:"mrsigner,omitempty"`
+	ISVProdID *uint16 `json:"isv_prod_id,omitempty"`
+	ISVSVN    *uint16 `json:"isv_svn,omitempty"`
+
+	// TDX trust domain measurements.
+	MRTD  Hex   `json:"mrtd,omitempty"`
+	RTMRs []Hex `json:"rtmrs,omitempty"`
+
+	// SEV-SNP launch measurement.
+	Measurement Hex `json:"measurement,omitempty"`
+
+	Debug       bool     `json:"debug"`
+	TCBStatus   string   `json:"tcb_status"`
+	AdvisoryIDs []string `json:"advisory_ids"`
+	ReportData  Hex      `json:"report_data"`
+}
+
+// ErrUnknownKind is returned for evidence of a kind that no verifier is registered for.
+var ErrUnknownKind = errors.New("no verifier for this kind of evidence")
+
+// Registry holds the verifiers a relying party trusts, one per kind.
+type Registry map[Kind]Verifier
+
+// Verify checks evidence of the given kind with its registered verifier.
+func (r Registry) Verify(kind Kind, evidence []byte, at time.Time) (*Claims, error) {
+	v, ok := r[kind]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
+	}
+	return v.Verify(evidence, at)
+}

@@ -1,0 +1,514 @@
+package sgx
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ppml/ppml/collateral"
+)
+
+//go:embed intel_sgx_root_ca.pem
+var intelRootCAPEM []byte
+
+// IntelRoots returns a new pool holding the Intel SGX Root CA certificate (CN=Intel SGX Root CA,
+// SHA-256 fingerprint 44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3), the
+// trust anchor of every genuine SGX quote.
+func IntelRoots() *x509.CertPool {
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(intelRootCAPEM) {
+		panic("sgx: embedded Intel SGX Root CA does not parse")
+	}
+	return p
+}
+
+// Options configure [Verify].
+type Options struct {
+	// Time is the verification time; required. Certificates, collateral and CRLs must be valid
+	// then.
+	Time time.Time
+	// Roots are the trusted root CAs; nil means the Intel SGX Root CA ([IntelRoots]).
+	Roots *x509.CertPool
+	// Collateral is the Intel collateral for the quote's platform; required.
+	Collateral *collateral.Bundle
+	// SkipCRL skips revocation checking: the bundle's CRLs are ignored. Without it both the root
+	// CA CRL and the PCK CRL must be present and current.
+	SkipCRL bool
+}
+
+// Verdict is the outcome of a successful verification.
+type Verdict struct {
+	Quote *Quote
+	PCK   *PCKExtension // the SGX extension of the PCK leaf certificate
+	FMSPC string        // upper-case hex, as in the TCB info
+	// TCBStatus is the final status (one of the Status constants), the platform status merged with
+	// the QE's as Intel's Quote Verification Library does.
+	TCBStatus      string
+	AdvisoryIDs    []string  // Intel security advisories that apply (platform, then QE)
+	PlatformStatus string    // status of the platform's TCB level
+	TCBDate        time.Time // date of the platform's TCB level
+	QEStatus       string    // status of the Quoting Enclave's ISVSVN
+}
+
+// Debug reports whether the attested enclave is a debug enclave (ATTRIBUTES flag 0x2).
+func (v *Verdict) Debug() bool { return v.Quote.Body.Debug() }
+
+// Verify verifies an SGX DCAP quote against opts.Collateral at opts.Time, step by step as Intel's
+// Quote Verification Library does. A quote whose signatures, certificate chain and collateral
+// check out verifies whatever its TCB status (reported in the Verdict), except Revoked. Every
+// failure is an [*Error] naming the step.
+//
+// Verify parses and checks the collateral on each call; a [Verifier] does that once.
+func Verify(quote []byte, opts Options) (*Verdict, error) {
+	v, err := NewVerifier(opts)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(quote, opts.Time)
+}
+
+// Verifier verifies quotes against one collateral bundle, which it parses and whose signatures
+// and certificate chains it checks once, in [NewVerifier]. It also remembers the PCK chains it has
+// verified, so that quotes from a known platform cost two signature checks. It is safe for
+// concurrent use.
+type Verifier struct {
+	roots   *x509.CertPool
+	skipCRL bool
+
+	tcbInfo  *TCBInfo
+	tcbChain []*x509.Certificate // TCB info signer → root
+	qeID     *QEIdentity
+	qeChain  []*x509.Certificate
+	rootCRL  *crl // nil if absent or skipped
+	pckCRL   *crl
+
+	mu     sync.Mutex
+	chains map[string]*pckEntry // verified PCK chains by PEM
+}
+
+// crl is a CRL whose signature has been checked, with its issuer's verified chain.
+type crl struct {
+	list    *x509.RevocationList
+	chain   []*x509.Certificate // issuer → root
+	revoked map[string]bool     // serial numbers, decimal
+}
+
+// NewVerifier checks the collateral of opts (signatures and issuer chains, each chain verified at
+// the time its piece was issued) and returns a Verifier for it. opts.Time is not used: each call
+// of [Verifier.Verify] names its own time.
+func NewVerifier(opts Options) (*Verifier, error) {
+	b := opts.Collateral
+	if b == nil {
+		return nil, stepErr(StepCollateral, "no collateral")
+	}
+	v := &Verifier{roots: opts.Roots, skipCRL: opts.SkipCRL, chains: make(map[string]*pckEntry)}
+	if v.roots == nil {
+		v.roots = IntelRoots()
+	}
+	var err error
+	if v.tcbInfo, err = ParseTCBInfo(b.TCBInfo); err != nil {
+		return nil, &Error{StepTCBInfo, err}
+	}
+	if v.tcbChain, err = v.signerChain(b.TCBInfoIssuerChain, v.tcbInfo.IssueDate, &v.tcbInfo.signed); err != nil {
+		return nil, &Error{StepTCBInfo, err}
+	}
+	if v.qeID, err = ParseQEIdentity(b.QEIdentity); err != nil {
+		return nil, &Error{StepQEIdentity, err}
+	}
+	if v.qeChain, err = v.signerChain(b.QEIdentityIssuerChain, v.qeID.IssueDate, &v.qeID.signed); err != nil {
+		return nil, &Error{StepQEIdentity, err}
+	}
+	if v.skipCRL {
+		return v, nil
+	}
+	if len(b.RootCACRL) > 0 {
+		root := v.tcbChain[len(v.tcbChain)-1:]
+		if v.rootCRL, err = v.parseCRL(b.RootCACRL, root); err != nil {
+			return nil, stepErr(StepRevocation, "root CA CRL: %w", err)
+		}
+		for _, c := range []*x509.Certificate{v.tcbChain[0], v.qeChain[0]} {
+			if err := v.rootCRL.check(c); err != nil {
+				return nil, &Error{StepRevocation, err}
+			}
+		}
+	}
+	if len(b.PCKCRL) > 0 {
+		issuer, err := parseCerts(b.PCKCRLIssuerChain)
+		if err == nil {
+			v.pckCRL, err = v.parseCRL(b.PCKCRL, issuer)
+		}
+		if err != nil {
+			return nil, stepErr(StepRevocation, "PCK CRL: %w", err)
+		}
+	}
+	return v, nil
+}
+
+// signerChain parses a PEM issuer chain, verifies it to the roots at time at, and checks that its
+// first certificate signed s. It returns the verified chain, signer first and root last.
+func (v *Verifier) signerChain(chainPEM []byte, at time.Time, s *signed) ([]*x509.Certificate, error) {
+	chain, err := v.verifyChain(chainPEM, at)
+	if err != nil {
+		return nil, fmt.Errorf("issuer chain: %w", err)
+	}
+	return chain, s.verify(chain[0])
+}
+
+// verifyChain parses a PEM chain (first certificate the one to verify) and verifies it to the
+// roots at time at.
+func (v *Verifier) verifyChain(chainPEM []byte, at time.Time) ([]*x509.Certificate, error) {
+	certs, err := parseCerts(chainPEM)
+	if err != nil {
+		return nil, err
+	}
+	return v.verifyCerts(certs, at)
+}
+
+// verifyCerts verifies certs[0] to the roots at time at, with certs[1:] as intermediates.
+func (v *Verifier) verifyCerts(certs []*x509.Certificate, at time.Time) ([]*x509.Certificate, error) {
+	if err := checkCertTimes(certs, at); err != nil {
+		return nil, err
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := certs[0].Verify(x509.VerifyOptions{
+		Roots:         v.roots,
+		Intermediates: inter,
+		CurrentTime:   at,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUntrusted, err)
+	}
+	return chains[0], nil
+}
+
+// checkCertTimes reports the first certificate that is not valid at time at.
+func checkCertTimes(certs []*x509.Certificate, at time.Time) error {
+	for _, c := range certs {
+		if err := checkTime(fmt.Sprintf("certificate %q", c.Subject.CommonName), c.NotBefore, c.NotAfter, at, ErrExpired); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkTime checks that from <= at <= until; after until it returns late.
+func checkTime(what string, from, until, at time.Time, late error) error {
+	const layout = time.RFC3339
+	if at.Before(from) {
+		return fmt.Errorf("%s %w: valid from %s, time is %s", what, ErrNotYetValid, from.UTC().Format(layout), at.UTC().Format(layout))
+	}
+	if at.After(until) {
+		return fmt.Errorf("%s %w: valid until %s, time is %s", what, late, until.UTC().Format(layout), at.UTC().Format(layout))
+	}
+	return nil
+}
+
+// parseCRL parses a DER CRL and checks it was signed by issuer[0], whose chain (issuer[1:] as
+// intermediates) must verify to the roots at the CRL's thisUpdate.
+func (v *Verifier) parseCRL(der []byte, issuer []*x509.Certificate) (*crl, error) {
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	c := &crl{list: list, revoked: make(map[string]bool, len(list.RevokedCertificateEntries))}
+	if c.chain, err = v.verifyCerts(issuer, list.ThisUpdate); err != nil {
+		return nil, fmt.Errorf("issuer chain: %w", err)
+	}
+	if err := list.CheckSignatureFrom(c.chain[0]); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSignature, err)
+	}
+	for _, e := range list.RevokedCertificateEntries {
+		c.revoked[e.SerialNumber.String()] = true
+	}
+	return c, nil
+}
+
+// check reports whether cert is revoked by c.
+func (c *crl) check(cert *x509.Certificate) error {
+	if c.revoked[cert.SerialNumber.String()] {
+		return fmt.Errorf("certificate %q serial %x %w by the CRL of %q", cert.Subject.CommonName, cert.SerialNumber, ErrRevoked, c.chain[0].Subject.CommonName)
+	}
+	return nil
+}
+
+// current checks that c is fresh at time at and was issued by issuer (same name and key).
+func (c *crl) current(issuer *x509.Certificate, at time.Time) error {
+	name := fmt.Sprintf("CRL of %q", c.chain[0].Subject.CommonName)
+	if !bytes.Equal(c.chain[0].RawSubject, issuer.RawSubject) || !bytes.Equal(c.chain[0].RawSubjectPublicKeyInfo, issuer.RawSubjectPublicKeyInfo) {
+		return fmt.Errorf("%w: the %s is not the CRL of %q", ErrNoRevocationData, name, issuer.Subject.CommonName)
+	}
+	if err := checkTime(name, c.list.ThisUpdate, c.list.NextUpdate, at, ErrStaleCRL); err != nil {
+		return err
+	}
+	return checkCertTimes(c.chain, at)
+}
+
+// Verify verifies a quote at time at; see [Verify].
+func (v *Verifier) Verify(quote []byte, at time.Time) (*Verdict, error) {
+	if at.IsZero() {
+		return nil, errors.New("sgx: no verification time given")
+	}
+	q, err := ParseQuote(quote)
+	if err != nil {
+		return nil, &Error{StepQuote, err}
+	}
+	chain, pck, err := v.pckChain(q, at)
+	if err != nil {
+		return nil, &Error{StepPCKChain, err}
+	}
+	if err := v.checkRevocation(chain, at); err != nil {
+		return nil, &Error{StepRevocation, err}
+	}
+	if err := checkQEReport(q, chain[0]); err != nil {
+		return nil, &Error{StepQEReport, err}
+	}
+	if err := checkQuoteSignature(q); err != nil {
+		return nil, &Error{StepQuoteSignature, err}
+	}
+	qe, err := v.checkQEIdentity(&q.QEReport, at)
+	if err != nil {
+		return nil, &Error{StepQEIdentity, err}
+	}
+	level, err := v.checkTCBInfo(pck, at)
+	if err != nil {
+		return nil, err
+	}
+	vd := &Verdict{
+		Quote:          q,
+		PCK:            pck,
+		FMSPC:          fmt.Sprintf("%X", pck.FMSPC),
+		TCBStatus:      mergeStatus(level.Status, qe.Status),
+		AdvisoryIDs:    mergeAdvisories(level.AdvisoryIDs, qe.AdvisoryIDs),
+		PlatformStatus: level.Status,
+		TCBDate:        level.TCBDate,
+		QEStatus:       qe.Status,
+	}
+	if vd.TCBStatus == StatusRevoked {
+		return nil, stepErr(StepTCBStatus, "%w: platform TCB %s, QE TCB %s", ErrRevoked, level.Status, qe.Status)
+	}
+	return vd, nil
+}
+
+// maxCachedChains bounds the Verifier's cache of verified PCK chains (one per platform).
+const maxCachedChains = 256
+
+// pckEntry is a verified PCK chain (leaf, PCK CA, root) and its leaf's SGX extension.
+type pckEntry struct {
+	chain []*x509.Certificate
+	ext   PCKExtension
+}
+
+// pckChain verifies the quote's PCK chain to the roots at time at and parses the leaf's SGX
+// extension. Verified chains are cached by their PEM bytes; a cached chain is reused while all its
+// certificates are valid.
+func (v *Verifier) pckChain(q *Quote, at time.Time) ([]*x509.Certificate, *PCKExtension, error) {
+	v.mu.Lock()
+	e := v.chains[string(q.PCKChain)]
+	v.mu.Unlock()
+	if e == nil {
+		certs, err := q.PCKCertificates()
+		if err != nil {
+			return nil, nil, err
+		}
+		e = new(pckEntry)
+		if e.chain, err = v.verifyCerts(certs, at); err != nil {
+			return nil, nil, err
+		}
+		if len(e.chain) != 3 {
+			return nil, nil, fmt.Errorf("%w: chain of %d certificates, want PCK → PCK CA → root", ErrFormat, len(e.chain))
+		}
+		ext, err := PCKExtensionOf(e.chain[0])
+		if err != nil {
+			return nil, nil, err
+		}
+		e.ext = *ext
+		v.mu.Lock()
+		if len(v.chains) >= maxCachedChains {
+			clear(v.chains)
+		}
+		v.chains[string(q.PCKChain)] = e
+		v.mu.Unlock()
+	} else if err := checkCertTimes(e.chain, at); err != nil {
+		return nil, nil, err
+	}
+	ext := e.ext
+	return e.chain, &ext, nil
+}
+
+// checkRevocation checks the PCK CA against the root CA CRL and the PCK leaf against the PCK CRL.
+func (v *Verifier) checkRevocation(chain []*x509.Certificate, at time.Time) error {
+	if v.skipCRL {
+		return nil
+	}
+	for _, c := range []struct {
+		crl          *crl
+		name         string
+		issuer, cert *x509.Certificate
+	}{
+		{v.rootCRL, "root CA CRL", chain[2], chain[1]},
+		{v.pckCRL, "PCK CRL", chain[1], chain[0]},
+	} {
+		if c.crl == nil {
+			return fmt.Errorf("%w: the collateral has no %s (set SkipCRL to verify without revocation checks)", ErrNoRevocationData, c.name)
+		}
+		if err := c.crl.current(c.issuer, at); err != nil {
+			return err
+		}
+		if err := c.crl.check(c.cert); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkQEReport checks that the PCK leaf signed the QE report and that the QE report binds the
+// attestation key: REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 32 zero bytes.
+func checkQEReport(q *Quote, leaf *x509.Certificate) error {
+	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return fmt.Errorf("%w: PCK key is not ECDSA P-256", ErrUnsupported)
+	}
+	if !verifyRS(pub, q.qeReport, q.QEReportSignature[:]) {
+		return fmt.Errorf("%w: QE report signature (PCK key)", ErrSignature)
+	}
+	h := sha256.New()
+	h.Write(q.AttestationKey[:])
+	h.Write(q.QEAuthData)
+	var want [64]byte
+	h.Sum(want[:0])
+	if q.QEReport.ReportData != want {
+		return fmt.Errorf("%w: QE report data is not SHA-256(attestation key ‖ QE auth data)", ErrMismatch)
+	}
+	return nil
+}
+
+// checkQuoteSignature checks the attestation key's signature over header ‖ report body.
+func checkQuoteSignature(q *Quote) error {
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append([]byte{4}, q.AttestationKey[:]...))
+	if err != nil {
+		return fmt.Errorf("%w: attestation key: %v", ErrFormat, err)
+	}
+	if !verifyRS(pub, q.signed, q.Signature[:]) {
+		return fmt.Errorf("%w: quote signature (attestation key)", ErrSignature)
+	}
+	return nil
+}
+
+// checkQEIdentity checks the QE report against the QE identity and returns the QE's TCB level.
+func (v *Verifier) checkQEIdentity(r *ReportBody, at time.Time) (*QETCBLevel, error) {
+	id := v.qeID
+	if id.ID != "QE" {
+		return nil, fmt.Errorf("%w: identity of %q, want \"QE\" for an SGX quote", ErrMismatch, id.ID)
+	}
+	if err := checkTime("QE identity", id.IssueDate, id.NextUpdate, at, ErrExpired); err != nil {
+		return nil, err
+	}
+	if err := checkCertTimes(v.qeChain, at); err != nil {
+		return nil, fmt.Errorf("issuer chain: %w", err)
+	}
+	misc := binary.LittleEndian.AppendUint32(nil, r.MiscSelect)
+	switch {
+	case !maskedEqual(misc, id.MiscSelectMask[:], id.MiscSelect[:]):
+		return nil, fmt.Errorf("%w: QE MISCSELECT %x under mask %x, want %x", ErrMismatch, misc, id.MiscSelectMask, id.MiscSelect)
+	case !maskedEqual(r.Attributes[:], id.AttributesMask[:], id.Attributes[:]):
+		return nil, fmt.Errorf("%w: QE ATTRIBUTES %x under mask %x, want %x", ErrMismatch, r.Attributes, id.AttributesMask, id.Attributes)
+	case r.MRSigner != id.MRSigner:
+		return nil, fmt.Errorf("%w: QE MRSIGNER %s, want %s", ErrMismatch, hex.EncodeToString(r.MRSigner[:]), hex.EncodeToString(id.MRSigner[:]))
+	case r.ISVProdID != id.ISVProdID:
+		return nil, fmt.Errorf("%w: QE ISVPRODID %d, want %d", ErrMismatch, r.ISVProdID, id.ISVProdID)
+	}
+	for i := range id.TCBLevels {
+		if l := &id.TCBLevels[i]; l.ISVSVN <= r.ISVSVN {
+			return l, nil
+		}
+	}
+	return &QETCBLevel{ISVSVN: r.ISVSVN, Status: StatusRevoked}, nil
+}
+
+// maskedEqual reports whether v & mask == want, byte by byte.
+func maskedEqual(v, mask, want []byte) bool {
+	for i := range want {
+		if v[i]&mask[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// checkTCBInfo checks the TCB info against the PCK certificate and returns the platform's level.
+func (v *Verifier) checkTCBInfo(pck *PCKExtension, at time.Time) (*TCBLevel, error) {
+	t := v.tcbInfo
+	switch {
+	case t.ID == "TDX":
+		return nil, stepErr(StepTCBInfo, "%w: TDX TCB info for an SGX quote", ErrMismatch)
+	case t.FMSPC != pck.FMSPC:
+		return nil, stepErr(StepTCBInfo, "%w: TCB info is for FMSPC %X, PCK certificate has %X", ErrMismatch, t.FMSPC, pck.FMSPC)
+	case t.PCEID != pck.PCEID:
+		return nil, stepErr(StepTCBInfo, "%w: TCB info is for PCE-ID %X, PCK certificate has %X", ErrMismatch, t.PCEID, pck.PCEID)
+	}
+	if err := checkTime("TCB info", t.IssueDate, t.NextUpdate, at, ErrExpired); err != nil {
+		return nil, &Error{StepTCBInfo, err}
+	}
+	if err := checkCertTimes(v.tcbChain, at); err != nil {
+		return nil, stepErr(StepTCBInfo, "issuer chain: %w", err)
+	}
+	for i := range t.TCBLevels {
+		if l := &t.TCBLevels[i]; l.matches(pck) {
+			return l, nil
+		}
+	}
+	return nil, stepErr(StepTCBStatus, "%w: PCK TCB %v PCESVN %d is below every level of the TCB info", ErrTCBLevelNotSupported, pck.TCBComponents, pck.PCESVN)
+}
+
+// matches reports whether every SGX component SVN and the PCESVN of the PCK certificate are at
+// least those of l.
+func (l *TCBLevel) matches(pck *PCKExtension) bool {
+	for i, svn := range l.SGXComponents {
+		if pck.TCBComponents[i] < svn {
+			return false
+		}
+	}
+	return pck.PCESVN >= l.PCESVN
+}
+
+// mergeStatus combines the platform's TCB status with the QE's as Intel's QVL does: an OutOfDate
+// QE makes the platform at least OutOfDate (keeping ConfigurationNeeded), a Revoked QE makes it
+// Revoked. QVL treats every QE status other than UpToDate and Revoked as OutOfDate.
+func mergeStatus(platform, qe string) string {
+	switch {
+	case qe == StatusUpToDate:
+		return platform
+	case qe == StatusRevoked:
+		return StatusRevoked
+	case platform == StatusUpToDate || platform == StatusSWHardeningNeeded:
+		return StatusOutOfDate
+	case platform == StatusConfigurationNeeded || platform == StatusConfigurationAndSWHardeningNeeded:
+		return StatusOutOfDateConfigurationNeeded
+	}
+	return platform
+}
+
+// mergeAdvisories returns the platform's advisory IDs followed by the QE's that are not among them.
+func mergeAdvisories(platform, qe []string) []string {
+	ids := slices.Clone(platform)
+	for _, id := range qe {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}

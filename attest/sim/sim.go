@@ -1,0 +1,271 @@
+// Package sim is ppml's simulated SGX platform: a simulated Intel PKI (root CA, PCK platform CA,
+// PCK certificate with SGX extensions, TCB signing certificate), the collateral Intel's PCS would
+// serve for it (TCB info, QE identity, CRLs), and a simulated Quoting Enclave that writes
+// real-format DCAP v3 quotes.
+//
+// Its quotes go through the very same verifier as genuine ones (package attest/sgx). They verify
+// only where the platform's root CA is explicitly trusted; to any verifier trusting Intel's root
+// they are quotes from an unknown root, and are refused. A simulated platform protects nothing:
+// it is for development, tests and demonstrations on machines without a TEE.
+package sim
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/collateral"
+)
+
+// Files of a platform folder, besides the collateral in its collateral/ subfolder.
+const (
+	platformFile   = "platform.json"
+	rootCertFile   = "root-ca.pem"
+	rootKeyFile    = "root-ca.key"
+	pckCACertFile  = "pck-ca.pem"
+	pckCAKeyFile   = "pck-ca.key"
+	pckCertFile    = "pck.pem"
+	pckKeyFile     = "pck.key"
+	signerCertFile = "tcb-signing.pem"
+	signerKeyFile  = "tcb-signing.key"
+	attestKeyFile  = "attestation.key"
+	collateralDir  = "collateral"
+)
+
+// Validity of what a platform issues. Collateral lasts a year rather than Intel's 30 days, so that
+// a development platform keeps working; ppml sim init makes a fresh one at any time.
+const (
+	certValidity       = 10 * 365 * 24 * time.Hour
+	collateralValidity = 365 * 24 * time.Hour
+)
+
+// The simulated platform's TCB: what its PCK certificate and quotes carry.
+var (
+	platformTCB    = [16]uint8{5, 5, 2, 2, 4, 1, 0, 3}
+	platformPCESVN = uint16(11)
+	qeSVN          = uint16(8)
+	// qeMRSigner stands for the MRSIGNER of Intel's Quoting Enclave.
+	qeMRSigner = sha256.Sum256([]byte("ppml simulated Quoting Enclave"))
+	// intelQEVendorID is the vendor ID of Intel's Quoting Enclave.
+	intelQEVendorID = [16]byte{0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07}
+)
+
+// Statuses lists the TCB statuses a platform can be made to evaluate to, best first.
+var Statuses = []string{
+	"UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded",
+	"OutOfDate", "OutOfDateConfigurationNeeded", "Revoked",
+}
+
+// Settings describe a platform.
+type Settings struct {
+	FMSPC     string    `json:"fmspc"`      // upper-case hex, 6 bytes
+	TCBStatus string    `json:"tcb_status"` // what the platform's TCB evaluates to
+	Created   time.Time `json:"created"`
+}
+
+// Platform is a simulated platform loaded from its folder.
+type Platform struct {
+	Dir      string
+	Settings Settings
+
+	root, pckCA, pck, signer             *x509.Certificate
+	rootKey, pckCAKey, pckKey, signerKey *ecdsa.PrivateKey
+	attestationKey                       *ecdsa.PrivateKey
+}
+
+// Init creates a new platform in dir, which must not exist, whose TCB evaluates to status (one of
+// Statuses; "" means UpToDate) as of now.
+func Init(dir, status string, now time.Time) (*Platform, error) {
+	if status == "" {
+		status = "UpToDate"
+	}
+	if !slices.Contains(Statuses, status) {
+		return nil, fmt.Errorf("unknown TCB status %q (want one of %v)", status, Statuses)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &Platform{Dir: dir, Settings: Settings{TCBStatus: status, Created: now.UTC().Truncate(time.Second)}}
+	var fmspc [6]byte
+	rand.Read(fmspc[:])
+	p.Settings.FMSPC = fmt.Sprintf("%X", fmspc)
+	if err := p.issue(fmspc); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
+
+// issue makes the platform's keys, certificates and collateral and writes them to its folder.
+func (p *Platform) issue(fmspc [6]byte) error {
+	keys := []**ecdsa.PrivateKey{&p.rootKey, &p.pckCAKey, &p.pckKey, &p.signerKey, &p.attestationKey}
+	for _, k := range keys {
+		var err error
+		if *k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			return err
+		}
+	}
+	now := p.Settings.Created
+	ext := sgx.PCKExtension{TCBComponents: platformTCB, PCESVN: platformPCESVN, FMSPC: fmspc}
+	rand.Read(ext.PPID[:])
+	sgxExt, err := ext.Marshal()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	issue := func(tmpl *x509.Certificate, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey) *x509.Certificate {
+		c, err := issueCert(tmpl, parent, key, parentKey, now)
+		errs = append(errs, err)
+		return c
+	}
+	p.root = issue(caTemplate("ppml Simulated SGX Root CA", 1), nil, p.rootKey, p.rootKey)
+	p.pckCA = issue(caTemplate("ppml Simulated SGX PCK Platform CA", 0), p.root, p.pckCAKey, p.rootKey)
+	p.signer = issue(leafTemplate("ppml Simulated SGX TCB Signing"), p.root, p.signerKey, p.rootKey)
+	pck := leafTemplate("ppml Simulated SGX PCK Certificate")
+	pck.ExtraExtensions = []pkix.Extension{{Id: sgx.OIDSGXExtensions, Value: sgxExt}}
+	p.pck = issue(pck, p.pckCA, p.pckKey, p.pckCAKey)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for name, c := range map[string]*x509.Certificate{rootCertFile: p.root, pckCACertFile: p.pckCA, pckCertFile: p.pck, signerCertFile: p.signer} {
+		errs = append(errs, writePEM(filepath.Join(p.Dir, name), "CERTIFICATE", c.Raw))
+	}
+	for name, k := range map[string]*ecdsa.PrivateKey{rootKeyFile: p.rootKey, pckCAKeyFile: p.pckCAKey, pckKeyFile: p.pckKey, signerKeyFile: p.signerKey, attestKeyFile: p.attestationKey} {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		errs = append(errs, err, writePEM(filepath.Join(p.Dir, name), "PRIVATE KEY", der))
+	}
+	settings, _ := json.MarshalIndent(p.Settings, "", "  ")
+	errs = append(errs, os.WriteFile(filepath.Join(p.Dir, platformFile), append(settings, '\n'), 0o600))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return p.writeCollateral(nil)
+}
+
+func caTemplate(name string, pathLen int) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"ppml simulation (not Intel)"}},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLen:            pathLen,
+		MaxPathLenZero:        pathLen == 0,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+}
+
+func leafTemplate(name string) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"ppml simulation (not Intel)"}},
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
+	}
+}
+
+func issueCert(tmpl, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey, now time.Time) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(certValidity)
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func writePEM(name, typ string, der []byte) error {
+	return os.WriteFile(name, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+// Load reads the platform in dir.
+func Load(dir string) (*Platform, error) {
+	p := &Platform{Dir: dir}
+	b, err := os.ReadFile(filepath.Join(dir, platformFile))
+	if err != nil {
+		return nil, fmt.Errorf("simulated platform %s: %w (make one with ppml sim init)", dir, err)
+	}
+	if err := json.Unmarshal(b, &p.Settings); err != nil {
+		return nil, fmt.Errorf("simulated platform %s: %s: %w", dir, platformFile, err)
+	}
+	var errs []error
+	for name, c := range map[string]**x509.Certificate{rootCertFile: &p.root, pckCACertFile: &p.pckCA, pckCertFile: &p.pck, signerCertFile: &p.signer} {
+		var err error
+		*c, err = readCert(filepath.Join(dir, name))
+		errs = append(errs, err)
+	}
+	for name, k := range map[string]**ecdsa.PrivateKey{rootKeyFile: &p.rootKey, pckCAKeyFile: &p.pckCAKey, pckKeyFile: &p.pckKey, signerKeyFile: &p.signerKey, attestKeyFile: &p.attestationKey} {
+		var err error
+		*k, err = readKey(filepath.Join(dir, name))
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("simulated platform %s: %w", dir, err)
+	}
+	return p, nil
+}
+
+func readPEM(name, typ string) ([]byte, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != typ {
+		return nil, fmt.Errorf("%s: no PEM %s", name, typ)
+	}
+	return block.Bytes, nil
+}
+
+func readCert(name string) (*x509.Certificate, error) {
+	der, err := readPEM(name, "CERTIFICATE")
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func readKey(name string) (*ecdsa.PrivateKey, error) {
+	der, err := readPEM(name, "PRIVATE KEY")
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an ECDSA key", name)
+	}
+	return ec, nil
+}
+
+// Roots returns a pool holding the platform's root CA: trust it to accept its quotes.
+func (p *Platform) Roots() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.root)
+	return pool
+}
+
+// Collateral reads the platform's collateral.
+func (p *Platform) Collateral() (*collateral.Bundle, error) {
+	return collateral.ReadDir(filepath.Join(p.Dir, collateralDir), p.Settings.FMSPC)
+}
