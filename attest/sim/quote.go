@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
 )
 
@@ -65,4 +66,18 @@ func (p *Platform) Quote(enclave Enclave, reportData [64]byte) ([]byte, error) {
 	}
 	copy(q.Signature[:], sig)
 	return q.Marshal(), nil
+}
+
+// Attester is the simulated Quoting Enclave of a platform, attesting to one enclave.
+type Attester struct {
+	Platform *Platform
+	Enclave  Enclave
+}
+
+// Kind returns attest.SGX: simulated quotes are SGX quotes.
+func (a Attester) Kind() attest.Kind { return attest.SGX }
+
+// Attest returns a quote for the enclave binding reportData.
+func (a Attester) Attest(reportData attest.ReportData) ([]byte, error) {
+	return a.Platform.Quote(a.Enclave, reportData)
 }

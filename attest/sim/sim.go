@@ -26,6 +26,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/collateral"
 )
@@ -263,6 +264,19 @@ func (p *Platform) Roots() *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(p.root)
 	return pool
+}
+
+// Verifier returns a verifier that trusts this platform, and only it, as of its collateral.
+func (p *Platform) Verifier() (attest.Verifier, error) {
+	b, err := p.Collateral()
+	if err != nil {
+		return nil, err
+	}
+	v, err := sgx.NewVerifier(sgx.Options{Roots: p.Roots(), Collateral: b})
+	if err != nil {
+		return nil, fmt.Errorf("simulated platform %s: %w", p.Dir, err)
+	}
+	return sgx.AttestVerifier{Verifier: v, Platform: "simulated"}, nil
 }
 
 // Collateral reads the platform's collateral.

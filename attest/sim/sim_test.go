@@ -1,12 +1,15 @@
 package sim
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
 )
 
@@ -168,5 +171,33 @@ func TestTamperedQuote(t *testing.T) {
 		if _, err := verify(t, p, bad, now); !errors.Is(err, sgx.ErrSignature) {
 			t.Errorf("byte %d flipped: err = %v", off, err)
 		}
+	}
+}
+
+// TestAttesterAndVerifier goes through the attest interfaces, as RA-TLS and the server will.
+func TestAttesterAndVerifier(t *testing.T) {
+	p := newPlatform(t, "OutOfDate")
+	var a attest.Attester = Attester{Platform: p, Enclave: enclave}
+	var rd attest.ReportData
+	copy(rd[:], "binding")
+	evidence, err := a.Attest(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.Verifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := attest.Registry{attest.SGX: v}.Verify(a.Kind(), evidence, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.TEE != attest.SGX || claims.Platform != "simulated" || claims.TCBStatus != "OutOfDate" ||
+		claims.MREnclave.String() != hex.EncodeToString(enclave.MREnclave[:]) || *claims.ISVProdID != 7 ||
+		!bytes.Equal(claims.ReportData, rd[:]) || claims.Debug {
+		t.Errorf("claims %+v", claims)
+	}
+	if _, err := (attest.Registry{}).Verify(attest.SGX, evidence, now); !errors.Is(err, attest.ErrUnknownKind) {
+		t.Errorf("empty registry: %v", err)
 	}
 }

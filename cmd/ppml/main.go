@@ -75,7 +75,7 @@ Files are Gramine protected files: they move freely between ppml and Gramine.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%s: %w (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())}
 	})
-	root.AddCommand(newPFCommand())
+	root.AddCommand(newPFCommand(), newQuoteCommand(), newSimCommand())
 	return root
 }
 

@@ -13,9 +13,13 @@ func TestMain(m *testing.M) {
 }
 
 // TestScripts runs the command-line scenarios in testdata/script. $VECTORS is the folder of
-// protected files made by Gramine's own tool.
+// protected files made by Gramine's own tool, $ATTESTATION that of real attestation evidence.
 func TestScripts(t *testing.T) {
 	vectors, err := filepath.Abs("../../testdata/gramine/pf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attestation, err := filepath.Abs("../../testdata/attestation")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,6 +27,7 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("VECTORS", vectors)
+			env.Setenv("ATTESTATION", attestation)
 			return nil
 		},
 	})

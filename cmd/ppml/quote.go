@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/collateral"
+)
+
+func newQuoteCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "quote",
+		Short: "Show and verify attestation quotes",
+	}
+	cmd.AddCommand(newQuoteViewCommand(), newQuoteVerifyCommand())
+	return cmd
+}
+
+func newQuoteViewCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "view FILE",
+		Short: "Print the fields of an SGX quote, without verifying it",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			q, err := sgx.ParseQuote(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			printQuote(cmd.OutOrStdout(), q)
+			return nil
+		},
+	}
+}
+
+func printQuote(w io.Writer, q *sgx.Quote) {
+	h, b := &q.Header, &q.Body
+	fmt.Fprintf(w, "SGX DCAP quote, version %d\n", h.Version)
+	fmt.Fprintf(w, "  QE SVN %d, PCE SVN %d, QE vendor %x\n", h.QESVN, h.PCESVN, h.QEVendorID)
+	fmt.Fprintf(w, "enclave\n")
+	fmt.Fprintf(w, "  mrenclave    %x\n  mrsigner     %x\n", b.MREnclave, b.MRSigner)
+	fmt.Fprintf(w, "  isv_prod_id  %d\n  isv_svn      %d\n", b.ISVProdID, b.ISVSVN)
+	fmt.Fprintf(w, "  attributes   %x (debug %v)\n  cpu_svn      %x\n  miscselect   %#08x\n", b.Attributes, b.Debug(), b.CPUSVN, b.MiscSelect)
+	fmt.Fprintf(w, "  report_data  %x\n", b.ReportData)
+	fmt.Fprintf(w, "quoting enclave\n  mrsigner     %x\n  isv_prod_id  %d\n  isv_svn      %d\n", q.QEReport.MRSigner, q.QEReport.ISVProdID, q.QEReport.ISVSVN)
+	certs, err := q.PCKCertificates()
+	if err != nil {
+		fmt.Fprintf(w, "PCK chain: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "PCK chain\n")
+	for _, c := range certs {
+		fmt.Fprintf(w, "  %s (until %s)\n", c.Subject.CommonName, c.NotAfter.Format(time.DateOnly))
+	}
+	if ext, err := sgx.PCKExtensionOf(certs[0]); err == nil {
+		fmt.Fprintf(w, "  FMSPC %X, PCE ID %x, TCB components %v, PCE SVN %d\n", ext.FMSPC, ext.PCEID, ext.TCBComponents, ext.PCESVN)
+	}
+}
+
+func newQuoteVerifyCommand() *cobra.Command {
+	var collateralDir, at, simDir string
+	var skipCRL, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify FILE [--collateral DIR] [--at RFC3339] [--sim-platform DIR] [--skip-crl] [--json]",
+		Short: "Verify a quote and print what it attests",
+		Long: `verify checks a quote completely: its structure and signatures, the certificate chain to the
+root of trust, revocation, and the platform's TCB against the collateral. It exits 0 only when
+the quote verifies. A TCB status below UpToDate (OutOfDate, SWHardeningNeeded, ...) is reported,
+not refused, for a policy to judge, as Intel's library does; a revoked TCB or PCK certificate
+does not verify.
+
+The collateral is a folder of Intel PCS responses (see docs/collateral.md). --sim-platform trusts
+a simulated platform, whose folder holds its collateral.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			quote, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			when := time.Now()
+			if at != "" {
+				if when, err = time.Parse(time.RFC3339, at); err != nil {
+					return usageError{fmt.Errorf("--at: %w", err)}
+				}
+			}
+			v, err := quoteVerifier(quote, simDir, collateralDir, skipCRL)
+			if err != nil {
+				return err
+			}
+			claims, err := v.Verify(quote, when)
+			if errors.Is(err, sgx.ErrNoRevocationData) {
+				err = fmt.Errorf("%w (--skip-crl accepts that)", err)
+			}
+			if err != nil {
+				return fmt.Errorf("%s does not verify: %w", args[0], err)
+			}
+			if asJSON {
+				b, _ := json.Marshal(claims)
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			printClaims(cmd.OutOrStdout(), claims)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&collateralDir, "collateral", "", "folder of collateral (default: the simulated platform's)")
+	f.StringVar(&at, "at", "", "verify as of this time (RFC 3339; default now)")
+	f.StringVar(&simDir, "sim-platform", "", "trust this simulated platform (and no other root)")
+	f.BoolVar(&skipCRL, "skip-crl", false, "accept that revocation cannot be checked")
+	f.BoolVar(&asJSON, "json", false, "print the claims as JSON")
+	return cmd
+}
+
+// quoteVerifier returns the verifier for a quote: the simulated platform's, or Intel's with the
+// collateral of the quote's platform.
+func quoteVerifier(quote []byte, simDir, collateralDir string, skipCRL bool) (attest.Verifier, error) {
+	roots, platform := sgx.IntelRoots(), "intel"
+	if simDir != "" {
+		p, err := sim.Load(simDir)
+		if err != nil {
+			return nil, err
+		}
+		roots, platform = p.Roots(), "simulated"
+		if collateralDir == "" {
+			collateralDir = filepath.Join(simDir, "collateral")
+		}
+	}
+	if collateralDir == "" {
+		return nil, usageError{fmt.Errorf("no collateral: give --collateral DIR, a folder of Intel PCS responses (see docs/collateral.md)")}
+	}
+	fmspc, err := sgx.FMSPCOf(quote)
+	if err != nil {
+		return nil, err
+	}
+	b, err := collateral.ReadDir(collateralDir, fmspc)
+	if err != nil {
+		return nil, err
+	}
+	v, err := sgx.NewVerifier(sgx.Options{Roots: roots, Collateral: b, SkipCRL: skipCRL})
+	if err != nil {
+		return nil, fmt.Errorf("collateral %s: %w", collateralDir, err)
+	}
+	return sgx.AttestVerifier{Verifier: v, Platform: platform}, nil
+}
+
+func printClaims(w io.Writer, c *attest.Claims) {
+	fmt.Fprintf(w, "verified: %s evidence from the %s platform\n", strings.ToUpper(string(c.TEE)), c.Platform)
+	line := func(name string, value any) { fmt.Fprintf(w, "  %-13s %v\n", name, value) }
+	if c.MREnclave != nil {
+		line("mrenclave", c.MREnclave)
+		line("mrsigner", c.MRSigner)
+		line("isv_prod_id", *c.ISVProdID)
+		line("isv_svn", *c.ISVSVN)
+	}
+	if c.MRTD != nil {
+		line("mrtd", c.MRTD)
+	}
+	if c.Measurement != nil {
+		line("measurement", c.Measurement)
+	}
+	line("debug", c.Debug)
+	line("tcb_status", c.TCBStatus)
+	advisories := strings.Join(c.AdvisoryIDs, ", ")
+	if advisories == "" {
+		advisories = "none"
+	}
+	line("advisory_ids", advisories)
+	line("report_data", c.ReportData)
+}
