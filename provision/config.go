@@ -1,0 +1,130 @@
+package provision
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the server's configuration file (TOML). Relative paths in it are relative to the
+// file's folder.
+type Config struct {
+	Listen        string   `toml:"listen"`
+	TLSCert       string   `toml:"tls_cert"`        // the server's own certificate (PEM)
+	TLSKey        string   `toml:"tls_key"`         // and its key
+	Store         string   `toml:"store"`           // "sqlite:PATH"
+	MasterKeyFile string   `toml:"master_key_file"` // 32 bytes; keys are encrypted at rest under it
+	SimPlatforms  []string `toml:"sim_platforms"`   // simulated platforms to trust (development)
+	// Collateral is a folder of Intel PCS responses for genuine SGX platforms (see
+	// docs/collateral.md); without it only simulated platforms can attest.
+	Collateral string `toml:"collateral"`
+	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
+	SkipCRL bool `toml:"skip_crl"`
+
+	MetricsListen    string   `toml:"metrics_listen"` // Prometheus metrics at /metrics; "" for none
+	MaxConnections   int      `toml:"max_connections"`
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	RequestTimeout   Duration `toml:"request_timeout"`
+
+	Workloads Policy `toml:"workload"`
+
+	dir string
+}
+
+// Duration is a time.Duration written as in Go ("10s", "1m30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	var err error
+	d.Duration, err = time.ParseDuration(string(b))
+	return err
+}
+
+// Defaults for what a configuration leaves out.
+const (
+	defaultListen           = "127.0.0.1:4433"
+	defaultMaxConnections   = 256
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultRequestTimeout   = 10 * time.Second
+)
+
+// LoadConfig reads and checks a configuration file. Unknown keys are errors, so that a typo does
+// not silently loosen the policy.
+func LoadConfig(path string) (*Config, error) {
+	c := &Config{dir: filepath.Dir(path)}
+	md, err := toml.DecodeFile(path, c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		var keys []string
+		for _, k := range undecoded {
+			keys = append(keys, k.String())
+		}
+		return nil, fmt.Errorf("%s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) check() error {
+	if c.Listen == "" {
+		c.Listen = defaultListen
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections
+	}
+	if c.HandshakeTimeout.Duration == 0 {
+		c.HandshakeTimeout.Duration = defaultHandshakeTimeout
+	}
+	if c.RequestTimeout.Duration == 0 {
+		c.RequestTimeout.Duration = defaultRequestTimeout
+	}
+	for name, v := range map[string]string{"tls_cert": c.TLSCert, "tls_key": c.TLSKey, "store": c.Store, "master_key_file": c.MasterKeyFile} {
+		if v == "" {
+			return fmt.Errorf("%s is required", name)
+		}
+	}
+	c.TLSCert, c.TLSKey, c.MasterKeyFile = c.Path(c.TLSCert), c.Path(c.TLSKey), c.Path(c.MasterKeyFile)
+	if c.Collateral != "" {
+		c.Collateral = c.Path(c.Collateral)
+	}
+	for i, p := range c.SimPlatforms {
+		c.SimPlatforms[i] = c.Path(p)
+	}
+	if path, ok := strings.CutPrefix(c.Store, "sqlite:"); ok {
+		c.Store = "sqlite:" + c.Path(path)
+	}
+	if len(c.Workloads) == 0 {
+		return errors.New("no [[workload]]: the server would deny everything")
+	}
+	names := map[string]bool{}
+	for i := range c.Workloads {
+		w := &c.Workloads[i]
+		if err := w.check(c.dir); err != nil {
+			return err
+		}
+		if names[w.Name] {
+			return fmt.Errorf("two workloads are named %q", w.Name)
+		}
+		names[w.Name] = true
+	}
+	return nil
+}
+
+// Path resolves a path of the configuration against the file's folder.
+func (c *Config) Path(p string) string { return resolve(c.dir, p) }
+
+func resolve(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}

@@ -1,0 +1,208 @@
+package provision
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sgx"
+)
+
+// TCB statuses a workload may accept, in Intel's words.
+var tcbStatuses = []string{
+	"UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded",
+	"OutOfDate", "OutOfDateConfigurationNeeded",
+}
+
+// Workload is one [[workload]] of the policy: the identity a TEE must prove, and the keys it
+// then receives. Every constraint that is set must hold; the rest of the configuration denies.
+type Workload struct {
+	Name string `toml:"name"`
+	TEE  string `toml:"tee"` // "sgx" (Gramine or simulated), "tdx" or "snp"
+
+	// SGX: any of MREnclave, or MRSigner with ISVProdID and MinISVSVN. SigFile reads all four
+	// from a Gramine .sig file.
+	MREnclave []string `toml:"mrenclave"`
+	MRSigner  string   `toml:"mrsigner"`
+	ISVProdID *uint16  `toml:"isv_prod_id"`
+	MinISVSVN *uint16  `toml:"min_isv_svn"`
+	SigFile   string   `toml:"sig_file"`
+
+	// TDX: any of MRTD, and each RTMR given (index 0 to 3; "" skips one).
+	MRTD  []string `toml:"mrtd"`
+	RTMRs []string `toml:"rtmrs"`
+
+	// SEV-SNP: any of Measurement.
+	Measurement []string `toml:"measurement"`
+
+	AllowDebug bool     `toml:"allow_debug"`
+	AcceptTCB  []string `toml:"accept_tcb"` // default: UpToDate only
+	Keys       []string `toml:"keys"`       // the keys it receives; the first is Gramine's
+}
+
+// check validates w and fills in what its .sig file and defaults give. dir is the folder that
+// relative paths are relative to.
+func (w *Workload) check(dir string) error {
+	if w.Name == "" {
+		return errors.New("a workload has no name")
+	}
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("workload %q: %s", w.Name, fmt.Sprintf(format, args...))
+	}
+	if w.SigFile != "" {
+		if err := w.readSigFile(resolve(dir, w.SigFile)); err != nil {
+			return fail("%v", err)
+		}
+	}
+	for _, list := range []struct {
+		name   string
+		values []string
+		size   int
+	}{
+		{"mrenclave", w.MREnclave, 32}, {"mrsigner", nonEmpty(w.MRSigner), 32}, {"mrtd", w.MRTD, 48},
+		{"rtmrs", nonEmpty(w.RTMRs...), 48}, {"measurement", w.Measurement, 48},
+	} {
+		for _, v := range list.values {
+			if b, err := hex.DecodeString(v); err != nil || len(b) != list.size {
+				return fail("%s %q is not %d bytes in hex", list.name, v, list.size)
+			}
+		}
+	}
+	identified := false
+	switch w.TEE {
+	case string(attest.SGX):
+		identified = len(w.MREnclave) > 0 || w.MRSigner != "" && w.ISVProdID != nil
+		if w.MRSigner != "" && w.ISVProdID == nil && len(w.MREnclave) == 0 {
+			return fail("mrsigner without isv_prod_id would admit every enclave of that signer")
+		}
+	case string(attest.TDX):
+		identified = len(w.MRTD) > 0
+		if len(w.RTMRs) > 4 {
+			return fail("a TD has 4 RTMRs, not %d", len(w.RTMRs))
+		}
+	case string(attest.SNP):
+		identified = len(w.Measurement) > 0
+	default:
+		return fail("tee %q is not sgx, tdx or snp", w.TEE)
+	}
+	if !identified {
+		return fail("no measurement: it would admit any %s workload (give mrenclave, mrsigner and isv_prod_id, sig_file, mrtd or measurement)", w.TEE)
+	}
+	if len(w.AcceptTCB) == 0 {
+		w.AcceptTCB = []string{"UpToDate"}
+	}
+	for _, s := range w.AcceptTCB {
+		if !slices.Contains(tcbStatuses, s) {
+			return fail("accept_tcb %q is not one of %s", s, strings.Join(tcbStatuses, ", "))
+		}
+	}
+	if len(w.Keys) == 0 {
+		return fail("no keys to release")
+	}
+	return nil
+}
+
+func nonEmpty(values ...string) []string {
+	return slices.DeleteFunc(slices.Clone(values), func(s string) bool { return s == "" })
+}
+
+// readSigFile takes the SGX identity from a Gramine .sig file (SIGSTRUCT).
+func (w *Workload) readSigFile(name string) error {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	s, err := sgx.ParseSigStruct(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	w.MREnclave = append(w.MREnclave, hex.EncodeToString(s.MREnclave[:]))
+	w.MRSigner = hex.EncodeToString(s.MRSigner[:])
+	w.ISVProdID, w.MinISVSVN = &s.ISVProdID, &s.ISVSVN
+	return nil
+}
+
+// admits returns nil if the claims satisfy every constraint of w, else the first that fails.
+func (w *Workload) admits(c *attest.Claims) error {
+	if string(c.TEE) != w.TEE {
+		return fmt.Errorf("the evidence is %s, the workload %s", c.TEE, w.TEE)
+	}
+	checks := []struct {
+		name    string
+		allowed []string
+		got     attest.Hex
+	}{
+		{"mrenclave", w.MREnclave, c.MREnclave},
+		{"mrsigner", nonEmpty(w.MRSigner), c.MRSigner},
+		{"mrtd", w.MRTD, c.MRTD},
+		{"measurement", w.Measurement, c.Measurement},
+	}
+	for i, r := range w.RTMRs {
+		if r != "" {
+			var got attest.Hex
+			if i < len(c.RTMRs) {
+				got = c.RTMRs[i]
+			}
+			checks = append(checks, struct {
+				name    string
+				allowed []string
+				got     attest.Hex
+			}{fmt.Sprintf("rtmr%d", i), []string{r}, got})
+		}
+	}
+	for _, ch := range checks {
+		if len(ch.allowed) > 0 && !slices.ContainsFunc(ch.allowed, func(a string) bool { return hexEqual(a, ch.got) }) {
+			return fmt.Errorf("%s %s is not the one allowed", ch.name, ch.got)
+		}
+	}
+	if w.ISVProdID != nil && (c.ISVProdID == nil || *c.ISVProdID != *w.ISVProdID) {
+		return fmt.Errorf("isv_prod_id %s is not %d", optional(c.ISVProdID), *w.ISVProdID)
+	}
+	if w.MinISVSVN != nil && (c.ISVSVN == nil || *c.ISVSVN < *w.MinISVSVN) {
+		return fmt.Errorf("isv_svn %s is below %d", optional(c.ISVSVN), *w.MinISVSVN)
+	}
+	if c.Debug && !w.AllowDebug {
+		return errors.New("debug enclaves are not allowed (allow_debug = false)")
+	}
+	if !slices.Contains(w.AcceptTCB, c.TCBStatus) {
+		return fmt.Errorf("TCB status %s is not accepted (accept_tcb = %q)", c.TCBStatus, w.AcceptTCB)
+	}
+	return nil
+}
+
+func hexEqual(want string, got []byte) bool {
+	b, err := hex.DecodeString(want)
+	return err == nil && bytes.Equal(b, got)
+}
+
+func optional(v *uint16) string {
+	if v == nil {
+		return "(none)"
+	}
+	return fmt.Sprint(*v)
+}
+
+// Policy is the list of workloads, in order; anything none of them admits is denied.
+type Policy []Workload
+
+// Admit returns the first workload that admits the claims, or an error giving every workload's
+// reason for refusing them.
+func (p Policy) Admit(c *attest.Claims) (*Workload, error) {
+	var reasons []string
+	for i := range p {
+		err := p[i].admits(c)
+		if err == nil {
+			return &p[i], nil
+		}
+		reasons = append(reasons, fmt.Sprintf("%s: %v", p[i].Name, err))
+	}
+	if len(reasons) == 0 {
+		return nil, errors.New("no workload is configured")
+	}
+	return nil, fmt.Errorf("no workload admits it (%s)", strings.Join(reasons, "; "))
+}

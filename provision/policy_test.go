@@ -1,0 +1,142 @@
+package provision
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ppml/ppml/attest"
+)
+
+const (
+	mrenclave = "1111111111111111111111111111111111111111111111111111111111111111"
+	mrsigner  = "2222222222222222222222222222222222222222222222222222222222222222"
+)
+
+func writeConfig(t *testing.T, workloads string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "server.toml")
+	body := `listen = "127.0.0.1:4433"
+tls_cert = "server.crt"
+tls_key = "server.key"
+store = "sqlite:ppml.db"
+master_key_file = "master.key"
+sim_platforms = ["sim"]
+` + workloads
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadConfig(t *testing.T) {
+	path := writeConfig(t, `
+[[workload]]
+name = "pytorch"
+tee = "sgx"
+mrenclave = ["`+mrenclave+`"]
+mrsigner = "`+mrsigner+`"
+isv_prod_id = 0
+min_isv_svn = 0
+allow_debug = false
+accept_tcb = ["UpToDate"]
+keys = ["default"]
+`)
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(path)
+	if c.TLSCert != filepath.Join(dir, "server.crt") || c.Store != "sqlite:"+filepath.Join(dir, "ppml.db") || c.SimPlatforms[0] != filepath.Join(dir, "sim") {
+		t.Errorf("paths not resolved against the file's folder: %+v", c)
+	}
+	if c.HandshakeTimeout.Duration == 0 || c.MaxConnections == 0 {
+		t.Error("defaults not set")
+	}
+	if len(c.Workloads) != 1 || c.Workloads[0].Keys[0] != "default" {
+		t.Errorf("workloads %+v", c.Workloads)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ workloads, want string }{
+		{``, "no [[workload]]"},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nkeys = [\"k\"]\n", "no measurement: it would admit any sgx workload"},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrsigner = \"" + mrsigner + "\"\nkeys = [\"k\"]\n", "mrsigner without isv_prod_id"},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"abcd\"]\nkeys = [\"k\"]\n", `mrenclave "abcd" is not 32 bytes in hex`},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\n", "no keys to release"},
+		{"[[workload]]\nname = \"w\"\ntee = \"sev\"\nkeys = [\"k\"]\n", `tee "sev" is not sgx, tdx or snp`},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\naccept_tcb = [\"Fine\"]\nkeys = [\"k\"]\n", `accept_tcb "Fine"`},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\nallow_debg = true\n", "unknown keys: workload.allow_debg"},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", `two workloads are named "w"`},
+	} {
+		_, err := LoadConfig(writeConfig(t, tc.workloads))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %q: error %v, want %q", tc.workloads, err, tc.want)
+		}
+	}
+}
+
+func u16(v uint16) *uint16 { return &v }
+
+func sgxClaims() *attest.Claims {
+	return &attest.Claims{
+		TEE: attest.SGX, Platform: "simulated",
+		MREnclave: unhex(mrenclave), MRSigner: unhex(mrsigner), ISVProdID: u16(3), ISVSVN: u16(5),
+		TCBStatus: "UpToDate",
+	}
+}
+
+func unhex(s string) attest.Hex {
+	var h attest.Hex
+	h.UnmarshalText([]byte(s))
+	return h
+}
+
+func TestAdmit(t *testing.T) {
+	byEnclave := Workload{Name: "byenclave", TEE: "sgx", MREnclave: []string{mrenclave}, Keys: []string{"k"}}
+	bySigner := Workload{Name: "bysigner", TEE: "sgx", MRSigner: mrsigner, ISVProdID: u16(3), MinISVSVN: u16(5), Keys: []string{"k"}}
+	for _, w := range []*Workload{&byEnclave, &bySigner} {
+		if err := w.check(""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		w      Workload
+		change func(*attest.Claims)
+		want   string // "" admits
+	}{
+		{"enclave", byEnclave, func(*attest.Claims) {}, ""},
+		{"signer", bySigner, func(*attest.Claims) {}, ""},
+		{"higher svn", bySigner, func(c *attest.Claims) { c.ISVSVN = u16(9) }, ""},
+		{"wrong mrenclave", byEnclave, func(c *attest.Claims) { c.MREnclave = unhex(mrsigner) }, "mrenclave 2222"},
+		{"wrong mrsigner", bySigner, func(c *attest.Claims) { c.MRSigner = unhex(mrenclave) }, "mrsigner 1111"},
+		{"wrong product", bySigner, func(c *attest.Claims) { c.ISVProdID = u16(4) }, "isv_prod_id 4 is not 3"},
+		{"lower svn", bySigner, func(c *attest.Claims) { c.ISVSVN = u16(4) }, "isv_svn 4 is below 5"},
+		{"debug", byEnclave, func(c *attest.Claims) { c.Debug = true }, "debug enclaves are not allowed"},
+		{"outdated", byEnclave, func(c *attest.Claims) { c.TCBStatus = "OutOfDate" }, "TCB status OutOfDate is not accepted"},
+		{"other tee", byEnclave, func(c *attest.Claims) { c.TEE = attest.TDX }, "the evidence is tdx"},
+	} {
+		c := sgxClaims()
+		tc.change(c)
+		w, err := Policy{tc.w}.Admit(c)
+		switch {
+		case tc.want == "" && (err != nil || w.Name != tc.w.Name):
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	debugOK := byEnclave
+	debugOK.AllowDebug, debugOK.AcceptTCB = true, []string{"UpToDate", "OutOfDate"}
+	c := sgxClaims()
+	c.Debug, c.TCBStatus = true, "OutOfDate"
+	if _, err := (Policy{debugOK}).Admit(c); err != nil {
+		t.Errorf("allow_debug and accept_tcb: %v", err)
+	}
+	if _, err := (Policy{}).Admit(c); err == nil {
+		t.Error("an empty policy admitted")
+	}
+}

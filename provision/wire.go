@@ -1,0 +1,196 @@
+package provision
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Gramine's secret provisioning protocol (gramine-compat.md §3.2): after the handshake the
+// client sends gramineRequest; the server answers gramineResponse, the secret's length (u32,
+// big-endian) and the secret, then closes.
+const (
+	gramineRequest  = "SECRET_PROVISION_RA_TLS_REQUEST_V1\x00"   // 35 bytes
+	gramineResponse = "SECRET_PROVISION_RA_TLS_RESPONSE_V1:\x00" // 37 bytes
+)
+
+// ppml's extension, for several named keys in one connection and a reason when refused
+// (docs/provisioning.md). The request starts with keysRequest, the same length as Gramine's
+// request, then a count (u8, 1 to maxKeys) and each name (u8 length, 1 to maxName bytes). The
+// response starts with keysResponse, then a status byte: granted, followed by each key in the
+// order asked (u32 big-endian length, bytes); or refused, followed by the reason (u16 big-endian
+// length, UTF-8).
+const (
+	keysRequest  = "PPML_PROVISION_KEYS_REQUEST_V1\x00\x00\x00\x00\x00"      // 35 bytes
+	keysResponse = "PPML_PROVISION_KEYS_RESPONSE_V1:\x00\x00\x00\x00\x00" // 37 bytes
+
+	statusGranted = 0
+	statusRefused = 1
+
+	maxKeys   = 32
+	maxName   = 64
+	maxReason = 1024
+	maxSecret = 1 << 20
+)
+
+// request is what a client asked for: Gramine's single secret, or named keys.
+type request struct {
+	gramine bool
+	keys    []string
+}
+
+// readRequest reads a Gramine or ppml request.
+func readRequest(r io.Reader) (*request, error) {
+	magic := make([]byte, len(gramineRequest))
+	if _, err := io.ReadFull(r, magic); err != nil {
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	switch string(magic) {
+	case gramineRequest:
+		return &request{gramine: true}, nil
+	case keysRequest:
+	default:
+		return nil, fmt.Errorf("not a provisioning request (it starts %q)", magic)
+	}
+	var count [1]byte
+	if _, err := io.ReadFull(r, count[:]); err != nil {
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	if count[0] == 0 || count[0] > maxKeys {
+		return nil, fmt.Errorf("request for %d keys (1 to %d)", count[0], maxKeys)
+	}
+	req := &request{}
+	for range count[0] {
+		name, err := readShort(r, 1, maxName)
+		if err != nil {
+			return nil, fmt.Errorf("read key name: %w", err)
+		}
+		req.keys = append(req.keys, string(name))
+	}
+	return req, nil
+}
+
+// readShort reads a u8-length-prefixed field of min to max bytes.
+func readShort(r io.Reader, min, max int) ([]byte, error) {
+	var n [1]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, err
+	}
+	if int(n[0]) < min || int(n[0]) > max {
+		return nil, fmt.Errorf("length %d out of range %d to %d", n[0], min, max)
+	}
+	b := make([]byte, n[0])
+	_, err := io.ReadFull(r, b)
+	return b, err
+}
+
+func (req *request) marshal() ([]byte, error) {
+	if req.gramine {
+		return []byte(gramineRequest), nil
+	}
+	if len(req.keys) == 0 || len(req.keys) > maxKeys {
+		return nil, fmt.Errorf("ask for 1 to %d keys, not %d", maxKeys, len(req.keys))
+	}
+	b := append([]byte(keysRequest), byte(len(req.keys)))
+	for _, k := range req.keys {
+		if len(k) == 0 || len(k) > maxName {
+			return nil, fmt.Errorf("key name %q: 1 to %d bytes", k, maxName)
+		}
+		b = append(append(b, byte(len(k))), k...)
+	}
+	return b, nil
+}
+
+// grant returns the response that releases secrets, answering req.
+func grant(req *request, secrets [][]byte) []byte {
+	if req.gramine {
+		b := binary.BigEndian.AppendUint32([]byte(gramineResponse), uint32(len(secrets[0])))
+		return append(b, secrets[0]...)
+	}
+	b := append([]byte(keysResponse), statusGranted)
+	for _, s := range secrets {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// refusal returns the response that refuses req for reason, or nil for a Gramine client, which
+// learns nothing but a closed connection (as from Gramine's own server).
+func refusal(req *request, reason string) []byte {
+	if req.gramine {
+		return nil
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	b := append([]byte(keysResponse), statusRefused)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(reason)))
+	return append(b, reason...)
+}
+
+// ErrRefused is returned by a client whose request the server refused; the error says why.
+var ErrRefused = errors.New("the server refused")
+
+// readResponse reads the answer to req: the secrets, in the order asked.
+func readResponse(r io.Reader, req *request) ([][]byte, error) {
+	if req.gramine {
+		head := make([]byte, len(gramineResponse)+4)
+		if _, err := io.ReadFull(r, head); err != nil {
+			return nil, fmt.Errorf("read response: %w (a Gramine-protocol server closes the connection when it refuses)", err)
+		}
+		if string(head[:len(gramineResponse)]) != gramineResponse {
+			return nil, errors.New("not a provisioning response")
+		}
+		s, err := readSecret(r, binary.BigEndian.Uint32(head[len(gramineResponse):]))
+		return [][]byte{s}, err
+	}
+	head := make([]byte, len(keysResponse)+1)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	if string(head[:len(keysResponse)]) != keysResponse {
+		return nil, errors.New("not a provisioning response")
+	}
+	switch head[len(keysResponse)] {
+	case statusGranted:
+	case statusRefused:
+		var n [2]byte
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return nil, fmt.Errorf("%w (reason unreadable: %v)", ErrRefused, err)
+		}
+		reason := make([]byte, min(binary.BigEndian.Uint16(n[:]), maxReason))
+		if _, err := io.ReadFull(r, reason); err != nil {
+			return nil, fmt.Errorf("%w (reason unreadable: %v)", ErrRefused, err)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrRefused, reason)
+	default:
+		return nil, fmt.Errorf("unknown response status %d", head[len(keysResponse)])
+	}
+	var secrets [][]byte
+	for range req.keys {
+		var n [4]byte
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		s, err := readSecret(r, binary.BigEndian.Uint32(n[:]))
+		if err != nil {
+			return nil, err
+		}
+		secrets = append(secrets, s)
+	}
+	return secrets, nil
+}
+
+func readSecret(r io.Reader, n uint32) ([]byte, error) {
+	if n > maxSecret || n > math.MaxInt32 {
+		return nil, fmt.Errorf("secret of %d bytes is too large", n)
+	}
+	s := make([]byte, n)
+	if _, err := io.ReadFull(r, s); err != nil {
+		return nil, fmt.Errorf("read secret: %w", err)
+	}
+	return s, nil
+}
