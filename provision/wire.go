@@ -23,7 +23,7 @@ const (
 // order asked (u32 big-endian length, bytes); or refused, followed by the reason (u16 big-endian
 // length, UTF-8).
 const (
-	keysRequest  = "PPML_PROVISION_KEYS_REQUEST_V1\x00\x00\x00\x00\x00"      // 35 bytes
+	keysRequest  = "PPML_PROVISION_KEYS_REQUEST_V1\x00\x00\x00\x00\x00"   // 35 bytes
 	keysResponse = "PPML_PROVISION_KEYS_RESPONSE_V1:\x00\x00\x00\x00\x00" // 37 bytes
 
 	statusGranted = 0
