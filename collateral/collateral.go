@@ -5,9 +5,14 @@
 // serves them, because the TCB info and QE identity signatures cover the exact JSON bytes. On disk
 // a bundle is a folder of one file per piece (see [ReadDir]), so that an owner can fetch collateral
 // on a connected machine and verify quotes offline.
+//
+// A [Fetcher] fetches a platform's bundle from Intel's PCS or a PCCS; a [Cache] keeps bundles on
+// disk and fetches again only when a piece is past its nextUpdate. docs/collateral.md describes
+// the folders.
 package collateral
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -75,22 +80,27 @@ func (b *Bundle) fields() []field {
 // given and that file exists, else from tcb-info.json. The TCB info, QE identity and their issuer
 // chains are required; the CRLs are optional, but a PCK CRL needs its issuer chain.
 func ReadDir(dir, fmspc string) (*Bundle, error) {
+	return readFS(os.DirFS(cmp.Or(dir, ".")), dir, fmspc)
+}
+
+// readFS reads a collateral folder, named dir in errors, through fsys as [ReadDir] describes.
+func readFS(fsys fs.FS, dir, fmspc string) (*Bundle, error) {
 	b := new(Bundle)
 	for _, f := range b.fields() {
 		name := f.name
 		if name == TCBInfoFile && fmspc != "" {
-			if _, err := os.Stat(filepath.Join(dir, TCBInfoFileFor(fmspc))); err == nil {
+			if _, err := fs.Stat(fsys, TCBInfoFileFor(fmspc)); err == nil {
 				name = TCBInfoFileFor(fmspc)
 			}
 		}
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		data, err := fs.ReadFile(fsys, name)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && f.optional:
 			continue
 		case errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("collateral %s: missing %s", dir, name)
 		case err != nil:
-			return nil, fmt.Errorf("collateral: %w", err)
+			return nil, fmt.Errorf("collateral %s: %w", dir, err)
 		case len(data) == 0:
 			return nil, fmt.Errorf("collateral %s: %s is empty", dir, name)
 		}
@@ -103,7 +113,8 @@ func ReadDir(dir, fmspc string) (*Bundle, error) {
 }
 
 // WriteDir writes b into dir (created if needed) with the file names that [ReadDir] reads; the TCB
-// info goes to tcb-info.json. Empty optional pieces are not written.
+// info goes to tcb-info.json. Empty optional pieces are not written. Each file is replaced
+// atomically: a reader finds the old file or the new one, never a torn one.
 func (b *Bundle) WriteDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("collateral: %w", err)
@@ -115,9 +126,32 @@ func (b *Bundle) WriteDir(dir string) error {
 			}
 			return fmt.Errorf("collateral: cannot write %s: %s is empty", dir, f.name)
 		}
-		if err := os.WriteFile(filepath.Join(dir, f.name), *f.data, 0o644); err != nil {
+		if err := writeFile(filepath.Join(dir, f.name), *f.data); err != nil {
 			return fmt.Errorf("collateral: %w", err)
 		}
 	}
 	return nil
+}
+
+// writeFile writes data to a temporary file beside name, syncs it and renames it to name.
+func writeFile(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
 }

@@ -10,7 +10,7 @@ import (
 
 const testdata = "../testdata/attestation/sgx/"
 
-func read(t *testing.T, name string) []byte {
+func read(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(testdata, name))
 	if err != nil {
