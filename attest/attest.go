@@ -83,8 +83,14 @@ type Claims struct {
 	ReportData  Hex      `json:"report_data"`
 }
 
-// ErrUnknownKind is returned for evidence of a kind that no verifier is registered for.
-var ErrUnknownKind = errors.New("no verifier for this kind of evidence")
+// Errors that verifiers share.
+var (
+	// ErrUnknownKind is returned for evidence of a kind that no verifier is registered for.
+	ErrUnknownKind = errors.New("no verifier for this kind of evidence")
+	// ErrUntrustedRoot is wrapped by verifiers whose roots of trust do not vouch for the
+	// evidence, so that AnyOf can try the next one.
+	ErrUntrustedRoot = errors.New("certificate chain does not lead to a trusted root")
+)
 
 // Registry holds the verifiers a relying party trusts, one per kind.
 type Registry map[Kind]Verifier
@@ -96,4 +102,28 @@ func (r Registry) Verify(kind Kind, evidence []byte, at time.Time) (*Claims, err
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}
 	return v.Verify(evidence, at)
+}
+
+// AnyOf is a Verifier of one kind made of several, each trusting its own roots: Intel's, or a
+// simulated platform's. Evidence verifies if one of them vouches for it.
+type AnyOf []Verifier
+
+// Kind returns the kind of the verifiers.
+func (a AnyOf) Kind() Kind { return a[0].Kind() }
+
+// Verify returns the claims of the first verifier that accepts the evidence. It stops at the
+// first refusal for any reason but an untrusted root, since that verifier recognised the
+// evidence as its own.
+func (a AnyOf) Verify(evidence []byte, at time.Time) (*Claims, error) {
+	var first error
+	for _, v := range a {
+		c, err := v.Verify(evidence, at)
+		if err == nil || !errors.Is(err, ErrUntrustedRoot) {
+			return c, err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
 }

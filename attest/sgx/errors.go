@@ -3,6 +3,8 @@ package sgx
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ppml/ppml/attest"
 )
 
 // Step names the stage of quote verification that failed.
@@ -47,8 +49,9 @@ var (
 	ErrUnsupported = errors.New("unsupported")
 	// ErrSignature: a signature does not verify.
 	ErrSignature = errors.New("signature does not verify")
-	// ErrUntrusted: a certificate chain does not lead to a trusted root.
-	ErrUntrusted = errors.New("certificate chain does not lead to a trusted root")
+	// ErrUntrusted: a certificate chain does not lead to a trusted root. It is
+	// attest.ErrUntrustedRoot, so that attest.AnyOf tries the next verifier.
+	ErrUntrusted = attest.ErrUntrustedRoot
 	// ErrMismatch: two values that must agree do not (FMSPC, PCE-ID, MRSIGNER, report data...).
 	ErrMismatch = errors.New("mismatch")
 	// ErrNotYetValid: a certificate or collateral piece is not valid yet at the verification time.

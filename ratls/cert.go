@@ -1,0 +1,155 @@
+package ratls
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+)
+
+// The fixed fields of Gramine's RA-TLS certificates.
+var (
+	// gramineName is the DER subject and issuer "CN=RATLS,O=GramineDevelopers,C=US", in that
+	// order, CN and O as UTF8String and C as PrintableString, as mbedTLS writes it.
+	gramineName = mustMarshal(pkix.RDNSequence{
+		{{Type: oidCommonName, Value: asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte("RATLS")}}},
+		{{Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte("GramineDevelopers")}}},
+		{{Type: asn1.ObjectIdentifier{2, 5, 4, 6}, Value: asn1.RawValue{Tag: asn1.TagPrintableString, Bytes: []byte("US")}}},
+	})
+	notBefore = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	notAfter  = time.Date(2030, 12, 31, 23, 59, 59, 0, time.UTC)
+
+	oidCommonName       = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+	oidSubjectKeyID     = asn1.ObjectIdentifier{2, 5, 29, 14}
+	oidAuthorityKeyID   = asn1.ObjectIdentifier{2, 5, 29, 35}
+)
+
+func mustMarshal(v any) []byte {
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// NewCertificate makes a fresh ECDSA P-384 key and a self-signed RA-TLS certificate for it, with
+// evidence from a that binds the key. The certificate has the layout of Gramine's
+// (ra_tls_create_key_and_crt): serial 1, subject and issuer CN=RATLS,O=GramineDevelopers,C=US,
+// validity 2001-01-01 to 2030-12-31, signed ecdsa-with-SHA256, and the non-critical extensions
+// basicConstraints CA:FALSE, subject and authority key identifier (SHA-1 of the public key), then
+// the evidence.
+//
+// For SGX it attests twice, as Gramine does: a quote binding SHA-256 of the key in the legacy
+// Gramine extension, and a second quote in TCG tagged evidence (CBOR tag [TagIntelQuote]) that
+// binds SHA-256 of the claims {"pubkey-hash": [1, SHA-256 of the key]}. Other kinds get the
+// tagged evidence only, under the tag of their kind ([TagIntelQuote] for TDX, [TagSNPReport]
+// for SEV-SNP).
+func NewCertificate(a attest.Attester) (tls.Certificate, error) {
+	kind := a.Kind()
+	tag, ok := tagOf[kind]
+	if !ok {
+		return tls.Certificate{}, fmt.Errorf("ratls: no RA-TLS evidence format for %q evidence", kind)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+	}
+	var evidence []pkix.Extension
+	if kind == attest.SGX {
+		quote, err := attestTo(a, sha256.Sum256(spki))
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		evidence = append(evidence, pkix.Extension{Id: oidGramineQuote, Value: quote})
+	}
+	tagged, err := taggedExtension(a, tag, spki)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	evidence = append(evidence, tagged)
+
+	keyID, err := subjectKeyID(key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:       big.NewInt(1),
+		RawSubject:         gramineName,
+		NotBefore:          notBefore,
+		NotAfter:           notAfter,
+		SignatureAlgorithm: x509.ECDSAWithSHA256,
+		// All extensions are given here, in Gramine's order; x509 adds none of its own then
+		// (its basicConstraints would be critical).
+		ExtraExtensions: append([]pkix.Extension{
+			{Id: oidBasicConstraints, Value: mustMarshal(struct{}{})}, // SEQUENCE {}: cA FALSE, no path length
+			{Id: oidSubjectKeyID, Value: mustMarshal(keyID)},
+			{Id: oidAuthorityKeyID, Value: mustMarshal(struct {
+				KeyID []byte `asn1:"optional,tag:0"`
+			}{keyID})},
+		}, evidence...),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// subjectKeyID is what mbedTLS writes as the key identifier: SHA-1 of the public key point (the
+// subjectPublicKey BIT STRING's content, RFC 5280 method 1).
+func subjectKeyID(key *ecdsa.PrivateKey) ([]byte, error) {
+	pub, err := key.PublicKey.ECDH()
+	if err != nil {
+		return nil, err
+	}
+	id := sha1.Sum(pub.Bytes())
+	return id[:], nil
+}
+
+// taggedExtension attests to a claims buffer binding spki and returns the tagged evidence
+// extension.
+func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension, error) {
+	claims, err := claimsBuffer(spki)
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("ratls: claims: %w", err)
+	}
+	evidence, err := attestTo(a, sha256.Sum256(claims))
+	if err != nil {
+		return pkix.Extension{}, err
+	}
+	value, err := taggedEvidence(tag, evidence, claims)
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("ratls: tagged evidence: %w", err)
+	}
+	return pkix.Extension{Id: oidTaggedEvidence, Value: value}, nil
+}
+
+// attestTo gets evidence whose report data is binding followed by 32 zero bytes.
+func attestTo(a attest.Attester, binding [32]byte) ([]byte, error) {
+	var rd attest.ReportData
+	copy(rd[:], binding[:])
+	evidence, err := a.Attest(rd)
+	if err != nil {
+		return nil, fmt.Errorf("ratls: %s attestation: %w", a.Kind(), err)
+	}
+	return evidence, nil
+}

@@ -1,0 +1,55 @@
+// Package ratls makes and verifies RA-TLS certificates in Gramine's format, and configures
+// crypto/tls for both ends of an attested connection.
+//
+// An RA-TLS certificate is self-signed by a key made for it; attestation evidence in its
+// extensions binds that key to a TEE. Two extensions carry evidence:
+//
+//   - TCG DICE tagged evidence (2.23.133.5.4.9), as the CCC's interoperable RA-TLS defines it:
+//     CBOR tag([bstr evidence, bstr claims]), the evidence's report data beginning with SHA-256
+//     of the claims, and the claims {"pubkey-hash": bstr([alg, bstr hash of the public key])}.
+//     The tag names the evidence format: [TagIntelQuote] for SGX and TDX quotes,
+//     [TagSNPReport] for SEV-SNP reports.
+//   - Gramine's legacy extension (0.6.9.42.840.113741.1337.6): a raw SGX quote whose report data
+//     begins with SHA-256 of the public key.
+//
+// Public keys are hashed as their DER SubjectPublicKeyInfo. [NewCertificate] writes certificates
+// Gramine's verifier accepts; [Verify] accepts Gramine's certificates, following Gramine's
+// ra_tls_verify_callback: the tagged evidence is preferred, the certificate's chain and validity
+// dates are ignored, and the evidence is verified by the caller's [attest.Registry].
+//
+// [ServerConfig] and [ClientConfig] configure crypto/tls as Gramine's secret provisioning does:
+// an attested client (the TEE) presents an RA-TLS certificate to a server with an ordinary one.
+package ratls
+
+import (
+	"bytes"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+)
+
+// Verify checks an RA-TLS certificate as of the time at: it extracts the evidence
+// ([ExtractEvidence]), verifies it with the registry's verifier for its kind, checks that its
+// report data begins with the key binding, and returns the claims. The upper 32 bytes of the
+// report data are not checked, as Gramine does not check them.
+//
+// The certificate's own signature, chain and validity dates are ignored, as in Gramine: what
+// vouches for the key is the evidence, and in TLS the handshake proves that the peer holds the
+// key. Errors wrap ErrNoEvidence, ErrMalformed, ErrUnsupported, ErrBinding or ErrNotVerified
+// (together with the verifier's own error).
+func Verify(cert *x509.Certificate, reg attest.Registry, at time.Time) (*attest.Claims, error) {
+	ev, err := ExtractEvidence(cert)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := reg.Verify(ev.Kind, ev.Data, at)
+	if err != nil {
+		return nil, fmt.Errorf("ratls: %s, %s: %w: %w", ev.Format, ev.Kind, ErrNotVerified, err)
+	}
+	if len(claims.ReportData) < len(ev.Binding) || !bytes.Equal(claims.ReportData[:len(ev.Binding)], ev.Binding[:]) {
+		return nil, fmt.Errorf("ratls: %s, %s: %w: report data %s, want it to begin with %x", ev.Format, ev.Kind, ErrBinding, claims.ReportData, ev.Binding)
+	}
+	return claims, nil
+}
