@@ -1,0 +1,86 @@
+package provision
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/ratls"
+)
+
+// Client asks provisioning servers for keys, proving what it is with its Attester.
+type Client struct {
+	Servers  []string       // "host:port", tried in order until one answers
+	Roots    *x509.CertPool // the certificate authorities of the servers' certificates
+	Attester attest.Attester
+	Timeout  time.Duration // per server; 0 means 30 seconds
+}
+
+// Fetch returns the named keys, in order, with ppml's protocol. A server that cannot be reached
+// or fails the handshake is skipped for the next; a refusal ends the search (ErrRefused, with
+// the server's reason).
+func (c *Client) Fetch(ctx context.Context, names ...string) ([][]byte, error) {
+	return c.fetch(ctx, &request{keys: names})
+}
+
+// FetchGramine returns the one secret that Gramine's protocol gives, as libsecret_prov_attest.so
+// asks for it.
+func (c *Client) FetchGramine(ctx context.Context) ([]byte, error) {
+	secrets, err := c.fetch(ctx, &request{gramine: true})
+	if err != nil {
+		return nil, err
+	}
+	return secrets[0], nil
+}
+
+func (c *Client) fetch(ctx context.Context, req *request) ([][]byte, error) {
+	msg, err := req.marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Servers) == 0 {
+		return nil, errors.New("no server to ask")
+	}
+	cert, err := ratls.NewCertificate(c.Attester)
+	if err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
+	var errs []error
+	for _, server := range c.Servers {
+		secrets, err := c.ask(ctx, server, cert, req, msg)
+		if err == nil || errors.Is(err, ErrRefused) {
+			return secrets, err
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", server, err))
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, req *request, msg []byte) ([][]byte, error) {
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cfg, err := ratls.ClientConfig(cert, c.Roots, server)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	if _, err := conn.Write(msg); err != nil {
+		return nil, err
+	}
+	return readResponse(conn, req)
+}

@@ -1,0 +1,286 @@
+package provision
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/ratls"
+	"github.com/ppml/ppml/store"
+)
+
+// Server is the secret provisioning server. Its policy can be replaced while it runs (Reload);
+// a connection keeps the policy it started with.
+type Server struct {
+	store   store.Store
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+
+	state atomic.Pointer[state]
+	slots chan struct{} // one per connection allowed at once
+
+	mu       sync.Mutex
+	closing  bool
+	listener net.Listener
+	conns    sync.WaitGroup
+}
+
+// state is what a configuration makes: the policy, the verifiers, the TLS setup.
+type state struct {
+	cfg      *Config
+	registry attest.Registry
+	tls      *tls.Config
+}
+
+// NewServer makes a server for cfg with keys and audit records in st. log and metrics may be
+// nil.
+func NewServer(cfg *Config, st store.Store, log *slog.Logger, metrics *Metrics) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	s := &Server{store: st, log: log, metrics: metrics, now: time.Now, slots: make(chan struct{}, cfg.MaxConnections)}
+	if err := s.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload replaces the server's configuration: its policy, trusted platforms and certificate.
+// The listening address and the connection limit stay as they were.
+func (s *Server) Reload(cfg *Config) error {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	registry, err := Verifiers(cfg)
+	if err != nil {
+		return err
+	}
+	s.state.Store(&state{
+		cfg:      cfg,
+		registry: registry,
+		tls: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			// The client's certificate is verified after the handshake, so that a ppml client
+			// can be told why it is refused; nothing is released before.
+			ClientAuth:             tls.RequireAnyClientCert,
+			SessionTicketsDisabled: true, // every connection attests afresh
+		},
+	})
+	return nil
+}
+
+// Verifiers returns the verifiers a configuration trusts: its simulated platforms.
+func Verifiers(cfg *Config) (attest.Registry, error) {
+	var sgx attest.AnyOf
+	for _, dir := range cfg.SimPlatforms {
+		p, err := sim.Load(dir)
+		if err != nil {
+			return nil, err
+		}
+		v, err := p.Verifier()
+		if err != nil {
+			return nil, err
+		}
+		sgx = append(sgx, v)
+	}
+	r := attest.Registry{}
+	if len(sgx) > 0 {
+		r[attest.SGX] = sgx
+	}
+	return r, nil
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listener = ln
+	s.mu.Unlock()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.log.Warn("connection refused: too many connections", "peer", conn.RemoteAddr().String())
+			s.metrics.rejected.Inc()
+			conn.Close()
+			continue
+		}
+		s.conns.Add(1)
+		go func() {
+			defer func() { <-s.slots; s.conns.Done() }()
+			s.handle(conn, s.state.Load())
+		}()
+	}
+}
+
+// Shutdown stops accepting connections and waits for those in progress, or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handle serves one connection: handshake, verification of the client's RA-TLS certificate,
+// the request, the policy's decision, the answer and its audit record.
+func (s *Server) handle(conn net.Conn, st *state) {
+	defer conn.Close()
+	start := s.now()
+	rec := store.AuditRecord{Time: start, Peer: conn.RemoteAddr().String(), Decision: store.Deny}
+	defer func() { s.finish(&rec, start) }()
+
+	conn.SetDeadline(start.Add(st.cfg.HandshakeTimeout.Duration))
+	tc := tls.Server(conn, st.tls)
+	if err := tc.Handshake(); err != nil {
+		rec.Reason = "TLS handshake: " + err.Error()
+		return
+	}
+	conn.SetDeadline(s.now().Add(st.cfg.RequestTimeout.Duration))
+	claims, verr := verifyClient(tc.ConnectionState(), st.registry, s.now())
+	fillClaims(&rec, claims)
+	req, err := readRequest(tc)
+	if err != nil {
+		rec.Reason = "request: " + err.Error()
+		if verr != nil {
+			rec.Reason = "attestation: " + verr.Error() + "; " + rec.Reason
+		}
+		return
+	}
+	names, reason := s.decide(st, claims, verr, req, &rec)
+	if reason != "" {
+		rec.Reason = reason
+		if b := refusal(req, reason); b != nil {
+			tc.Write(b)
+		}
+		return
+	}
+	secrets := make([][]byte, len(names))
+	defer func() {
+		for _, k := range secrets {
+			clear(k)
+		}
+	}()
+	for i, name := range names {
+		if secrets[i], err = s.store.Key(context.Background(), name, store.Current); err != nil {
+			rec.Reason = fmt.Sprintf("key %q: %v", name, err)
+			tc.Write(refusal(req, fmt.Sprintf("key %q is not available", name)))
+			return
+		}
+	}
+	resp := grant(req, secrets)
+	_, err = tc.Write(resp)
+	clear(resp)
+	if err != nil {
+		rec.Reason = "sending the keys: " + err.Error()
+		return
+	}
+	tc.Close() // close_notify, as Gramine's server sends
+	rec.Decision, rec.Keys = store.Allow, names
+}
+
+// verifyClient verifies the one RA-TLS certificate a client sent.
+func verifyClient(cs tls.ConnectionState, reg attest.Registry, at time.Time) (*attest.Claims, error) {
+	if len(cs.PeerCertificates) != 1 {
+		return nil, fmt.Errorf("%w, got %d", ratls.ErrPeerCertificates, len(cs.PeerCertificates))
+	}
+	return ratls.Verify(cs.PeerCertificates[0], reg, at)
+}
+
+// decide applies the policy: it returns the names of the keys to release, or the reason to
+// refuse.
+func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *request, rec *store.AuditRecord) ([]string, string) {
+	if verr != nil {
+		return nil, "attestation failed: " + verr.Error()
+	}
+	w, err := st.cfg.Workloads.Admit(claims)
+	if err != nil {
+		return nil, err.Error()
+	}
+	rec.Workload = w.Name
+	if req.gramine {
+		return w.Keys[:1], ""
+	}
+	for _, name := range req.keys {
+		if !slices.Contains(w.Keys, name) {
+			return nil, fmt.Sprintf("workload %q may not have key %q (it may have %q)", w.Name, name, w.Keys)
+		}
+	}
+	return req.keys, ""
+}
+
+// finish writes the audit record, the log line and the metrics of a connection.
+func (s *Server) finish(rec *store.AuditRecord, start time.Time) {
+	if _, err := s.store.AppendAudit(context.Background(), *rec); err != nil {
+		s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
+	}
+	attrs := []any{"peer", rec.Peer, "decision", rec.Decision, "tee", rec.TEE, "workload", rec.Workload}
+	if rec.Decision == store.Allow {
+		s.log.Info("keys released", append(attrs, "keys", rec.Keys)...)
+	} else {
+		s.log.Warn("refused", append(attrs, "reason", rec.Reason)...)
+	}
+	s.metrics.observe(rec, s.now().Sub(start))
+}
+
+// fillClaims records what the client's evidence claims.
+func fillClaims(rec *store.AuditRecord, c *attest.Claims) {
+	if c == nil {
+		return
+	}
+	rec.TEE, rec.Platform, rec.TCBStatus, rec.Debug = string(c.TEE), c.Platform, c.TCBStatus, c.Debug
+	rec.ISVProdID, rec.ISVSVN = c.ISVProdID, c.ISVSVN
+	for _, f := range []struct {
+		dst *string
+		src attest.Hex
+	}{{&rec.MREnclave, c.MREnclave}, {&rec.MRSigner, c.MRSigner}, {&rec.MRTD, c.MRTD}, {&rec.Measurement, c.Measurement}} {
+		if f.src != nil {
+			*f.dst = f.src.String()
+		}
+	}
+	for _, r := range c.RTMRs {
+		rec.RTMRs = append(rec.RTMRs, r.String())
+	}
+}

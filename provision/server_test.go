@@ -1,0 +1,302 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/store"
+)
+
+// testbed is a server on loopback with a simulated platform, keys and a policy.
+type testbed struct {
+	dir     string
+	addr    string
+	roots   *x509.CertPool
+	store   store.Store
+	server  *Server
+	plat    *sim.Platform
+	enclave sim.Enclave
+	keys    map[string][]byte
+}
+
+var testEnclave = sim.Enclave{
+	MREnclave: sha256.Sum256([]byte("pytorch workload")),
+	MRSigner:  sha256.Sum256([]byte("owner")),
+	ISVProdID: 1, ISVSVN: 2,
+}
+
+// newTestbed starts a server whose policy is the TOML workloads given; %[1]x and %[2]x in it
+// stand for the test enclave's MRENCLAVE and MRSIGNER.
+func newTestbed(t *testing.T, workloads string) *testbed {
+	t.Helper()
+	dir := t.TempDir()
+	if err := Setup(dir, []string{"localhost", "127.0.0.1"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	plat, err := sim.Init(filepath.Join(dir, "sim"), "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf(`tls_cert = "server.crt"
+tls_key = "server.key"
+store = "sqlite:ppml.db"
+master_key_file = "master.key"
+sim_platforms = ["sim"]
+`+workloads, testEnclave.MREnclave, testEnclave.MRSigner)
+	path := filepath.Join(dir, "server.toml")
+	os.WriteFile(path, []byte(config), 0o600)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := store.ReadMasterKey(cfg.MasterKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(cfg.Store, mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &testbed{dir: dir, store: st, plat: plat, enclave: testEnclave, keys: map[string][]byte{}}
+	for _, name := range []string{"default", "model", "other"} {
+		if _, err := st.CreateKey(context.Background(), name); err != nil {
+			t.Fatal(err)
+		}
+		tb.keys[name], _ = st.Key(context.Background(), name, store.Current)
+	}
+	if tb.server, err = NewServer(cfg, st, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tb.server.Serve(ln)
+	t.Cleanup(func() {
+		tb.server.Shutdown(context.Background())
+		st.Close()
+	})
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	tb.addr = "localhost:" + port
+	ca, _ := os.ReadFile(filepath.Join(dir, SetupCACert))
+	tb.roots = x509.NewCertPool()
+	tb.roots.AppendCertsFromPEM(ca)
+	return tb
+}
+
+func (tb *testbed) client(a attest.Attester) *Client {
+	return &Client{Servers: []string{tb.addr}, Roots: tb.roots, Attester: a, Timeout: 10 * time.Second}
+}
+
+// audit returns the audit records.
+func (tb *testbed) audit(t *testing.T) []store.AuditRecord {
+	t.Helper()
+	var all []store.AuditRecord
+	for r, err := range tb.store.AuditRecords(context.Background(), store.AuditFilter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, r)
+	}
+	return all
+}
+
+// lastAudit waits for the audit record of the connection that follows the first seen ones (the
+// server writes it after answering) and returns it.
+func (tb *testbed) lastAudit(t *testing.T, seen int) store.AuditRecord {
+	t.Helper()
+	for range 200 {
+		if all := tb.audit(t); len(all) > seen {
+			return all[seen]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no audit record")
+	return store.AuditRecord{}
+}
+
+const byEnclave = `
+[[workload]]
+name = "pytorch"
+tee = "sgx"
+mrenclave = ["%[1]x"]
+keys = ["default", "model"]
+`
+
+func TestProvisionGranted(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	c := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave})
+	seen := len(tb.audit(t))
+	secret, err := c.FetchGramine(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(secret, tb.keys["default"]) {
+		t.Error("Gramine's protocol did not give the workload's first key")
+	}
+	rec := tb.lastAudit(t, seen)
+	if rec.Decision != store.Allow || rec.Workload != "pytorch" || rec.Keys[0] != "default" || rec.MREnclave != fmt.Sprintf("%x", tb.enclave.MREnclave) || rec.Platform != "simulated" {
+		t.Errorf("audit record %+v", rec)
+	}
+	keys, err := c.Fetch(context.Background(), "model", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(keys[0], tb.keys["model"]) || !bytes.Equal(keys[1], tb.keys["default"]) {
+		t.Error("named keys differ")
+	}
+}
+
+// unbound attests with report data of its own, not the TLS key's.
+type unbound struct{ sim.Attester }
+
+func (u unbound) Attest(attest.ReportData) ([]byte, error) {
+	return u.Attester.Attest(attest.ReportData{1, 2, 3})
+}
+
+func TestProvisionRefused(t *testing.T) {
+	const policy = `
+[[workload]]
+name = "pytorch"
+tee = "sgx"
+mrsigner = "%[2]x"
+isv_prod_id = 1
+min_isv_svn = 2
+keys = ["default"]
+`
+	tb := newTestbed(t, policy)
+	other, err := sim.Init(filepath.Join(t.TempDir(), "other"), "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	outdated, err := sim.Init(filepath.Join(t.TempDir(), "old"), "OutOfDate", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tb.server.state.Load().cfg
+	cfg.SimPlatforms = append(cfg.SimPlatforms, outdated.Dir)
+	if err := tb.server.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	with := func(change func(*sim.Enclave)) sim.Attester {
+		e := tb.enclave
+		change(&e)
+		return sim.Attester{Platform: tb.plat, Enclave: e}
+	}
+	for _, tc := range []struct {
+		name     string
+		attester attest.Attester
+		keys     []string
+		want     string
+	}{
+		{"wrong mrsigner", with(func(e *sim.Enclave) { e.MRSigner[0] ^= 1 }), nil, "mrsigner"},
+		{"wrong product", with(func(e *sim.Enclave) { e.ISVProdID = 9 }), nil, "isv_prod_id 9 is not 1"},
+		{"lower svn", with(func(e *sim.Enclave) { e.ISVSVN = 1 }), nil, "isv_svn 1 is below 2"},
+		{"debug", with(func(e *sim.Enclave) { e.Debug = true }), nil, "debug enclaves are not allowed"},
+		{"untrusted platform", sim.Attester{Platform: other, Enclave: tb.enclave}, nil, "does not lead to a trusted root"},
+		{"outdated TCB", sim.Attester{Platform: outdated, Enclave: tb.enclave}, nil, "TCB status OutOfDate is not accepted"},
+		{"not bound to the TLS key", unbound{with(func(*sim.Enclave) {})}, nil, "not bound"},
+		{"key not in the policy", with(func(*sim.Enclave) {}), []string{"other"}, `may not have key "other"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tb.client(tc.attester)
+			seen := len(tb.audit(t))
+			_, err := c.Fetch(context.Background(), append([]string{"default"}, tc.keys...)...)
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("client: err = %v, want a refusal saying %q", err, tc.want)
+			}
+			rec := tb.lastAudit(t, seen)
+			if rec.Decision != store.Deny || !strings.Contains(rec.Reason, tc.want) {
+				t.Errorf("audit: %s: %q", rec.Decision, rec.Reason)
+			}
+			// A Gramine client learns nothing but a closed connection.
+			if _, err := c.FetchGramine(context.Background()); err == nil && tc.keys == nil {
+				t.Error("Gramine protocol: granted")
+			}
+		})
+	}
+}
+
+func TestProvisionOutdatedAccepted(t *testing.T) {
+	tb := newTestbed(t, byEnclave+`accept_tcb = ["UpToDate", "OutOfDate"]
+`)
+	old, err := sim.Init(filepath.Join(tb.dir, "old"), "OutOfDate", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tb.server.state.Load().cfg
+	cfg.SimPlatforms = append(cfg.SimPlatforms, old.Dir)
+	if err := tb.server.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	seen := len(tb.audit(t))
+	if _, err := tb.client(sim.Attester{Platform: old, Enclave: tb.enclave}).Fetch(context.Background(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	if rec := tb.lastAudit(t, seen); rec.TCBStatus != "OutOfDate" || rec.Decision != store.Allow {
+		t.Errorf("audit %+v", rec)
+	}
+}
+
+func TestProvisionRevokedPCK(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	if err := tb.plat.RevokePCK(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.server.Reload(tb.server.state.Load().cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave}).Fetch(context.Background(), "default")
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestProvisionNoClientCertificate(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	seen := len(tb.audit(t))
+	conn, err := tls.Dial("tcp", tb.addr, &tls.Config{RootCAs: tb.roots, ServerName: "localhost"})
+	if err == nil {
+		_, err = conn.Write([]byte(gramineRequest))
+		if err == nil {
+			_, err = conn.Read(make([]byte, 1))
+		}
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("a client without a certificate was answered")
+	}
+	if rec := tb.lastAudit(t, seen); rec.Decision != store.Deny || !strings.Contains(rec.Reason, "certificate") {
+		t.Errorf("audit %+v", rec)
+	}
+}
+
+// TestNextServer: an unreachable server is skipped for the next one.
+func TestNextServer(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	c := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave})
+	c.Servers = []string{dead, tb.addr}
+	if _, err := c.Fetch(context.Background(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	c.Servers = []string{dead}
+	if _, err := c.Fetch(context.Background(), "default"); err == nil || !strings.Contains(err.Error(), dead) {
+		t.Errorf("only a dead server: %v", err)
+	}
+}

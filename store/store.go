@@ -1,0 +1,181 @@
+// Package store keeps the secret provisioning server's keys and audit records.
+//
+// Keys are the data owners' file keys (16-byte Gramine wrap keys), held by name with versions:
+// rotating a key makes a new random current version and keeps the old ones, so files encrypted
+// under them can still be decrypted and re-encrypted. Key bytes are encrypted at rest with
+// AES-256-GCM under a 32-byte master key, bound to their name and version; they are never
+// written to the database or a log in the clear, and listing keys never returns them.
+//
+// The audit log holds one record per provisioning decision, in the order they were made.
+//
+// Store is the interface a backend implements. Open picks one by its data source name:
+// "sqlite:PATH", the embedded default, is a single SQLite file; PostgreSQL, for replicas, is
+// planned.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"time"
+)
+
+// KeySize is the size in bytes of a stored key: a Gramine wrap key.
+const KeySize = 16
+
+// MasterKeySize is the size in bytes of the master key (AES-256).
+const MasterKeySize = 32
+
+// Current asks Store.Key for the current version of a key.
+const Current = 0
+
+// MaxNameLen is the longest key name, in bytes.
+const MaxNameLen = 128
+
+// Errors that callers may test for with errors.Is.
+var (
+	ErrNotFound       = errors.New("not found")        // no such key or version
+	ErrExists         = errors.New("already exists")   // a key of that name exists
+	ErrInvalidName    = errors.New("invalid key name") // see CheckName
+	ErrWrongMasterKey = errors.New("wrong master key: it is not the one this store was created with")
+	ErrTampered       = errors.New("stored key fails authentication: the record was altered or moved from another key or version")
+)
+
+// Store holds keys and audit records. Its methods are safe for concurrent use.
+type Store interface {
+	// CreateKey stores a new random key as version 1 of name.
+	CreateKey(ctx context.Context, name string) (KeyInfo, error)
+	// ImportKey stores key, which must be KeySize bytes, as version 1 of name. The store keeps
+	// no reference to key.
+	ImportKey(ctx context.Context, name string, key []byte) (KeyInfo, error)
+	// Key returns the bytes of a version of name, or of its current version if version is
+	// Current. The caller owns the returned slice and should clear it when done.
+	Key(ctx context.Context, name string, version int) ([]byte, error)
+	// ListKeys describes every key, ordered by name, without their bytes.
+	ListKeys(ctx context.Context) ([]KeyInfo, error)
+	// RotateKey makes a new random version of name its current version. Old versions stay
+	// available through Key.
+	RotateKey(ctx context.Context, name string) (KeyInfo, error)
+	// DeleteKey removes every version of name.
+	DeleteKey(ctx context.Context, name string) error
+
+	// AppendAudit adds a record to the audit log and returns the ID it was given; IDs grow
+	// in the order records are appended. A record with a zero Time is stamped with the
+	// current time. The record is durable when AppendAudit returns.
+	AppendAudit(ctx context.Context, r AuditRecord) (int64, error)
+	// AuditRecords yields the audit records that f selects, oldest first. An error ends the
+	// sequence.
+	AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2[AuditRecord, error]
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// KeyInfo describes a key without its bytes.
+type KeyInfo struct {
+	Name    string    `json:"name"`
+	Version int       `json:"version"`          // the current version; the first is 1
+	Created time.Time `json:"created"`          // when version 1 was made
+	Rotated time.Time `json:"rotated,omitzero"` // when the current version was made; zero if never rotated
+}
+
+// Decision is the outcome of a provisioning request.
+type Decision string
+
+// The decisions.
+const (
+	Allow Decision = "allow"
+	Deny  Decision = "deny"
+)
+
+// AuditRecord is one provisioning decision. Measurements are lower-case hex, and empty (or nil)
+// when the evidence did not carry them or was not verified.
+type AuditRecord struct {
+	ID       int64     `json:"id"` // assigned by the store
+	Time     time.Time `json:"time"`
+	Peer     string    `json:"peer"`               // the client's network address
+	TEE      string    `json:"tee,omitempty"`      // the kind of evidence: "sgx", "tdx", "snp"
+	Platform string    `json:"platform,omitempty"` // who vouched for it: "intel", "amd", "simulated"
+
+	MREnclave   string   `json:"mrenclave,omitempty"`
+	MRSigner    string   `json:"mrsigner,omitempty"`
+	ISVProdID   *uint16  `json:"isv_prod_id,omitempty"`
+	ISVSVN      *uint16  `json:"isv_svn,omitempty"`
+	MRTD        string   `json:"mrtd,omitempty"`
+	RTMRs       []string `json:"rtmrs,omitempty"`
+	Measurement string   `json:"measurement,omitempty"` // SEV-SNP launch measurement
+
+	TCBStatus string   `json:"tcb_status,omitempty"`
+	Debug     bool     `json:"debug"`
+	Workload  string   `json:"workload,omitempty"` // the policy entry that matched
+	Keys      []string `json:"keys,omitempty"`     // the names of the keys released
+	Decision  Decision `json:"decision"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// AuditFilter selects audit records. The zero filter selects them all.
+type AuditFilter struct {
+	Since time.Time // only records made at or after Since
+	After int64     // only records whose ID is above After
+	Limit int       // at most Limit records, the oldest ones; 0 for no limit
+	Tail  bool      // with Limit, the newest ones instead, as tail -n does
+}
+
+// Open opens the store that dsn names, with the master key its keys are encrypted under. dsn
+// is "sqlite:PATH"; the SQLite file is created (mode 0600) if it does not exist. A master key
+// that differs from the one the store was created with is ErrWrongMasterKey. Open keeps no
+// reference to masterKey: the caller may clear it once Open returns.
+func Open(dsn string, masterKey []byte) (Store, error) {
+	if len(masterKey) != MasterKeySize {
+		return nil, fmt.Errorf("store: the master key is %d bytes; it must be exactly %d", len(masterKey), MasterKeySize)
+	}
+	scheme, rest, _ := strings.Cut(dsn, ":")
+	switch scheme {
+	case "sqlite":
+		return openSQLite(rest, masterKey)
+	case "postgres", "postgresql":
+		return nil, fmt.Errorf("store: PostgreSQL is not supported yet; use sqlite:PATH: %w", errors.ErrUnsupported)
+	default:
+		// The rest of dsn is not echoed: a mistyped PostgreSQL URL may hold a password.
+		return nil, fmt.Errorf("store: unknown kind of store %q; use sqlite:PATH", scheme)
+	}
+}
+
+// CheckName reports whether name can name a key: 1 to MaxNameLen bytes of ASCII letters,
+// digits, '.', '_' and '-', starting with a letter or digit. (Gramine reserves names that
+// start with '_' for its own keys.)
+func CheckName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidName)
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("%w: %d bytes long, more than %d", ErrInvalidName, len(name), MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return fmt.Errorf("%w %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", ErrInvalidName, name)
+		}
+	}
+	return nil
+}
+
+// check reports whether r can be stored.
+func (r *AuditRecord) check() error {
+	if r.Decision != Allow && r.Decision != Deny {
+		return fmt.Errorf("audit record: decision %q is neither %q nor %q", r.Decision, Allow, Deny)
+	}
+	hexes := map[string]string{"mrenclave": r.MREnclave, "mrsigner": r.MRSigner, "mrtd": r.MRTD, "measurement": r.Measurement}
+	for i, h := range r.RTMRs {
+		hexes[fmt.Sprintf("rtmr%d", i)] = h
+	}
+	for field, h := range hexes {
+		if strings.Trim(h, "0123456789abcdef") != "" || len(h)%2 != 0 {
+			return fmt.Errorf("audit record: %s %q is not lower-case hex", field, h)
+		}
+	}
+	return nil
+}
