@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -170,14 +171,19 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	defer conn.Close()
 	start := s.now()
 	rec := store.AuditRecord{Time: start, Peer: conn.RemoteAddr().String(), Decision: store.Deny}
-	defer func() { s.finish(&rec, start) }()
 
 	conn.SetDeadline(start.Add(st.cfg.HandshakeTimeout.Duration))
 	tc := tls.Server(conn, st.tls)
-	if err := tc.Handshake(); err != nil {
+	if err := tc.Handshake(); errors.Is(err, io.EOF) {
+		// A connection closed before the handshake (a port probe) asked for nothing.
+		s.log.Debug("connection closed before the handshake", "peer", rec.Peer)
+		return
+	} else if err != nil {
 		rec.Reason = "TLS handshake: " + err.Error()
+		s.finish(&rec, start)
 		return
 	}
+	defer func() { s.finish(&rec, start) }()
 	conn.SetDeadline(s.now().Add(st.cfg.RequestTimeout.Duration))
 	claims, verr := verifyClient(tc.ConnectionState(), st.registry, s.now())
 	fillClaims(&rec, claims)

@@ -4,11 +4,13 @@
 package main
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -23,6 +25,10 @@ const (
 	exitUsage   = 2
 )
 
+// onInterrupt, when set, is how the running command stops on SIGINT or SIGTERM; otherwise ppml
+// removes its unfinished outputs and exits.
+var onInterrupt atomic.Pointer[func()]
+
 // usageError marks errors in how a command was called.
 type usageError struct{ error }
 
@@ -31,6 +37,10 @@ func main() {
 	signal.Notify(interrupts, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		sig := <-interrupts
+		if stop := onInterrupt.Load(); stop != nil {
+			(*stop)()
+			return
+		}
 		atomicfile.AbortAll()
 		fmt.Fprintf(os.Stderr, "ppml: %v: stopped, no output written\n", sig)
 		os.Exit(128 + int(sig.(syscall.Signal)))
@@ -75,7 +85,7 @@ Files are Gramine protected files: they move freely between ppml and Gramine.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%s: %w (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())}
 	})
-	root.AddCommand(newPFCommand(), newQuoteCommand(), newSimCommand())
+	root.AddCommand(newPFCommand(), newQuoteCommand(), newSimCommand(), newServeCommand(), newKeyCommand(), newAuditCommand(), newProvisionCommand(), newManifestCommand())
 	return root
 }
 
@@ -87,6 +97,17 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// hexFlag decodes the hex value of flag --name into dst: exactly len(dst) bytes, or up to
+// len(dst) bytes, zero-padded, when padded is set.
+func hexFlag(name, value string, dst []byte, padded bool) error {
+	b, err := hex.DecodeString(value)
+	if err != nil || len(b) > len(dst) || !padded && len(b) != len(dst) {
+		return usageError{fmt.Errorf("--%s: want %d bytes in hex", name, len(dst))}
+	}
+	copy(dst, b)
+	return nil
 }
 
 // requireFlags reports a usage error unless every named string flag was given.

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -25,6 +27,22 @@ func TestScripts(t *testing.T) {
 	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// waitfor HOST:PORT waits until something listens there, for up to 20 seconds.
+			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: waitfor HOST:PORT")
+				}
+				for range 200 {
+					if c, err := net.Dial("tcp", args[0]); err == nil {
+						c.Close()
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				ts.Fatalf("nothing listens on %s", args[0])
+			},
+		},
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("VECTORS", vectors)
 			env.Setenv("ATTESTATION", attestation)

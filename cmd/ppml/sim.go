@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -78,15 +77,14 @@ func newSimQuoteCommand() *cobra.Command {
 				return err
 			}
 			var rd [64]byte
-			for _, f := range []struct {
-				name, value string
-				dst         []byte
-			}{{"mrenclave", mrenclave, e.MREnclave[:]}, {"mrsigner", mrsigner, e.MRSigner[:]}, {"report-data", reportData, rd[:]}} {
-				b, err := hex.DecodeString(f.value)
-				if err != nil || len(b) > len(f.dst) || f.name != "report-data" && len(b) != len(f.dst) {
-					return usageError{fmt.Errorf("--%s: want %d bytes in hex", f.name, len(f.dst))}
+			for _, err := range []error{
+				hexFlag("mrenclave", mrenclave, e.MREnclave[:], false),
+				hexFlag("mrsigner", mrsigner, e.MRSigner[:], false),
+				hexFlag("report-data", reportData, rd[:], true),
+			} {
+				if err != nil {
+					return err
 				}
-				copy(f.dst, b)
 			}
 			p, err := sim.Load(args[0])
 			if err != nil {

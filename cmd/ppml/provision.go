@@ -1,0 +1,141 @@
+package main
+
+import (
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/gramine"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/provision"
+)
+
+func newProvisionCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Ask a provisioning server for keys, attesting (for scripts and debugging)",
+	}
+	cmd.AddCommand(newFetchCommand())
+	return cmd
+}
+
+func newFetchCommand() *cobra.Command {
+	var servers, keys []string
+	var caPath, out, tee, simDir, mrenclave, mrsigner string
+	var enclave sim.Enclave
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "fetch --server HOST:PORT --ca CA.pem [--key NAME]... [-o FILE] --tee sim|gramine ...",
+		Short: "Attest to a provisioning server and fetch keys",
+		Long: `fetch attests with the chosen TEE, fetches keys from the first server that answers, and
+writes them: one key to -o FILE as raw bytes, several to -o DIR as DIR/NAME, or to standard
+output as "NAME HEX" lines. Without --key it asks with Gramine's protocol for the workload's
+first key. A refusal exits 1 with the server's reason.
+
+--tee gramine attests from inside a Gramine enclave (/dev/attestation). --tee sim attests with
+a simulated platform for the identity given by --mrenclave, --mrsigner, --isv-prod-id,
+--isv-svn and --debug.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlags(cmd, "server", "ca", "tee"); err != nil {
+				return err
+			}
+			a, err := attester(cmd, tee, simDir, mrenclave, mrsigner, enclave)
+			if err != nil {
+				return err
+			}
+			pem, err := os.ReadFile(caPath)
+			if err != nil {
+				return err
+			}
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("%s: no PEM certificate", caPath)
+			}
+			c := &provision.Client{Servers: servers, Roots: roots, Attester: a, Timeout: timeout}
+			var secrets [][]byte
+			names := keys
+			if len(keys) == 0 {
+				var s []byte
+				s, err = c.FetchGramine(cmd.Context())
+				secrets, names = [][]byte{s}, []string{"(first key)"}
+			} else {
+				secrets, err = c.Fetch(cmd.Context(), keys...)
+			}
+			if err != nil {
+				return err
+			}
+			defer func() {
+				for _, s := range secrets {
+					clear(s)
+				}
+			}()
+			return writeSecrets(cmd, out, names, secrets)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&servers, "server", nil, "a server, HOST:PORT; repeat to try several in order")
+	f.StringVar(&caPath, "ca", "", "the certificate authority of the servers' certificates (PEM)")
+	f.StringSliceVar(&keys, "key", nil, "a key name; repeat for several")
+	f.StringVarP(&out, "output", "o", "", "where to write the keys")
+	f.StringVar(&tee, "tee", "", "how to attest: sim or gramine")
+	f.StringVar(&simDir, "sim-platform", "", "the simulated platform (--tee sim)")
+	f.StringVar(&mrenclave, "mrenclave", "", "the claimed MRENCLAVE (--tee sim; 32 bytes, hex)")
+	f.StringVar(&mrsigner, "mrsigner", "", "the claimed MRSIGNER (--tee sim; 32 bytes, hex)")
+	f.Uint16Var(&enclave.ISVProdID, "isv-prod-id", 0, "the claimed ISV_PROD_ID (--tee sim)")
+	f.Uint16Var(&enclave.ISVSVN, "isv-svn", 0, "the claimed ISV_SVN (--tee sim)")
+	f.BoolVar(&enclave.Debug, "debug", false, "claim a debug enclave (--tee sim)")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "per server")
+	return cmd
+}
+
+// attester returns the attester that --tee names.
+func attester(cmd *cobra.Command, tee, simDir, mrenclave, mrsigner string, e sim.Enclave) (attest.Attester, error) {
+	switch tee {
+	case "gramine":
+		return gramine.Attester{}, nil
+	case "sim":
+		if err := requireFlags(cmd, "sim-platform", "mrenclave", "mrsigner"); err != nil {
+			return nil, err
+		}
+		if err := hexFlag("mrenclave", mrenclave, e.MREnclave[:], false); err != nil {
+			return nil, err
+		}
+		if err := hexFlag("mrsigner", mrsigner, e.MRSigner[:], false); err != nil {
+			return nil, err
+		}
+		p, err := sim.Load(simDir)
+		if err != nil {
+			return nil, err
+		}
+		return sim.Attester{Platform: p, Enclave: e}, nil
+	default:
+		return nil, usageError{fmt.Errorf("--tee %q: want sim or gramine", tee)}
+	}
+}
+
+func writeSecrets(cmd *cobra.Command, out string, names []string, secrets [][]byte) error {
+	switch {
+	case out == "":
+		for i, s := range secrets {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %x\n", names[i], s)
+		}
+		return nil
+	case len(secrets) == 1:
+		return os.WriteFile(out, secrets[0], 0o600)
+	}
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return err
+	}
+	for i, s := range secrets {
+		if err := os.WriteFile(filepath.Join(out, names[i]), s, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/ppml/ppml/provision"
+	"github.com/ppml/ppml/store"
+)
+
+func newServeCommand() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the secret provisioning server",
+		Long: `serve runs the data owner's secret provisioning server: it releases keys only to workloads
+whose attestation evidence verifies and whose claims the configuration's policy admits, and it
+writes every decision to the audit log. It speaks Gramine's protocol, so that unmodified Gramine
+enclaves get their key, and ppml's extension for named keys. SIGHUP reloads the configuration;
+SIGINT and SIGTERM stop the server after the connections in progress.
+
+See docs/provisioning.md for the configuration; "ppml serve setup" makes a certificate
+authority, a server certificate and a master key.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlags(cmd, "config"); err != nil {
+				return err
+			}
+			return serve(cmd, configPath)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
+	cmd.AddCommand(newServeSetupCommand())
+	return cmd
+}
+
+func serve(cmd *cobra.Command, configPath string) error {
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+	cfg, err := provision.LoadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	server, err := provision.NewServer(cfg, st, log, provision.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metrics := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metrics.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+		defer metrics.Close()
+	}
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGHUP)
+	defer signal.Stop(signals)
+	go func() {
+		for range signals {
+			cfg, err := provision.LoadConfig(configPath)
+			if err == nil {
+				err = server.Reload(cfg)
+			}
+			if err != nil {
+				log.Error("configuration not reloaded", "err", err)
+				continue
+			}
+			log.Info("configuration reloaded", "workloads", len(cfg.Workloads))
+		}
+	}()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		server.Shutdown(ctx)
+	}
+	onInterrupt.Store(&stop)
+	log.Info("serving", "listen", ln.Addr().String(), "workloads", len(cfg.Workloads), "sim_platforms", len(cfg.SimPlatforms))
+	return server.Serve(ln)
+}
+
+// withConfigStore makes a command that runs f with the store of the server configuration that
+// *configPath names.
+func withConfigStore(configPath *string, f func(*cobra.Command, store.Store, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := requireFlags(cmd, "config"); err != nil {
+			return err
+		}
+		cfg, err := provision.LoadConfig(*configPath)
+		if err != nil {
+			return err
+		}
+		st, err := openStore(cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return f(cmd, st, args)
+	}
+}
+
+func openStore(cfg *provision.Config) (store.Store, error) {
+	mk, err := store.ReadMasterKey(cfg.MasterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(mk)
+	return store.Open(cfg.Store, mk)
+}
+
+func newServeSetupCommand() *cobra.Command {
+	var hosts []string
+	cmd := &cobra.Command{
+		Use:   "setup DIR [--host NAME]...",
+		Short: "Make a CA, a server certificate and a master key for a new server",
+		Long: `setup writes into DIR (made if missing) a certificate authority (ca.crt, and ca.key to keep
+offline), a server certificate it signs for the hosts named (server.crt, server.key) and a
+master key (master.key). Workloads trust ca.crt; Gramine's client checks the server's name
+against the host part of SECRET_PROVISION_SERVERS. Nothing is replaced.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := os.MkdirAll(args[0], 0o700); err != nil {
+				return err
+			}
+			if err := provision.Setup(args[0], hosts, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: ca.crt, ca.key, server.crt, server.key (for %s), master.key\n", args[0], strings.Join(hosts, ", "))
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&hosts, "host", []string{"localhost"}, "a name or address the server is reached by")
+	return cmd
+}
+
+func newKeyCommand() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "key",
+		Short: "Manage the server's keys (never printing them)",
+	}
+	cmd.PersistentFlags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
+	withStore := func(f func(*cobra.Command, store.Store, []string) error) func(*cobra.Command, []string) error {
+		return withConfigStore(&configPath, f)
+	}
+	report := func(cmd *cobra.Command, verb string, k store.KeyInfo) {
+		fmt.Fprintf(cmd.OutOrStdout(), "key %q %s (version %d)\n", k.Name, verb, k.Version)
+	}
+	var keyFile string
+	importCmd := &cobra.Command{
+		Use:   "import NAME -w KEYFILE --config FILE",
+		Short: "Store a 16-byte wrap key (as ppml pf gen-key writes it) under NAME",
+		Args:  exactArgs(1),
+		RunE: withStore(func(cmd *cobra.Command, st store.Store, args []string) error {
+			if err := requireFlags(cmd, "wrap-key"); err != nil {
+				return err
+			}
+			key, err := readKey(keyFile)
+			if err != nil {
+				return err
+			}
+			defer clear(key[:])
+			k, err := st.ImportKey(cmd.Context(), args[0], key[:])
+			if err == nil {
+				report(cmd, "imported", k)
+			}
+			return err
+		}),
+	}
+	importCmd.Flags().StringVarP(&keyFile, "wrap-key", "w", "", "the key file")
+	one := func(use, short, verb string, f func(context.Context, store.Store, string) (store.KeyInfo, error)) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Args: exactArgs(1),
+			RunE: withStore(func(cmd *cobra.Command, st store.Store, args []string) error {
+				k, err := f(cmd.Context(), st, args[0])
+				if err == nil {
+					report(cmd, verb, k)
+				}
+				return err
+			}),
+		}
+	}
+	cmd.AddCommand(importCmd,
+		one("create NAME --config FILE", "Store a new random key under NAME", "created",
+			func(ctx context.Context, st store.Store, name string) (store.KeyInfo, error) {
+				return st.CreateKey(ctx, name)
+			}),
+		one("rotate NAME --config FILE", "Make a new random current version of NAME (old versions are kept)", "rotated",
+			func(ctx context.Context, st store.Store, name string) (store.KeyInfo, error) {
+				return st.RotateKey(ctx, name)
+			}),
+		&cobra.Command{
+			Use: "delete NAME --config FILE", Short: "Delete every version of NAME", Args: exactArgs(1),
+			RunE: withStore(func(cmd *cobra.Command, st store.Store, args []string) error {
+				if err := st.DeleteKey(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "key %q deleted\n", args[0])
+				return nil
+			}),
+		},
+		&cobra.Command{
+			Use: "list --config FILE", Short: "List the keys: names, versions, dates", Args: exactArgs(0),
+			RunE: withStore(func(cmd *cobra.Command, st store.Store, _ []string) error {
+				keys, err := st.ListKeys(cmd.Context())
+				for _, k := range keys {
+					rotated := "never rotated"
+					if !k.Rotated.IsZero() {
+						rotated = "rotated " + k.Rotated.Format(time.RFC3339)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%-24s version %d, created %s, %s\n", k.Name, k.Version, k.Created.Format(time.RFC3339), rotated)
+				}
+				return err
+			}),
+		},
+	)
+	return cmd
+}
+
+func newAuditCommand() *cobra.Command {
+	var configPath string
+	var asJSON bool
+	var tail int
+	cmd := &cobra.Command{
+		Use:   "audit --config FILE [--json] [--tail N]",
+		Short: "Print the server's audit log, one decision per line",
+		Args:  exactArgs(0),
+		RunE: withConfigStore(&configPath, func(cmd *cobra.Command, st store.Store, _ []string) error {
+			out := cmd.OutOrStdout()
+			for r, err := range st.AuditRecords(cmd.Context(), store.AuditFilter{Limit: tail, Tail: tail > 0}) {
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					b, _ := json.Marshal(r)
+					fmt.Fprintln(out, string(b))
+					continue
+				}
+				what := "keys " + strings.Join(r.Keys, ",")
+				if r.Decision == store.Deny {
+					what = "reason: " + r.Reason
+				}
+				id := r.MREnclave
+				if id == "" {
+					id = r.MRTD + r.Measurement
+				}
+				fmt.Fprintf(out, "%s %-5s %s %s %s workload=%s %s\n", r.Time.Format(time.RFC3339), r.Decision, r.Peer, r.TEE, short(id), r.Workload, what)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
+	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N records")
+	return cmd
+}
+
+// short abbreviates a measurement for a one-line display.
+func short(hexID string) string {
+	if len(hexID) > 16 {
+		return hexID[:16] + "…"
+	}
+	if hexID == "" {
+		return "-"
+	}
+	return hexID
+}

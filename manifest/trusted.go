@@ -1,0 +1,201 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// HashTrustedFiles returns the manifest with its trusted files expanded and hashed, as
+// gramine-manifest does. Relative paths are relative to dir ("" for the current folder).
+//
+// An entry that has a hash keeps it. A "file:PATH/" entry stands for every regular file below
+// the folder PATH, recursively, in sorted order; symbolic links to files count, while symbolic
+// links to folders, special files and what cannot be read are skipped. Each file becomes
+// { uri = "file:PATH", sha256 = "HEX" }, PATH being cleaned (path.Clean) but otherwise as
+// written. A file listed twice appears once, where first listed, and two different hashes for
+// it are an error; so is a trusted file that does not exist.
+func (m *Manifest) HashTrustedFiles(dir string) (*Manifest, error) {
+	if len(m.TrustedFiles) == 0 {
+		return m, nil
+	}
+	e := expansion{dir: dir, index: map[string]int{}, given: map[string]bool{}}
+	for _, tf := range m.TrustedFiles {
+		if err := e.entry(tf); err != nil {
+			return nil, err
+		}
+	}
+	var tree map[string]any
+	if _, err := toml.Decode(string(m.canonical), &tree); err != nil {
+		return nil, err
+	}
+	list := make([]any, len(e.files))
+	for i, f := range e.files {
+		list[i] = map[string]any{"uri": f.URI, "sha256": f.SHA256}
+	}
+	tree["sgx"].(map[string]any)["trusted_files"] = list
+	b, err := encode(tree)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b)
+}
+
+// expansion is the list of trusted files that HashTrustedFiles builds.
+type expansion struct {
+	dir   string
+	files []TrustedFile
+	index map[string]int  // cleaned path → position in files
+	given map[string]bool // the paths whose hash the manifest gave
+}
+
+func (e *expansion) entry(tf TrustedFile) error {
+	p := tf.Path()
+	if tf.SHA256 != "" {
+		return e.add(path.Clean(p), tf.SHA256, true)
+	}
+	host := p
+	if !filepath.IsAbs(p) {
+		host = filepath.Join(e.dir, p)
+	}
+	info, err := os.Stat(host)
+	if err != nil {
+		return fmt.Errorf("trusted file %s: %w", tf.URI, err)
+	}
+	switch folder := strings.HasSuffix(p, "/"); {
+	case folder && !info.IsDir():
+		return fmt.Errorf("trusted file %s ends with / but is not a folder", tf.URI)
+	case folder:
+		return e.folder(host, path.Clean(p))
+	case info.IsDir():
+		return fmt.Errorf(`trusted file %s is a folder: end it with "/" to trust every file in it`, tf.URI)
+	case !info.Mode().IsRegular():
+		return fmt.Errorf("trusted file %s is not a regular file", tf.URI)
+	}
+	return e.file(host, path.Clean(p))
+}
+
+// folder adds the files below the host folder, whose manifest path is p.
+func (e *expansion) folder(host, p string) error {
+	entries, err := os.ReadDir(host)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("trusted folder %s: %w", p, err)
+	}
+	for _, d := range entries {
+		h, q := filepath.Join(host, d.Name()), path.Join(p, d.Name())
+		var err error
+		switch t := d.Type(); {
+		case t.IsDir():
+			err = e.folder(h, q)
+		case t.IsRegular():
+			err = e.file(h, q)
+		case t&fs.ModeSymlink != 0:
+			if info, serr := os.Stat(h); serr == nil && info.Mode().IsRegular() {
+				err = e.file(h, q)
+			}
+		}
+		if err != nil && !errors.Is(err, fs.ErrPermission) {
+			return err
+		}
+	}
+	return nil
+}
+
+// file hashes the host file, whose manifest path is p, unless it has been already.
+func (e *expansion) file(host, p string) error {
+	if _, ok := e.index[p]; ok && !e.given[p] {
+		return nil
+	}
+	sum, err := hashFile(host)
+	if err != nil {
+		return fmt.Errorf("trusted file file:%s: %w", p, err)
+	}
+	return e.add(p, sum, false)
+}
+
+func (e *expansion) add(p, sum string, given bool) error {
+	if i, ok := e.index[p]; ok {
+		if e.files[i].SHA256 != sum {
+			return fmt.Errorf("trusted file file:%s has two different hashes: %s and %s", p, e.files[i].SHA256, sum)
+		}
+		return nil
+	}
+	e.index[p] = len(e.files)
+	e.files = append(e.files, TrustedFile{URI: "file:" + p, SHA256: sum})
+	e.given[p] = given
+	return nil
+}
+
+func hashFile(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// CheckHashed reports the first trusted file that has no hash yet.
+func (m *Manifest) CheckHashed() error {
+	for _, tf := range m.TrustedFiles {
+		if tf.SHA256 == "" {
+			return fmt.Errorf("trusted file %s has no hash (ppml manifest render hashes the trusted files)", tf.URI)
+		}
+	}
+	return nil
+}
+
+// CheckTrustedFile checks that the host file p is a trusted file and still has the content the
+// manifest hashed; the error names the file. Relative paths, in p and in the manifest, are
+// relative to the current folder.
+func (m *Manifest) CheckTrustedFile(p string) error {
+	m.indexOnce.Do(func() {
+		m.index = make(map[string]string, len(m.TrustedFiles))
+		for _, tf := range m.TrustedFiles {
+			abs, err := filepath.Abs(tf.Path())
+			if err != nil {
+				m.indexErr = err
+				return
+			}
+			m.index[abs] = tf.SHA256
+		}
+	})
+	if m.indexErr != nil {
+		return m.indexErr
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return err
+	}
+	want, ok := m.index[abs]
+	switch {
+	case !ok:
+		return fmt.Errorf("%s is not a trusted file of the manifest", p)
+	case want == "":
+		return fmt.Errorf("trusted file %s has no hash (ppml manifest render hashes the trusted files)", p)
+	}
+	got, err := hashFile(p)
+	if err != nil {
+		return fmt.Errorf("trusted file %s: %w", p, err)
+	}
+	if got != want {
+		return fmt.Errorf("trusted file %s has changed since the manifest was made: its SHA-256 is %s, the manifest has %s", p, got, want)
+	}
+	return nil
+}
