@@ -19,8 +19,9 @@ type Config struct {
 	Store         string   `toml:"store"`           // "sqlite:PATH"
 	MasterKeyFile string   `toml:"master_key_file"` // 32 bytes; keys are encrypted at rest under it
 	SimPlatforms  []string `toml:"sim_platforms"`   // simulated platforms to trust (development)
-	// Collateral is a folder of Intel PCS responses for genuine SGX platforms (see
-	// docs/collateral.md); without it only simulated platforms can attest.
+	// Collateral is where the collateral of genuine SGX platforms comes from: a folder of
+	// Intel PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's
+	// cache (see docs/collateral.md). Without it only simulated platforms can attest.
 	Collateral string `toml:"collateral"`
 	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
 	SkipCRL bool `toml:"skip_crl"`
@@ -93,7 +94,7 @@ func (c *Config) check() error {
 		}
 	}
 	c.TLSCert, c.TLSKey, c.MasterKeyFile = c.Path(c.TLSCert), c.Path(c.TLSKey), c.Path(c.MasterKeyFile)
-	if c.Collateral != "" {
+	if c.Collateral != "" && !strings.Contains(c.Collateral, "://") {
 		c.Collateral = c.Path(c.Collateral)
 	}
 	for i, p := range c.SimPlatforms {

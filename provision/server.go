@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/collateral"
 	"github.com/ppml/ppml/ratls"
 	"github.com/ppml/ppml/store"
 )
@@ -85,9 +88,10 @@ func (s *Server) Reload(cfg *Config) error {
 	return nil
 }
 
-// Verifiers returns the verifiers a configuration trusts: its simulated platforms.
+// Verifiers returns the verifiers a configuration trusts: its simulated platforms and, with
+// collateral configured, genuine Intel SGX platforms.
 func Verifiers(cfg *Config) (attest.Registry, error) {
-	var sgx attest.AnyOf
+	var verifiers attest.AnyOf
 	for _, dir := range cfg.SimPlatforms {
 		p, err := sim.Load(dir)
 		if err != nil {
@@ -97,13 +101,37 @@ func Verifiers(cfg *Config) (attest.Registry, error) {
 		if err != nil {
 			return nil, err
 		}
-		sgx = append(sgx, v)
+		verifiers = append(verifiers, v)
+	}
+	if source, err := collateralSource(cfg.Collateral); err != nil {
+		return nil, err
+	} else if source != nil {
+		// After the simulated platforms, whose refusal of a genuine quote is cheap and certain.
+		verifiers = append(verifiers, &sgx.IntelVerifier{Source: source, SkipCRL: cfg.SkipCRL})
 	}
 	r := attest.Registry{}
-	if len(sgx) > 0 {
-		r[attest.SGX] = sgx
+	if len(verifiers) > 0 {
+		r[attest.SGX] = verifiers
 	}
 	return r, nil
+}
+
+// collateralSource reads collateral from a folder, or from Intel's PCS (or a PCCS) at an https
+// URL through the default cache; "" means none.
+func collateralSource(where string) (sgx.CollateralSource, error) {
+	switch {
+	case where == "":
+		return nil, nil
+	case strings.HasPrefix(where, "https://") || strings.HasPrefix(where, "http://"):
+		dir, err := collateral.DefaultCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		return (&collateral.Cache{Dir: dir, Fetcher: &collateral.Fetcher{BaseURL: where}}).Get, nil
+	}
+	return func(_ context.Context, p collateral.Platform) (*collateral.Bundle, error) {
+		return collateral.ReadDir(where, p.FMSPC)
+	}, nil
 }
 
 // Serve accepts connections on ln until Shutdown.

@@ -165,21 +165,3 @@ func unmarshalExact(der []byte, v any, what string) error {
 	}
 	return nil
 }
-
-// FMSPCOf returns the FMSPC of a quote's PCK certificate, in upper-case hex as PCS names it: the
-// platform whose collateral verifies the quote.
-func FMSPCOf(quote []byte) (string, error) {
-	q, err := ParseQuote(quote)
-	if err != nil {
-		return "", err
-	}
-	certs, err := q.PCKCertificates()
-	if err != nil {
-		return "", err
-	}
-	ext, err := PCKExtensionOf(certs[0])
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%X", ext.FMSPC), nil
-}

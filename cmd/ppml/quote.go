@@ -1,12 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -83,8 +83,10 @@ the quote verifies. A TCB status below UpToDate (OutOfDate, SWHardeningNeeded, .
 not refused, for a policy to judge, as Intel's library does; a revoked TCB or PCK certificate
 does not verify.
 
-The collateral is a folder of Intel PCS responses (see docs/collateral.md). --sim-platform trusts
-a simulated platform, whose folder holds its collateral.`,
+The collateral of a genuine quote comes from --collateral, a folder of Intel PCS responses, or
+else from ppml's cache of them, which fetches from Intel's PCS what it lacks or what is past its
+next update (see docs/collateral.md). --sim-platform trusts a simulated platform instead, with
+the collateral its folder holds.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			quote, err := os.ReadFile(args[0])
@@ -97,7 +99,7 @@ a simulated platform, whose folder holds its collateral.`,
 					return usageError{fmt.Errorf("--at: %w", err)}
 				}
 			}
-			v, err := quoteVerifier(quote, simDir, collateralDir, skipCRL)
+			v, err := quoteVerifier(simDir, collateralDir, skipCRL)
 			if err != nil {
 				return err
 			}
@@ -118,7 +120,7 @@ a simulated platform, whose folder holds its collateral.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&collateralDir, "collateral", "", "folder of collateral (default: the simulated platform's)")
+	f.StringVar(&collateralDir, "collateral", "", "folder of collateral (default: the cache, filled from Intel's PCS)")
 	f.StringVar(&at, "at", "", "verify as of this time (RFC 3339; default now)")
 	f.StringVar(&simDir, "sim-platform", "", "trust this simulated platform (and no other root)")
 	f.BoolVar(&skipCRL, "skip-crl", false, "accept that revocation cannot be checked")
@@ -126,36 +128,28 @@ a simulated platform, whose folder holds its collateral.`,
 	return cmd
 }
 
-// quoteVerifier returns the verifier for a quote: the simulated platform's, or Intel's with the
-// collateral of the quote's platform.
-func quoteVerifier(quote []byte, simDir, collateralDir string, skipCRL bool) (attest.Verifier, error) {
-	roots, platform := sgx.IntelRoots(), "intel"
+// quoteVerifier returns the verifier for a quote: the simulated platform's, or Intel's with
+// the collateral of the quote's platform from a folder or, without one, from the cache of Intel
+// PCS responses (fetching what it lacks).
+func quoteVerifier(simDir, collateralDir string, skipCRL bool) (attest.Verifier, error) {
 	if simDir != "" {
 		p, err := sim.Load(simDir)
 		if err != nil {
 			return nil, err
 		}
-		roots, platform = p.Roots(), "simulated"
-		if collateralDir == "" {
-			collateralDir = filepath.Join(simDir, "collateral")
-		}
+		return p.Verifier()
+	}
+	source := func(_ context.Context, p collateral.Platform) (*collateral.Bundle, error) {
+		return collateral.ReadDir(collateralDir, p.FMSPC)
 	}
 	if collateralDir == "" {
-		return nil, usageError{fmt.Errorf("no collateral: give --collateral DIR, a folder of Intel PCS responses (see docs/collateral.md)")}
+		dir, err := collateral.DefaultCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		source = (&collateral.Cache{Dir: dir, Fetcher: &collateral.Fetcher{}}).Get
 	}
-	fmspc, err := sgx.FMSPCOf(quote)
-	if err != nil {
-		return nil, err
-	}
-	b, err := collateral.ReadDir(collateralDir, fmspc)
-	if err != nil {
-		return nil, err
-	}
-	v, err := sgx.NewVerifier(sgx.Options{Roots: roots, Collateral: b, SkipCRL: skipCRL})
-	if err != nil {
-		return nil, fmt.Errorf("collateral %s: %w", collateralDir, err)
-	}
-	return sgx.AttestVerifier{Verifier: v, Platform: platform}, nil
+	return &sgx.IntelVerifier{Source: source, SkipCRL: skipCRL}, nil
 }
 
 func printClaims(w io.Writer, c *attest.Claims) {

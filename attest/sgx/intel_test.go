@@ -1,0 +1,41 @@
+package sgx
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ppml/ppml/collateral"
+)
+
+func TestIntelVerifier(t *testing.T) {
+	calls := 0
+	var asked collateral.Platform
+	iv := &IntelVerifier{SkipCRL: true, Source: func(_ context.Context, p collateral.Platform) (*collateral.Bundle, error) {
+		calls++
+		asked = p
+		return oasisBundle(t), nil
+	}}
+	quote := read(t, oasisQuote)
+	for range 2 {
+		claims, err := iv.Verify(quote, sgx1Time)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if claims.Platform != "intel" || claims.TCBStatus != StatusSWHardeningNeeded {
+			t.Errorf("claims %+v", claims)
+		}
+	}
+	if want := (collateral.Platform{TEE: collateral.SGX, FMSPC: "00606A000000", CA: collateral.PlatformCA}); asked != want || calls != 2 {
+		t.Errorf("asked for %v (%d calls), want %v", asked, calls, want)
+	}
+	if len(iv.verifiers) != 1 {
+		t.Errorf("%d verifiers made for one bundle", len(iv.verifiers))
+	}
+	missing := &IntelVerifier{Source: func(context.Context, collateral.Platform) (*collateral.Bundle, error) {
+		return nil, errors.New("no such file")
+	}}
+	if _, err := missing.Verify(quote, sgx1Time); err == nil {
+		t.Error("no collateral: no error")
+	}
+}

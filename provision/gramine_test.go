@@ -1,0 +1,66 @@
+package provision
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/ratls"
+)
+
+const attestation = "../testdata/attestation"
+
+// TestRealGramineCertificate runs the server's verification and policy on the RA-TLS
+// certificate of a real Gramine enclave, with Intel's collateral for its platform in a folder
+// (set SGX-4 of testdata/attestation: a debug enclave on an out-of-date platform).
+func TestRealGramineCertificate(t *testing.T) {
+	dir := t.TempDir()
+	for dst, src := range map[string]string{
+		"tcb-info.json":                "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000.json",
+		"qe-identity.json":             "sgx/oasis-core/qe_identity_v2.json",
+		"tcb-info-issuer-chain.pem":    "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
+		"qe-identity-issuer-chain.pem": "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
+	} {
+		b, err := os.ReadFile(filepath.Join(attestation, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, dst), b, 0o644)
+	}
+	b, err := os.ReadFile(filepath.Join(attestation, "ratls/interoperable-ra-tls/gramine-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := Verifiers(&Config{Collateral: dir, SkipCRL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := ratls.Verify(cert, reg, time.Unix(1671497404, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gramine := Workload{Name: "gramine", TEE: "sgx", MREnclave: []string{claims.MREnclave.String()}, Keys: []string{"default"}}
+	if err := gramine.check(""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (Policy{gramine}).Admit(claims); err == nil || !strings.Contains(err.Error(), "debug enclaves are not allowed") {
+		t.Fatalf("a debug enclave was admitted: %v", err)
+	}
+	gramine.AllowDebug = true
+	if _, err := (Policy{gramine}).Admit(claims); err == nil || !strings.Contains(err.Error(), "TCB status OutOfDate is not accepted") {
+		t.Fatalf("an out-of-date platform was admitted: %v", err)
+	}
+	gramine.AcceptTCB = append(gramine.AcceptTCB, "OutOfDate")
+	if w, err := (Policy{gramine}).Admit(claims); err != nil || w.Name != "gramine" {
+		t.Fatalf("refused: %v", err)
+	}
+}
