@@ -6,18 +6,38 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/ratls"
 )
 
-// Client asks provisioning servers for keys, proving what it is with its Attester.
+// Client asks provisioning servers for keys, proving what it is with its Attester. It makes its
+// RA-TLS certificate on first use and presents it on every connection; servers verify it each
+// time. A Client is safe for concurrent use.
 type Client struct {
 	Servers  []string       // "host:port", tried in order until one answers
 	Roots    *x509.CertPool // the certificate authorities of the servers' certificates
 	Attester attest.Attester
 	Timeout  time.Duration // per server; 0 means 30 seconds
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+// certificate returns the client's RA-TLS certificate, making it the first time.
+func (c *Client) certificate() (tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cert == nil {
+		cert, err := ratls.NewCertificate(c.Attester)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("attest: %w", err)
+		}
+		c.cert = &cert
+	}
+	return *c.cert, nil
 }
 
 // Fetch returns the named keys, in order, with ppml's protocol. A server that cannot be reached
@@ -45,9 +65,9 @@ func (c *Client) fetch(ctx context.Context, req *request) ([][]byte, error) {
 	if len(c.Servers) == 0 {
 		return nil, errors.New("no server to ask")
 	}
-	cert, err := ratls.NewCertificate(c.Attester)
+	cert, err := c.certificate()
 	if err != nil {
-		return nil, fmt.Errorf("attest: %w", err)
+		return nil, err
 	}
 	var errs []error
 	for _, server := range c.Servers {
