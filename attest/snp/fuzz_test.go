@@ -1,0 +1,27 @@
+package snp
+
+import (
+	"testing"
+
+	"github.com/google/go-sev-guest/abi"
+)
+
+// FuzzVerify checks that Verify never panics on arbitrary evidence (a report and a certificate
+// table) and that whatever verifies carries claims of the right sizes.
+func FuzzVerify(f *testing.F) {
+	for _, r := range []string{googleReport, trusteeReport, vlekReport} {
+		f.Add(read(f, r))
+	}
+	f.Add(withCerts(read(f, trusteeReport), read(f, trusteeVCEK), abi.VcekGUID))
+	f.Add(withCerts(read(f, vlekReport), read(f, vlekCert), abi.VlekGUID))
+	v := newVerifier(f, googleVCEK, trusteeVCEK)
+	f.Fuzz(func(t *testing.T, evidence []byte) {
+		c, err := v.Verify(evidence, vcekTime)
+		if err != nil {
+			return
+		}
+		if len(c.Measurement) != 48 || len(c.ReportData) != 64 {
+			t.Fatalf("claims %+v", c)
+		}
+	})
+}

@@ -1,0 +1,301 @@
+package snp
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-sev-guest/abi"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
+	"github.com/google/go-sev-guest/verify/trust"
+	"github.com/google/uuid"
+
+	"github.com/ppml/ppml/attest"
+)
+
+// Real reports and AMD certificates; see testdata/attestation/README.md, section AMD SEV-SNP.
+const testdata = "../../testdata/attestation/snp/"
+
+const (
+	googleReport  = "go-sev-guest/testdata/attestation.bin"
+	googleVCEK    = "go-sev-guest/testdata/vcek.testcer"
+	trusteeReport = "trustee/test-report.bin"
+	trusteeVCEK   = "trustee/test-vcek.der"
+	vlekReport    = "trustee/test-vlek-report.bin"
+	vlekCert      = "trustee/test-vlek.der"
+	badVCEKLegacy = "trustee/test-vcek-invalid-legacy.der"
+	badVCEKNew    = "trustee/test-vcek-invalid-new.der"
+)
+
+var (
+	vcekTime = time.Unix(1704067200, 0) // 2024-01-01: any time in 2024 suits the VCEK sets
+	vlekTime = time.Unix(1750000000, 0) // 2025-06-15: the VLEK lasts 2024-12-10..2025-12-10
+)
+
+func read(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testdata, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// newVerifier returns a Verifier with the embedded AMD roots and the given certificates.
+func newVerifier(t testing.TB, certs ...string) *Verifier {
+	t.Helper()
+	opts := Options{}
+	for _, c := range certs {
+		opts.Certificates = append(opts.Certificates, read(t, c))
+	}
+	v, err := NewVerifier(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// withCerts appends a certificate table holding cert under guid to a report, as an extended
+// report carries it.
+func withCerts(report, cert []byte, guid string) []byte {
+	table := abi.CertTable{Entries: []abi.CertTableEntry{{GUID: uuid.MustParse(guid), RawCert: cert}}}
+	return append(bytes.Clone(report), table.Marshal()...)
+}
+
+func wantErr(t *testing.T, err error, text string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("verified, want an error")
+	}
+	if !strings.Contains(err.Error(), text) {
+		t.Fatalf("got %v, want it to say %q", err, text)
+	}
+	t.Logf("as expected: %v", err)
+}
+
+func TestVerifyReports(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		report      []byte
+		v           *Verifier
+		at          time.Time
+		debug       bool
+		measurement string
+		reportData  string
+	}{
+		{"go-sev-guest VCEK", read(t, googleReport), newVerifier(t, googleVCEK, trusteeVCEK, vlekCert), vcekTime, true,
+			"b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01", "0102030405"},
+		{"trustee VCEK", read(t, trusteeReport), newVerifier(t, googleVCEK, trusteeVCEK, vlekCert), vcekTime, false,
+			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7"},
+		{"trustee VLEK", read(t, vlekReport), newVerifier(t, googleVCEK, trusteeVCEK, vlekCert), vlekTime, false,
+			"8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0", "819770b7"},
+		// The certificate in the evidence's certificate table, none configured.
+		{"trustee VCEK in evidence", withCerts(read(t, trusteeReport), read(t, trusteeVCEK), abi.VcekGUID), newVerifier(t), vcekTime, false,
+			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7"},
+		// A table without a VCEK: the configured one serves.
+		{"trustee VCEK, table without one", withCerts(read(t, trusteeReport), []byte("ARK"), abi.ArkGUID), newVerifier(t, trusteeVCEK), vcekTime, false,
+			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7"},
+		{"trustee VLEK in evidence", withCerts(read(t, vlekReport), read(t, vlekCert), abi.VlekGUID), newVerifier(t), vlekTime, false,
+			"8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0", "819770b7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tc.v.Verify(tc.report, tc.at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TEE != attest.SNP || c.Platform != "amd" || c.TCBStatus != "UpToDate" || len(c.AdvisoryIDs) != 0 {
+				t.Errorf("claims %+v, want SNP, amd, UpToDate, no advisories", c)
+			}
+			if c.Debug != tc.debug {
+				t.Errorf("debug %v, want %v", c.Debug, tc.debug)
+			}
+			if c.Measurement.String() != tc.measurement {
+				t.Errorf("measurement %s, want %s", c.Measurement, tc.measurement)
+			}
+			if len(c.ReportData) != 64 || !strings.HasPrefix(c.ReportData.String(), tc.reportData) {
+				t.Errorf("report data %s, want %s...", c.ReportData, tc.reportData)
+			}
+		})
+	}
+}
+
+func TestWrongCertificate(t *testing.T) {
+	report := read(t, trusteeReport)
+	// A VCEK of another chip: no configured certificate fits...
+	_, err := newVerifier(t, googleVCEK).Verify(report, vcekTime)
+	wantErr(t, err, "snp: no VCEK certificate for chip")
+	// ...and in the evidence, it did not sign the report.
+	_, err = newVerifier(t).Verify(withCerts(report, read(t, googleVCEK), abi.VcekGUID), vcekTime)
+	wantErr(t, err, "snp: verify report with go-sev-guest: report signature verification error")
+	// Tampered VCEKs: the ASK's signature over them does not verify.
+	for _, bad := range []string{badVCEKLegacy, badVCEKNew} {
+		_, err = newVerifier(t).Verify(withCerts(report, read(t, bad), abi.VcekGUID), vcekTime)
+		wantErr(t, err, "VCEK could not be verified by any trusted roots")
+	}
+	// A VLEK report with a VCEK in the evidence.
+	_, err = newVerifier(t).Verify(withCerts(read(t, vlekReport), read(t, trusteeVCEK), abi.VcekGUID), vlekTime)
+	wantErr(t, err, "snp: no VLEK certificate")
+	// Not a VCEK or VLEK at all.
+	_, err = NewVerifier(Options{Certificates: [][]byte{[]byte("not a certificate")}})
+	wantErr(t, err, "snp: certificate 0")
+}
+
+func TestTampered(t *testing.T) {
+	v := newVerifier(t, trusteeVCEK)
+	report := read(t, trusteeReport)
+	for _, tc := range []struct {
+		name string
+		off  int
+		text string
+	}{
+		{"report data", 0x50, "report signature verification error"},
+		{"measurement", 0x90 + 47, "report signature verification error"},
+		{"signature", 0x2A0, "report signature verification error"},
+		{"reported TCB", 0x180, "snp: no VCEK certificate"},
+		{"reserved byte", 0x1A0 - 1, "snp: parse evidence"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bytes.Clone(report)
+			r[tc.off] ^= 1
+			_, err := v.Verify(r, vcekTime)
+			wantErr(t, err, tc.text)
+		})
+	}
+	_, err := v.Verify(report[:1000], vcekTime)
+	wantErr(t, err, "snp: parse evidence: 1000 bytes, an attestation report has 1184")
+	_, err = v.Verify(append(bytes.Clone(report), 1, 2, 3), vcekTime)
+	wantErr(t, err, "snp: parse evidence: certificate table")
+}
+
+func TestVerifyTimes(t *testing.T) {
+	// The VLEK expired 2025-12-10; the VCEK was issued 2023-01-24.
+	_, err := newVerifier(t, vlekCert).Verify(read(t, vlekReport), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	wantErr(t, err, "certificate has expired or is not yet valid")
+	_, err = newVerifier(t, trusteeVCEK).Verify(read(t, trusteeReport), time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC))
+	wantErr(t, err, "certificate has expired or is not yet valid")
+	_, err = newVerifier(t, trusteeVCEK).Verify(read(t, trusteeReport), time.Time{})
+	wantErr(t, err, "no verification time")
+}
+
+func TestRoots(t *testing.T) {
+	trustDir := testdata + "go-sev-guest/trust/"
+	pem := func(name string) []byte {
+		b, err := os.ReadFile(trustDir + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// The testdata chains are those go-sev-guest embeds: given explicitly, they verify the same.
+	milan, err := Roots("Milan", pem("ask_ark_milan.pem"), pem("ask_ark_milan_vlek.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(Options{Roots: map[string][]*trust.AMDRootCerts{"Milan": {milan}},
+		Certificates: [][]byte{read(t, trusteeVCEK), read(t, vlekCert)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(read(t, trusteeReport), vcekTime); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(read(t, vlekReport), vlekTime); err != nil {
+		t.Fatal(err)
+	}
+
+	// Genoa's roots in Milan's place; and Milan's VCEK chain alone for a VLEK.
+	genoa, err := Roots("Milan", pem("ask_ark_genoa.pem"), pem("ask_ark_genoa_vlek.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcekOnly, err := Roots("Milan", pem("ask_ark_milan.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		roots  *trust.AMDRootCerts
+		report string
+		at     time.Time
+		text   string
+	}{
+		{genoa, trusteeReport, vcekTime, "VCEK could not be verified by any trusted roots"},
+		{vcekOnly, vlekReport, vlekTime, "root of trust missing intermediate certificate authority certificate for key VLEK"},
+	} {
+		v, err := NewVerifier(Options{Roots: map[string][]*trust.AMDRootCerts{"Milan": {tc.roots}},
+			Certificates: [][]byte{read(t, trusteeVCEK), read(t, vlekCert)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.Verify(read(t, tc.report), tc.at)
+		wantErr(t, err, tc.text)
+	}
+
+	_, err = Roots("Milan", []byte("junk"))
+	wantErr(t, err, "Milan certificate chain")
+}
+
+func TestProduct(t *testing.T) {
+	for _, tc := range []struct {
+		product spb.SevProduct_SevProductName
+		text    string
+	}{
+		{spb.SevProduct_SEV_PRODUCT_MILAN, ""},
+		{spb.SevProduct_SEV_PRODUCT_GENOA, "VCEK cert product name"},
+	} {
+		v, err := NewVerifier(Options{Product: &spb.SevProduct{Name: tc.product}, Certificates: [][]byte{read(t, trusteeVCEK)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.Verify(read(t, trusteeReport), vcekTime)
+		if tc.text == "" {
+			if err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		wantErr(t, err, tc.text)
+	}
+}
+
+func TestVerifierKind(t *testing.T) {
+	var v attest.Verifier = newVerifier(t, trusteeVCEK)
+	if v.Kind() != attest.SNP {
+		t.Fatalf("kind %q", v.Kind())
+	}
+	_, err := attest.Registry{attest.SNP: v}.Verify(attest.TDX, read(t, trusteeReport), vcekTime)
+	if !errors.Is(err, attest.ErrUnknownKind) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	r := read(b, trusteeReport)
+	v := newVerifier(b, trusteeVCEK)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(r, vcekTime); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
+}
+
+// TestConcurrent runs one Verifier from several goroutines (run with -race).
+func TestConcurrent(t *testing.T) {
+	v := newVerifier(t, googleVCEK, trusteeVCEK)
+	reports := [][]byte{read(t, googleReport), read(t, trusteeReport)}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := v.Verify(reports[i%2], vcekTime); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+}

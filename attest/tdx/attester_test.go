@@ -1,0 +1,77 @@
+package tdx
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"testing"
+
+	"github.com/google/go-configfs-tsm/configfs/configfsi"
+	"github.com/google/go-configfs-tsm/configfs/faketsm"
+
+	"github.com/ppml/ppml/attest"
+)
+
+// fakeTSM is go-configfs-tsm's fake configfs-tsm whose provider reads provider and whose outblob
+// is TDX-1's quote: it only answers the report data that quote binds, like a TD that has taken
+// one quote.
+func fakeTSM(t *testing.T, provider string) configfsi.Client {
+	quote := read(t, oasisQuote)
+	q, err := parseQuote(quote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := faketsm.Report611(0)
+	sub.ReadAttr = func(e *faketsm.ReportEntry, attr string) ([]byte, error) {
+		switch attr {
+		case "provider":
+			return []byte(provider + "\n"), nil
+		case "outblob":
+			if !bytes.Equal(e.InAttrs["inblob"].Value, q.GetTdQuoteBody().GetReportData()) {
+				return nil, errors.New("no quote for this report data")
+			}
+			return quote, nil
+		}
+		return nil, errors.New("unexpected attribute " + attr)
+	}
+	return &faketsm.Client{Subsystems: map[string]configfsi.Client{"report": sub}}
+}
+
+func TestAttester(t *testing.T) {
+	quote := read(t, oasisQuote)
+	q, err := parseQuote(quote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd attest.ReportData
+	copy(rd[:], q.GetTdQuoteBody().GetReportData())
+
+	var a attest.Attester = NewAttester(fakeTSM(t, "tdx_guest"))
+	if a.Kind() != attest.TDX {
+		t.Fatalf("kind %q", a.Kind())
+	}
+	evidence, err := a.Attest(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newVerifier(t, oasisBundle(t), true).Verify(evidence, tdx1Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(c.ReportData, rd[:]) {
+		t.Fatalf("report data %s, want %x", c.ReportData, rd)
+	}
+
+	_, err = a.Attest(attest.ReportData{1})
+	wantErr(t, err, nil, "tdx: configfs-tsm report")
+
+	_, err = NewAttester(fakeTSM(t, "sev_guest")).Attest(rd)
+	wantErr(t, err, nil, `reports come from "sev_guest", not "tdx_guest"`)
+}
+
+func TestOpenAttester(t *testing.T) {
+	// Where the machine has no configfs-tsm, the error says so.
+	if _, err := OpenAttester(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+}
