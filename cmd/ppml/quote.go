@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/collateral"
 )
 
@@ -76,7 +78,7 @@ func newQuoteVerifyCommand() *cobra.Command {
 	var skipCRL, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "verify FILE [--collateral DIR] [--at RFC3339] [--sim-platform DIR] [--skip-crl] [--json]",
-		Short: "Verify a quote and print what it attests",
+		Short: "Verify an SGX or TDX quote and print what it attests",
 		Long: `verify checks a quote completely: its structure and signatures, the certificate chain to the
 root of trust, revocation, and the platform's TCB against the collateral. It exits 0 only when
 the quote verifies. A TCB status below UpToDate (OutOfDate, SWHardeningNeeded, ...) is reported,
@@ -99,7 +101,12 @@ the collateral its folder holds.`,
 					return usageError{fmt.Errorf("--at: %w", err)}
 				}
 			}
-			v, err := quoteVerifier(simDir, collateralDir, skipCRL)
+			var v attest.Verifier
+			if isTDXQuote(quote) {
+				v, err = tdxVerifier(collateralDir, skipCRL)
+			} else {
+				v, err = quoteVerifier(simDir, collateralDir, skipCRL)
+			}
 			if err != nil {
 				return err
 			}
@@ -150,6 +157,23 @@ func quoteVerifier(simDir, collateralDir string, skipCRL bool) (attest.Verifier,
 		source = (&collateral.Cache{Dir: dir, Fetcher: &collateral.Fetcher{}}).Get
 	}
 	return &sgx.IntelVerifier{Source: source, SkipCRL: skipCRL}, nil
+}
+
+// isTDXQuote reports whether a quote's header names a TDX trust domain (TEE type 0x81).
+func isTDXQuote(quote []byte) bool {
+	return len(quote) >= 8 && binary.LittleEndian.Uint32(quote[4:8]) == 0x81
+}
+
+// tdxVerifier returns the verifier of TDX quotes with the collateral in dir.
+func tdxVerifier(dir string, skipCRL bool) (attest.Verifier, error) {
+	if dir == "" {
+		return nil, usageError{errors.New("a TDX quote needs --collateral DIR (its TDX TCB info and TD_QE identity)")}
+	}
+	b, err := collateral.ReadDir(dir, "")
+	if err != nil {
+		return nil, err
+	}
+	return tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: skipCRL})
 }
 
 func printClaims(w io.Writer, c *attest.Claims) {
