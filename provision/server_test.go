@@ -87,7 +87,7 @@ sim_platforms = ["sim"]
 	go tb.server.Serve(ln)
 	t.Cleanup(func() {
 		tb.server.Shutdown(context.Background())
-		st.Close()
+		tb.store.Close()
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	tb.addr = "localhost:" + port

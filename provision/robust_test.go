@@ -1,0 +1,134 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/ratls"
+	"github.com/ppml/ppml/store"
+)
+
+// dialAttested opens a TLS connection with a valid RA-TLS certificate, to speak raw bytes.
+func (tb *testbed) dialAttested(t *testing.T) *tls.Conn {
+	t.Helper()
+	cert, err := ratls.NewCertificate(sim.Attester{Platform: tb.plat, Enclave: tb.enclave})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ratls.ClientConfig(cert, tb.roots, tb.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", tb.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// TestMisbehavingClients: malformed and oversized requests, a client that sends nothing and
+// clients that hang up neither crash the server nor leak goroutines, and each is audited.
+func TestMisbehavingClients(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	cfg := tb.server.state.Load().cfg
+	cfg.RequestTimeout.Duration = 300 * time.Millisecond
+	if err := tb.server.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	for _, tc := range []struct {
+		name, send, reason string
+	}{
+		{"malformed", "GET / HTTP/1.1\r\nHost: x\r\n\r\n" + strings.Repeat("x", 40), "not a provisioning request"},
+		{"too many keys", keysRequest + "\xff", "request for 255 keys"},
+		{"cut short", keysRequest + "\x02\x07default", "read key name"},
+		{"silent", "", "request: read request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := len(tb.audit(t))
+			conn := tb.dialAttested(t)
+			conn.Write([]byte(tc.send))
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, _ := conn.Read(make([]byte, 64))
+			conn.Close()
+			if n != 0 {
+				t.Errorf("the server answered %d bytes", n)
+			}
+			if rec := tb.lastAudit(t, seen); rec.Decision != store.Deny || !strings.Contains(rec.Reason, tc.reason) {
+				t.Errorf("audit: %s %q", rec.Decision, rec.Reason)
+			}
+		})
+	}
+	// Hang-ups during the handshake and right after it.
+	for range 20 {
+		if c, err := net.Dial("tcp", tb.addr); err == nil {
+			c.Write([]byte{0x16, 0x03, 0x01})
+			c.Close()
+		}
+		tb.dialAttested(t).Close()
+	}
+	// The server still serves.
+	if _, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave}).Fetch(context.Background(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Errorf("%d goroutines after the clients left, %d before", n, before)
+	}
+}
+
+// TestRestart: a server restarted on the same store gives the same keys and keeps the audit
+// log.
+func TestRestart(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	c := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave})
+	first, err := c.Fetch(context.Background(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := len(tb.audit(t))
+	cfg := tb.server.state.Load().cfg
+	tb.server.Shutdown(context.Background())
+	tb.store.Close()
+
+	mk, err := store.ReadMasterKey(cfg.MasterKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb.store, err = store.Open(cfg.Store, mk); err != nil {
+		t.Fatal(err)
+	}
+	if tb.server, err = NewServer(cfg, tb.store, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tb.server.Serve(ln)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	c.Servers = []string{"localhost:" + port}
+	again, err := c.Fetch(context.Background(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first[0], again[0]) {
+		t.Error("the key changed across the restart")
+	}
+	if rec := tb.lastAudit(t, seen); rec.Decision != store.Allow {
+		t.Errorf("audit after restart: %+v", rec)
+	}
+	if n := len(tb.audit(t)); n != seen+1 {
+		t.Errorf("%d audit records after the restart, want %d", n, seen+1)
+	}
+}
