@@ -23,12 +23,18 @@ setup:
 # Benchmarks against their yardsticks; see docs/benchmarks.md.
 bench: build
 	go run ./bench/pf
+	go run ./bench/provision
 	go test -run '^$$' -bench . ./pf
+	go test -run '^$$' -bench 'Verify$$' -cpu 1 ./attest/sgx ./attest/sim
 
-# A short fuzzing round over every fuzz target.
+# A short fuzzing round over every fuzz target of every package.
 FUZZTIME ?= 30s
 fuzz: setup
-	for target in FuzzOpen FuzzMetadata FuzzFileOps; do go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./pf || exit 1; done
+	for pkg in $$(go list ./...); do \
+		for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x $$pkg || exit 1; \
+		done; \
+	done
 
 clean:
 	rm -rf bin demo
