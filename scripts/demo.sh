@@ -1,43 +1,106 @@
-#!/bin/sh
-# The owner's side of the PyTorch PPML flow: make a key, encrypt the model and inputs into
-# Gramine protected files, look at what an untrusted host sees, show that tampering is caught,
-# and decrypt. Runs again and again: each run starts from an empty demo/ folder.
-set -eu
+#!/bin/bash
+# The PyTorch PPML tutorial's flow, as far as ppml goes today, on the simulated platform: the
+# owner encrypts her files and runs a provisioning server that admits exactly her workload's
+# measurement; the workload attests over RA-TLS and receives the key; a changed workload is
+# refused; the owner reads the audit log and decrypts. Runs again and again: each run starts from
+# an empty demo/ folder.
+set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/bin:$PATH"
+examples="$PWD/examples"
+port=44333
 
 step() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
 rm -rf demo
-mkdir -p demo/plain/data
+mkdir -p demo/plain
 cd demo
+server_pid=""
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; true' EXIT
 
-step "Preparing the owner's files: a model, class labels and an input"
-head -c $((96 << 20)) /dev/urandom > plain/alexnet-pretrained.pt
-printf 'tabby cat\ntiger cat\nEgyptian cat\nlynx\n' > plain/classes.txt
-head -c 150000 /dev/urandom > plain/data/input.jpg
-ls -l plain plain/data
+step "The owner's files: a model and an input"
+head -c $((96 << 20)) /dev/urandom > plain/model.bin
+echo "confidential input for the workload" > plain/input.txt
+ls -l plain
 
 step "Step 1 (owner): generate the wrap key"
 show ppml pf gen-key -w wrap_key
 
-step "Step 2 (owner): encrypt the model and inputs; each file is bound to its path"
-show ppml pf encrypt -v -w wrap_key -i plain -o encrypted
+step "Step 2 (owner): encrypt the files; each is bound to the path the workload's mount gives it"
+show ppml pf encrypt -v -w wrap_key -i plain -o enc
 
-step "Step 3 (untrusted host): all it can tell without the key"
-show ppml pf inspect encrypted/classes.txt
-
-step "Step 4 (untrusted host): tampering is caught, and nothing is written"
-cp encrypted/alexnet-pretrained.pt tampered.pt
-printf 'X' | dd of=tampered.pt bs=1 seek=50000000 conv=notrunc status=none
-if ppml pf decrypt -w wrap_key -i tampered.pt -o tampered.out; then
+step "Step 3 (untrusted host): all it can tell without the key, and tampering is caught"
+show ppml pf inspect enc/input.txt
+cp enc/model.bin tampered.bin
+printf 'X' | dd of=tampered.bin bs=1 seek=50000000 conv=notrunc status=none
+if ppml pf decrypt -w wrap_key -i tampered.bin -o tampered.out; then
 	echo "demo: tampering went unnoticed" >&2
 	exit 1
 fi
 test ! -e tampered.out && echo "(no tampered.out was written)"
 
-step "Step 5 (owner): decrypt and compare with the originals"
-show ppml pf decrypt -V -w wrap_key -i encrypted -o decrypted
+step "Step 4 (owner): a simulated SGX platform, and the measurement of the workload she approves"
+show ppml sim init sim
+mkdir app
+cp "$examples/hello/hello.py" app/
+mkdir server
+show ppml serve setup server --host localhost
+show ppml manifest render "$examples/hello/hello.manifest.template" -D server=localhost:$port -D app=app -D ca=server/ca.crt -D data=enc -o hello.manifest
+mrenclave=$(ppml manifest measure hello.manifest)
+echo "the workload's measurement (MRENCLAVE): $mrenclave"
+
+step "Step 5 (owner): the provisioning server: her key, a policy that admits exactly that measurement"
+cat > server/server.toml <<TOML
+listen = "127.0.0.1:$port"
+tls_cert = "server.crt"
+tls_key = "server.key"
+store = "sqlite:ppml.db"
+master_key_file = "master.key"
+sim_platforms = ["../sim"]
+
+[[workload]]
+name = "hello"
+tee = "sgx"
+mrenclave = ["$mrenclave"]
+allow_debug = false
+accept_tcb = ["UpToDate"]
+keys = ["default"]
+TOML
+show ppml key import default -w wrap_key --config server/server.toml
+ppml serve --config server/server.toml 2> server/server.log &
+server_pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+echo "server started (log in demo/server/server.log)"
+
+step "Step 6 (cloud): the workload attests over RA-TLS with its measurement and receives the key"
+show ppml provision fetch --server localhost:$port --ca server/ca.crt --tee sim --sim-platform sim \
+	--mrenclave "$mrenclave" --mrsigner "$(printf '0%.0s' $(seq 64))" --isv-prod-id 1 --isv-svn 1 -o workload.key
+cmp workload.key wrap_key && echo "the workload holds the owner's key"
+show ppml pf decrypt -V -w workload.key -i enc/input.txt -o input.seen-by-workload
+cat input.seen-by-workload
+
+step "Step 7 (cloud): a changed workload measures differently and is refused"
+echo 'print("exfiltrate")' >> app/hello.py
+ppml manifest render "$examples/hello/hello.manifest.template" -D server=localhost:$port -D app=app -D ca=server/ca.crt -D data=enc -o changed.manifest 2>/dev/null
+changed=$(ppml manifest measure changed.manifest)
+echo "the changed workload's measurement: $changed"
+if ppml provision fetch --server localhost:$port --ca server/ca.crt --key default --tee sim --sim-platform sim \
+	--mrenclave "$changed" --mrsigner "$(printf '0%.0s' $(seq 64))" --isv-prod-id 1 --isv-svn 1 -o stolen.key; then
+	echo "demo: the changed workload got the key" >&2
+	exit 1
+fi
+
+step "Step 8 (owner): the audit log, then the server stops"
+show ppml audit --config server/server.toml
+kill "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+server_pid=""
+
+step "Step 9 (owner): decrypt and compare with the originals"
+show ppml pf decrypt -V -w wrap_key -i enc -o decrypted
 show diff -r plain decrypted
 echo "decrypted files are identical to the originals"
+echo
+echo "Next in ppml: 'ppml run' runs the workload itself in the measured sandbox, with /data served"
+echo "decrypted by the transparent encrypted filesystem (see the issues)."
