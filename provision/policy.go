@@ -40,6 +40,11 @@ type Workload struct {
 	// SEV-SNP: any of Measurement.
 	Measurement []string `toml:"measurement"`
 
+	// AllowSimulated admits evidence from the simulated platforms the server trusts
+	// (sim_platforms): development only, since anyone holding such a platform's folder can
+	// claim any measurement.
+	AllowSimulated bool `toml:"allow_simulated"`
+
 	AllowDebug bool     `toml:"allow_debug"`
 	AcceptTCB  []string `toml:"accept_tcb"` // default: UpToDate only
 	Keys       []string `toml:"keys"`       // the keys it receives; the first is Gramine's
@@ -131,6 +136,9 @@ func (w *Workload) readSigFile(name string) error {
 func (w *Workload) admits(c *attest.Claims) error {
 	if string(c.TEE) != w.TEE {
 		return fmt.Errorf("the evidence is %s, the workload %s", c.TEE, w.TEE)
+	}
+	if c.Platform == "simulated" && !w.AllowSimulated {
+		return errors.New("evidence from a simulated platform is not allowed (allow_simulated = false)")
 	}
 	checks := []struct {
 		name    string

@@ -95,13 +95,15 @@ func unhex(s string) attest.Hex {
 }
 
 func TestAdmit(t *testing.T) {
-	byEnclave := Workload{Name: "byenclave", TEE: "sgx", MREnclave: []string{mrenclave}, Keys: []string{"k"}}
-	bySigner := Workload{Name: "bysigner", TEE: "sgx", MRSigner: mrsigner, ISVProdID: u16(3), MinISVSVN: u16(5), Keys: []string{"k"}}
+	byEnclave := Workload{Name: "byenclave", TEE: "sgx", MREnclave: []string{mrenclave}, AllowSimulated: true, Keys: []string{"k"}}
+	bySigner := Workload{Name: "bysigner", TEE: "sgx", MRSigner: mrsigner, ISVProdID: u16(3), MinISVSVN: u16(5), AllowSimulated: true, Keys: []string{"k"}}
 	for _, w := range []*Workload{&byEnclave, &bySigner} {
 		if err := w.check(""); err != nil {
 			t.Fatal(err)
 		}
 	}
+	production := byEnclave
+	production.AllowSimulated = false
 	for _, tc := range []struct {
 		name   string
 		w      Workload
@@ -118,6 +120,8 @@ func TestAdmit(t *testing.T) {
 		{"debug", byEnclave, func(c *attest.Claims) { c.Debug = true }, "debug enclaves are not allowed"},
 		{"outdated", byEnclave, func(c *attest.Claims) { c.TCBStatus = "OutOfDate" }, "TCB status OutOfDate is not accepted"},
 		{"other tee", byEnclave, func(c *attest.Claims) { c.TEE = attest.TDX }, "the evidence is tdx"},
+		{"simulated", production, func(*attest.Claims) {}, "evidence from a simulated platform is not allowed"},
+		{"genuine", production, func(c *attest.Claims) { c.Platform = "intel" }, ""},
 	} {
 		c := sgxClaims()
 		tc.change(c)

@@ -93,11 +93,7 @@ func (s *Server) Reload(cfg *Config) error {
 func Verifiers(cfg *Config) (attest.Registry, error) {
 	var verifiers attest.AnyOf
 	for _, dir := range cfg.SimPlatforms {
-		p, err := sim.Load(dir)
-		if err != nil {
-			return nil, err
-		}
-		v, err := p.Verifier()
+		v, err := sim.LoadVerifier(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -150,6 +146,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			closing := s.closing
 			s.mu.Unlock()
 			if closing {
+				s.conns.Wait() // every connection in progress finishes, and is audited
 				return nil
 			}
 			var ne net.Error
@@ -167,7 +164,15 @@ func (s *Server) Serve(ln net.Listener) error {
 			conn.Close()
 			continue
 		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			<-s.slots
+			conn.Close()
+			continue
+		}
 		s.conns.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer func() { <-s.slots; s.conns.Done() }()
 			s.handle(conn, s.state.Load())
@@ -208,10 +213,11 @@ func (s *Server) handle(conn net.Conn, st *state) {
 		return
 	} else if err != nil {
 		rec.Reason = "TLS handshake: " + err.Error()
-		s.finish(&rec, start)
+		s.finish(&rec, start, false)
 		return
 	}
-	defer func() { s.finish(&rec, start) }()
+	audited := false
+	defer func() { s.finish(&rec, start, audited) }()
 	conn.SetDeadline(s.now().Add(st.cfg.RequestTimeout.Duration))
 	claims, verr := verifyClient(tc.ConnectionState(), st.registry, s.now())
 	fillClaims(&rec, claims)
@@ -244,15 +250,23 @@ func (s *Server) handle(conn net.Conn, st *state) {
 			return
 		}
 	}
+	// The release is on record before the keys leave: no record, no keys.
+	rec.Decision, rec.Keys = store.Allow, names
+	if _, err := s.store.AppendAudit(context.Background(), rec); err != nil {
+		rec.Decision, rec.Keys = store.Deny, nil
+		rec.Reason = "audit log unavailable: " + err.Error()
+		tc.Write(refusal(req, "the server cannot record its decision"))
+		return
+	}
+	audited = true
 	resp := grant(req, secrets)
 	_, err = tc.Write(resp)
 	clear(resp)
 	if err != nil {
-		rec.Reason = "sending the keys: " + err.Error()
+		s.log.Warn("the keys may not have reached the client", "peer", rec.Peer, "err", err)
 		return
 	}
 	tc.Close() // close_notify, as Gramine's server sends
-	rec.Decision, rec.Keys = store.Allow, names
 }
 
 // verifyClient verifies the one RA-TLS certificate a client sent.
@@ -285,10 +299,13 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *reque
 	return req.keys, ""
 }
 
-// finish writes the audit record, the log line and the metrics of a connection.
-func (s *Server) finish(rec *store.AuditRecord, start time.Time) {
-	if _, err := s.store.AppendAudit(context.Background(), *rec); err != nil {
-		s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
+// finish writes the audit record (unless it is written already), the log line and the metrics
+// of a connection.
+func (s *Server) finish(rec *store.AuditRecord, start time.Time, audited bool) {
+	if !audited {
+		if _, err := s.store.AppendAudit(context.Background(), *rec); err != nil {
+			s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
+		}
 	}
 	attrs := []any{"peer", rec.Peer, "decision", rec.Decision, "tee", rec.TEE, "workload", rec.Workload}
 	if rec.Decision == store.Allow {

@@ -133,6 +133,7 @@ const byEnclave = `
 name = "pytorch"
 tee = "sgx"
 mrenclave = ["%[1]x"]
+allow_simulated = true
 keys = ["default", "model"]
 `
 
@@ -175,6 +176,7 @@ tee = "sgx"
 mrsigner = "%[2]x"
 isv_prod_id = 1
 min_isv_svn = 2
+allow_simulated = true
 keys = ["default"]
 `
 	tb := newTestbed(t, policy)

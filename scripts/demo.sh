@@ -65,6 +65,7 @@ tee = "sgx"
 mrenclave = ["$mrenclave"]
 allow_debug = false
 accept_tcb = ["UpToDate"]
+allow_simulated = true
 keys = ["default"]
 TOML
 show ppml key import default -w wrap_key --config server/server.toml

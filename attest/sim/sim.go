@@ -267,14 +267,36 @@ func (p *Platform) Roots() *x509.CertPool {
 }
 
 // Verifier returns a verifier that trusts this platform, and only it, as of its collateral.
-func (p *Platform) Verifier() (attest.Verifier, error) {
-	b, err := p.Collateral()
-	if err != nil {
-		return nil, err
+func (p *Platform) Verifier() (attest.Verifier, error) { return LoadVerifier(p.Dir) }
+
+// LoadVerifier returns a verifier that trusts the platform in dir, and only it. It reads the
+// platform's root certificate and collateral, none of its private keys: a relying party needs
+// only those files.
+func LoadVerifier(dir string) (attest.Verifier, error) {
+	fail := func(err error) (attest.Verifier, error) {
+		return nil, fmt.Errorf("simulated platform %s: %w", dir, err)
 	}
-	v, err := sgx.NewVerifier(sgx.Options{Roots: p.Roots(), Collateral: b})
+	b, err := os.ReadFile(filepath.Join(dir, platformFile))
 	if err != nil {
-		return nil, fmt.Errorf("simulated platform %s: %w", p.Dir, err)
+		return fail(err)
+	}
+	var settings Settings
+	if err := json.Unmarshal(b, &settings); err != nil {
+		return fail(err)
+	}
+	root, err := readCert(filepath.Join(dir, rootCertFile))
+	if err != nil {
+		return fail(err)
+	}
+	bundle, err := collateral.ReadDir(filepath.Join(dir, collateralDir), settings.FMSPC)
+	if err != nil {
+		return fail(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	v, err := sgx.NewVerifier(sgx.Options{Roots: roots, Collateral: bundle})
+	if err != nil {
+		return fail(err)
 	}
 	return sgx.AttestVerifier{Verifier: v, Platform: "simulated"}, nil
 }

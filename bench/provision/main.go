@@ -153,6 +153,7 @@ max_connections = 1024
 name = "bench"
 tee = "sgx"
 mrenclave = ["%x"]
+allow_simulated = true
 keys = ["default"]
 `, enclave.MREnclave)
 	path := filepath.Join(dir, "server.toml")
