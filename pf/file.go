@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -59,13 +60,8 @@ type File struct {
 // Create starts a new, empty protected file bound to path in s, truncating s. Nothing is written
 // until Flush or Close.
 func Create(s Storage, kdk Key, path string, opts *Options) (*File, error) {
-	if len(path) > MaxPathLen {
-		return nil, fmt.Errorf("path is %d bytes long; protected files allow at most %d", len(path), MaxPathLen)
-	}
-	for i := 0; i < len(path); i++ {
-		if path[i] == 0 {
-			return nil, errors.New("path contains a NUL byte")
-		}
+	if err := checkPath(path); err != nil {
+		return nil, err
 	}
 	if err := s.Truncate(0); err != nil {
 		return nil, err
@@ -74,6 +70,17 @@ func Create(s Storage, kdk Key, path string, opts *Options) (*File, error) {
 	f.header.Major = Version
 	f.meta.path = path
 	return f, nil
+}
+
+// checkPath reports whether a path can be bound into a protected file.
+func checkPath(path string) error {
+	if len(path) > MaxPathLen {
+		return fmt.Errorf("path is %d bytes long; protected files allow at most %d", len(path), MaxPathLen)
+	}
+	if strings.IndexByte(path, 0) >= 0 {
+		return errors.New("path contains a NUL byte")
+	}
+	return nil
 }
 
 // Open opens the protected file of hostSize bytes in r. The file is writable when r is also a
@@ -128,8 +135,12 @@ func (f *File) readMetadata() error {
 	return err
 }
 
-// Header returns the file's plaintext header as it was read (or will be written).
-func (f *File) Header() Header { return f.header }
+// Header returns the file's plaintext header as it was read (or last written).
+func (f *File) Header() Header {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.header
+}
 
 // Path returns the path bound into the file.
 func (f *File) Path() string {
@@ -140,11 +151,14 @@ func (f *File) Path() string {
 
 // SetPath binds the file to a new path, as a rename inside Gramine does.
 func (f *File) SetPath(path string) error {
-	if len(path) > MaxPathLen {
-		return fmt.Errorf("path is %d bytes long; protected files allow at most %d", len(path), MaxPathLen)
+	if err := checkPath(path); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.writable(); err != nil {
+		return err
+	}
 	f.meta.path = path
 	f.changed = true
 	return nil
@@ -190,7 +204,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if err := f.writable(); err != nil {
 		return 0, err
 	}
-	if off < 0 || off+int64(len(p)) > maxFileSize {
+	if off < 0 || int64(len(p)) > maxFileSize-off {
 		return 0, fmt.Errorf("pf: write at %d of %d bytes is out of range", off, len(p))
 	}
 	if end := off + int64(len(p)); end > f.meta.size {

@@ -87,12 +87,12 @@ func (m *metadata) marshal(b []byte) {
 func (m *metadata) unmarshal(b []byte) error {
 	end := bytes.IndexByte(b[:pathFieldSize], 0)
 	if end < 0 {
-		return fmt.Errorf("%w: path is not NUL-terminated", ErrKey)
+		return fmt.Errorf("%w: the metadata authenticates but its path is not NUL-terminated", ErrDamaged)
 	}
 	m.path = string(b[:end])
 	size := binary.LittleEndian.Uint64(b[pathFieldSize:])
 	if size > maxFileSize {
-		return fmt.Errorf("%w: file size %d is out of range", ErrKey, size)
+		return fmt.Errorf("%w: the metadata authenticates but its file size %d is out of range", ErrDamaged, size)
 	}
 	m.size = int64(size)
 	copy(m.rootKey[:], b[pathFieldSize+8:])

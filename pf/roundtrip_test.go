@@ -278,3 +278,19 @@ func TestSizeRange(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteAtOutOfRange(t *testing.T) {
+	var s memStorage
+	f, err := Create(&s, testKey, "big", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{-1, maxFileSize, 1<<63 - 5} {
+		if _, err := f.WriteAt(make([]byte, 10), off); err == nil {
+			t.Errorf("WriteAt at %d: no error", off)
+		}
+	}
+	if err := f.SetPath("a\x00b"); err == nil {
+		t.Error("SetPath accepted a NUL byte")
+	}
+}

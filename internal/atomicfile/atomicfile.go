@@ -65,9 +65,18 @@ func New(final string, dir, force bool) (*Pending, error) {
 }
 
 // Commit moves the temporary output to its final path. A folder replaces an existing folder's
-// files one by one, leaving files that it does not contain.
+// files one by one, leaving files that it does not contain. If Commit fails, what was not moved
+// yet is removed: a folder replaced with --force may then be replaced in part.
 func (p *Pending) Commit() error {
-	defer p.forget()
+	err := p.commit()
+	if err != nil {
+		os.RemoveAll(p.Temp)
+	}
+	p.forget()
+	return err
+}
+
+func (p *Pending) commit() error {
 	info, err := os.Stat(p.Temp)
 	if err != nil {
 		return err

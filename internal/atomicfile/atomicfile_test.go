@@ -103,3 +103,23 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		t.Fatalf("%s holds %v, want %v", dir, got, names)
 	}
 }
+
+// TestCommitRace: an output that appears while the temporary one is written is not replaced,
+// and the temporary output is removed.
+func TestCommitRace(t *testing.T) {
+	dir := t.TempDir()
+	final := filepath.Join(dir, "out")
+	p, err := New(final, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p.Temp, []byte("secret plaintext"), 0o600)
+	os.WriteFile(final, []byte("theirs"), 0o600)
+	if err := p.Commit(); !errors.Is(err, ErrExists) {
+		t.Fatalf("Commit: %v", err)
+	}
+	if b, _ := os.ReadFile(final); string(b) != "theirs" {
+		t.Errorf("the other output was replaced: %q", b)
+	}
+	assertOnly(t, dir, "out")
+}
