@@ -23,6 +23,7 @@ const (
 	StepQEIdentity     Step = "QE identity"           // signature, validity, QE report match, QE TCB
 	StepTCBInfo        Step = "TCB info"              // signature, validity, FMSPC and PCE-ID match
 	StepTCBStatus      Step = "TCB status"            // TCB level selection, Revoked
+	StepAttributes     Step = "enclave attributes"    // INIT and MODE64BIT set, no provisioning keys
 )
 
 // Error is a verification failure: the step that failed and why. Err wraps one of the sentinel

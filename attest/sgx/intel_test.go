@@ -2,6 +2,7 @@ package sgx
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -37,5 +38,22 @@ func TestIntelVerifier(t *testing.T) {
 	}}
 	if _, err := missing.Verify(quote, sgx1Time); err == nil {
 		t.Error("no collateral: no error")
+	}
+}
+
+func TestCheckAttributes(t *testing.T) {
+	for flags, ok := range map[uint64]bool{
+		AttrInit | AttrMode64Bit:                true,
+		AttrInit | AttrMode64Bit | AttrDebug:    true,
+		AttrMode64Bit:                           false,
+		AttrInit:                                false,
+		AttrInit | AttrMode64Bit | AttrProvKey:  false,
+		AttrInit | AttrMode64Bit | AttrEInitKey: false,
+	} {
+		var b ReportBody
+		binary.LittleEndian.PutUint64(b.Attributes[:8], flags)
+		if err := checkAttributes(&b); (err == nil) != ok {
+			t.Errorf("flags %#x: %v", flags, err)
+		}
 	}
 }

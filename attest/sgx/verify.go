@@ -300,6 +300,9 @@ func (v *Verifier) Verify(quote []byte, at time.Time) (*Verdict, error) {
 	if vd.TCBStatus == StatusRevoked {
 		return nil, stepErr(StepTCBStatus, "%w: platform TCB %s, QE TCB %s", ErrRevoked, level.Status, qe.Status)
 	}
+	if err := checkAttributes(&q.Body); err != nil {
+		return nil, &Error{StepAttributes, err}
+	}
 	return vd, nil
 }
 
@@ -511,4 +514,20 @@ func mergeAdvisories(platform, qe []string) []string {
 		}
 	}
 	return ids
+}
+
+// checkAttributes checks the attested enclave's ATTRIBUTES as Gramine's RA-TLS verifier does: an
+// initialised 64-bit enclave that may not get the provisioning or EINIT token keys. (DEBUG is
+// reported, for the policy to judge.)
+func checkAttributes(b *ReportBody) error {
+	f := b.Flags()
+	switch {
+	case f&AttrInit == 0:
+		return fmt.Errorf("%w: the enclave is not initialised (INIT clear)", ErrMismatch)
+	case f&AttrMode64Bit == 0:
+		return fmt.Errorf("%w: not a 64-bit enclave (MODE64BIT clear)", ErrMismatch)
+	case f&(AttrProvKey|AttrEInitKey) != 0:
+		return fmt.Errorf("%w: the enclave may get the provisioning or EINIT token key (flags %#x)", ErrMismatch, f)
+	}
+	return nil
 }
