@@ -79,6 +79,9 @@ func (c *Config) check() error {
 	if c.Listen == "" {
 		c.Listen = defaultListen
 	}
+	if c.MaxConnections < 0 || c.HandshakeTimeout.Duration < 0 || c.RequestTimeout.Duration < 0 {
+		return errors.New("max_connections, handshake_timeout and request_timeout must be positive")
+	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = defaultMaxConnections
 	}

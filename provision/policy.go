@@ -11,6 +11,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/store"
 )
 
 // TCB statuses a workload may accept, in Intel's words.
@@ -109,6 +110,11 @@ func (w *Workload) check(dir string) error {
 	if len(w.Keys) == 0 {
 		return fail("no keys to release")
 	}
+	for _, k := range w.Keys {
+		if err := store.CheckName(k); err != nil {
+			return fail("key %q: %v", k, err)
+		}
+	}
 	return nil
 }
 
@@ -126,8 +132,17 @@ func (w *Workload) readSigFile(name string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	mrsigner := hex.EncodeToString(s.MRSigner[:])
+	switch {
+	case w.MRSigner != "" && !strings.EqualFold(w.MRSigner, mrsigner):
+		return fmt.Errorf("mrsigner %s differs from %s's %s", w.MRSigner, name, mrsigner)
+	case w.ISVProdID != nil && *w.ISVProdID != s.ISVProdID:
+		return fmt.Errorf("isv_prod_id %d differs from %s's %d", *w.ISVProdID, name, s.ISVProdID)
+	case w.MinISVSVN != nil && *w.MinISVSVN != s.ISVSVN:
+		return fmt.Errorf("min_isv_svn %d differs from %s's ISVSVN %d (leave it out, or give no sig_file)", *w.MinISVSVN, name, s.ISVSVN)
+	}
 	w.MREnclave = append(w.MREnclave, hex.EncodeToString(s.MREnclave[:]))
-	w.MRSigner = hex.EncodeToString(s.MRSigner[:])
+	w.MRSigner = mrsigner
 	w.ISVProdID, w.MinISVSVN = &s.ISVProdID, &s.ISVSVN
 	return nil
 }

@@ -67,6 +67,8 @@ func TestConfigErrors(t *testing.T) {
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"abcd\"]\nkeys = [\"k\"]\n", `mrenclave "abcd" is not 32 bytes in hex`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\n", "no keys to release"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sev\"\nkeys = [\"k\"]\n", `tee "sev" is not sgx, tdx or snp`},
+		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"_sgx_mrenclave\"]\n", `key "_sgx_mrenclave"`},
+		{"max_connections = -1\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", "must be positive"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\naccept_tcb = [\"Fine\"]\nkeys = [\"k\"]\n", `accept_tcb "Fine"`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\nallow_debg = true\n", "unknown keys: workload.allow_debg"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", `two workloads are named "w"`},
