@@ -76,14 +76,9 @@ func (s *Server) Reload(cfg *Config) error {
 	s.state.Store(&state{
 		cfg:      cfg,
 		registry: registry,
-		tls: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-			// The client's certificate is verified after the handshake, so that a ppml client
-			// can be told why it is refused; nothing is released before.
-			ClientAuth:             tls.RequireAnyClientCert,
-			SessionTicketsDisabled: true, // every connection attests afresh
-		},
+		// The client's certificate is verified after the handshake (handle), so that a ppml
+		// client can be told why it is refused; nothing is released before.
+		tls: ratls.ServerConfig(cert),
 	})
 	return nil
 }
@@ -219,7 +214,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	audited := false
 	defer func() { s.finish(&rec, start, audited) }()
 	conn.SetDeadline(s.now().Add(st.cfg.RequestTimeout.Duration))
-	claims, verr := verifyClient(tc.ConnectionState(), st.registry, s.now())
+	claims, verr := ratls.VerifyPeer(tc.ConnectionState(), st.registry, s.now())
 	fillClaims(&rec, claims)
 	req, err := readRequest(tc)
 	if err != nil {
@@ -267,14 +262,6 @@ func (s *Server) handle(conn net.Conn, st *state) {
 		return
 	}
 	tc.Close() // close_notify, as Gramine's server sends
-}
-
-// verifyClient verifies the one RA-TLS certificate a client sent.
-func verifyClient(cs tls.ConnectionState, reg attest.Registry, at time.Time) (*attest.Claims, error) {
-	if len(cs.PeerCertificates) != 1 {
-		return nil, fmt.Errorf("%w, got %d", ratls.ErrPeerCertificates, len(cs.PeerCertificates))
-	}
-	return ratls.Verify(cs.PeerCertificates[0], reg, at)
 }
 
 // decide applies the policy: it returns the names of the keys to release, or the reason to

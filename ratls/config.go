@@ -15,58 +15,38 @@ import (
 	"github.com/ppml/ppml/attest"
 )
 
-// ErrPeerCertificates: a client sent more than one certificate. An RA-TLS certificate is
-// self-signed and comes alone.
+// ErrPeerCertificates: a client sent more than one certificate (or none). An RA-TLS certificate
+// is self-signed and comes alone.
 var ErrPeerCertificates = errors.New("want exactly one client certificate")
 
-// Judge decides whether to admit an RA-TLS client. It is called once per handshake with the
-// claims of the client's verified evidence, or with nil claims and the reason why its
-// certificate was refused. It returns nil to admit the client, or the reason to refuse it, which
-// fails the handshake. A refused certificate fails the handshake whatever Judge returns: it is
-// told so that it can record the reason.
-type Judge func(claims *attest.Claims, err error) error
-
-// ServerConfig returns the configuration of a server that admits RA-TLS clients only, as
-// Gramine's secret provisioning server does. The server presents cert, an ordinary certificate.
-// It requires exactly one client certificate, verifies it as of now() with reg ([Verify]), and
-// lets judge, which must not be nil, decide. now nil means time.Now. A client that sends no
-// certificate fails the handshake before judge is called.
+// ServerConfig returns the configuration of a server that admits RA-TLS clients, as Gramine's
+// secret provisioning server does. The server presents cert, an ordinary certificate, and
+// requires a client certificate, but does not verify it in the handshake: a client that sends
+// none fails the handshake, and any other completes it.
+//
+// The caller must call [VerifyPeer] with the connection's state after the handshake, and release
+// nothing to the client before VerifyPeer admits it. Verifying after the handshake lets a server
+// tell a refused client why, over the connection, and record the verdict per connection.
 //
 // Session tickets are off, so that every connection is attested afresh: a resumed session would
-// skip the verification.
-//
-// The config holds no state of its own per connection. To record each connection's verdict, make
-// a config per connection, with a judge that closes over that connection's record; making one
-// costs little.
-func ServerConfig(cert tls.Certificate, reg attest.Registry, now func() time.Time, judge Judge) *tls.Config {
-	if now == nil {
-		now = time.Now
-	}
+// present the certificate of an earlier handshake.
+func ServerConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
 		Certificates:           []tls.Certificate{cert},
 		MinVersion:             tls.VersionTLS12,
 		ClientAuth:             tls.RequireAnyClientCert,
 		SessionTicketsDisabled: true,
-		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-			claims, err := verifyPeer(rawCerts, reg, now())
-			if verdict := judge(claims, err); err == nil {
-				err = verdict
-			}
-			return err
-		},
 	}
 }
 
-// verifyPeer verifies the certificates a client sent: exactly one, an RA-TLS certificate.
-func verifyPeer(rawCerts [][]byte, reg attest.Registry, at time.Time) (*attest.Claims, error) {
-	if len(rawCerts) != 1 {
-		return nil, fmt.Errorf("ratls: %w, got %d", ErrPeerCertificates, len(rawCerts))
+// VerifyPeer verifies the certificates a client sent in a handshake made with [ServerConfig]:
+// exactly one, else an error wrapping [ErrPeerCertificates], and that one an RA-TLS certificate,
+// verified as of at with reg ([Verify]). It returns the claims of the client's evidence.
+func VerifyPeer(cs tls.ConnectionState, reg attest.Registry, at time.Time) (*attest.Claims, error) {
+	if len(cs.PeerCertificates) != 1 {
+		return nil, fmt.Errorf("ratls: %w, got %d", ErrPeerCertificates, len(cs.PeerCertificates))
 	}
-	cert, err := x509.ParseCertificate(rawCerts[0])
-	if err != nil {
-		return nil, fmt.Errorf("ratls: %w: client certificate: %v", ErrMalformed, err)
-	}
-	return Verify(cert, reg, at)
+	return Verify(cs.PeerCertificates[0], reg, at)
 }
 
 // ClientConfig returns the configuration of an attested client, as Gramine's secret provisioning

@@ -74,23 +74,24 @@ func (ca *testCA) issue(t *testing.T, cn string, dns ...string) tls.Certificate 
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// verdict is what a judge was told about one connection.
-type verdict struct {
-	called bool
-	claims *attest.Claims
-	err    error
-}
-
 // served is how one connection went on the server's side.
 type served struct {
-	verdict verdict
-	err     error // from the handshake or the write
+	verified bool           // whether VerifyPeer was called: the handshake completed
+	resumed  bool           // whether the handshake resumed a session
+	claims   *attest.Claims // from VerifyPeer
+	verr     error          // from VerifyPeer
+	err      error          // from the handshake, VerifyPeer, the policy or the write
 }
 
-// serveOnce accepts one connection on a loopback listener, with a config made for it by
-// newConfig whose judge records the verdict and applies policy, and writes "secret" to an
-// admitted client. It returns the listener's port and a channel that yields how it went.
-func serveOnce(t *testing.T, newConfig func(Judge) *tls.Config, policy func(*attest.Claims) error) (string, <-chan served) {
+// verifyAt is when the test servers verify clients: after the simulated platforms are made.
+var verifyAt = simTime.Add(time.Minute)
+
+// serveOnce accepts one connection on a loopback listener and serves it with cfg, made by
+// ServerConfig, as such a server should: it completes the handshake, verifies the client with VerifyPeer and
+// reg, applies policy to the claims, and then writes "secret" to an admitted client, or
+// "refused: " and the reason to a refused one. It returns the listener's port and a channel that
+// yields how it went.
+func serveOnce(t *testing.T, cfg *tls.Config, reg attest.Registry, policy func(*attest.Claims) error) (string, <-chan served) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,21 +105,28 @@ func serveOnce(t *testing.T, newConfig func(Judge) *tls.Config, policy func(*att
 			done <- served{err: err}
 			return
 		}
-		var v verdict
-		tc := tls.Server(c, newConfig(func(claims *attest.Claims, err error) error {
-			v = verdict{true, claims, err}
-			if err != nil {
-				return nil // the handshake must fail all the same
-			}
-			return policy(claims)
-		}))
+		tc := tls.Server(c, cfg)
 		defer tc.Close()
 		tc.SetDeadline(time.Now().Add(10 * time.Second))
-		err = tc.Handshake()
-		if err == nil {
-			_, err = tc.Write([]byte("secret"))
+		var r served
+		if r.err = tc.Handshake(); r.err != nil {
+			done <- r
+			return
 		}
-		done <- served{v, err}
+		cs := tc.ConnectionState()
+		r.verified, r.resumed = true, cs.DidResume
+		r.claims, r.verr = VerifyPeer(cs, reg, verifyAt)
+		if r.err = r.verr; r.err == nil {
+			r.err = policy(r.claims)
+		}
+		if r.err != nil {
+			if _, werr := tc.Write([]byte("refused: " + r.err.Error())); werr != nil {
+				r.err = errors.Join(r.err, werr)
+			}
+		} else {
+			_, r.err = tc.Write([]byte("secret"))
+		}
+		done <- r
 	}()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port, done
@@ -140,30 +148,43 @@ func fetch(t *testing.T, port string, cfg *tls.Config) (string, error) {
 
 func admitAll(*attest.Claims) error { return nil }
 
+func TestServerConfig(t *testing.T) {
+	cert := newTestCA(t).issue(t, "localhost", "localhost")
+	cfg := ServerConfig(cert)
+	if len(cfg.Certificates) != 1 || !bytes.Equal(cfg.Certificates[0].Certificate[0], cert.Certificate[0]) ||
+		cfg.ClientAuth != tls.RequireAnyClientCert || cfg.MinVersion != tls.VersionTLS12 || !cfg.SessionTicketsDisabled ||
+		cfg.VerifyPeerCertificate != nil || cfg.VerifyConnection != nil {
+		t.Errorf("config %+v", cfg)
+	}
+}
+
 func TestHandshake(t *testing.T) {
 	p := newPlatform(t)
 	reg := simRegistry(t, p)
 	ca := newTestCA(t)
 	serverCert := ca.issue(t, "localhost", "localhost")
 	clientCert := newSimCert(t, p)
-	now := func() time.Time { return simTime.Add(time.Minute) }
-	newConfig := func(judge Judge) *tls.Config { return ServerConfig(serverCert, reg, now, judge) }
 
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
-			port, done := serveOnce(t, newConfig, admitAll)
-			cfg, err := ClientConfig(clientCert, ca.pool(), "localhost:"+port)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.MaxVersion = version
-			got, err := fetch(t, port, cfg)
-			if err != nil || got != "secret" {
-				t.Errorf("client got %q, %v", got, err)
-			}
-			r := <-done
-			if v := r.verdict; r.err != nil || !v.called || v.err != nil || v.claims == nil || !bytes.Equal(v.claims.MREnclave, enclave.MREnclave[:]) {
-				t.Errorf("server: %v; verdict %+v", r.err, v)
+			// Two connections to one server config with one client session cache: the second
+			// is attested afresh, as the server issues no session tickets.
+			serverConfig, cache := ServerConfig(serverCert), tls.NewLRUClientSessionCache(4)
+			for i := range 2 {
+				port, done := serveOnce(t, serverConfig, reg, admitAll)
+				cfg, err := ClientConfig(clientCert, ca.pool(), "localhost:"+port)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.MaxVersion, cfg.ClientSessionCache = version, cache
+				got, err := fetch(t, port, cfg)
+				if err != nil || got != "secret" {
+					t.Errorf("connection %d: client got %q, %v", i, got, err)
+				}
+				r := <-done
+				if r.err != nil || !r.verified || r.resumed || r.verr != nil || r.claims == nil || !bytes.Equal(r.claims.MREnclave, enclave.MREnclave[:]) {
+					t.Errorf("connection %d: server %+v", i, r)
+				}
 			}
 		})
 	}
@@ -175,7 +196,6 @@ func TestHandshakeRefused(t *testing.T) {
 	ca := newTestCA(t)
 	serverCert := ca.issue(t, "localhost", "localhost")
 	clientCert := newSimCert(t, p)
-	now := func() time.Time { return simTime.Add(time.Minute) }
 	errPolicy := errors.New("enclave not in the policy")
 	twoCerts := clientCert
 	twoCerts.Certificate = [][]byte{clientCert.Certificate[0], clientCert.Certificate[0]}
@@ -185,8 +205,8 @@ func TestHandshakeRefused(t *testing.T) {
 		reg        attest.Registry
 		policy     func(*attest.Claims) error
 		clientCert *tls.Certificate // nil: none
-		judged     bool             // whether the judge is called
-		told       error            // what the judge is told: nil means claims
+		verified   bool             // whether the handshake completes and VerifyPeer is called
+		verr       error            // what VerifyPeer's error wraps: nil means it returns claims
 		want       error            // what the server's error wraps, if anything
 	}{
 		{"policy refuses", reg, func(*attest.Claims) error { return errPolicy }, &clientCert, true, nil, errPolicy},
@@ -194,35 +214,62 @@ func TestHandshakeRefused(t *testing.T) {
 		{"two certificates", reg, admitAll, &twoCerts, true, ErrPeerCertificates, ErrPeerCertificates},
 		{"no certificate", reg, admitAll, nil, false, nil, nil},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			port, done := serveOnce(t, func(judge Judge) *tls.Config { return ServerConfig(serverCert, tc.reg, now, judge) }, tc.policy)
-			cfg, err := ClientConfig(clientCert, ca.pool(), "localhost:"+port)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-				if tc.clientCert == nil {
-					return &tls.Certificate{}, nil
+		for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+			t.Run(tc.name+"/"+tls.VersionName(version), func(t *testing.T) {
+				port, done := serveOnce(t, ServerConfig(serverCert), tc.reg, tc.policy)
+				cfg, err := ClientConfig(clientCert, ca.pool(), "localhost:"+port)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return tc.clientCert, nil
-			}
-			if got, err := fetch(t, port, cfg); err == nil || got != "" {
-				t.Errorf("client got %q, %v", got, err)
-			}
-			r := <-done
-			v := r.verdict
-			if r.err == nil || tc.want != nil && !errors.Is(r.err, tc.want) {
-				t.Errorf("server error %v, want %v", r.err, tc.want)
-			}
-			switch {
-			case v.called != tc.judged:
-				t.Errorf("judge called: %v, want %v", v.called, tc.judged)
-			case tc.judged && tc.told == nil && (v.claims == nil || v.err != nil):
-				t.Errorf("judge told %+v, %v; want claims", v.claims, v.err)
-			case tc.judged && tc.told != nil && (v.claims != nil || !errors.Is(v.err, tc.told)):
-				t.Errorf("judge told %+v, %v; want %v", v.claims, v.err, tc.told)
-			}
-		})
+				cfg.MaxVersion = version
+				cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+					if tc.clientCert == nil {
+						return &tls.Certificate{}, nil
+					}
+					return tc.clientCert, nil
+				}
+				got, err := fetch(t, port, cfg)
+				r := <-done
+				if r.err == nil || tc.want != nil && !errors.Is(r.err, tc.want) {
+					t.Errorf("server error %v, want %v", r.err, tc.want)
+				}
+				switch {
+				case r.verified != tc.verified:
+					t.Errorf("verified: %v, want %v (server error %v)", r.verified, tc.verified, r.err)
+				case !tc.verified && (err == nil || got != ""):
+					// The handshake fails: TLS refuses the client.
+					t.Errorf("client got %q, %v", got, err)
+				case tc.verified && (err != nil || got != "refused: "+r.err.Error()):
+					// The handshake completes, and the client is told why it is refused.
+					t.Errorf("client got %q, %v; want the reason %q", got, err, r.err)
+				case tc.verified && tc.verr == nil && (r.claims == nil || r.verr != nil):
+					t.Errorf("VerifyPeer returned %+v, %v; want claims", r.claims, r.verr)
+				case tc.verified && tc.verr != nil && (r.claims != nil || !errors.Is(r.verr, tc.verr)):
+					t.Errorf("VerifyPeer returned %+v, %v; want %v", r.claims, r.verr, tc.verr)
+				}
+			})
+		}
+	}
+}
+
+func TestVerifyPeer(t *testing.T) {
+	p := newPlatform(t)
+	reg := simRegistry(t, p)
+	leaf := newSimCert(t, p).Leaf
+	for _, tc := range []struct {
+		name  string
+		certs []*x509.Certificate
+		want  error // nil: claims
+	}{
+		{"one", []*x509.Certificate{leaf}, nil},
+		{"none", nil, ErrPeerCertificates},
+		{"two", []*x509.Certificate{leaf, leaf}, ErrPeerCertificates},
+		{"not RA-TLS", []*x509.Certificate{newTestCA(t).cert}, ErrNoEvidence},
+	} {
+		claims, err := VerifyPeer(tls.ConnectionState{PeerCertificates: tc.certs}, reg, verifyAt)
+		if tc.want == nil && (err != nil || claims == nil) || tc.want != nil && (claims != nil || !errors.Is(err, tc.want)) {
+			t.Errorf("%s: %+v, %v; want %v", tc.name, claims, err, tc.want)
+		}
 	}
 }
 
@@ -232,7 +279,6 @@ func TestServerName(t *testing.T) {
 	p := newPlatform(t)
 	reg := simRegistry(t, p)
 	clientCert := newSimCert(t, p)
-	now := func() time.Time { return simTime.Add(time.Minute) }
 	for _, tc := range []struct {
 		name, host string
 		cert       tls.Certificate
@@ -248,7 +294,7 @@ func TestServerName(t *testing.T) {
 		{"unknown CA", "localhost", ca.issue(t, "localhost", "localhost"), newTestCA(t).pool(), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port, done := serveOnce(t, func(judge Judge) *tls.Config { return ServerConfig(tc.cert, reg, now, judge) }, admitAll)
+			port, done := serveOnce(t, ServerConfig(tc.cert), reg, admitAll)
 			cfg, err := ClientConfig(clientCert, tc.roots, net.JoinHostPort(tc.host, port))
 			if err != nil {
 				t.Fatal(err)

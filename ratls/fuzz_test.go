@@ -3,6 +3,7 @@ package ratls
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"slices"
@@ -82,16 +83,16 @@ func FuzzCertificate(f *testing.F) {
 	f.Add(newSimCert(f, newPlatform(f)).Leaf.Raw)
 	reg := attest.Registry{attest.SGX: quoteReportData{}, attest.TDX: fakeTDX, attest.SNP: fakeSNP}
 	f.Fuzz(func(t *testing.T, der []byte) {
-		claims, err := verifyPeer([][]byte{der}, reg, gramineTime)
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return // crypto/tls fails the handshake
+		}
+		claims, err := VerifyPeer(tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}}, reg, gramineTime)
 		if err != nil {
 			if claims != nil || !isParseError(err) && !errors.Is(err, ErrNotVerified) {
 				t.Fatalf("claims %v, error %v", claims, err)
 			}
 			return
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
 		}
 		ev, err := ExtractEvidence(c)
 		if err != nil || !bytes.HasPrefix(claims.ReportData, ev.Binding[:]) {

@@ -19,6 +19,8 @@
 //
 // [ServerConfig] and [ClientConfig] configure crypto/tls as Gramine's secret provisioning does:
 // an attested client (the TEE) presents an RA-TLS certificate to a server with an ordinary one.
+// The server verifies the client's certificate after the handshake, with [VerifyPeer], so that
+// it can tell a refused client why.
 package ratls
 
 import (
