@@ -182,3 +182,20 @@ func replaceDir(dir string, b *Bundle) error {
 	}
 	return nil
 }
+
+// Source gives the collateral of a platform.
+type Source func(ctx context.Context, p Platform) (*Bundle, error)
+
+// OpenSource returns the source that where names: a folder of collateral (ReadDir), the http(s)
+// URL of Intel's PCS or of a PCCS fetched through the cache in DefaultCacheDir, or, when where
+// is empty, Intel's PCS through that cache.
+func OpenSource(where string) (Source, error) {
+	if where != "" && !strings.Contains(where, "://") {
+		return func(_ context.Context, p Platform) (*Bundle, error) { return ReadDir(where, p.FMSPC) }, nil
+	}
+	dir, err := DefaultCacheDir()
+	if err != nil {
+		return nil, err
+	}
+	return (&Cache{Dir: dir, Fetcher: &Fetcher{BaseURL: where}}).Get, nil
+}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,9 +93,11 @@ func Verifiers(cfg *Config) (attest.Registry, error) {
 		}
 		verifiers = append(verifiers, v)
 	}
-	if source, err := collateralSource(cfg.Collateral); err != nil {
-		return nil, err
-	} else if source != nil {
+	if cfg.Collateral != "" {
+		source, err := collateral.OpenSource(cfg.Collateral)
+		if err != nil {
+			return nil, err
+		}
 		// After the simulated platforms, whose refusal of a genuine quote is cheap and certain.
 		verifiers = append(verifiers, &sgx.IntelVerifier{Source: source, SkipCRL: cfg.SkipCRL})
 	}
@@ -105,24 +106,6 @@ func Verifiers(cfg *Config) (attest.Registry, error) {
 		r[attest.SGX] = verifiers
 	}
 	return r, nil
-}
-
-// collateralSource reads collateral from a folder, or from Intel's PCS (or a PCCS) at an https
-// URL through the default cache; "" means none.
-func collateralSource(where string) (sgx.CollateralSource, error) {
-	switch {
-	case where == "":
-		return nil, nil
-	case strings.HasPrefix(where, "https://") || strings.HasPrefix(where, "http://"):
-		dir, err := collateral.DefaultCacheDir()
-		if err != nil {
-			return nil, err
-		}
-		return (&collateral.Cache{Dir: dir, Fetcher: &collateral.Fetcher{BaseURL: where}}).Get, nil
-	}
-	return func(_ context.Context, p collateral.Platform) (*collateral.Bundle, error) {
-		return collateral.ReadDir(where, p.FMSPC)
-	}, nil
 }
 
 // Serve accepts connections on ln until Shutdown.

@@ -12,16 +12,12 @@ import (
 	"github.com/ppml/ppml/collateral"
 )
 
-// CollateralSource gives the collateral of a platform: a folder (collateral.ReadDir), or a
-// cache that fetches from Intel's PCS (collateral.Cache.Get).
-type CollateralSource func(ctx context.Context, p collateral.Platform) (*collateral.Bundle, error)
-
 // IntelVerifier is an attest.Verifier for quotes from genuine Intel platforms, trusting Intel's
 // root. For each quote it finds the platform (FMSPC and PCK CA) and gets its collateral from
 // Source; the Verifier made from a bundle is kept until the bundle changes. It is safe for
 // concurrent use.
 type IntelVerifier struct {
-	Source  CollateralSource
+	Source  collateral.Source
 	SkipCRL bool
 
 	mu        sync.Mutex

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -146,15 +145,9 @@ func quoteVerifier(simDir, collateralDir string, skipCRL bool) (attest.Verifier,
 		}
 		return p.Verifier()
 	}
-	source := func(_ context.Context, p collateral.Platform) (*collateral.Bundle, error) {
-		return collateral.ReadDir(collateralDir, p.FMSPC)
-	}
-	if collateralDir == "" {
-		dir, err := collateral.DefaultCacheDir()
-		if err != nil {
-			return nil, err
-		}
-		source = (&collateral.Cache{Dir: dir, Fetcher: &collateral.Fetcher{}}).Get
+	source, err := collateral.OpenSource(collateralDir)
+	if err != nil {
+		return nil, err
 	}
 	return &sgx.IntelVerifier{Source: source, SkipCRL: skipCRL}, nil
 }
