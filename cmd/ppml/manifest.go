@@ -66,7 +66,7 @@ Relative trusted-file paths are relative to the current folder, as for gramine-m
 			if err != nil {
 				return err
 			}
-			if err := writeManifestFile(out, b, 0o644, force); err != nil {
+			if err := atomicfile.WriteFile(out, b, 0o644, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "manifest written to %s (%d trusted files)\n", out, len(m.TrustedFiles))
@@ -183,7 +183,7 @@ with isv_prod_id. KEY is a PEM Ed25519 or ECDSA P-256 key (ppml manifest gen-key
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			name := manifest.SignaturePath(args[0])
-			if err := writeManifestFile(name, sig.Marshal(), 0o644, true); err != nil {
+			if err := atomicfile.WriteFile(name, sig.Marshal(), 0o644, true); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "signature written to %s\n", name)
@@ -214,7 +214,7 @@ func newManifestGenKeyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := writeManifestFile(keyPath, b, 0o600, force); err != nil {
+			if err := atomicfile.WriteFile(keyPath, b, 0o600, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "signing key saved to %s\n", keyPath)
@@ -225,21 +225,4 @@ func newManifestGenKeyCommand() *cobra.Command {
 	cmd.Flags().StringVarP(&keyPath, "output", "o", "", "where to write the key (PEM, mode 0600)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing key file")
 	return cmd
-}
-
-// writeManifestFile writes b to name with the mode, in one step (see atomicfile); an existing file is
-// replaced only with force.
-func writeManifestFile(name string, b []byte, mode os.FileMode, force bool) error {
-	pending, err := atomicfile.New(name, false, force)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(pending.Temp, b, mode); err == nil {
-		err = os.Chmod(pending.Temp, mode)
-	}
-	if err != nil {
-		pending.Abort()
-		return err
-	}
-	return pending.Commit()
 }

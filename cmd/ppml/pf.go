@@ -47,15 +47,8 @@ func newGenKeyCommand() *cobra.Command {
 			}
 			var key pf.Key
 			rand.Read(key[:])
-			out, err := atomicfile.New(keyPath, false, force)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(out.Temp, key[:], 0o600); err != nil {
-				out.Abort()
-				return err
-			}
-			if err := out.Commit(); err != nil {
+			defer clear(key[:])
+			if err := atomicfile.WriteFile(keyPath, key[:], 0o600, force); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrap key saved to %s\n", keyPath)

@@ -140,3 +140,20 @@ func AbortAll() {
 		delete(live, p)
 	}
 }
+
+// WriteFile writes data to name with the given mode in one step: the file appears complete or
+// not at all. Unless force is set, name must not exist.
+func WriteFile(name string, data []byte, mode os.FileMode, force bool) error {
+	p, err := New(name, false, force)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(p.Temp, data, mode); err == nil {
+		err = os.Chmod(p.Temp, mode) // CreateTemp made it 0600
+	}
+	if err != nil {
+		p.Abort()
+		return err
+	}
+	return p.Commit()
+}
