@@ -3,6 +3,7 @@ package sgx
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,13 +34,20 @@ type bundleVerifier struct {
 // Kind returns attest.SGX.
 func (iv *IntelVerifier) Kind() attest.Kind { return attest.SGX }
 
-// Verify verifies a quote from a genuine platform at time at.
+// Verify verifies a quote from a genuine platform at time at. The quote's PCK chain must lead
+// to Intel's root before any collateral is looked for, so that a forged certificate cannot make
+// it fetch collateral for platforms of its choosing.
 func (iv *IntelVerifier) Verify(quote []byte, at time.Time) (*attest.Claims, error) {
 	p, err := PlatformOf(quote)
 	if err != nil {
 		return nil, err
 	}
-	b, err := iv.Source(context.Background(), p)
+	if err := intelChain(quote, at); err != nil {
+		return nil, &Error{StepPCKChain, err}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), collateralTimeout)
+	defer cancel()
+	b, err := iv.Source(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("collateral for %s: %w", p, err)
 	}
@@ -53,6 +61,33 @@ func (iv *IntelVerifier) Verify(quote []byte, at time.Time) (*attest.Claims, err
 	}
 	return verdict.Claims("intel"), nil
 }
+
+// collateralTimeout bounds the wait for a platform's collateral.
+const collateralTimeout = 30 * time.Second
+
+// intelChain checks that a quote's PCK certificate chains to Intel's root at time at.
+func intelChain(quote []byte, at time.Time) error {
+	q, err := ParseQuote(quote)
+	if err != nil {
+		return err
+	}
+	certs, err := q.PCKCertificates()
+	if err != nil {
+		return err
+	}
+	intermediates := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		intermediates.AddCert(c)
+	}
+	_, err = certs[0].Verify(x509.VerifyOptions{Roots: intelRoots, Intermediates: intermediates, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUntrusted, err)
+	}
+	return nil
+}
+
+// intelRoots is the pinned Intel SGX Root CA.
+var intelRoots = IntelRoots()
 
 func (iv *IntelVerifier) verifier(p collateral.Platform, b *collateral.Bundle) (*Verifier, error) {
 	iv.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/ppml/ppml/collateral"
 )
@@ -32,6 +33,11 @@ func TestIntelVerifier(t *testing.T) {
 	}
 	if len(iv.verifiers) != 1 {
 		t.Errorf("%d verifiers made for one bundle", len(iv.verifiers))
+	}
+	// A chain that does not lead to Intel's root at that time fetches no collateral.
+	before := calls
+	if _, err := iv.Verify(quote, time.Unix(1891163522, 0)); !errors.Is(err, ErrUntrusted) || calls != before {
+		t.Errorf("expired PCK chain: %v, %d collateral requests", err, calls-before)
 	}
 	missing := &IntelVerifier{Source: func(context.Context, collateral.Platform) (*collateral.Bundle, error) {
 		return nil, errors.New("no such file")
