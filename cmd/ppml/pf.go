@@ -215,18 +215,50 @@ func newDecryptCommand() *cobra.Command {
 file under IN to the same place under OUT. Every node is checked: a damaged file or a wrong key
 is an error, and then no output is written.
 
-With -V the path bound into each file must equal its normalized input path, as Gramine checks.`,
+With -V the path bound into each file must equal its normalized input path, as Gramine checks.
+With -o - the plaintext of one file goes to standard output as it is checked; a failure midway
+has then written part of it, and the exit status says so.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			pathOf := func(rel string) *pf.Options {
+				return &pf.Options{CheckPath: verify, Path: pf.NormalizePath(path.Join(filepath.ToSlash(c.in), rel))}
+			}
+			if c.out == "-" {
+				return c.toStdout(cmd, pathOf(""))
+			}
 			return c.run(cmd, func(in, out, rel string) error {
-				opts := &pf.Options{CheckPath: verify, Path: pf.NormalizePath(path.Join(filepath.ToSlash(c.in), rel))}
-				return decryptFile(cmd, in, out, c.key, opts)
+				return decryptFile(cmd, in, out, c.key, pathOf(rel))
 			})
 		},
 	}
 	c.flags(cmd)
 	cmd.Flags().BoolVarP(&verify, "verify", "V", false, "require the bound path to equal the input path")
 	return cmd
+}
+
+// toStdout decrypts the one input file to standard output.
+func (c *conversion) toStdout(cmd *cobra.Command, opts *pf.Options) error {
+	if err := requireFlags(cmd, "wrap-key", "input"); err != nil {
+		return err
+	}
+	key, err := readKey(c.keyPath)
+	if err != nil {
+		return err
+	}
+	defer clear(key[:])
+	src, err := os.Open(c.in)
+	if err != nil {
+		return fmt.Errorf("input: %w", err)
+	}
+	defer src.Close()
+	info, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := pf.Decrypt(cmd.OutOrStdout(), src, info.Size(), key, opts); err != nil {
+		return fmt.Errorf("%s: %w", c.in, err)
+	}
+	return nil
 }
 
 func decryptFile(cmd *cobra.Command, in, out string, key pf.Key, opts *pf.Options) error {

@@ -30,6 +30,12 @@ var (
 // New reserves a temporary name for final, in the same folder, as a file (dir false) or a folder.
 // Unless force is set, final must not exist; with force, it is replaced when Commit is called.
 func New(final string, dir, force bool) (*Pending, error) {
+	if info, err := os.Stat(final); err == nil {
+		// Never replace a device, a pipe or a link to one (such as /dev/stdout).
+		if !info.Mode().IsRegular() && !info.IsDir() {
+			return nil, fmt.Errorf("%s is not a regular file or folder: not replacing it", final)
+		}
+	}
 	if _, err := os.Lstat(final); err == nil && !force {
 		return nil, fmt.Errorf("%s %w", final, ErrExists)
 	}

@@ -123,3 +123,9 @@ func TestCommitRace(t *testing.T) {
 	}
 	assertOnly(t, dir, "out")
 }
+
+func TestNotRegular(t *testing.T) {
+	if _, err := New("/dev/null", false, true); err == nil {
+		t.Error("a device would be replaced")
+	}
+}
