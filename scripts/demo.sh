@@ -1,9 +1,10 @@
 #!/bin/bash
-# The PyTorch PPML tutorial's flow, as far as ppml goes today, on the simulated platform: the
+# The PyTorch PPML tutorial's flow on the simulated platform, with a plain Python workload: the
 # owner encrypts her files and runs a provisioning server that admits exactly her workload's
-# measurement; the workload attests over RA-TLS and receives the key; a changed workload is
-# refused; the owner reads the audit log and decrypts. Runs again and again: each run starts from
-# an empty demo/ folder.
+# measurement; ppml run checks the workload, attests over RA-TLS, receives the key and runs it
+# with its encrypted folder decrypted transparently; a changed workload is refused; the owner
+# reads the audit log and decrypts the result. Runs again and again: each run starts from an
+# empty demo/ folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/bin:$PATH"
@@ -74,21 +75,17 @@ server_pid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 echo "server started (log in demo/server/server.log)"
 
-step "Step 6 (cloud): the workload attests over RA-TLS with its measurement and receives the key"
-show ppml provision fetch --server localhost:$port --ca server/ca.crt --tee sim --sim-platform sim \
-	--mrenclave "$mrenclave" --mrsigner "$(printf '0%.0s' $(seq 64))" --isv-prod-id 1 --isv-svn 1 -o workload.key
-cmp workload.key wrap_key && echo "the workload holds the owner's key"
-show ppml pf decrypt -V -w workload.key -i enc/input.txt -o input.seen-by-workload
-cat input.seen-by-workload
+step "Step 6 (cloud): ppml run checks the workload, attests over RA-TLS, gets the key, runs it"
+echo "(/data is the encrypted folder enc/, decrypted transparently; what the workload writes there is encrypted)"
+show ppml run hello.manifest --tee sim --sim-platform sim -v
+show ppml pf inspect enc/result.txt
 
 step "Step 7 (cloud): a changed workload measures differently and is refused"
 echo 'print("exfiltrate")' >> app/hello.py
 ppml manifest render "$examples/hello/hello.manifest.template" -D server=localhost:$port -D app=app -D ca=server/ca.crt -D data=enc -o changed.manifest 2>/dev/null
-changed=$(ppml manifest measure changed.manifest)
-echo "the changed workload's measurement: $changed"
-if ppml provision fetch --server localhost:$port --ca server/ca.crt --key default --tee sim --sim-platform sim \
-	--mrenclave "$changed" --mrsigner "$(printf '0%.0s' $(seq 64))" --isv-prod-id 1 --isv-svn 1 -o stolen.key; then
-	echo "demo: the changed workload got the key" >&2
+echo "the changed workload's measurement: $(ppml manifest measure changed.manifest)"
+if ppml run changed.manifest --tee sim --sim-platform sim; then
+	echo "demo: the changed workload ran with the key" >&2
 	exit 1
 fi
 
@@ -98,10 +95,10 @@ kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 server_pid=""
 
-step "Step 9 (owner): decrypt and compare with the originals"
+step "Step 9 (owner): decrypt the result, and the inputs to compare with the originals"
+show ppml pf decrypt -V -w wrap_key -i enc/result.txt -o result.txt
+cat result.txt
+rm enc/result.txt
 show ppml pf decrypt -V -w wrap_key -i enc -o decrypted
 show diff -r plain decrypted
-echo "decrypted files are identical to the originals"
-echo
-echo "Next in ppml: 'ppml run' runs the workload itself in the measured sandbox, with /data served"
-echo "decrypted by the transparent encrypted filesystem (see the issues)."
+echo "decrypted inputs are identical to the originals"

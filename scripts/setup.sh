@@ -2,8 +2,9 @@
 # Installs what ppml's build, demo and tests need on a Debian machine, skipping what is there.
 set -eu
 
-# Debian packages: openssl is the benchmarks' yardstick.
-packages="openssl"
+# Debian packages: openssl is the benchmarks' yardstick; fuse3 and python3 serve ppml run and
+# its tests (workloads in a private mount namespace, encrypted folders over FUSE).
+packages="openssl fuse3 python3"
 
 missing=""
 for p in $packages; do

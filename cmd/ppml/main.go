@@ -85,7 +85,7 @@ Files are Gramine protected files: they move freely between ppml and Gramine.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%s: %w (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())}
 	})
-	root.AddCommand(newPFCommand(), newQuoteCommand(), newSimCommand(), newServeCommand(), newKeyCommand(), newAuditCommand(), newProvisionCommand(), newManifestCommand())
+	root.AddCommand(newPFCommand(), newQuoteCommand(), newSimCommand(), newServeCommand(), newKeyCommand(), newAuditCommand(), newProvisionCommand(), newManifestCommand(), newRunCommand())
 	return root
 }
 

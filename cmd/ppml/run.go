@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/sandbox"
+)
+
+func newRunCommand() *cobra.Command {
+	var tee, simDir string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "run MANIFEST [-- ARGS...]",
+		Short: "Run a workload confidentially, as its manifest describes",
+		Long: `run checks the trusted files of MANIFEST, fetches the keys of its encrypted mounts from the
+provisioning servers that it names, attesting with --tee, and runs libos.entrypoint in a view
+of the filesystem that holds exactly the manifest's mounts: encrypted files are decrypted as the
+workload reads them, and what it writes under an encrypted mount is encrypted. ppml exits with
+the workload's exit status, 128+N when signal N killed it, and passes SIGINT, SIGTERM and SIGHUP
+on to it. ARGS reach the workload only if the manifest sets loader.insecure__use_cmdline_argv.
+
+Relative paths in the manifest are relative to the current folder, and protected files are
+bound to them as Gramine binds them: run ppml where gramine-sgx would run.
+
+--tee sim attests with the simulated platform in --sim-platform, reporting the manifest's
+measurement (ppml manifest measure) as MRENCLAVE and the signer of MANIFEST.sig, if there is
+one, as MRSIGNER. A manifest without encrypted mounts runs without attestation, as with
+gramine-direct. --verbose reports the start-up's steps and their times on standard error, the
+trusted-file check apart.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 || cmd.ArgsLenAtDash() == 0 {
+				return usageError{fmt.Errorf("%s: name the manifest to run", cmd.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch tee {
+			case "", "sim":
+			case "tdx", "snp":
+				return fmt.Errorf("--tee %s: not yet supported (--tee sim is)", tee)
+			default:
+				return usageError{fmt.Errorf("--tee %q: want sim", tee)}
+			}
+			m, err := manifest.ParseFile(args[0])
+			if err != nil {
+				return err
+			}
+			var a attest.Attester
+			if len(sandbox.KeyNames(m)) > 0 {
+				if a, err = runAttester(cmd, args[0], m, tee, simDir); err != nil {
+					return err
+				}
+			}
+			level := slog.LevelWarn
+			if verbose {
+				level = slog.LevelInfo
+			}
+			signals := make(chan os.Signal, 1)
+			signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+			defer signal.Stop(signals)
+			forwarded := func() {} // sandbox.Run passes the signals on
+			onInterrupt.Store(&forwarded)
+			defer onInterrupt.Store(nil)
+			res, err := sandbox.Run(cmd.Context(), m, sandbox.Options{
+				Args:     args[1:],
+				Attester: a,
+				Stdin:    cmd.InOrStdin(),
+				Stdout:   cmd.OutOrStdout(),
+				Stderr:   cmd.ErrOrStderr(),
+				Signals:  signals,
+				Log:      slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+			})
+			if err != nil {
+				return err
+			}
+			if res.ExitCode != 0 {
+				os.Exit(res.ExitCode)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&tee, "tee", "", "how to attest for the keys of encrypted mounts: sim (tdx and snp are not yet supported)")
+	f.StringVar(&simDir, "sim-platform", "", "the simulated platform's folder (--tee sim)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "report the start-up's steps and times")
+	return cmd
+}
+
+// runAttester returns the attester with which the workload of m, read from the file name,
+// attests for its keys.
+func runAttester(cmd *cobra.Command, name string, m *manifest.Manifest, tee, simDir string) (attest.Attester, error) {
+	if tee == "" {
+		return nil, usageError{fmt.Errorf("%s: %s has encrypted mounts, whose keys need attestation: choose how with --tee sim", cmd.CommandPath(), name)}
+	}
+	if err := requireFlags(cmd, "sim-platform"); err != nil {
+		return nil, err
+	}
+	if err := m.CheckHashed(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	sig, err := readManifestSignature(manifest.SignaturePath(name), m)
+	if err != nil {
+		return nil, err
+	}
+	p, err := sim.Load(simDir)
+	if err != nil {
+		return nil, err
+	}
+	return sim.Attester{Platform: p, Enclave: sandbox.SimEnclave(m, sig)}, nil
+}

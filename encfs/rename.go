@@ -1,0 +1,137 @@
+package encfs
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/pf"
+)
+
+var _ gofs.NodeRenamer = (*dirNode)(nil)
+
+// Rename moves the host file or folder and rebinds the protected files it moves to their new
+// paths, as Gramine does. A file is checked before it moves: one that does not open (not a
+// protected file, another key or path, damaged metadata) stays where it is and the rename is
+// EIO. Files in a moved folder that do not open keep their old binding and are logged.
+func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	s := d.fsys
+	if s.ro {
+		return syscall.EROFS
+	}
+	if flags&^unix.RENAME_NOREPLACE != 0 {
+		return syscall.EINVAL // RENAME_EXCHANGE and RENAME_WHITEOUT are not supported
+	}
+	if isTemp(newName) {
+		return syscall.EPERM
+	}
+	np := newParent.(*dirNode)
+	s.ns.Lock()
+	defer s.ns.Unlock()
+	from, fromRel, errno := d.child(name)
+	if errno != 0 {
+		return errno
+	}
+	to, toRel, errno := np.child(newName)
+	if errno != 0 {
+		return errno
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(from, &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, uint(flags)); err != nil {
+			return gofs.ToErrno(err)
+		}
+		s.rebindTree(to, fromRel, toRel)
+		return 0
+	}
+
+	p, hf, err := s.openBound(from, s.boundPath(fromRel))
+	if err != nil {
+		return s.errno(from, "rename", err)
+	}
+	moved, _ := d.childFile(name)
+	replaced, _ := np.childFile(newName)
+	if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, uint(flags)); err != nil {
+		p.Close()
+		hf.Close()
+		return gofs.ToErrno(err)
+	}
+	if replaced != nil && replaced != moved {
+		replaced.removed(filepath.Dir(to))
+	}
+	if moved != nil {
+		if err := moved.moved(filepath.Dir(from), filepath.Dir(to)); err != nil {
+			s.log.Error("encfs: cannot move a temporary file", "file", to, "err", err)
+		}
+	}
+	if err := rebind(p, hf, s.boundPath(toRel)); err != nil {
+		return s.errno(to, "rename", err)
+	}
+	return 0
+}
+
+// openBound opens the protected file at host, bound to the path bound, for writing.
+func (s *fsys) openBound(host, bound string) (*pf.File, *os.File, error) {
+	hf, err := os.OpenFile(host, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := hf.Stat()
+	if err == nil {
+		var p *pf.File
+		p, err = pf.Open(hf, info.Size(), s.kdk(), &pf.Options{CheckPath: true, Path: bound})
+		if err == nil {
+			return p, hf, nil
+		}
+	}
+	hf.Close()
+	return nil, nil, err
+}
+
+// rebind binds p, opened over hf, to the path to, makes that durable and closes both. Only the
+// metadata node is rewritten.
+func rebind(p *pf.File, hf *os.File, to string) error {
+	err := p.SetPath(to)
+	if err == nil {
+		err = p.Flush()
+	}
+	if err == nil {
+		err = hf.Sync()
+	}
+	p.Close()
+	hf.Close()
+	return err
+}
+
+// rebindTree rebinds every protected file under the host folder dir, just moved from fromRel
+// to toRel inside the mount. Temporary copies are left alone: their files rebind them when
+// they commit.
+func (s *fsys) rebindTree(dir, fromRel, toRel string) {
+	filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			s.log.Error("encfs: cannot rebind the files of a moved folder", "file", path, "err", err)
+			return nil
+		}
+		if !e.Type().IsRegular() || isTemp(e.Name()) {
+			return nil
+		}
+		sub := filepath.ToSlash(strings.TrimPrefix(path, dir))
+		p, hf, err := s.openBound(path, s.boundPath(fromRel+sub))
+		if err == nil {
+			err = rebind(p, hf, s.boundPath(toRel+sub))
+		}
+		if err != nil {
+			s.log.Error("encfs: cannot rebind a moved file", "file", path, "err", err)
+		}
+		return nil
+	})
+}

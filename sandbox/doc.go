@@ -1,0 +1,59 @@
+// Package sandbox launches a workload from its manifest, as Gramine's loader does: it checks the
+// trusted files, provisions the keys of the encrypted mounts, builds the workload's view of the
+// filesystem from fs.mounts in a private mount namespace, and runs libos.entrypoint there with
+// the manifest's arguments and environment.
+//
+// # Start-up
+//
+// Run goes through these steps, each of which stops the start with an error naming what failed:
+//
+//  1. Every trusted file is hashed, on every core, and compared with the manifest
+//     (CheckTrustedFiles). The time this takes is reported apart from the rest of the start-up
+//     (Timing), since it grows with the size of the installation.
+//  2. When the manifest has encrypted mounts, their keys (KeyNames) are fetched from the servers of
+//     loader.env.SECRET_PROVISION_SERVERS over RA-TLS, trusting the CA certificate at
+//     SECRET_PROVISION_CA_CHAIN_PATH, which must be a trusted file inside one of the mounts. The
+//     workload attests with Options.Attester; for the simulated platform, SimEnclave gives the
+//     identity it reports. Without encrypted mounts nothing is attested, as with gramine-direct.
+//     An existing file of a single-file encrypted mount must then open with its key, so that a
+//     wrong key or a left-over output stops the start instead of failing the workload later.
+//  3. ppml re-executes itself (/proc/self/exe, the very binary running) in a new mount namespace
+//     as the sandbox process. Its configuration and the keys reach it through an inherited pipe:
+//     never a file, the command line or the environment; every copy of a key is cleared once the
+//     encrypted filesystems hold it, and they wipe theirs when unmounted.
+//  4. The sandbox process makes every mount private, mounts a tmpfs on /tmp (of its own
+//     namespace) with a recursive copy of the host's tree at /tmp/host and the workload's root,
+//     an empty read-only tmpfs, at /tmp/root. In it, in the manifest's order, it bind-mounts each
+//     chroot mount's host path at its declared path (read-only unless sgx.allowed_files lets the
+//     workload write there), serves each encrypted mount with package encfs (files bound to the
+//     mount's URI path as Gramine binds them, relative to the folder ppml runs in) and mounts an
+//     empty tmpfs for each tmpfs mount. Like Gramine's LibOS it also provides /dev/null,
+//     /dev/zero, /dev/full, /dev/random and /dev/urandom, which a mount at /dev hides. Nothing
+//     else of the host is in the view: no /proc, /sys or /etc unless the manifest mounts them.
+//  5. The workload runs chrooted into that root, in fs.start_dir, in its own process group (the
+//     terminal's foreground group when its standard input is the terminal).
+//
+// A single-file encrypted mount whose file does not exist yet, such as the tutorial's
+// result.txt, gets an empty protected file first, since a mount needs something to mount;
+// Gramine creates it when the workload first opens it.
+//
+// # While it runs, and after
+//
+// The workload's standard input, output and error are Run's. The signals of Options.Signals are
+// forwarded to the workload's process group. When the workload ends, the sandbox process kills
+// what is left of its process group, unmounts the encrypted filesystems (which commits what was
+// written and wipes their keys) and reports the exit status: the workload's, or 128+N when signal
+// N killed it.
+//
+// Every way out leaves nothing behind on the host: the mounts exist only in the sandbox's mount
+// namespace, which goes away with its last process. The sandbox process dies with ppml, and the
+// workload with the sandbox process (a parent-death signal on each), so a crash of either, or of
+// the FUSE server inside the sandbox process, ends the workload and the namespace with it.
+//
+// # The sandbox process
+//
+// A program that imports this package serves as its own sandbox process: Run starts the running
+// executable again with the name in argv[0] that the package's init function recognises, and
+// that process never reaches the program's main. Run therefore needs Linux, root (or CAP_SYS_ADMIN)
+// and /dev/fuse.
+package sandbox

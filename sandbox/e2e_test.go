@@ -1,0 +1,283 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/pf"
+	"github.com/ppml/ppml/sandbox"
+)
+
+// workScript is the end-to-end workload: it reads a text file and a folder of files and writes a
+// report of them, the text included.
+const workScript = `import hashlib, os, sys
+text, folder, out = sys.argv[1:4]
+lines = open(text, encoding="utf-8").read().splitlines()
+with open(out, "w", encoding="utf-8") as f:
+    for line in lines:
+        f.write(line + "\n")
+    for line in reversed(lines):
+        f.write(line[::-1].upper() + "\n")
+    for name in sorted(os.listdir(folder)):
+        b = open(os.path.join(folder, name), "rb").read()
+        f.write("%s %d %s\n" % (name, len(b), hashlib.sha256(b).hexdigest()))
+print("done", len(lines))
+`
+
+// workMounts are the end-to-end workload's encrypted mounts, as in Gramine's PyTorch tutorial:
+// single files in the folder where ppml runs, and a folder under another key.
+const workMounts = `
+  { path = "/input.txt", uri = "file:input.txt", type = "encrypted" },
+  { path = "/data", uri = "file:enc/data", type = "encrypted", key_name = "model" },
+  { path = "/result.txt", uri = "file:result.txt", type = "encrypted" },
+  { path = "/tmp", type = "tmpfs" },`
+
+const workArgv = `loader.argv = ["python3", "/app/work.py", "/input.txt", "/data", "/result.txt"]`
+
+// workInputs are the end-to-end workload's inputs, each with the canary.
+func workInputs(canary string) map[string][]byte {
+	model := make([]byte, 100_000)
+	rand.NewChaCha8([32]byte{}).Read(model)
+	copy(model[5000:], canary)
+	return map[string][]byte{
+		"input.txt":          []byte("first line\nthe canary: " + canary + "\nlast line\n"),
+		"enc/data/model.bin": model,
+		"enc/data/labels":    []byte(strings.Repeat("label "+canary+"\n", 1000)),
+	}
+}
+
+// newWorkWorld is a world with the end-to-end workload and its inputs encrypted.
+func newWorkWorld(t *testing.T, canary string) *world {
+	w := newWorld(t, map[string]string{"work.py": workScript})
+	for name, plain := range workInputs(canary) {
+		key := w.keys["default"]
+		if strings.HasPrefix(name, "enc/") {
+			key = w.keys["model"]
+		}
+		w.encrypt(name, key, plain)
+	}
+	return w
+}
+
+// nativeRun runs the workload on the plaintext inputs, kept in memory (/dev/shm), and returns
+// what it writes.
+func nativeRun(t *testing.T, canary string) []byte {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "ppml-native-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	for name, plain := range workInputs(canary) {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, plain, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(python, "app/work.py", filepath.Join(dir, "input.txt"), filepath.Join(dir, "enc/data"), filepath.Join(dir, "result.txt"))
+	cmd.Env = []string{"PYTHONDONTWRITEBYTECODE=1"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("native run: %v\n%s", err, out)
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "result.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEndToEnd runs a Python workload on encrypted inputs, with its keys provisioned by a server
+// behind one that cannot be reached, and checks its encrypted output against a native run, and
+// that its plaintext reached neither the disk nor a mount of the host.
+func TestEndToEnd(t *testing.T) {
+	slow(t)
+	start := time.Now()
+	canary := newCanary()
+	w := newWorkWorld(t, canary)
+	m := w.manifest(workArgv, workMounts, provisioning("localhost:1, "+w.addr), "")
+	w.serve(manifest.Measure(m), nil)
+	before := mounts(t)
+
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, w.options(m, &out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 || out.String() != "done 3\n" {
+		t.Fatalf("exit status %d, output:\n%s", res.ExitCode, out.String())
+	}
+	sameMounts(t, before)
+	got := w.decrypt("result.txt", w.keys["default"])
+	if want := nativeRun(t, canary); !bytes.Equal(got, want) {
+		t.Errorf("the encrypted output decrypts to\n%s\nthe native run wrote\n%s", got, want)
+	}
+	if !bytes.Contains(got, []byte(canary)) {
+		t.Error("the output does not hold the canary")
+	}
+	if found := findOnDisk(t, canary, start, []string{w.dir, w.server}, []string{os.TempDir()}); len(found) > 0 {
+		t.Errorf("plaintext on the host's disk: %v", found)
+	}
+	t.Logf("trusted files %v (%d bytes), keys %v, sandbox %v, start-up %v", res.TrustedFiles, res.TrustedBytes, res.Keys, res.Sandbox, res.Startup)
+
+	// A second run opens the first one's output, and replaces it.
+	if res, err = sandbox.Run(context.Background(), m, w.options(m, &out)); err != nil || res.ExitCode != 0 {
+		t.Fatalf("second run: %v, %v", res, err)
+	}
+}
+
+// TestRefusals checks that the workload does not start, with an error saying why ({dir}, {addr}
+// and {mrenclave} standing for the work folder, the server and the workload's), when a trusted
+// file changed, the key is wrong, the server refuses the workload or cannot be reached; and
+// that nothing stays mounted.
+func TestRefusals(t *testing.T) {
+	slow(t)
+	for _, tc := range []struct {
+		name    string
+		servers func(*world) string
+		serve   func(*world, *manifest.Manifest)
+		change  func(*world)
+		want    string
+	}{
+		{
+			name:   "changed trusted file",
+			change: func(w *world) { w.write("app/work.py", workScript+"# changed\n") },
+			want:   "trusted file app/work.py has changed since the manifest was made",
+		},
+		{
+			name: "wrong key",
+			serve: func(w *world, m *manifest.Manifest) {
+				w.serve(manifest.Measure(m), map[string]pf.Key{"default": {1, 2, 3}})
+			},
+			want: `encrypted mount /input.txt: {dir}/input.txt does not open with key "default": wrong key or damaged metadata`,
+		},
+		{
+			name:  "refused attestation",
+			serve: func(w *world, m *manifest.Manifest) { w.serve([32]byte{1}, nil) },
+			want:  "keys default, model from {addr}: the server refused: no workload admits it (test: mrenclave {mrenclave} is not the one allowed)",
+		},
+		{
+			name:    "unreachable server",
+			servers: func(w *world) string { return "localhost:1" },
+			want:    "keys default, model from localhost:1: localhost:1: dial tcp",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorkWorld(t, newCanary())
+			servers := w.addr
+			if tc.servers != nil {
+				servers = tc.servers(w)
+			}
+			m := w.manifest(workArgv, workMounts, provisioning(servers), "")
+			if tc.serve != nil {
+				tc.serve(w, m)
+			} else {
+				w.serve(manifest.Measure(m), nil)
+			}
+			if tc.change != nil {
+				tc.change(w)
+			}
+			before := mounts(t)
+			var out bytes.Buffer
+			res, err := sandbox.Run(context.Background(), m, w.options(m, &out))
+			want := strings.NewReplacer("{dir}", w.dir, "{addr}", w.addr, "{mrenclave}", fmt.Sprintf("%x", manifest.Measure(m))).Replace(tc.want)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Run: %v, %v; want an error with %q", res, err, want)
+			}
+			if out.Len() > 0 {
+				t.Errorf("the workload ran: %s", out.String())
+			}
+			sameMounts(t, before)
+			if _, err := os.Stat("result.txt"); err == nil {
+				t.Error("result.txt was created")
+			}
+		})
+	}
+}
+
+// TestSandboxDies kills the sandbox process, the FUSE server of the encrypted mounts, under a
+// running workload: the workload dies with it, Run says so, and nothing stays mounted.
+func TestSandboxDies(t *testing.T) {
+	slow(t)
+	w := newWorkWorld(t, newCanary())
+	w.write("app/pids.py", `import os, time
+print(os.getppid(), os.getpid(), flush=True)
+for _ in range(600):
+    time.sleep(0.05)
+`)
+	m := w.manifest(`loader.argv = ["python3", "/app/pids.py"]`, workMounts, provisioning(w.addr), "")
+	w.serve(manifest.Measure(m), nil)
+	before := mounts(t)
+	r, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pids := make(chan []int, 1)
+	go func() {
+		buf := make([]byte, 100)
+		n, _ := r.Read(buf)
+		var ids []int
+		for _, f := range strings.Fields(string(buf[:n])) {
+			id, _ := strconv.Atoi(f)
+			ids = append(ids, id)
+		}
+		if len(ids) == 2 {
+			syscall.Kill(ids[0], syscall.SIGKILL)
+		}
+		pids <- ids
+	}()
+	var out bytes.Buffer
+	opts := w.options(m, &out)
+	opts.Stdout = wr
+	res, err := sandbox.Run(context.Background(), m, opts)
+	wr.Close()
+	if err == nil || !strings.Contains(err.Error(), "the sandbox process, which serves the encrypted mounts, died (signal: killed); the workload died with it") {
+		t.Errorf("Run: %v, %v; want an error saying the sandbox died", res, err)
+	}
+	ids := <-pids
+	if len(ids) != 2 {
+		t.Fatalf("the workload printed %v", ids)
+	}
+	for i := 0; alive(ids[1]); i++ {
+		if i == 100 {
+			t.Fatalf("the workload (pid %d) outlived the sandbox", ids[1])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sameMounts(t, before)
+}
+
+// TestDamagedInput checks that a damaged protected file fails the workload's read, and that the
+// log line naming it gives its host path.
+func TestDamagedInput(t *testing.T) {
+	slow(t)
+	w := newWorkWorld(t, newCanary())
+	f, err := os.OpenFile("enc/data/model.bin", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff}, 3*pf.NodeSize+10) // in a data node
+	f.Close()
+	m := w.manifest(workArgv, workMounts, provisioning(w.addr), "")
+	w.serve(manifest.Measure(m), nil)
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, w.options(m, &out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 1 || !strings.Contains(out.String(), "OSError: [Errno 5] Input/output error") || !strings.Contains(out.String(), "file="+w.dir+"/enc/data/model.bin") {
+		t.Errorf("exit status %d, output:\n%s", res.ExitCode, out.String())
+	}
+}

@@ -1,0 +1,189 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/pf"
+)
+
+// stageConfig is what the sandbox process needs to build the workload's view and start it. It
+// travels to the sandbox process over a pipe, keys included.
+type stageConfig struct {
+	Volumes []volume
+	Mounts  []stageMount
+	Path    string   // the entrypoint, in the workload's view
+	Args    []string // argv, argv[0] included
+	Env     []string
+	Dir     string // fs.start_dir
+	// KeyNames are the names of the keys that follow the configuration on its pipe.
+	KeyNames []string
+}
+
+// volume is one encfs filesystem: a host folder of protected files.
+type volume struct {
+	Host    string // absolute, without symbolic links
+	Prefix  string // encfs.Options.BoundPrefix
+	KeyName string
+}
+
+// stageMount is one of fs.mounts, resolved on the host.
+type stageMount struct {
+	Type string // manifest.Chroot, manifest.Encrypted or manifest.Tmpfs
+	Path string // in the workload's view, cleaned
+	// Source is, for a chroot mount, the absolute host path without symbolic links; for an
+	// encrypted one, the file's name in its volume, or "" for the whole volume.
+	Source   string
+	Volume   int  // encrypted: the index of its volume
+	ReadOnly bool // chroot: no sgx.allowed_files entry lies under it
+}
+
+// plan resolves m for the sandbox process. args are the command line's arguments.
+func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, error) {
+	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: environment(m.Env)}
+	switch {
+	case m.UseCmdlineArgv:
+		cfg.Args = append([]string{m.Entrypoint}, args...)
+	case len(args) > 0:
+		return nil, errors.New("the manifest takes no arguments from the command line: give them in loader.argv, or set loader.insecure__use_cmdline_argv")
+	case m.Argv != nil:
+		cfg.Args = m.Argv
+	default:
+		cfg.Args = []string{m.Entrypoint}
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	allowed := make([]string, len(m.AllowedFiles))
+	for i, uri := range m.AllowedFiles {
+		allowed[i] = inFolder(wd, strings.TrimPrefix(uri, "file:"))
+	}
+	for i, mt := range m.Mounts {
+		sm := stageMount{Type: mt.Type, Path: path.Clean(mt.Path)}
+		switch mt.Type {
+		case manifest.Chroot:
+			sm.Source, err = filepath.EvalSymlinks(inFolder(wd, mt.HostPath()))
+			if errors.Is(err, fs.ErrNotExist) {
+				log.Warn("a chroot mount's host path does not exist: the workload does not see it", "mount", sm.Path, "host", mt.HostPath())
+				continue
+			}
+			sm.ReadOnly = !slices.ContainsFunc(allowed, func(a string) bool { return overlap(a, sm.Source) })
+		case manifest.Encrypted:
+			var v volume
+			if v, sm.Source, err = encryptedVolume(mt, wd); err == nil {
+				sm.Volume = cfg.volume(v)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fs.mounts[%d] (%s): %w", i, sm.Path, err)
+		}
+		cfg.Mounts = append(cfg.Mounts, sm)
+	}
+	if err := checkOverlap(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// volume returns the index of v in c.Volumes, adding it if it is not there yet: mounts of files
+// in the same folder with the same key share one encfs filesystem.
+func (c *stageConfig) volume(v volume) int {
+	i := slices.Index(c.Volumes, v)
+	if i < 0 {
+		i = len(c.Volumes)
+		c.Volumes = append(c.Volumes, v)
+	}
+	return i
+}
+
+// encryptedVolume returns the encfs volume that serves the encrypted mount mt, and the name of
+// its file in the volume for a single-file mount. A host path that is not a folder, or does not
+// exist yet, is a single file: its volume is its folder. Relative host paths are relative to wd.
+func encryptedVolume(mt manifest.Mount, wd string) (volume, string, error) {
+	uri := mt.HostPath()
+	v := volume{KeyName: mt.KeyName, Prefix: pf.NormalizePath(uri)}
+	host, err := filepath.EvalSymlinks(inFolder(wd, uri))
+	switch {
+	case err == nil:
+		if info, err := os.Stat(host); err == nil && info.IsDir() {
+			v.Host = host
+			return v, "", nil
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return v, "", err
+	}
+	dir, name := filepath.Split(inFolder(wd, uri))
+	if v.Host, err = filepath.EvalSymlinks(dir); err != nil {
+		return v, "", fmt.Errorf("the folder of %s: %w", uri, err)
+	}
+	v.Prefix = pf.NormalizePath(path.Dir(uri))
+	return v, name, nil
+}
+
+// checkOverlap refuses encrypted mounts whose files overlap on the host: two filesystems would
+// then serve the same files.
+func checkOverlap(cfg *stageConfig) error {
+	files := make([]string, len(cfg.Mounts))
+	for i, sm := range cfg.Mounts {
+		if sm.Type == manifest.Encrypted {
+			files[i] = filepath.Join(cfg.Volumes[sm.Volume].Host, sm.Source)
+		}
+	}
+	for i, a := range files {
+		for j, b := range files[:i] {
+			if a != "" && b != "" && overlap(a, b) {
+				return fmt.Errorf("the encrypted mounts at %s and %s overlap on the host (%s, %s)", cfg.Mounts[j].Path, cfg.Mounts[i].Path, b, a)
+			}
+		}
+	}
+	return nil
+}
+
+// inFolder returns the host path p, relative paths being relative to the folder wd.
+func inFolder(wd, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(wd, p)
+}
+
+// overlap reports whether one of the paths a and b is the other or inside it.
+func overlap(a, b string) bool {
+	_, in := within(a, b)
+	_, over := within(b, a)
+	return in || over
+}
+
+// environment returns the workload's environment: loader.env, without what only makes sense
+// inside Gramine: the SECRET_PROVISION_* variables of libsecret_prov_attest.so, and that library
+// in LD_PRELOAD (ppml provisions the keys itself).
+func environment(vars map[string]manifest.EnvVar) []string {
+	env := []string{}
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		v := vars[name]
+		value, ok := v.Value, true
+		if v.Passthrough {
+			value, ok = os.LookupEnv(name)
+		}
+		if name == "LD_PRELOAD" {
+			value = strings.Join(slices.DeleteFunc(strings.FieldsFunc(value, func(r rune) bool { return r == ':' || r == ' ' }), func(lib string) bool {
+				return path.Base(lib) == "libsecret_prov_attest.so"
+			}), ":")
+			ok = value != ""
+		}
+		if ok && !strings.HasPrefix(name, "SECRET_PROVISION_") {
+			env = append(env, name+"="+value)
+		}
+	}
+	return env
+}

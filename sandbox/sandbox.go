@@ -1,0 +1,301 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/pf"
+)
+
+// Options configure Run.
+type Options struct {
+	// Args are the workload's arguments from the command line, after argv[0]. The manifest must
+	// allow them (loader.insecure__use_cmdline_argv).
+	Args []string
+	// Attester proves the workload's identity to the provisioning servers. Only a manifest with
+	// encrypted mounts needs one.
+	Attester attest.Attester
+	// Stdin, Stdout and Stderr are the workload's; nil means the null device, as for os/exec.
+	// The sandbox process also writes the encrypted filesystems' complaints to Stderr.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Signals are forwarded to the workload's process group while it runs. One that arrives
+	// before the workload starts stops the start instead.
+	Signals <-chan os.Signal
+	// Log receives ppml's own messages: warnings, and the start-up's steps and their times at
+	// level Info. Nil discards them.
+	Log *slog.Logger
+}
+
+// Result tells how the workload ended and where the time before it started went.
+type Result struct {
+	// ExitCode is the workload's exit status, or 128+N when signal N killed it.
+	ExitCode int
+	Timing
+}
+
+// Timing is where the time before the workload started went.
+type Timing struct {
+	// TrustedFiles is the time spent checking the TrustedBytes bytes of trusted files. It grows
+	// with the size of the installation, so it is counted apart from Startup.
+	TrustedFiles time.Duration
+	TrustedBytes int64
+	// Keys is the time spent attesting, fetching the keys and checking that they open the
+	// existing files of single-file encrypted mounts; zero without encrypted mounts.
+	Keys time.Duration
+	// Sandbox is the time from starting the sandbox process to the workload's start: the mount
+	// namespace, the mounts and the workload's exec.
+	Sandbox time.Duration
+	// Startup is the time from Run's call to the workload's start, the trusted-file check aside.
+	Startup time.Duration
+}
+
+// Run checks m's trusted files, provisions the keys of its encrypted mounts, builds the
+// workload's view in a private mount namespace and runs the workload there until it ends (see
+// the package documentation). Relative host paths of m are relative to the current folder, to
+// which the protected files of encrypted mounts are bound as Gramine binds them.
+//
+// An error means the workload did not start, or that the sandbox process died under it; the
+// workload's own failures are its exit status. Cancelling ctx kills the sandbox, and with it the
+// workload.
+func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, error) {
+	begin := time.Now()
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := plan(m, opts.Args, log)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	t := time.Now()
+	res.TrustedBytes, err = CheckTrustedFiles(m)
+	res.TrustedFiles = time.Since(t)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("trusted files checked", "files", len(m.TrustedFiles), "bytes", res.TrustedBytes, "time", res.TrustedFiles)
+
+	var keys map[string]pf.Key
+	if names := KeyNames(m); len(names) > 0 {
+		t = time.Now()
+		keys, err = fetchKeys(ctx, m, opts.Attester, names)
+		if err != nil {
+			return nil, err
+		}
+		defer wipe(keys)
+		if err := openExisting(cfg, keys); err != nil {
+			return nil, err
+		}
+		res.Keys = time.Since(t)
+		log.Info("keys provisioned", "keys", names, "time", res.Keys)
+	}
+
+	t = time.Now()
+	res.ExitCode, err = runStage(ctx, cfg, keys, opts, func() {
+		res.Sandbox = time.Since(t)
+		res.Startup = time.Since(begin) - res.TrustedFiles
+		log.Info("workload started", "sandbox", res.Sandbox, "startup", res.Startup, "trusted_files", res.TrustedFiles)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// openExisting checks that the existing file of every single-file encrypted mount opens with its
+// key and is bound to its path, so that a wrong key, or a left-over output of another run, stops
+// the start instead of failing the workload later.
+func openExisting(cfg *stageConfig, keys map[string]pf.Key) error {
+	for _, sm := range cfg.Mounts {
+		if sm.Type != manifest.Encrypted || sm.Source == "" {
+			continue
+		}
+		v := cfg.Volumes[sm.Volume]
+		host := filepath.Join(v.Host, sm.Source)
+		err := openProtected(host, keys[v.KeyName], boundPath(v.Prefix, sm.Source))
+		var pathErr *fs.PathError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// an output, which the workload will write
+		case errors.As(err, &pathErr):
+			return fmt.Errorf("encrypted mount %s: %w", sm.Path, err)
+		case err != nil:
+			return fmt.Errorf("encrypted mount %s: %s does not open with key %q: %w (if it is left over from another run, remove it)", sm.Path, host, v.KeyName, err)
+		}
+	}
+	return nil
+}
+
+// openProtected opens the protected file host with key, checking that it is bound to bound.
+func openProtected(host string, key pf.Key, bound string) error {
+	f, err := os.Open(host)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	p, err := pf.Open(io.NewSectionReader(f, 0, info.Size()), info.Size(), key, &pf.Options{CheckPath: true, Path: bound})
+	if err != nil {
+		return err
+	}
+	return p.Close()
+}
+
+// boundPath is the path that encfs binds the file name of a volume with prefix to.
+func boundPath(prefix, name string) string {
+	if prefix == "" {
+		return pf.NormalizePath(name)
+	}
+	return pf.NormalizePath(prefix + "/" + name)
+}
+
+// report is a message of the sandbox process: one when the workload has started, then one
+// when it has ended, or one saying why it could not start it.
+type report struct {
+	PID   int    `json:"pid,omitempty"`   // the workload started with this process ID
+	Exit  *int   `json:"exit,omitempty"`  // the workload ended with this status
+	Error string `json:"error,omitempty"` // the sandbox could not start it
+}
+
+// Descriptors of the sandbox process: its configuration comes in on one pipe, and its reports
+// go out on another.
+const (
+	configFD = 3
+	reportFD = 4
+)
+
+// runStage starts the sandbox process, sends it cfg and the keys, forwards signals to the
+// workload and returns its exit status. started is called when the workload has started.
+func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, opts Options, started func()) (int, error) {
+	configR, configW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer configW.Close()
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		configR.Close()
+		return 0, err
+	}
+	defer reportR.Close()
+
+	// Not os.Executable's path: the file there may have been replaced since ppml started.
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd.Args = []string{stageName}
+	cmd.Env = []string{}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+	cmd.ExtraFiles = []*os.File{configR, reportW} // configFD, reportFD
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = time.Second // for descendants of the workload that keep its output open
+	// The parent-death signal comes when the thread that started the process ends: keep it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = cmd.Start()
+	configR.Close()
+	reportW.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start the sandbox process: %w", err)
+	}
+	sendErr := sendConfig(configW, cfg, keys)
+	configW.Close()
+
+	reports := make(chan report)
+	go func() {
+		defer close(reports)
+		dec := json.NewDecoder(reportR)
+		for {
+			var r report
+			if dec.Decode(&r) != nil {
+				return
+			}
+			reports <- r
+		}
+	}()
+	var (
+		pid         int
+		last        *report
+		interrupted os.Signal
+	)
+	for reports != nil {
+		select {
+		case sig := <-opts.Signals:
+			if pid == 0 {
+				interrupted = sig
+				cmd.Process.Kill()
+			} else if s, ok := sig.(syscall.Signal); ok {
+				syscall.Kill(-pid, s)
+			}
+		case r, ok := <-reports:
+			switch {
+			case !ok:
+				reports = nil
+			case r.PID != 0 && pid == 0:
+				pid = r.PID
+				started()
+			default:
+				last = &r
+			}
+		}
+	}
+	waitErr := cmd.Wait()
+	switch {
+	case last != nil && last.Error != "":
+		return 0, errors.New(last.Error)
+	case last != nil && last.Exit != nil:
+		return *last.Exit, nil
+	case interrupted != nil:
+		return 0, fmt.Errorf("interrupted (%v) before the workload started", interrupted)
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case sendErr != nil:
+		return 0, fmt.Errorf("configure the sandbox process: %w (it ended: %v)", sendErr, waitErr)
+	}
+	return 0, fmt.Errorf("the sandbox process, which serves the encrypted mounts, died (%v); the workload died with it", waitErr)
+}
+
+// sendConfig writes cfg to the sandbox process: its length, its JSON, then the 16 bytes of each
+// key in the order of cfg.KeyNames. The keys go straight from keys to the pipe, with no copy
+// left behind in an encoder's buffers.
+func sendConfig(w io.Writer, cfg *stageConfig, keys map[string]pf.Key) error {
+	cfg.KeyNames = slices.Sorted(maps.Keys(keys))
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b)))); err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	for _, name := range cfg.KeyNames {
+		k := keys[name]
+		_, err := w.Write(k[:])
+		clear(k[:])
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,366 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/ppml/ppml/encfs"
+	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/pf"
+)
+
+// stageName is argv[0] of the sandbox process, by which init recognises it.
+const stageName = "ppml-sandbox"
+
+func init() {
+	if len(os.Args) == 1 && os.Args[0] == stageName {
+		os.Exit(stage())
+	}
+}
+
+// Where the sandbox process builds the workload's view, in its own mount namespace.
+const (
+	scratchDir = "/tmp"       // a tmpfs holding the rest
+	hostDir    = "/tmp/host"  // a copy of the host's mount tree
+	rootDir    = "/tmp/root"  // the workload's root
+	volumesDir = "/tmp/encfs" // the encfs volumes, as /tmp/encfs/INDEX
+)
+
+// devices are the device files that the workload's /dev holds, as Gramine's LibOS provides them.
+var devices = []string{"null", "zero", "full", "random", "urandom"}
+
+// unmountTimeout bounds the wait for the encrypted filesystems to go away once the workload has
+// ended: only a process of the workload that escaped its process group can hold them longer.
+const unmountTimeout = 5 * time.Second
+
+// stage is the sandbox process. It reports to Run on reportFD and returns its own exit status.
+func stage() int {
+	runtime.LockOSThread() // the workload's parent-death signal follows this thread
+	// Run forwards these signals to the workload; the sandbox process outlives it.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	syscall.CloseOnExec(configFD)
+	syscall.CloseOnExec(reportFD)
+	out := json.NewEncoder(os.NewFile(reportFD, "report"))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		// Name host files by their host paths.
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if s, ok := a.Value.Any().(string); ok && strings.HasPrefix(s, hostDir+"/") {
+				a.Value = slog.StringValue(strings.TrimPrefix(s, hostDir))
+			}
+			return a
+		},
+	}))
+	code, err := serve(os.NewFile(configFD, "config"), log, func(pid int) { out.Encode(report{PID: pid}) })
+	if err != nil {
+		out.Encode(report{Error: err.Error()})
+		return 1
+	}
+	out.Encode(report{Exit: &code})
+	return 0
+}
+
+// serve reads its configuration from config, builds the workload's view, runs the workload,
+// calling started with its process ID, and returns its exit status.
+func serve(config *os.File, log *slog.Logger, started func(pid int)) (int, error) {
+	cfg, keys, err := readConfig(config)
+	config.Close()
+	defer clear(keys)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox configuration: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return 0, fmt.Errorf("make the sandbox's mounts private: %w", err)
+	}
+	v := &view{log: log, root: -1}
+	defer v.teardown()
+	if err := v.build(cfg, keys); err != nil {
+		return 0, err
+	}
+	clear(keys)
+	return runWorkload(cfg, started)
+}
+
+// readConfig reads what sendConfig wrote.
+func readConfig(r io.Reader) (*stageConfig, []pf.Key, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint32(n[:]))
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, nil, err
+	}
+	var cfg stageConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, nil, err
+	}
+	keys := make([]pf.Key, len(cfg.KeyNames))
+	for i := range keys {
+		if _, err := io.ReadFull(r, keys[i][:]); err != nil {
+			return nil, keys, err
+		}
+	}
+	return &cfg, keys, nil
+}
+
+// view is the workload's view of the filesystem as it is being built.
+type view struct {
+	log     *slog.Logger
+	root    int             // an O_PATH descriptor of the root's tmpfs, or -1
+	mounted []stageMount    // the mounts made in the root so far, devices included
+	volumes []*encfs.Server // the encfs volumes
+}
+
+// build builds the workload's view at rootDir.
+func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
+	// Copy the host's tree before the scratch tmpfs hides its /tmp.
+	host, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return fmt.Errorf("copy the host's mount tree: %w", err)
+	}
+	defer unix.Close(host)
+	if err := mountTmpfs(scratchDir, "mode=0700"); err != nil {
+		return err
+	}
+	for _, dir := range []string{hostDir, rootDir, volumesDir} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := unix.MoveMount(host, "", unix.AT_FDCWD, hostDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach the copy of the host's mount tree: %w", err)
+	}
+	if err := mountTmpfs(rootDir, "mode=0755"); err != nil {
+		return err
+	}
+	if v.root, err = unix.Open(rootDir, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+		return err
+	}
+
+	for i, vol := range cfg.Volumes {
+		mp := filepath.Join(volumesDir, strconv.Itoa(i))
+		if err := os.Mkdir(mp, 0o700); err != nil {
+			return err
+		}
+		s, err := encfs.Mount(mp, filepath.Join(hostDir, vol.Host), keys[slices.Index(cfg.KeyNames, vol.KeyName)], encfs.Options{BoundPrefix: vol.Prefix, Logger: v.log})
+		if err != nil {
+			return fmt.Errorf("encrypted mount of %s: %w", vol.Host, err)
+		}
+		v.volumes = append(v.volumes, s)
+	}
+	for _, dev := range devices {
+		if _, err := os.Stat(filepath.Join(hostDir, "dev", dev)); err != nil {
+			continue // not on this host
+		}
+		if err := v.mount(stageMount{Type: manifest.Chroot, Path: "/dev/" + dev, Source: "/dev/" + dev}, 0); err != nil {
+			return err
+		}
+	}
+	for _, sm := range cfg.Mounts {
+		if err := v.mount(sm, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+			return fmt.Errorf("mount %s: %w", sm.Path, err)
+		}
+	}
+	err = unix.MountSetattr(v.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+	if err != nil {
+		return fmt.Errorf("make the workload's root read-only: %w", err)
+	}
+	return nil
+}
+
+// mount makes the mount sm in the workload's root, bind mounts getting the MOUNT_ATTR_* attrs.
+func (v *view) mount(sm stageMount, attrs uint64) error {
+	target := filepath.Join(rootDir, sm.Path)
+	if sm.Type == manifest.Tmpfs {
+		if err := v.mountPoint(sm.Path, true); err != nil {
+			return err
+		}
+		if err := mountTmpfs(target, "mode=1777"); err != nil {
+			return err
+		}
+		v.mounted = append(v.mounted, sm)
+		return nil
+	}
+	source := filepath.Join(hostDir, sm.Source)
+	if sm.Type == manifest.Encrypted {
+		source = filepath.Join(volumesDir, strconv.Itoa(sm.Volume), sm.Source)
+		if err := createMissing(source); err != nil {
+			return err
+		}
+	}
+	info, err := os.Stat(source)
+	if err != nil {
+		return err
+	}
+	if err := v.mountPoint(sm.Path, info.IsDir()); err != nil {
+		return err
+	}
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind mount: %w", err)
+	}
+	v.mounted = append(v.mounted, sm)
+	if sm.ReadOnly {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
+		return fmt.Errorf("set the mount's attributes: %w", err)
+	}
+	return nil
+}
+
+// createMissing creates the file of a single-file encrypted mount, an empty protected file, if
+// it does not exist yet.
+func createMissing(name string) error {
+	if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// mountPoint makes sure that p, a path in the workload's view, exists in the root as a folder
+// (dir) or a file. It creates what is missing on the root's own tmpfs or on a tmpfs mount; in a
+// chroot or encrypted mount it would change the host, so a missing mount point is an error
+// there. It refuses symbolic links, which would lead outside the workload's root.
+func (v *view) mountPoint(p string, dir bool) error {
+	cur := "/"
+	for part := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		parent := cur
+		cur = filepath.Join(cur, part)
+		info, err := os.Lstat(filepath.Join(rootDir, cur))
+		switch {
+		case err == nil && info.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("the mount point's path holds a symbolic link: %s", cur)
+		case err == nil:
+			continue
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		if in, ok := v.mountOf(parent); ok && in.Type != manifest.Tmpfs {
+			return fmt.Errorf("%s does not exist in the %s mount at %s, and ppml does not create mount points on the host", cur, in.Type, in.Path)
+		}
+		if cur != p || dir {
+			err = os.Mkdir(filepath.Join(rootDir, cur), 0o755)
+		} else {
+			err = createMissing(filepath.Join(rootDir, cur))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mountOf returns the mount that holds p, a path in the workload's view, if any.
+func (v *view) mountOf(p string) (stageMount, bool) {
+	for _, sm := range slices.Backward(v.mounted) {
+		if _, ok := within(sm.Path, p); ok {
+			return sm, true
+		}
+	}
+	return stageMount{}, false
+}
+
+// teardown unmounts the workload's root, then the encrypted filesystems, which commit what was
+// written to them and wipe their keys.
+func (v *view) teardown() {
+	if v.root >= 0 {
+		unix.Close(v.root)
+	}
+	// The binds in the root would keep the encrypted filesystems alive: they go first, with
+	// whatever a mount at / stacked on the root.
+	for unix.Unmount(rootDir, unix.MNT_DETACH) == nil {
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, s := range v.volumes {
+			if err := s.Unmount(); err != nil {
+				v.log.Warn("unmount", "err", err)
+			}
+			s.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(unmountTimeout):
+		v.log.Warn("the encrypted filesystems are still in use after the workload ended; they go away with the sandbox")
+	}
+}
+
+// runWorkload starts the workload in the root and waits for it. It runs in a process group of its own,
+// which takes the terminal over when the sandbox's standard input is the terminal, and which
+// is killed when the workload ends.
+func runWorkload(cfg *stageConfig, started func(pid int)) (int, error) {
+	cmd := &exec.Cmd{
+		Path: cfg.Path, Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{Chroot: rootDir, Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	}
+	tty := foreground()
+	if tty {
+		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start the workload (libos.entrypoint): %w", err)
+	}
+	pid := cmd.Process.Pid
+	started(pid)
+	err := cmd.Wait()
+	syscall.Kill(-pid, syscall.SIGKILL)
+	if tty {
+		signal.Ignore(syscall.SIGTTOU)
+		unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
+	}
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return 0, err
+	}
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// foreground reports whether the standard input is a terminal whose foreground process group is
+// the sandbox's.
+func foreground() bool {
+	if !term.IsTerminal(0) {
+		return false
+	}
+	pgrp, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}
+
+// mountTmpfs mounts an empty tmpfs at dir.
+func mountTmpfs(dir, options string) error {
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, options); err != nil {
+		return fmt.Errorf("mount a tmpfs at %s: %w", dir, err)
+	}
+	return nil
+}
