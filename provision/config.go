@@ -25,6 +25,13 @@ type Config struct {
 	Collateral string `toml:"collateral"`
 	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
 	SkipCRL bool `toml:"skip_crl"`
+	// TDXCollateral is a folder of Intel collateral for TDX platforms (TDX TCB info, TD_QE
+	// identity): with it, TDX trust domains can attest.
+	TDXCollateral string `toml:"tdx_collateral"`
+	// SNP lets SEV-SNP guests attest, trusting AMD's roots, with the VCEK or VLEK certificates
+	// their evidence carries or SNPCertificates (PEM or DER files, as AMD's KDS serves them).
+	SNP             bool     `toml:"snp"`
+	SNPCertificates []string `toml:"snp_certificates"`
 
 	MetricsListen    string   `toml:"metrics_listen"` // Prometheus metrics at /metrics; "" for none
 	MaxConnections   int      `toml:"max_connections"`
@@ -99,6 +106,12 @@ func (c *Config) check() error {
 	c.TLSCert, c.TLSKey, c.MasterKeyFile = c.Path(c.TLSCert), c.Path(c.TLSKey), c.Path(c.MasterKeyFile)
 	if c.Collateral != "" && !strings.Contains(c.Collateral, "://") {
 		c.Collateral = c.Path(c.Collateral)
+	}
+	if c.TDXCollateral != "" {
+		c.TDXCollateral = c.Path(c.TDXCollateral)
+	}
+	for i, p := range c.SNPCertificates {
+		c.SNPCertificates[i] = c.Path(p)
 	}
 	for i, p := range c.SimPlatforms {
 		c.SimPlatforms[i] = c.Path(p)

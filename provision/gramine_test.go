@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/ratls"
 )
 
@@ -62,5 +63,45 @@ func TestRealGramineCertificate(t *testing.T) {
 	gramine.AcceptTCB = append(gramine.AcceptTCB, "OutOfDate")
 	if w, err := (Policy{gramine}).Admit(claims); err != nil || w.Name != "gramine" {
 		t.Fatalf("refused: %v", err)
+	}
+}
+
+// TestTDXAndSNPVerifiers: the configuration registers TDX and SEV-SNP verifiers, and a real TDX
+// quote goes through the server's registry.
+func TestTDXAndSNPVerifiers(t *testing.T) {
+	dir := t.TempDir()
+	for dst, src := range map[string]string{
+		"tcb-info.json":                "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json",
+		"qe-identity.json":             "tdx/oasis-core/qe_identity_v2_tdx2.json",
+		"tcb-info-issuer-chain.pem":    "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
+		"qe-identity-issuer-chain.pem": "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
+	} {
+		b, err := os.ReadFile(filepath.Join(attestation, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, dst), b, 0o644)
+	}
+	reg, err := Verifiers(&Config{TDXCollateral: dir, SkipCRL: true, SNP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reg[attest.SNP] == nil {
+		t.Error("no SEV-SNP verifier")
+	}
+	quote, err := os.ReadFile(filepath.Join(attestation, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := reg.Verify(attest.TDX, quote, time.Unix(1725263032, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Workload{Name: "td", TEE: "tdx", MRTD: []string{claims.MRTD.String()}, Keys: []string{"default"}}
+	if err := w.check(""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (Policy{w}).Admit(claims); err != nil {
+		t.Errorf("TDX workload refused: %v", err)
 	}
 }

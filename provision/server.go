@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,8 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/attest/snp"
+	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/collateral"
 	"github.com/ppml/ppml/ratls"
 	"github.com/ppml/ppml/store"
@@ -82,8 +85,8 @@ func (s *Server) Reload(cfg *Config) error {
 	return nil
 }
 
-// Verifiers returns the verifiers a configuration trusts: its simulated platforms and, with
-// collateral configured, genuine Intel SGX platforms.
+// Verifiers returns the verifiers a configuration trusts: its simulated platforms and, as
+// configured, genuine Intel SGX platforms, TDX trust domains and SEV-SNP guests.
 func Verifiers(cfg *Config) (attest.Registry, error) {
 	var verifiers attest.AnyOf
 	for _, dir := range cfg.SimPlatforms {
@@ -104,6 +107,30 @@ func Verifiers(cfg *Config) (attest.Registry, error) {
 	r := attest.Registry{}
 	if len(verifiers) > 0 {
 		r[attest.SGX] = verifiers
+	}
+	if cfg.TDXCollateral != "" {
+		b, err := collateral.ReadDir(cfg.TDXCollateral, "")
+		if err != nil {
+			return nil, err
+		}
+		if r[attest.TDX], err = tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: cfg.SkipCRL}); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.SNP {
+		var certs [][]byte
+		for _, name := range cfg.SNPCertificates {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				return nil, err
+			}
+			certs = append(certs, b)
+		}
+		v, err := snp.NewVerifier(snp.Options{Certificates: certs})
+		if err != nil {
+			return nil, err
+		}
+		r[attest.SNP] = v
 	}
 	return r, nil
 }
