@@ -12,6 +12,8 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/gramine"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/attest/snp"
+	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/provision"
 )
 
@@ -37,9 +39,10 @@ writes them: one key to -o FILE as raw bytes, several to -o DIR as DIR/NAME, or 
 output as "NAME HEX" lines. Without --key it asks with Gramine's protocol for the workload's
 first key. A refusal exits 1 with the server's reason.
 
---tee gramine attests from inside a Gramine enclave (/dev/attestation). --tee sim attests with
-a simulated platform for the identity given by --mrenclave, --mrsigner, --isv-prod-id,
---isv-svn and --debug.`,
+--tee gramine attests from inside a Gramine enclave (/dev/attestation); --tee tdx and --tee snp
+from inside a confidential VM (configfs-tsm, or /dev/sev-guest). --tee sim attests with a
+simulated platform for the identity given by --mrenclave, --mrsigner, --isv-prod-id, --isv-svn
+and --debug.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlags(cmd, "server", "ca", "tee"); err != nil {
@@ -83,7 +86,7 @@ a simulated platform for the identity given by --mrenclave, --mrsigner, --isv-pr
 	f.StringVar(&caPath, "ca", "", "the certificate authority of the servers' certificates (PEM)")
 	f.StringSliceVar(&keys, "key", nil, "a key name; repeat for several")
 	f.StringVarP(&out, "output", "o", "", "where to write the keys")
-	f.StringVar(&tee, "tee", "", "how to attest: sim or gramine")
+	f.StringVar(&tee, "tee", "", "how to attest: sim, gramine, tdx or snp")
 	f.StringVar(&simDir, "sim-platform", "", "the simulated platform (--tee sim)")
 	f.StringVar(&mrenclave, "mrenclave", "", "the claimed MRENCLAVE (--tee sim; 32 bytes, hex)")
 	f.StringVar(&mrsigner, "mrsigner", "", "the claimed MRSIGNER (--tee sim; 32 bytes, hex)")
@@ -99,6 +102,10 @@ func attester(cmd *cobra.Command, tee, simDir, mrenclave, mrsigner string, e sim
 	switch tee {
 	case "gramine":
 		return gramine.Attester{}, nil
+	case "tdx":
+		return tdx.OpenAttester()
+	case "snp":
+		return snp.OpenAttester()
 	case "sim":
 		if err := requireFlags(cmd, "sim-platform", "mrenclave", "mrsigner"); err != nil {
 			return nil, err
@@ -115,7 +122,7 @@ func attester(cmd *cobra.Command, tee, simDir, mrenclave, mrsigner string, e sim
 		}
 		return sim.Attester{Platform: p, Enclave: e}, nil
 	default:
-		return nil, usageError{fmt.Errorf("--tee %q: want sim or gramine", tee)}
+		return nil, usageError{fmt.Errorf("--tee %q: want sim, gramine, tdx or snp", tee)}
 	}
 }
 
