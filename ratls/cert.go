@@ -56,14 +56,24 @@ func mustMarshal(v any) []byte {
 // tagged evidence only, under the tag of their kind ([TagIntelQuote] for TDX, [TagSNPReport]
 // for SEV-SNP).
 func NewCertificate(a attest.Attester) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+	}
+	return NewCertificateWithKey(a, key)
+}
+
+// NewCertificateWithKey is NewCertificate for a key of the caller's: P-384 as Gramine makes them,
+// or P-256, which Gramine's verifier and Verify accept too and which costs Go a fraction of
+// P-384's time on both sides of a handshake.
+func NewCertificateWithKey(a attest.Attester, key *ecdsa.PrivateKey) (tls.Certificate, error) {
+	if c := key.Curve; c != elliptic.P256() && c != elliptic.P384() {
+		return tls.Certificate{}, fmt.Errorf("ratls: %w: a %s key (want P-256 or P-384)", ErrUnsupported, c.Params().Name)
+	}
 	kind := a.Kind()
 	tag, ok := tagOf[kind]
 	if !ok {
 		return tls.Certificate{}, fmt.Errorf("ratls: no RA-TLS evidence format for %q evidence", kind)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
 	}
 	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {

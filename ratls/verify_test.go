@@ -17,6 +17,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/attest/sim"
 )
 
 // Both quotes of a certificate from the simulated platform verify, and bind its key.
@@ -222,5 +223,26 @@ func TestGramineRefused(t *testing.T) {
 	// After the collateral expired.
 	if _, err := Verify(g, reg, gramineTime.AddDate(0, 1, 0)); !errors.Is(err, ErrNotVerified) || !errors.Is(err, sgx.ErrExpired) {
 		t.Errorf("a month later: err = %v", err)
+	}
+}
+
+// TestP256Certificate: a certificate with a P-256 key verifies like Gramine's P-384 ones; other
+// curves are refused when making one.
+func TestP256Certificate(t *testing.T) {
+	p := newPlatform(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := NewCertificateWithKey(sim.Attester{Platform: p, Enclave: enclave}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(cert.Leaf, simRegistry(t, p), simTime); err != nil {
+		t.Fatal(err)
+	}
+	key521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	if _, err := NewCertificateWithKey(sim.Attester{Platform: p}, key521); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("P-521: %v", err)
 	}
 }
