@@ -24,6 +24,7 @@ setup:
 bench: build
 	go run ./bench/pf
 	go run ./bench/provision
+	go run ./bench/pytorch
 	go test -run '^$$' -bench . ./pf
 	go test -run '^$$' -bench 'Verify$$' -cpu 1 ./attest/sgx ./attest/sim
 

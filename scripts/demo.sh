@@ -1,58 +1,91 @@
 #!/bin/bash
-# The PyTorch PPML tutorial's flow on the simulated platform, with a plain Python workload: the
-# owner encrypts her files and runs a provisioning server that admits exactly her workload's
-# measurement; ppml run checks the workload, attests over RA-TLS, receives the key and runs it
-# with its encrypted folder decrypted transparently; a changed workload is refused; the owner
-# reads the audit log and decrypts the result. Runs again and again: each run starts from an
-# empty demo/ folder.
+# The PyTorch PPML tutorial's whole flow (Gramine's "PyTorch PPML framework tutorial"), done with
+# ppml on the simulated platform and the tutorial's own workload (examples/pytorch): the model
+# owner makes her model and encrypts it with the image and the classes; her secret provisioning
+# server admits exactly the measurement of the workload she approves; on the untrusted machine
+# ppml run checks the workload, attests over RA-TLS, receives the key and runs PyTorch with the
+# encrypted files decrypted transparently, writing result.txt encrypted; a changed script is
+# refused; the owner reads the audit log, decrypts result.txt and finds what a native run writes.
+#
+# It works in one folder laid out as the tutorial's (plaintext/, files/wrap_key, ssl/ca.crt, the
+# encrypted files next to pytorchexample.py), demo/ by default, which each run starts afresh.
+#   PPML_DEMO_DIR   the folder (one the demo made before, or an empty or new one)
+#   PPML_DEMO_PORT  the provisioning server's port on 127.0.0.1 (44333)
+#   PPML_BIN        the folder of the ppml binary (bin/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PATH="$PWD/bin:$PATH"
-examples="$PWD/examples"
-port=44333
+repo=$PWD
+PATH="${PPML_BIN:-$repo/bin}:$PATH"
+dir=${PPML_DEMO_DIR:-$repo/demo}
+port=${PPML_DEMO_PORT:-44333}
+python=/usr/bin/python3
+example=$repo/examples/pytorch
 
 step() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+fail() { echo "demo: $*" >&2; exit 1; }
 
-rm -rf demo
-mkdir -p demo/plain
-cd demo
+# Start afresh, removing only a folder that is the default one, one the demo made, or empty.
+if [ -d "$dir" ] && [ "$dir" != "$repo/demo" ] && [ ! -e "$dir/.ppml-demo" ] && [ -n "$(ls -A "$dir")" ]; then
+	fail "$dir is not empty and not a demo folder: choose another PPML_DEMO_DIR"
+fi
+rm -rf "$dir"
+mkdir -p "$dir"
+touch "$dir/.ppml-demo"
+cd "$dir"
 server_pid=""
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; true' EXIT
 
-step "The owner's files: a model and an input"
-head -c $((96 << 20)) /dev/urandom > plain/model.bin
-echo "confidential input for the workload" > plain/input.txt
-ls -l plain
+step "Prerequisites: Debian's PyTorch and ppml (make demo installed and built what was missing)"
+show "$python" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
+show command -v ppml
 
-step "Step 1 (owner): generate the wrap key"
-show ppml pf gen-key -w wrap_key
+step "The model owner's files (plaintext/): the model, the image and the classes"
+echo "(no pretrained weights can be downloaded here: make-model.py builds AlexNet from a fixed seed and saves the whole model)"
+mkdir plaintext
+show "$python" "$example/make-model.py" plaintext
+cp "$example/classes.txt" plaintext/
+cp "$example/pytorchexample.py" .
+ls -l plaintext
 
-step "Step 2 (owner): encrypt the files; each is bound to the path the workload's mount gives it"
-show ppml pf encrypt -v -w wrap_key -i plain -o enc
+step "Executing native PyTorch (owner's machine): the result to expect"
+(cd plaintext && show "$python" ../pytorchexample.py)
+mv plaintext/result.txt native-result.txt
+cat native-result.txt
+echo
 
-step "Step 3 (untrusted host): all it can tell without the key, and tampering is caught"
-show ppml pf inspect enc/input.txt
-cp enc/model.bin tampered.bin
-printf 'X' | dd of=tampered.bin bs=1 seek=50000000 conv=notrunc status=none
-if ppml pf decrypt -w wrap_key -i tampered.bin -o tampered.out; then
-	echo "demo: tampering went unnoticed" >&2
-	exit 1
+step "Step 1 (owner): generate the wrap key and encrypt the input files"
+mkdir files
+show ppml pf gen-key -w files/wrap_key
+for f in input.jpg classes.txt alexnet-pretrained.pt; do
+	show ppml pf encrypt -w files/wrap_key -i "plaintext/$f" -o "$f"
+done
+
+step "Step 2 (cloud): the encrypted files on the untrusted machine: all it can tell, and tampering is caught"
+show ppml pf inspect alexnet-pretrained.pt
+cp alexnet-pretrained.pt tampered.pt
+printf 'X' | dd of=tampered.pt bs=1 seek=100000000 conv=notrunc status=none
+if ppml pf decrypt -w files/wrap_key -i tampered.pt -o tampered.out; then
+	fail "tampering went unnoticed"
 fi
 test ! -e tampered.out && echo "(no tampered.out was written)"
+rm tampered.pt
 
-step "Step 4 (owner): a simulated SGX platform, and the measurement of the workload she approves"
+step "Preparing secret provisioning (owner): a simulated SGX platform, the server's certificates"
 show ppml sim init sim
-mkdir app
-cp "$examples/hello/hello.py" app/
-mkdir server
-show ppml serve setup server --host localhost
-show ppml manifest render "$examples/hello/hello.manifest.template" -D server=localhost:$port -D app=app -D ca=server/ca.crt -D data=enc -o hello.manifest
-mrenclave=$(ppml manifest measure hello.manifest)
+show ppml serve setup secret_prov --host localhost
+mkdir ssl
+show cp secret_prov/ca.crt ssl/ca.crt
+
+step "Preparing the manifest (owner): the workload she approves, and its measurement"
+render=(ppml manifest render "$example/pytorch.manifest.template" -D entrypoint=/usr/bin/python3
+	-D arch_libdir=/lib/x86_64-linux-gnu -D server=localhost:$port)
+show "${render[@]}" -o pytorch.manifest
+mrenclave=$(ppml manifest measure pytorch.manifest)
 echo "the workload's measurement (MRENCLAVE): $mrenclave"
 
-step "Step 5 (owner): the provisioning server: her key, a policy that admits exactly that measurement"
-cat > server/server.toml <<TOML
+step "Steps 4-5 (owner): start the secret provisioning server, whose policy admits exactly that measurement"
+cat > secret_prov/server.toml <<TOML
 listen = "127.0.0.1:$port"
 tls_cert = "server.crt"
 tls_key = "server.key"
@@ -61,7 +94,7 @@ master_key_file = "master.key"
 sim_platforms = ["../sim"]
 
 [[workload]]
-name = "hello"
+name = "pytorch"
 tee = "sgx"
 mrenclave = ["$mrenclave"]
 allow_debug = false
@@ -69,36 +102,42 @@ accept_tcb = ["UpToDate"]
 allow_simulated = true
 keys = ["default"]
 TOML
-show ppml key import default -w wrap_key --config server/server.toml
-ppml serve --config server/server.toml 2> server/server.log &
+cat secret_prov/server.toml
+show ppml key import default -w files/wrap_key --config secret_prov/server.toml
+ppml serve --config secret_prov/server.toml 2> secret_prov/server.log &
 server_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-echo "server started (log in demo/server/server.log)"
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+kill -0 "$server_pid" 2>/dev/null || { cat secret_prov/server.log >&2; fail "the server did not start"; }
+echo "the server listens on localhost:$port (log in secret_prov/server.log)"
 
-step "Step 6 (cloud): ppml run checks the workload, attests over RA-TLS, gets the key, runs it"
-echo "(/data is the encrypted folder enc/, decrypted transparently; what the workload writes there is encrypted)"
-show ppml run hello.manifest --tee sim --sim-platform sim -v
-show ppml pf inspect enc/result.txt
+step "Steps 3, 6-8 (cloud): ppml run checks the workload, attests over RA-TLS, gets the key and runs PyTorch"
+echo "(the model, image and classes are decrypted as PyTorch reads them; result.txt is encrypted as it writes it)"
+show ppml run pytorch.manifest --tee sim --sim-platform sim -v
+show ppml pf inspect result.txt
 
-step "Step 7 (cloud): a changed workload measures differently and is refused"
-echo 'print("exfiltrate")' >> app/hello.py
-ppml manifest render "$examples/hello/hello.manifest.template" -D server=localhost:$port -D app=app -D ca=server/ca.crt -D data=enc -o changed.manifest 2>/dev/null
+step "A changed script (cloud) is refused"
+echo 'print(open("classes.txt").read())  # leak the classes' >> pytorchexample.py
+show tail -n 2 pytorchexample.py
+echo "-- with the approved manifest, ppml run sees that a trusted file changed:"
+if ppml run pytorch.manifest --tee sim --sim-platform sim; then
+	fail "the changed script ran"
+fi
+echo "-- with a manifest made for the changed script, the server refuses its measurement:"
+"${render[@]}" -o changed.manifest 2>/dev/null
 echo "the changed workload's measurement: $(ppml manifest measure changed.manifest)"
 if ppml run changed.manifest --tee sim --sim-platform sim; then
-	echo "demo: the changed workload ran with the key" >&2
-	exit 1
+	fail "the changed script ran with the key"
 fi
 
-step "Step 8 (owner): the audit log, then the server stops"
-show ppml audit --config server/server.toml
+step "Stop the server (owner); its audit log"
+show ppml audit --config secret_prov/server.toml
 kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 server_pid=""
 
-step "Step 9 (owner): decrypt the result, and the inputs to compare with the originals"
-show ppml pf decrypt -V -w wrap_key -i enc/result.txt -o result.txt
-cat result.txt
-rm enc/result.txt
-show ppml pf decrypt -V -w wrap_key -i enc -o decrypted
-show diff -r plain decrypted
-echo "decrypted inputs are identical to the originals"
+step "Step 8 (owner): decrypt the result"
+show ppml pf decrypt -V -w files/wrap_key -i result.txt -o plaintext/result.txt
+show cat plaintext/result.txt
+echo
+show cmp plaintext/result.txt native-result.txt
+echo "the confidential result is identical, byte for byte, to the native run's"

@@ -3,8 +3,10 @@
 set -eu
 
 # Debian packages: openssl is the benchmarks' yardstick; fuse3 and python3 serve ppml run and
-# its tests (workloads in a private mount namespace, encrypted folders over FUSE).
-packages="openssl fuse3 python3"
+# its tests (workloads in a private mount namespace, encrypted folders over FUSE); PyTorch,
+# torchvision, scikit-learn (its digits and sample images) and Pillow run the examples, the demo
+# and their tests.
+packages="openssl fuse3 python3 python3-torch python3-torchvision python3-sklearn python3-pil"
 
 missing=""
 for p in $packages; do
