@@ -180,6 +180,15 @@ the path under which Gramine will open it; --path binds PATH (or PATH/NAME) inst
 }
 
 func encryptFile(cmd *cobra.Command, in, out, bound string, key pf.Key) error {
+	return convertFile(cmd, in, out, os.O_RDWR, 0o644, "encrypting", func(dst, src *os.File, _ int64, bar io.Writer) error {
+		_, err := pf.Encrypt(dst, io.TeeReader(src, bar), key, bound, nil)
+		return err
+	})
+}
+
+// convertFile opens in, creates out (opened with flag, with mode) and runs convert on them with
+// the size of in and a progress bar, shown on a terminal for big inputs, to count bytes on.
+func convertFile(cmd *cobra.Command, in, out string, flag int, mode os.FileMode, verb string, convert func(dst, src *os.File, size int64, bar io.Writer) error) error {
 	src, err := os.Open(in)
 	if err != nil {
 		return err
@@ -189,17 +198,17 @@ func encryptFile(cmd *cobra.Command, in, out, bound string, key pf.Key) error {
 	if err != nil {
 		return err
 	}
-	dst, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	dst, err := os.OpenFile(out, flag|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}
 	defer dst.Close()
-	bar, finish := newProgress(cmd.ErrOrStderr(), info.Size(), "encrypting "+in)
+	bar, finish := newProgress(cmd.ErrOrStderr(), info.Size(), verb+" "+in)
 	defer finish()
-	if _, err := pf.Encrypt(dst, io.TeeReader(src, bar), key, bound, nil); err != nil {
+	if err := convert(dst, src, info.Size(), bar); err != nil {
 		return err
 	}
-	if err := dst.Chmod(0o644); err != nil {
+	if err := dst.Chmod(mode); err != nil {
 		return err
 	}
 	return dst.Close()
@@ -262,29 +271,13 @@ func (c *conversion) toStdout(cmd *cobra.Command, opts *pf.Options) error {
 }
 
 func decryptFile(cmd *cobra.Command, in, out string, key pf.Key, opts *pf.Options) error {
-	src, err := os.Open(in)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	info, err := src.Stat()
-	if err != nil {
-		return err
-	}
-	dst, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer dst.Close()
-	bar, finish := newProgress(cmd.ErrOrStderr(), info.Size(), "decrypting "+in)
-	defer finish()
-	if _, err := pf.Decrypt(io.MultiWriter(dst, bar), src, info.Size(), key, opts); err != nil {
+	return convertFile(cmd, in, out, os.O_WRONLY, 0o600, "decrypting", func(dst, src *os.File, size int64, bar io.Writer) error {
+		_, err := pf.Decrypt(io.MultiWriter(dst, bar), src, size, key, opts)
 		if errors.Is(err, pf.ErrKey) {
-			err = fmt.Errorf("%w (is %s the key it was encrypted with?)", err, "-w")
+			err = fmt.Errorf("%w (is -w the key it was encrypted with?)", err)
 		}
 		return err
-	}
-	return dst.Close()
+	})
 }
 
 func newInspectCommand() *cobra.Command {
