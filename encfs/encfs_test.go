@@ -416,3 +416,76 @@ func TestHostFileChanged(t *testing.T) {
 		t.Error("a file changed in the host folder reads as before")
 	}
 }
+
+// TestReadAheadFromMiddle reads a large file sequentially from offsets other than 0, as
+// torch.load reads a zip file after its central directory, in reads of odd sizes, jumping about
+// in between: every read must return the plaintext, and a damaged node ahead must still give
+// EIO, logged once.
+func TestReadAheadFromMiddle(t *testing.T) {
+	host := t.TempDir()
+	plain := content(3, 3*readAheadMin+12345)
+	hostFile := encryptFile(t, host, "big.bin", plain)
+	mnt, logs := mount(t, host, testKey, Options{})
+	r, err := os.Open(filepath.Join(mnt, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, start := range []int64{int64(len(plain)) - 100000, readAheadMin + 777, 5000, 2*readAheadMin - 1} {
+		if err := unix.Fadvise(int(r.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 200003)
+		for off := start; off < int64(len(plain)); {
+			n, err := r.ReadAt(buf, off)
+			if err != nil && err != io.EOF {
+				t.Fatalf("read at %d (from %d): %v", off, start, err)
+			}
+			if !bytes.Equal(buf[:n], plain[off:off+int64(n)]) {
+				t.Fatalf("read at %d (from %d): wrong plaintext", off, start)
+			}
+			off += int64(n)
+			if err == io.EOF || n == 0 {
+				break
+			}
+		}
+	}
+
+	// Damage the data node that holds plaintext offset 2*readAheadMin, and read from the middle.
+	r.Close()
+	node := (2*readAheadMin - pf.MetaDataSize) / pf.NodeSize
+	at := int64(node+2+node/96)*pf.NodeSize + 10
+	f, err := os.OpenFile(hostFile, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte{0}
+	f.ReadAt(b, at)
+	b[0] ^= 1
+	if _, err := f.WriteAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r, err = os.Open(filepath.Join(mnt, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := unix.Fadvise(int(r.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	from := int64(readAheadMin + 4321)
+	if _, err := r.Seek(from, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("reading through the damaged node: %v, want EIO", err)
+	}
+	if from+int64(len(got)) > 2*readAheadMin || !bytes.Equal(got, plain[from:from+int64(len(got))]) {
+		t.Errorf("read %d bytes from %d before the damaged node at %d, not all of them right", len(got), from, 2*readAheadMin)
+	}
+	if n := strings.Count(logs.String(), hostFile); n != 1 {
+		t.Errorf("%d log lines name %s, want 1:\n%s", n, hostFile, logs)
+	}
+}

@@ -43,8 +43,9 @@ type fileNode struct {
 
 	logged string // the last failure logged, so that kernel retries log it once
 
-	raMu sync.Mutex
-	ra   *readAhead // while the file is open and unchanged
+	raMu   sync.Mutex
+	ra     *readAhead // while the file is open and unchanged
+	raNext int64      // where the last read ended: a read there looks sequential
 }
 
 // handle is an open file description.
@@ -212,7 +213,7 @@ func (n *fileNode) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 		n.mu.RUnlock()
 		return nil, syscall.EBADF
 	}
-	if ra := n.readAhead(off); ra != nil {
+	if ra := n.readAhead(off, len(dest)); ra != nil {
 		if got, ok := ra.readAt(dest, off); ok {
 			n.mu.RUnlock()
 			return fuse.ReadResultData(dest[:got]), 0
@@ -226,12 +227,16 @@ func (n *fileNode) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 	return fuse.ReadResultData(dest[:got]), 0
 }
 
-// readAhead returns the file's read-ahead, if any. A read from the start of a large file that
-// has not changed starts one, or starts it again. n.mu must be held.
-func (n *fileNode) readAhead(off int64) *readAhead {
+// readAhead returns the file's read-ahead, if any, for a read of size bytes at off. In a large
+// file that has not changed, a read that the read-ahead does not cover starts one at off, or
+// starts it again there, if it is at the start or right after the previous read (sequential
+// reads, wherever they began). n.mu must be held.
+func (n *fileNode) readAhead(off int64, size int) *readAhead {
 	n.raMu.Lock()
 	defer n.raMu.Unlock()
-	if off != 0 || n.shadow || n.ra != nil && n.ra.covers(0) || n.pf.Size() < readAheadMin {
+	sequential := off == 0 || off == n.raNext
+	n.raNext = off + int64(size)
+	if !sequential || n.shadow || n.ra != nil && n.ra.covers(off) || n.pf.Size() < readAheadMin || off >= n.pf.Size() {
 		return n.ra
 	}
 	var st syscall.Stat_t
@@ -241,7 +246,7 @@ func (n *fileNode) readAhead(off int64) *readAhead {
 	if n.ra != nil {
 		n.ra.stop()
 	}
-	n.ra = startReadAhead(n.host, st.Size, n.pf.Size(), n.fsys.kdk())
+	n.ra = startReadAhead(n.host, st.Size, n.pf.Size(), n.fsys.kdk(), off)
 	return n.ra
 }
 

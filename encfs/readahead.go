@@ -3,6 +3,7 @@ package encfs
 import (
 	"errors"
 	"io"
+	"math"
 	"sort"
 	"sync"
 
@@ -19,11 +20,11 @@ const (
 	readAheadBehind = 2 << 20
 )
 
-// errStopped ends a read-ahead's pf.Decrypt.
+// errStopped ends a read-ahead's pf.DecryptRange.
 var errStopped = errors.New("read-ahead stopped")
 
-// readAhead decrypts a file from its start ahead of sequential reads, on every core
-// (pf.Decrypt), and keeps a bounded window of the plaintext for them. Reads it does not cover
+// readAhead decrypts a file from an offset ahead of sequential reads, on every core
+// (pf.DecryptRange), and keeps a bounded window of the plaintext for them. Reads it does not cover
 // go to the file's pf.File; so do reads past a failed node, which then fail there.
 type readAhead struct {
 	mu      sync.Mutex
@@ -34,7 +35,7 @@ type readAhead struct {
 	end     int64
 	read    int64 // the furthest offset read or waited for
 	size    int64 // the plaintext size
-	done    bool  // pf.Decrypt returned
+	done    bool  // pf.DecryptRange returned
 	stopped bool
 	exited  chan struct{}
 }
@@ -45,14 +46,14 @@ type chunk struct {
 }
 
 // startReadAhead starts decrypting the protected file of hostSize bytes in r, whose plaintext
-// size is size.
-func startReadAhead(r io.ReaderAt, hostSize, size int64, key pf.Key) *readAhead {
-	ra := &readAhead{size: size, exited: make(chan struct{})}
+// size is size, from plaintext offset off.
+func startReadAhead(r io.ReaderAt, hostSize, size int64, key pf.Key, off int64) *readAhead {
+	ra := &readAhead{size: size, start: off, end: off, read: off, exited: make(chan struct{})}
 	ra.cond.L = &ra.mu
 	go func() {
 		defer close(ra.exited)
 		// The file was checked when it was opened; a failure shows on the pf.File's reads.
-		pf.Decrypt(ra, r, hostSize, key, nil)
+		pf.DecryptRange(ra, r, hostSize, key, off, math.MaxInt64, nil)
 		ra.mu.Lock()
 		ra.done = true
 		ra.cond.Broadcast()
@@ -61,7 +62,7 @@ func startReadAhead(r io.ReaderAt, hostSize, size int64, key pf.Key) *readAhead 
 	return ra
 }
 
-// Write takes the next plaintext from pf.Decrypt, waiting while the window is full.
+// Write takes the next plaintext from pf.DecryptRange, waiting while the window is full.
 func (ra *readAhead) Write(p []byte) (int, error) {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
@@ -131,10 +132,10 @@ func (ra *readAhead) readAt(p []byte, off int64) (int, bool) {
 func (ra *readAhead) covers(off int64) bool {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	return !ra.stopped && off >= ra.start && !(ra.done && off >= ra.end)
+	return !ra.stopped && off >= ra.start && off <= ra.end+readAheadWindow && !(ra.done && off >= ra.end)
 }
 
-// stop ends the read-ahead and waits for its pf.Decrypt to return.
+// stop ends the read-ahead and waits for its pf.DecryptRange to return.
 func (ra *readAhead) stop() {
 	ra.mu.Lock()
 	ra.stopped = true

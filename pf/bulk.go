@@ -3,6 +3,7 @@ package pf
 import (
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 )
@@ -11,8 +12,10 @@ import (
 // which lie next to each other in the host file.
 type group struct {
 	m     int64 // the MHT node
-	nodes int   // data nodes in the group
-	bytes int   // plaintext bytes in the group
+	first int64 // the group's first data node: m*dataPerMHT, or later in DecryptRange's first group
+	nodes int   // data nodes in the group, from first
+	skip  int   // plaintext bytes of the first node before the range (DecryptRange)
+	bytes int   // plaintext bytes in the group, from skip
 	in    []byte
 	out   []byte
 	slots [dataPerMHT]slot
@@ -121,7 +124,7 @@ func Encrypt(dst Storage, src io.Reader, kdk Key, path string, opts *Options) (i
 			return false, nil
 		}
 		clear(g.in[n:]) // the last node is padded with zeros
-		g.m, g.bytes, g.nodes = next, n, (n+NodeSize-1)/NodeSize
+		g.m, g.first, g.skip, g.bytes, g.nodes = next, next*dataPerMHT, 0, n, (n+NodeSize-1)/NodeSize
 		next++
 		if _, err := io.ReadFull(f.rand, keys[:g.nodes*KeySize]); err != nil {
 			return false, fmt.Errorf("random keys: %w", err)
@@ -138,7 +141,7 @@ func Encrypt(dst Storage, src io.Reader, kdk Key, path string, opts *Options) (i
 			sealed := newGCM(&s.key).Seal(g.out[off:off], zeroIV[:], g.in[off:off+NodeSize], nil)
 			copy(s.mac[:], sealed[NodeSize:])
 		}
-		_, g.err = dst.WriteAt(g.out[:g.nodes*NodeSize], dataOffset(g.m*dataPerMHT))
+		_, g.err = dst.WriteAt(g.out[:g.nodes*NodeSize], dataOffset(g.first))
 	}
 	consume := func(g *group) error {
 		parent, err := f.mht(g.m)
@@ -164,44 +167,70 @@ func Encrypt(dst Storage, src io.Reader, kdk Key, path string, opts *Options) (i
 // on every core, and returns its size. Every node is checked; on an error, dst has received
 // only checked plaintext, but not all of it. Memory use does not depend on the size of the file.
 func Decrypt(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, opts *Options) (int64, error) {
+	return DecryptRange(dst, src, hostSize, kdk, 0, math.MaxInt64, opts)
+}
+
+// DecryptRange is Decrypt for the n bytes of plaintext at off, or those up to the end of the
+// file: it writes them to dst and returns how many it wrote. It decrypts only the nodes that
+// hold them (and reads the MHT nodes above those), on every core.
+func DecryptRange(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, off, n int64, opts *Options) (int64, error) {
+	if off < 0 || n < 0 {
+		return 0, fmt.Errorf("pf: DecryptRange of %d bytes at %d", n, off)
+	}
 	f, err := Open(src, hostSize, kdk, opts)
 	if err != nil {
 		return 0, err
 	}
 	defer f.wipe()
 	size := f.meta.size
-	written, err := dst.Write(f.meta.data[:min(size, MetaDataSize)])
-	if err != nil {
-		return int64(written), err
+	end := size
+	if off >= size {
+		return 0, nil
 	}
-	total := dataNodes(size)
-	var next int64
+	if n < size-off {
+		end = off + n
+	}
+	var written int64
+	if off < MetaDataSize {
+		k, err := dst.Write(f.meta.data[off:min(end, MetaDataSize)])
+		if written = int64(k); err != nil {
+			return written, err
+		}
+	}
+	if end <= MetaDataSize {
+		return written, nil
+	}
+	// [lo, hi): the range in the plaintext that data nodes hold, which starts at MetaDataSize.
+	lo, hi := max(off, MetaDataSize)-MetaDataSize, end-MetaDataSize
+	next, stop := lo/NodeSize, (hi+NodeSize-1)/NodeSize // data nodes [next, stop) hold it
 	produce := func(g *group) (bool, error) {
-		if next*dataPerMHT >= total {
+		if next >= stop {
 			return false, nil
 		}
-		parent, err := f.mht(next)
+		m := next / dataPerMHT
+		parent, err := f.mht(m)
 		if err != nil {
 			return false, err
 		}
-		g.m, g.nodes = next, int(min(dataPerMHT, total-next*dataPerMHT))
-		g.bytes = int(min(int64(g.nodes)*NodeSize, size-MetaDataSize-next*groupBytes))
+		last := min((m+1)*dataPerMHT, stop)
+		from, to := max(lo, next*NodeSize), min(hi, last*NodeSize)
+		g.m, g.first, g.nodes = m, next, int(last-next)
+		g.skip, g.bytes = int(from-next*NodeSize), int(to-from)
 		for i := range g.nodes {
-			g.slots[i] = getSlot(dataSlot(parent.buf[:], i))
+			g.slots[i] = getSlot(dataSlot(parent.buf[:], int(g.first%dataPerMHT)+i))
 		}
-		next++
+		next = last
 		return true, nil
 	}
 	work := func(g *group) {
-		first := g.m * dataPerMHT
-		off := dataOffset(first)
+		off := dataOffset(g.first)
 		n, err := src.ReadAt(g.in[:g.nodes*NodeSize], off)
 		if n < g.nodes*NodeSize {
 			if err == nil || err == io.EOF {
 				err = ErrTruncated
 			}
 			d := int64(n / NodeSize)
-			g.err = &NodeError{Kind: "data", Index: first + d, Offset: off + d*NodeSize, Err: err}
+			g.err = &NodeError{Kind: "data", Index: g.first + d, Offset: off + d*NodeSize, Err: err}
 			return
 		}
 		for i := range g.nodes {
@@ -215,17 +244,17 @@ func Decrypt(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, opts *Opti
 			_, err := newGCM(&s.key).Open(g.out[at:at], zeroIV[:], g.in[at:at+NodeSize+MACSize], nil)
 			copy(tag, saved[:])
 			if err != nil {
-				g.err = &NodeError{Kind: "data", Index: first + int64(i), Offset: off + int64(at), Err: ErrDamaged}
+				g.err = &NodeError{Kind: "data", Index: g.first + int64(i), Offset: off + int64(at), Err: ErrDamaged}
 				return
 			}
 		}
 	}
-	total64 := int64(written)
 	consume := func(g *group) error {
-		n, err := dst.Write(g.out[:g.bytes])
-		total64 += int64(n)
+		k, err := dst.Write(g.out[g.skip : g.skip+g.bytes])
+		written += int64(k)
 		return err
 	}
-	groupSize := int(min(groupBytes, total*NodeSize))
-	return total64, pipeline(groupSize, produce, work, consume)
+	groupSize := int(min(groupBytes, (stop-next)*NodeSize))
+	err = pipeline(groupSize, produce, work, consume)
+	return written, err
 }
