@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -130,5 +131,19 @@ func TestRestart(t *testing.T) {
 	}
 	if n := len(tb.audit(t)); n != seen+1 {
 		t.Errorf("%d audit records after the restart, want %d", n, seen+1)
+	}
+}
+
+// TestSetupLeavesNothing: Setup refuses a folder that holds one of its files, and a failure
+// midway leaves none of the files it had made.
+func TestSetupLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(dir+"/"+SetupMasterKey, []byte("mine"), 0o600)
+	if err := Setup(dir, []string{"localhost"}, time.Now()); err == nil {
+		t.Fatal("Setup replaced an existing master key")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("%d files left, want only the master key that was there", len(entries))
 	}
 }

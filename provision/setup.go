@@ -84,6 +84,14 @@ func Setup(dir string, hosts []string, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	// Each file is created new (O_EXCL); if one fails, those made before it go too.
+	var made []string
+	undo := func(err error) error {
+		for _, name := range made {
+			os.Remove(name)
+		}
+		return err
+	}
 	for _, f := range []struct {
 		name, typ string
 		der       []byte
@@ -94,11 +102,24 @@ func Setup(dir string, hosts []string, now time.Time) error {
 		{SetupCAKey, "PRIVATE KEY", caKeyDER, 0o600},
 		{SetupServerKey, "PRIVATE KEY", keyDER, 0o600},
 	} {
-		if err := os.WriteFile(filepath.Join(dir, f.name), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
-			return err
+		name := filepath.Join(dir, f.name)
+		file, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.mode)
+		if err != nil {
+			return undo(err)
+		}
+		made = append(made, name)
+		_, err = file.Write(pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}))
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return undo(err)
 		}
 	}
-	return store.NewMasterKey(filepath.Join(dir, SetupMasterKey))
+	if err := store.NewMasterKey(filepath.Join(dir, SetupMasterKey)); err != nil {
+		return undo(err)
+	}
+	return nil
 }
 
 func sign(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey, now time.Time) ([]byte, error) {
