@@ -15,6 +15,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/collateral"
 )
@@ -74,10 +75,11 @@ func printQuote(w io.Writer, q *sgx.Quote) {
 
 func newQuoteVerifyCommand() *cobra.Command {
 	var collateralDir, at, simDir string
-	var skipCRL, asJSON bool
+	var skipCRL, asJSON, snpReport bool
+	var snpCerts []string
 	cmd := &cobra.Command{
-		Use:   "verify FILE [--collateral DIR] [--at RFC3339] [--sim-platform DIR] [--skip-crl] [--json]",
-		Short: "Verify an SGX or TDX quote and print what it attests",
+		Use:   "verify FILE [--collateral DIR] [--at RFC3339] [--sim-platform DIR] [--skip-crl] [--snp [--snp-cert FILE]...] [--json]",
+		Short: "Verify an SGX or TDX quote, or a SEV-SNP report, and print what it attests",
 		Long: `verify checks a quote completely: its structure and signatures, the certificate chain to the
 root of trust, revocation, and the platform's TCB against the collateral. It exits 0 only when
 the quote verifies. A TCB status below UpToDate (OutOfDate, SWHardeningNeeded, ...) is reported,
@@ -87,7 +89,8 @@ does not verify.
 The collateral of a genuine quote comes from --collateral, a folder of Intel PCS responses, or
 else from ppml's cache of them, which fetches from Intel's PCS what it lacks or what is past its
 next update (see docs/collateral.md). --sim-platform trusts a simulated platform instead, with
-the collateral its folder holds.`,
+the collateral its folder holds. --snp verifies a SEV-SNP attestation report instead, against
+AMD's roots, with the VCEK or VLEK certificate its certificate table carries or --snp-cert.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			quote, err := os.ReadFile(args[0])
@@ -101,9 +104,12 @@ the collateral its folder holds.`,
 				}
 			}
 			var v attest.Verifier
-			if isTDXQuote(quote) {
+			switch {
+			case len(snpCerts) > 0 || snpReport:
+				v, err = snpVerifier(snpCerts)
+			case isTDXQuote(quote):
 				v, err = tdxVerifier(collateralDir, skipCRL)
-			} else {
+			default:
 				v, err = quoteVerifier(simDir, collateralDir, skipCRL)
 			}
 			if err != nil {
@@ -131,6 +137,8 @@ the collateral its folder holds.`,
 	f.StringVar(&simDir, "sim-platform", "", "trust this simulated platform (and no other root)")
 	f.BoolVar(&skipCRL, "skip-crl", false, "accept that revocation cannot be checked")
 	f.BoolVar(&asJSON, "json", false, "print the claims as JSON")
+	f.BoolVar(&snpReport, "snp", false, "FILE is a SEV-SNP attestation report")
+	f.StringSliceVar(&snpCerts, "snp-cert", nil, "a VCEK or VLEK certificate for a report that carries none (implies --snp)")
 	return cmd
 }
 
@@ -167,6 +175,19 @@ func tdxVerifier(dir string, skipCRL bool) (attest.Verifier, error) {
 		return nil, err
 	}
 	return tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: skipCRL})
+}
+
+// snpVerifier returns the verifier of SEV-SNP reports, with certificates from the files named.
+func snpVerifier(files []string) (attest.Verifier, error) {
+	var certs [][]byte
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, b)
+	}
+	return snp.NewVerifier(snp.Options{Certificates: certs})
 }
 
 func printClaims(w io.Writer, c *attest.Claims) {
