@@ -28,11 +28,12 @@ func TestIntelVerifier(t *testing.T) {
 			t.Errorf("claims %+v", claims)
 		}
 	}
-	if want := (collateral.Platform{TEE: collateral.SGX, FMSPC: "00606A000000", CA: collateral.PlatformCA}); asked != want || calls != 2 {
-		t.Errorf("asked for %v (%d calls), want %v", asked, calls, want)
+	// The collateral is asked for once, and kept until its next update.
+	if want := (collateral.Platform{TEE: collateral.SGX, FMSPC: "00606A000000", CA: collateral.PlatformCA}); asked != want || calls != 1 {
+		t.Errorf("asked for %v (%d calls), want %v once", asked, calls, want)
 	}
-	if len(iv.verifiers) != 1 {
-		t.Errorf("%d verifiers made for one bundle", len(iv.verifiers))
+	if _, err := iv.Verify(quote, time.Unix(1673786737, 0)); err == nil || calls != 2 {
+		t.Errorf("after the next update: %v, %d calls, want the collateral asked for again", err, calls)
 	}
 	// A chain that does not lead to Intel's root at that time fetches no collateral.
 	before := calls
