@@ -315,19 +315,7 @@ func TestReadAheadDamaged(t *testing.T) {
 	plain := content(1, 3*readAheadMin)
 	hostFile := encryptFile(t, host, "big.bin", plain)
 	// Damage the data node that holds plaintext offset 2*readAheadMin.
-	node := (2*readAheadMin - pf.MetaDataSize) / pf.NodeSize
-	at := int64(node+2+node/96)*pf.NodeSize + 10
-	f, err := os.OpenFile(hostFile, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := []byte{0}
-	f.ReadAt(b, at)
-	b[0] ^= 1
-	if _, err := f.WriteAt(b, at); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	damageNodeAt(t, hostFile, 2*readAheadMin)
 
 	mnt, logs := mount(t, host, testKey, Options{BoundPrefix: ""})
 	r, err := os.Open(filepath.Join(mnt, "big.bin"))
@@ -453,19 +441,7 @@ func TestReadAheadFromMiddle(t *testing.T) {
 
 	// Damage the data node that holds plaintext offset 2*readAheadMin, and read from the middle.
 	r.Close()
-	node := (2*readAheadMin - pf.MetaDataSize) / pf.NodeSize
-	at := int64(node+2+node/96)*pf.NodeSize + 10
-	f, err := os.OpenFile(hostFile, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := []byte{0}
-	f.ReadAt(b, at)
-	b[0] ^= 1
-	if _, err := f.WriteAt(b, at); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	damageNodeAt(t, hostFile, 2*readAheadMin)
 	r, err = os.Open(filepath.Join(mnt, "big.bin"))
 	if err != nil {
 		t.Fatal(err)
@@ -487,5 +463,25 @@ func TestReadAheadFromMiddle(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), hostFile); n != 1 {
 		t.Errorf("%d log lines name %s, want 1:\n%s", n, hostFile, logs)
+	}
+}
+
+// damageNodeAt flips a byte of the data node of hostFile that holds plaintext offset off.
+func damageNodeAt(t *testing.T, hostFile string, off int64) {
+	t.Helper()
+	node := (off - pf.MetaDataSize) / pf.NodeSize
+	at := (node+2+node/96)*pf.NodeSize + 10
+	f, err := os.OpenFile(hostFile, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := []byte{0}
+	if _, err := f.ReadAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 1
+	if _, err := f.WriteAt(b, at); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,23 +15,32 @@ import (
 
 const attestation = "../testdata/attestation"
 
-// TestRealGramineCertificate runs the server's verification and policy on the RA-TLS
-// certificate of a real Gramine enclave, with Intel's collateral for its platform in a folder
-// (set SGX-4 of testdata/attestation: a debug enclave on an out-of-date platform).
-func TestRealGramineCertificate(t *testing.T) {
+// collateralDir makes a collateral folder from a TCB info and a QE identity of
+// testdata/attestation, both signed by Intel's TCB signing certificate in oasis-core's chain.
+func collateralDir(t *testing.T, tcbInfo, qeIdentity string) string {
+	t.Helper()
 	dir := t.TempDir()
+	chain := "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem"
 	for dst, src := range map[string]string{
-		"tcb-info.json":                "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000.json",
-		"qe-identity.json":             "sgx/oasis-core/qe_identity_v2.json",
-		"tcb-info-issuer-chain.pem":    "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
-		"qe-identity-issuer-chain.pem": "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
+		"tcb-info.json": tcbInfo, "qe-identity.json": qeIdentity,
+		"tcb-info-issuer-chain.pem": chain, "qe-identity-issuer-chain.pem": chain,
 	} {
 		b, err := os.ReadFile(filepath.Join(attestation, src))
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(dir, dst), b, 0o644)
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return dir
+}
+
+// TestRealGramineCertificate runs the server's verification and policy on the RA-TLS
+// certificate of a real Gramine enclave, with Intel's collateral for its platform in a folder
+// (set SGX-4 of testdata/attestation: a debug enclave on an out-of-date platform).
+func TestRealGramineCertificate(t *testing.T) {
+	dir := collateralDir(t, "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000.json", "sgx/oasis-core/qe_identity_v2.json")
 	b, err := os.ReadFile(filepath.Join(attestation, "ratls/interoperable-ra-tls/gramine-cert.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,19 +78,7 @@ func TestRealGramineCertificate(t *testing.T) {
 // TestTDXAndSNPVerifiers: the configuration registers TDX and SEV-SNP verifiers, and a real TDX
 // quote goes through the server's registry.
 func TestTDXAndSNPVerifiers(t *testing.T) {
-	dir := t.TempDir()
-	for dst, src := range map[string]string{
-		"tcb-info.json":                "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json",
-		"qe-identity.json":             "tdx/oasis-core/qe_identity_v2_tdx2.json",
-		"tcb-info-issuer-chain.pem":    "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
-		"qe-identity-issuer-chain.pem": "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem",
-	} {
-		b, err := os.ReadFile(filepath.Join(attestation, src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, dst), b, 0o644)
-	}
+	dir := collateralDir(t, "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json", "tdx/oasis-core/qe_identity_v2_tdx2.json")
 	reg, err := Verifiers(&Config{TDXCollateral: dir, SkipCRL: true, SNP: true})
 	if err != nil {
 		t.Fatal(err)

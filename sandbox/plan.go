@@ -49,7 +49,7 @@ type stageMount struct {
 
 // plan resolves m for the sandbox process. args are the command line's arguments.
 func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, error) {
-	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: environment(m.Env)}
+	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: Environment(m.Env)}
 	switch {
 	case m.UseCmdlineArgv:
 		cfg.Args = append([]string{m.Entrypoint}, args...)
@@ -164,10 +164,10 @@ func overlap(a, b string) bool {
 	return in || over
 }
 
-// environment returns the workload's environment: loader.env, without what only makes sense
+// Environment returns the workload's environment: loader.env, without what only makes sense
 // inside Gramine: the SECRET_PROVISION_* variables of libsecret_prov_attest.so, and that library
 // in LD_PRELOAD (ppml provisions the keys itself).
-func environment(vars map[string]manifest.EnvVar) []string {
+func Environment(vars map[string]manifest.EnvVar) []string {
 	env := []string{}
 	for _, name := range slices.Sorted(maps.Keys(vars)) {
 		v := vars[name]

@@ -35,13 +35,13 @@ loader.env.PPML_UNSET = { passthrough = true }
 loader.env.EMPTY = ""
 `)
 	want := []string{"EMPTY=", "HOME=/home/user", "LD_PRELOAD=libother.so", "PPML_PASSED=from ppml"}
-	if got := environment(m.Env); !slices.Equal(got, want) {
+	if got := Environment(m.Env); !slices.Equal(got, want) {
 		t.Errorf("environment %q, want %q", got, want)
 	}
 	m = parse(t, `libos.entrypoint = "/bin/app"
 loader.env.LD_PRELOAD = "libsecret_prov_attest.so"
 `)
-	if got := environment(m.Env); got == nil || len(got) != 0 {
+	if got := Environment(m.Env); got == nil || len(got) != 0 {
 		t.Errorf("environment %q, want none (and not nil, which os/exec reads as ppml's)", got)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/sandbox"
 )
 
 // Targets from issue 6.
@@ -246,11 +247,7 @@ func (b *bench) prepare(example, steady string, port int) (stop func(), err erro
 	if err != nil {
 		return nil, err
 	}
-	for name, v := range m.Env {
-		if !strings.HasPrefix(name, "SECRET_PROVISION_") && name != "LD_PRELOAD" && !v.Passthrough {
-			b.env = append(b.env, name+"="+v.Value)
-		}
-	}
+	b.env = sandbox.Environment(m.Env) // the native run gets the workload's environment
 
 	config := fmt.Sprintf(`listen = %q
 tls_cert = "server.crt"
