@@ -1,8 +1,11 @@
 package provision
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/ratls"
+	"github.com/ppml/ppml/store"
 )
 
 const attestation = "../testdata/attestation"
@@ -100,5 +104,72 @@ func TestTDXAndSNPVerifiers(t *testing.T) {
 	}
 	if _, err := (Policy{w}).Admit(claims); err != nil {
 		t.Errorf("TDX workload refused: %v", err)
+	}
+}
+
+// recorded is an attester that answers every request with recorded evidence, whatever report
+// data it is asked to bind: another machine replaying a TEE's evidence.
+type recorded struct {
+	kind     attest.Kind
+	evidence []byte
+}
+
+func (r recorded) Kind() attest.Kind                        { return r.kind }
+func (r recorded) Attest(attest.ReportData) ([]byte, error) { return r.evidence, nil }
+
+// TestRecordedEvidenceOverTLS: clients present RA-TLS certificates carrying a real TDX quote (set
+// TDX-1 of testdata/attestation) and a real SEV-SNP report to a server on loopback whose policy
+// admits their measurements. With the server's clock pinned where the evidence verifies (at the
+// wall clock's time TDX-1's collateral has expired), what fails is that the evidence does not
+// bind the certificate's fresh key: the server refuses, tells the client so, and audits it at
+// the pinned time.
+func TestRecordedEvidenceOverTLS(t *testing.T) {
+	vcek, err := filepath.Abs(filepath.Join(attestation, "snp/trustee/test-vcek.der"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tdxCollateral := collateralDir(t, "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json", "tdx/oasis-core/qe_identity_v2_tdx2.json")
+	tb := newTestbed(t, fmt.Sprintf(`tdx_collateral = %q
+skip_crl = true
+snp = true
+snp_certificates = [%q]
+`, tdxCollateral, vcek)+byEnclave+`
+[[workload]]
+name = "td"
+tee = "tdx"
+mrtd = ["91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"]
+keys = ["default"]
+
+[[workload]]
+name = "guest"
+tee = "snp"
+measurement = ["a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c"]
+keys = ["default"]
+`)
+	for _, tc := range []struct {
+		kind     attest.Kind
+		evidence string
+		at       time.Time
+	}{
+		{attest.TDX, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin", time.Unix(1725263032, 0)},
+		{attest.SNP, "snp/trustee/test-report.bin", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
+	} {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			evidence, err := os.ReadFile(filepath.Join(attestation, tc.evidence))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb.pinClock(t, tc.at)
+			seen := len(tb.audit(t))
+			_, err = tb.client(recorded{tc.kind, evidence}).Fetch(context.Background(), "default")
+			want := fmt.Sprintf("%s: %v", tc.kind, ratls.ErrBinding)
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("client: err = %v, want a refusal saying %q", err, want)
+			}
+			rec := tb.lastAudit(t, seen)
+			if rec.Decision != store.Deny || !strings.Contains(rec.Reason, want) || !rec.Time.Equal(tc.at) {
+				t.Errorf("audit: %s at %v: %q", rec.Decision, rec.Time, rec.Reason)
+			}
+		})
 	}
 }

@@ -109,16 +109,12 @@ func TestRestart(t *testing.T) {
 	if tb.store, err = store.Open(cfg.Store, mk); err != nil {
 		t.Fatal(err)
 	}
-	if tb.server, err = NewServer(cfg, tb.store, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := NewServer(cfg, tb.store, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go tb.server.Serve(ln)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	c.Servers = []string{"localhost:" + port}
+	tb.serve(t, srv)
+	c.Servers = []string{tb.addr}
 	again, err := c.Fetch(context.Background(), "default")
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,9 @@ type Server struct {
 	store   store.Store
 	log     *slog.Logger
 	metrics *Metrics
-	now     func() time.Time
+	// now is the time at which evidence is verified and by which audit records are dated (tests
+	// pin it); deadlines and latencies run on the wall clock.
+	now func() time.Time
 
 	state atomic.Pointer[state]
 	slots chan struct{} // one per connection allowed at once
@@ -207,8 +209,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // the request, the policy's decision, the answer and its audit record.
 func (s *Server) handle(conn net.Conn, st *state) {
 	defer conn.Close()
-	start := s.now()
-	rec := store.AuditRecord{Time: start, Peer: conn.RemoteAddr().String(), Decision: store.Deny}
+	start := time.Now()
+	rec := store.AuditRecord{Time: s.now(), Peer: conn.RemoteAddr().String(), Decision: store.Deny}
 
 	conn.SetDeadline(start.Add(st.cfg.HandshakeTimeout.Duration))
 	tc := tls.Server(conn, st.tls)
@@ -223,7 +225,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	}
 	audited := false
 	defer func() { s.finish(&rec, start, audited) }()
-	conn.SetDeadline(s.now().Add(st.cfg.RequestTimeout.Duration))
+	conn.SetDeadline(time.Now().Add(st.cfg.RequestTimeout.Duration))
 	claims, verr := ratls.VerifyPeer(tc.ConnectionState(), st.registry, s.now())
 	fillClaims(&rec, claims)
 	req, err := readRequest(tc)
@@ -310,7 +312,7 @@ func (s *Server) finish(rec *store.AuditRecord, start time.Time, audited bool) {
 	} else {
 		s.log.Warn("refused", append(attrs, "reason", rec.Reason)...)
 	}
-	s.metrics.observe(rec, s.now().Sub(start))
+	s.metrics.observe(rec, time.Since(start))
 }
 
 // fillClaims records what the client's evidence claims.

@@ -77,24 +77,44 @@ sim_platforms = ["sim"]
 		}
 		tb.keys[name], _ = st.Key(context.Background(), name, store.Current)
 	}
-	if tb.server, err = NewServer(cfg, st, nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := NewServer(cfg, st, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go tb.server.Serve(ln)
+	tb.serve(t, srv)
 	t.Cleanup(func() {
 		tb.server.Shutdown(context.Background())
 		tb.store.Close()
 	})
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	tb.addr = "localhost:" + port
 	ca, _ := os.ReadFile(filepath.Join(dir, SetupCACert))
 	tb.roots = x509.NewCertPool()
 	tb.roots.AppendCertsFromPEM(ca)
 	return tb
+}
+
+// serve makes srv the testbed's server, serving on a new loopback port.
+func (tb *testbed) serve(t *testing.T, srv *Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	tb.server, tb.addr = srv, "localhost:"+port
+}
+
+// pinClock replaces the server with one of the same configuration whose clock, at which it
+// verifies evidence and dates audit records, stands still at at.
+func (tb *testbed) pinClock(t *testing.T, at time.Time) {
+	t.Helper()
+	tb.server.Shutdown(context.Background())
+	srv, err := NewServer(tb.server.state.Load().cfg, tb.store, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.now = func() time.Time { return at }
+	tb.serve(t, srv)
 }
 
 func (tb *testbed) client(a attest.Attester) *Client {
