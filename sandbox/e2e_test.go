@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
 	"github.com/ppml/ppml/sandbox"
@@ -139,16 +140,17 @@ func TestEndToEnd(t *testing.T) {
 
 // TestRefusals checks that the workload does not start, with an error saying why ({dir}, {addr}
 // and {mrenclave} standing for the work folder, the server and the workload's), when a trusted
-// file changed, the key is wrong, the server refuses the workload or cannot be reached; and
-// that nothing stays mounted.
+// file changed, the key is wrong, the server refuses the workload (also a TD's, attesting through
+// configfs-tsm) or cannot be reached; and that nothing stays mounted.
 func TestRefusals(t *testing.T) {
 	slow(t)
 	for _, tc := range []struct {
-		name    string
-		servers func(*world) string
-		serve   func(*world, *manifest.Manifest)
-		change  func(*world)
-		want    string
+		name     string
+		servers  func(*world) string
+		serve    func(*world, *manifest.Manifest)
+		attester func(*world) attest.Attester // nil: the world's simulated platform
+		change   func(*world)
+		want     string
 	}{
 		{
 			name:   "changed trusted file",
@@ -166,6 +168,12 @@ func TestRefusals(t *testing.T) {
 			name:  "refused attestation",
 			serve: func(w *world, m *manifest.Manifest) { w.serve([32]byte{1}, nil) },
 			want:  "keys default, model from {addr}: the server refused: no workload admits it (test: mrenclave {mrenclave} is not the one allowed)",
+		},
+		{
+			name:     "TD quote that does not verify",
+			serve:    func(w *world, m *manifest.Manifest) { w.servePolicy(w.tdxPolicy(), nil) },
+			attester: (*world).fakeTD,
+			want:     "keys default, model from {addr}: the server refused: attestation failed: ratls: TCG tagged evidence, tdx: evidence does not verify: tdx: ",
 		},
 		{
 			name:    "unreachable server",
@@ -190,7 +198,11 @@ func TestRefusals(t *testing.T) {
 			}
 			before := mounts(t)
 			var out bytes.Buffer
-			res, err := sandbox.Run(context.Background(), m, w.options(m, &out))
+			opts := w.options(m, &out)
+			if tc.attester != nil {
+				opts.Attester = tc.attester(w)
+			}
+			res, err := sandbox.Run(context.Background(), m, opts)
 			want := strings.NewReplacer("{dir}", w.dir, "{addr}", w.addr, "{mrenclave}", fmt.Sprintf("%x", manifest.Measure(m))).Replace(tc.want)
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("Run: %v, %v; want an error with %q", res, err, want)

@@ -15,7 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-configfs-tsm/configfs/configfsi"
+	"github.com/google/go-configfs-tsm/configfs/faketsm"
+
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
 	"github.com/ppml/ppml/provision"
@@ -196,19 +201,26 @@ loader.env.LD_PRELOAD = "libsecret_prov_attest.so"`, servers)
 // replaced.
 func (w *world) serve(mrenclave [32]byte, replace map[string]pf.Key) {
 	w.t.Helper()
-	config := fmt.Sprintf(`tls_cert = "server.crt"
-tls_key = "server.key"
-store = "sqlite:ppml.db"
-master_key_file = "master.key"
-sim_platforms = ["sim"]
-
-[[workload]]
+	w.servePolicy(fmt.Sprintf(`[[workload]]
 name = "test"
 tee = "sgx"
 mrenclave = ["%x"]
 keys = ["default", "model"]
 allow_simulated = true
-`, mrenclave)
+`, mrenclave), replace)
+}
+
+// servePolicy starts the provisioning server on the world's listener, trusting the world's
+// simulated platform, with the rest of its configuration (settings, then workloads) in policy,
+// and keys that are the world's unless replaced.
+func (w *world) servePolicy(policy string, replace map[string]pf.Key) {
+	w.t.Helper()
+	config := `tls_cert = "server.crt"
+tls_key = "server.key"
+store = "sqlite:ppml.db"
+master_key_file = "master.key"
+sim_platforms = ["sim"]
+` + policy
 	path := filepath.Join(w.server, "server.toml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		w.t.Fatal(err)
@@ -242,6 +254,65 @@ allow_simulated = true
 		srv.Shutdown(context.Background())
 		st.Close()
 	})
+}
+
+// attestation is the folder of real attestation evidence (absolute: the tests change folders).
+var attestation, _ = filepath.Abs("../testdata/attestation")
+
+// tdxPolicy writes the collateral of set TDX-1 of testdata/attestation to the server's folder
+// tdx, and returns the configuration that trusts it and gives the keys to that set's TD.
+func (w *world) tdxPolicy() string {
+	w.t.Helper()
+	dir := filepath.Join(w.server, "tdx")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	chain := "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem"
+	for dst, src := range map[string]string{
+		"tcb-info.json":                "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json",
+		"qe-identity.json":             "tdx/oasis-core/qe_identity_v2_tdx2.json",
+		"tcb-info-issuer-chain.pem":    chain,
+		"qe-identity-issuer-chain.pem": chain,
+	} {
+		b, err := os.ReadFile(filepath.Join(attestation, src))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, dst), b, 0o644)
+		}
+		if err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return `tdx_collateral = "tdx"
+skip_crl = true
+
+[[workload]]
+name = "td"
+tee = "tdx"
+mrtd = ["91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"]
+keys = ["default", "model"]
+`
+}
+
+// fakeTD is the attester of a TD whose configfs-tsm, go-configfs-tsm's fake, answers every
+// request with the recorded quote of set TDX-1, which binds another key and whose collateral
+// has expired: it cannot verify.
+func (w *world) fakeTD() attest.Attester {
+	w.t.Helper()
+	quote, err := os.ReadFile(filepath.Join(attestation, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	reports := faketsm.Report611(0)
+	reports.ReadAttr = func(_ *faketsm.ReportEntry, attr string) ([]byte, error) {
+		switch attr {
+		case "provider":
+			return []byte("tdx_guest\n"), nil
+		case "outblob":
+			return quote, nil
+		}
+		return nil, fmt.Errorf("unexpected attribute %s", attr)
+	}
+	return tdx.NewAttester(&faketsm.Client{Subsystems: map[string]configfsi.Client{"report": reports}})
 }
 
 // options are Run's options for m on the world's platform, with the workload's output in out.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -42,6 +44,18 @@ func TestScripts(t *testing.T) {
 				}
 				ts.Fatalf("nothing listens on %s", args[0])
 			},
+		},
+		// [cvm]: this machine is a confidential VM, with configfs-tsm reports or /dev/sev-guest.
+		Condition: func(cond string) (bool, error) {
+			if cond != "cvm" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			for _, p := range []string{"/sys/kernel/config/tsm/report", "/dev/sev-guest"} {
+				if _, err := os.Stat(p); err == nil {
+					return true, nil
+				}
+			}
+			return false, nil
 		},
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("VECTORS", vectors)

@@ -48,7 +48,18 @@ and --debug.`,
 			if err := requireFlags(cmd, "server", "ca", "tee"); err != nil {
 				return err
 			}
-			a, err := attester(cmd, tee, simDir, mrenclave, mrsigner, enclave)
+			a, err := attester(cmd, tee, simDir, func() (sim.Enclave, error) {
+				for _, err := range []error{
+					requireFlags(cmd, "mrenclave", "mrsigner"),
+					hexFlag("mrenclave", mrenclave, enclave.MREnclave[:], false),
+					hexFlag("mrsigner", mrsigner, enclave.MRSigner[:], false),
+				} {
+					if err != nil {
+						return sim.Enclave{}, err
+					}
+				}
+				return enclave, nil
+			})
 			if err != nil {
 				return err
 			}
@@ -97,23 +108,31 @@ and --debug.`,
 	return cmd
 }
 
-// attester returns the attester that --tee names.
-func attester(cmd *cobra.Command, tee, simDir, mrenclave, mrsigner string, e sim.Enclave) (attest.Attester, error) {
+// attester returns the attester that --tee names. For --tee sim it attests, on the simulated
+// platform of --sim-platform, as the enclave that simEnclave returns; for tdx and snp the error
+// says what this machine lacks.
+func attester(cmd *cobra.Command, tee, simDir string, simEnclave func() (sim.Enclave, error)) (attest.Attester, error) {
 	switch tee {
 	case "gramine":
 		return gramine.Attester{}, nil
 	case "tdx":
-		return tdx.OpenAttester()
+		a, err := tdx.OpenAttester()
+		if err != nil {
+			return nil, fmt.Errorf("--tee tdx: no TDX attestation here: %w", err)
+		}
+		return a, nil
 	case "snp":
-		return snp.OpenAttester()
+		a, err := snp.OpenAttester()
+		if err != nil {
+			return nil, fmt.Errorf("--tee snp: no SEV-SNP attestation here: %w", err)
+		}
+		return a, nil
 	case "sim":
-		if err := requireFlags(cmd, "sim-platform", "mrenclave", "mrsigner"); err != nil {
+		if err := requireFlags(cmd, "sim-platform"); err != nil {
 			return nil, err
 		}
-		if err := hexFlag("mrenclave", mrenclave, e.MREnclave[:], false); err != nil {
-			return nil, err
-		}
-		if err := hexFlag("mrsigner", mrsigner, e.MRSigner[:], false); err != nil {
+		e, err := simEnclave()
+		if err != nil {
 			return nil, err
 		}
 		p, err := sim.Load(simDir)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -31,11 +32,18 @@ on to it. ARGS reach the workload only if the manifest sets loader.insecure__use
 Relative paths in the manifest are relative to the current folder, and protected files are
 bound to them as Gramine binds them: run ppml where gramine-sgx would run.
 
+--tee tdx and --tee snp attest from inside a confidential VM, through configfs-tsm (or
+/dev/sev-guest for SEV-SNP). The evidence covers the VM's image as measured when it started
+(TDX: MRTD and the RTMRs; SEV-SNP: the launch measurement), not MANIFEST: MANIFEST and ppml must
+be part of that image for a policy naming it to mean anything. The trusted files are checked
+against MANIFEST all the same.
+
 --tee sim attests with the simulated platform in --sim-platform, reporting the manifest's
 measurement (ppml manifest measure) as MRENCLAVE and the signer of MANIFEST.sig, if there is
-one, as MRSIGNER. A manifest without encrypted mounts runs without attestation, as with
-gramine-direct. --verbose reports the start-up's steps and their times on standard error, the
-trusted-file check apart.`,
+one, as MRSIGNER. It protects nothing: it is for development.
+
+A manifest without encrypted mounts runs without attestation, as with gramine-direct. --verbose
+reports the start-up's steps and their times on standard error, the trusted-file check apart.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 || cmd.ArgsLenAtDash() == 0 {
 				return usageError{fmt.Errorf("%s: name the manifest to run", cmd.CommandPath())}
@@ -43,12 +51,11 @@ trusted-file check apart.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch tee {
-			case "", "sim":
-			case "tdx", "snp":
-				return fmt.Errorf("--tee %s: not yet supported (--tee sim is)", tee)
-			default:
-				return usageError{fmt.Errorf("--tee %q: want sim", tee)}
+			if !slices.Contains([]string{"", "sim", "tdx", "snp"}, tee) {
+				return usageError{fmt.Errorf("%s: --tee %q: want tdx, snp or sim", cmd.CommandPath(), tee)}
+			}
+			if tee != "sim" && cmd.Flags().Changed("sim-platform") {
+				return usageError{fmt.Errorf("%s: --sim-platform is for --tee sim only", cmd.CommandPath())}
 			}
 			m, err := manifest.ParseFile(args[0])
 			if err != nil {
@@ -89,31 +96,27 @@ trusted-file check apart.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&tee, "tee", "", "how to attest for the keys of encrypted mounts: sim (tdx and snp are not yet supported)")
-	f.StringVar(&simDir, "sim-platform", "", "the simulated platform's folder (--tee sim)")
+	f.StringVar(&tee, "tee", "", "how to attest for the keys of encrypted mounts: tdx or snp (in a confidential VM), or sim")
+	f.StringVar(&simDir, "sim-platform", "", "the simulated platform's folder (--tee sim only)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "report the start-up's steps and times")
 	return cmd
 }
 
 // runAttester returns the attester with which the workload of m, read from the file name,
-// attests for its keys.
+// attests for its keys with the TEE that --tee names. On the simulated platform it reports the
+// manifest's measurement and the signer of its signature, if it has one.
 func runAttester(cmd *cobra.Command, name string, m *manifest.Manifest, tee, simDir string) (attest.Attester, error) {
 	if tee == "" {
-		return nil, usageError{fmt.Errorf("%s: %s has encrypted mounts, whose keys need attestation: choose how with --tee sim", cmd.CommandPath(), name)}
-	}
-	if err := requireFlags(cmd, "sim-platform"); err != nil {
-		return nil, err
+		return nil, usageError{fmt.Errorf("%s: %s has encrypted mounts, whose keys need attestation: choose how with --tee tdx, snp or sim", cmd.CommandPath(), name)}
 	}
 	if err := m.CheckHashed(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	sig, err := readManifestSignature(manifest.SignaturePath(name), m)
-	if err != nil {
-		return nil, err
-	}
-	p, err := sim.Load(simDir)
-	if err != nil {
-		return nil, err
-	}
-	return sim.Attester{Platform: p, Enclave: sandbox.SimEnclave(m, sig)}, nil
+	return attester(cmd, tee, simDir, func() (sim.Enclave, error) {
+		sig, err := readManifestSignature(manifest.SignaturePath(name), m)
+		if err != nil {
+			return sim.Enclave{}, err
+		}
+		return sandbox.SimEnclave(m, sig), nil
+	})
 }
