@@ -65,11 +65,16 @@ CREATE INDEX audit_time ON audit (time_ns);
 // than sleep in SQLite's busy handler; the busy timeout covers other processes, such as a
 // `ppml key` command run while the server is up. Transactions begin IMMEDIATE so that they
 // take the write lock at once instead of failing to upgrade to it. synchronous=FULL makes a
-// commit durable, power loss included; secure_delete overwrites deleted key records.
+// commit durable, power loss included; secure_delete overwrites deleted key records. The write
+// connection never checkpoints (wal_autocheckpoint(0)): a connection of its own does, every
+// checkpointEvery, so that no commit on the way to a key release waits for a checkpoint's copying
+// and fsync.
 const (
-	commonParams = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=secure_delete(1)"
-	writeParams  = commonParams + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
-	readParams   = commonParams + "&_pragma=query_only(1)"
+	commonParams     = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=secure_delete(1)"
+	writeParams      = commonParams + "&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+	readParams       = commonParams + "&_pragma=query_only(1)"
+	checkpointParams = commonParams + "&_pragma=synchronous(FULL)"
+	checkpointEvery  = time.Second
 )
 
 const checkName = "master_key_check" // the meta row that holds the sealer's check value
@@ -77,7 +82,10 @@ const checkName = "master_key_check" // the meta row that holds the sealer's che
 // sqliteStore is the SQLite backend.
 type sqliteStore struct {
 	w, r *sql.DB // one connection for writes, several for reads
+	ckpt *sql.DB // one connection for checkpoints
 	seal *sealer
+	stop context.CancelFunc // ends checkpoints
+	done chan struct{}      // closed when checkpoints has returned
 
 	queueMu  sync.Mutex
 	queue    []*pendingRecord // audit records waiting for a commit
@@ -122,7 +130,32 @@ func openSQLite(path string, masterKey []byte) (*sqliteStore, error) {
 	readers := max(4, runtime.GOMAXPROCS(0))
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
+	if s.ckpt, err = sql.Open("sqlite", uri(checkpointParams)); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	s.ckpt.SetMaxOpenConns(1)
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop, s.done = stop, make(chan struct{})
+	go s.checkpoints(ctx)
 	return s, nil
+}
+
+// checkpoints copies what the WAL holds into the database file every checkpointEvery, without
+// waiting for readers or holding up writers (a PASSIVE checkpoint), until Close. A checkpoint
+// that fails is tried again at the next tick; the last connection to close checkpoints too.
+func (s *sqliteStore) checkpoints(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.ckpt.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 // migrate brings the schema up to date and checks the master key, or, in a new store, records
@@ -171,7 +204,17 @@ func (s *sqliteStore) migrate(ctx context.Context) error {
 }
 
 func (s *sqliteStore) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
+	var errs []error
+	for _, db := range []*sql.DB{s.ckpt, s.r, s.w} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *sqliteStore) CreateKey(ctx context.Context, name string) (KeyInfo, error) {

@@ -618,6 +618,7 @@ func TestSettings(t *testing.T) {
 		{ss.w, "foreign_keys", "1"},
 		{ss.w, "busy_timeout", "10000"},
 		{ss.w, "secure_delete", "1"},
+		{ss.w, "wal_autocheckpoint", "0"},
 		{ss.r, "query_only", "1"},
 		{ss.r, "busy_timeout", "10000"},
 	} {
@@ -625,5 +626,36 @@ func TestSettings(t *testing.T) {
 		if err := c.db.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil || got != c.want {
 			t.Errorf("PRAGMA %s = %q, %v; want %q", c.pragma, got, err, c.want)
 		}
+	}
+}
+
+// TestBackgroundCheckpoint checks that what the writer commits reaches the database file
+// without a checkpoint by the writer: the store's own checkpointer copies it there.
+func TestBackgroundCheckpoint(t *testing.T) {
+	s, path := newStore(t)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := st.Size()
+	for i := range 200 {
+		r := AuditRecord{Peer: fmt.Sprintf("10.0.0.%d:443", i), TEE: "sgx", Decision: Deny, Reason: strings.Repeat("refused ", 20)}
+		if _, err := s.AppendAudit(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * checkpointEvery)
+	for {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file is still %d bytes after %s: nothing was checkpointed", st.Size(), 5*checkpointEvery)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
