@@ -223,31 +223,7 @@ func DecryptRange(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, off, 
 		return true, nil
 	}
 	work := func(g *group) {
-		off := dataOffset(g.first)
-		n, err := src.ReadAt(g.in[:g.nodes*NodeSize], off)
-		if n < g.nodes*NodeSize {
-			if err == nil || err == io.EOF {
-				err = ErrTruncated
-			}
-			d := int64(n / NodeSize)
-			g.err = &NodeError{Kind: "data", Index: g.first + d, Offset: off + d*NodeSize, Err: err}
-			return
-		}
-		for i := range g.nodes {
-			s := &g.slots[i]
-			at := i * NodeSize
-			// GCM wants the tag right after the ciphertext: lend it the next node's first bytes.
-			var saved [MACSize]byte
-			tag := g.in[at+NodeSize : at+NodeSize+MACSize]
-			copy(saved[:], tag)
-			copy(tag, s.mac[:])
-			_, err := newGCM(&s.key).Open(g.out[at:at], zeroIV[:], g.in[at:at+NodeSize+MACSize], nil)
-			copy(tag, saved[:])
-			if err != nil {
-				g.err = &NodeError{Kind: "data", Index: g.first + int64(i), Offset: off + int64(at), Err: ErrDamaged}
-				return
-			}
-		}
+		g.err = readRun(src, g.out, g.in, g.first, g.slots[:g.nodes])
 	}
 	consume := func(g *group) error {
 		k, err := dst.Write(g.out[g.skip : g.skip+g.bytes])

@@ -183,6 +183,14 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := 0
 	for n < len(p) && off < f.meta.size {
+		if k := wholeNodes(off, min(int64(len(p)-n), f.meta.size-off)); k >= bulkNodes {
+			if err := f.readNodes(p[n:n+int(k)*NodeSize], (off-MetaDataSize)/NodeSize); err != nil {
+				return n, err
+			}
+			n += int(k) * NodeSize
+			off += k * NodeSize
+			continue
+		}
 		chunk, err := f.span(off, false)
 		if err != nil {
 			return n, err
@@ -195,6 +203,15 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// wholeNodes returns how many whole data nodes the n bytes at off hold, if they start on a
+// node's first byte, or 0.
+func wholeNodes(off, n int64) int64 {
+	if off < MetaDataSize || (off-MetaDataSize)%NodeSize != 0 {
+		return 0
+	}
+	return n / NodeSize
 }
 
 // WriteAt writes plaintext at off, extending the file (with zeros in any gap) as needed.

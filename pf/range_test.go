@@ -84,6 +84,19 @@ func TestDecryptRangeDamaged(t *testing.T) {
 			if holds && int64(out.Len()) > max(0, start-c.off) {
 				t.Fatalf("node %d damaged: DecryptRange(%d, %d) wrote past the damaged node's start", bad, c.off, c.n)
 			}
+			// File.ReadAt fails the same way, whether it reads node by node or in bulk.
+			f, err := Open(s, s.size(), testKey, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := make([]byte, min(c.n, size-c.off))
+			got2, err := f.ReadAt(p, c.off)
+			if holds != (err != nil) || holds && (!errors.As(err, &ne) || !errors.Is(err, ErrDamaged) || ne.Index != bad) {
+				t.Fatalf("node %d damaged: ReadAt(%d bytes at %d) = %v", bad, len(p), c.off, err)
+			}
+			if !bytes.Equal(p[:got2], plain[c.off:c.off+int64(got2)]) || holds && int64(got2) > max(0, start-c.off) {
+				t.Fatalf("node %d damaged: ReadAt(%d bytes at %d) returned %d bytes, not the plaintext's", bad, len(p), c.off, got2)
+			}
 		}
 	}
 	// A truncated host file fails at its end.
@@ -91,5 +104,12 @@ func TestDecryptRangeDamaged(t *testing.T) {
 	short := &memStorage{b: s.b[:len(s.b)-NodeSize]}
 	if _, err := DecryptRange(io.Discard, short, s.size(), testKey, size-10, 10, nil); !errors.Is(err, ErrTruncated) {
 		t.Errorf("truncated: DecryptRange of the tail = %v, want ErrTruncated", err)
+	}
+	f, err := Open(short, s.size(), testKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadAt(make([]byte, size-MetaDataSize), MetaDataSize); !errors.Is(err, ErrTruncated) {
+		t.Errorf("truncated: ReadAt of every data node = %v, want ErrTruncated", err)
 	}
 }

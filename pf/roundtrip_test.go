@@ -149,6 +149,10 @@ func randomOps(t testing.TB, seed uint64, steps int, checkEachStep bool) {
 			}
 			copy(ref[off:], p)
 		case op < 7:
+			if rng.IntN(2) == 0 { // whole nodes, which ReadAt decrypts in bulk
+				off = MetaDataSize + rng.Int64N(maxSize/NodeSize+1)*NodeSize
+				n = rng.Int64N(64 * NodeSize)
+			}
 			got := make([]byte, n)
 			m, err := f.ReadAt(got, off)
 			want := int(max(0, min(int64(len(ref))-off, n)))

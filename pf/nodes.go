@@ -1,0 +1,126 @@
+package pf
+
+import (
+	"io"
+	"runtime"
+	"sync"
+)
+
+// bulkNodes is the least number of whole data nodes that File.ReadAt decrypts straight into the
+// caller's buffer, on every core, rather than one by one through the node cache.
+const bulkNodes = 8
+
+// runBuffers holds buffers for the ciphertext of up to one MHT node's data nodes, with room for a
+// tag after the last.
+var runBuffers = sync.Pool{New: func() any { b := make([]byte, groupBytes+MACSize); return &b }}
+
+// readRun reads the ciphertexts of the len(slots) data nodes from first, which lie next to each
+// other in r, into in and decrypts them into dst under their slots.
+func readRun(r io.ReaderAt, dst, in []byte, first int64, slots []slot) error {
+	off := dataOffset(first)
+	n, err := r.ReadAt(in[:len(slots)*NodeSize], off)
+	if n < len(slots)*NodeSize {
+		if err == nil || err == io.EOF {
+			err = ErrTruncated
+		}
+		d := int64(n / NodeSize)
+		return &NodeError{Kind: "data", Index: first + d, Offset: off + d*NodeSize, Err: err}
+	}
+	for i := range slots {
+		at := i * NodeSize
+		// GCM wants the tag right after the ciphertext: lend it the next node's first bytes.
+		var saved [MACSize]byte
+		tag := in[at+NodeSize : at+NodeSize+MACSize]
+		copy(saved[:], tag)
+		copy(tag, slots[i].mac[:])
+		_, err := newGCM(&slots[i].key).Open(dst[at:at], zeroIV[:], in[at:at+NodeSize+MACSize], nil)
+		copy(tag, saved[:])
+		if err != nil {
+			return &NodeError{Kind: "data", Index: first + int64(i), Offset: off + int64(at), Err: ErrDamaged}
+		}
+	}
+	return nil
+}
+
+// run is a stretch of data nodes under one MHT node, none of them cached: len(slots) nodes from
+// first, whose plaintext goes to dst.
+type run struct {
+	first int64
+	slots []slot
+	dst   []byte
+}
+
+// readNodes reads the plaintext of the data nodes from first into dst, which holds a whole
+// number of them: the cached ones (and new ones) from the cache, the others straight from
+// storage, decrypted on every core without passing through the cache. f.mu must be held.
+func (f *File) readNodes(dst []byte, first int64) error {
+	if f.err != nil {
+		return f.err
+	}
+	count := int64(len(dst) / NodeSize)
+	var runs []run
+	for i := int64(0); i < count; {
+		d := first + i
+		if f.cache.get(nodeID{n: d}) != nil || d >= f.diskData {
+			n, err := f.data(d)
+			if err != nil {
+				return err
+			}
+			copy(dst[i*NodeSize:(i+1)*NodeSize], n.buf[:NodeSize])
+			i++
+			continue
+		}
+		// Flushes on the way (to make room for MHT nodes) rewrite changed nodes only: the slots
+		// of the clean, uncached nodes taken here stay valid.
+		m := d / dataPerMHT
+		parent, err := f.mht(m)
+		if err != nil {
+			return err
+		}
+		r := run{first: d, dst: dst[i*NodeSize:]}
+		for ; i < count && first+i < min((m+1)*dataPerMHT, f.diskData) && f.cache.get(nodeID{n: first + i}) == nil; i++ {
+			r.slots = append(r.slots, getSlot(dataSlot(parent.buf[:], int((first+i)%dataPerMHT))))
+		}
+		runs = append(runs, r)
+	}
+	return readRuns(f.r, runs)
+}
+
+// readRuns reads and decrypts runs, on every core if there are enough nodes to share, and returns
+// the error of the first run that fails.
+func readRuns(r io.ReaderAt, runs []run) error {
+	total := 0
+	for _, rn := range runs {
+		total += len(rn.slots)
+	}
+	// Split the runs so that every core gets a share.
+	share := max(bulkNodes, (total+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0))
+	var pieces []run
+	for _, rn := range runs {
+		for len(rn.slots) > 0 {
+			k := min(share, len(rn.slots))
+			pieces = append(pieces, run{first: rn.first, slots: rn.slots[:k], dst: rn.dst})
+			rn.first, rn.slots, rn.dst = rn.first+int64(k), rn.slots[k:], rn.dst[k*NodeSize:]
+		}
+	}
+	errs := make([]error, len(pieces))
+	read := func(i int) {
+		in := runBuffers.Get().(*[]byte)
+		errs[i] = readRun(r, pieces[i].dst, *in, pieces[i].first, pieces[i].slots)
+		runBuffers.Put(in)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < len(pieces); i++ {
+		wg.Go(func() { read(i) })
+	}
+	if len(pieces) > 0 {
+		read(0)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
