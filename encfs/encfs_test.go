@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -484,4 +485,42 @@ func damageNodeAt(t *testing.T, hostFile string, off int64) {
 	if _, err := f.WriteAt(b, at); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestReadAheadPieces reads a large file with O_DIRECT, which hands encfs the reads as they are
+// made, in pieces that lie within one read-ahead segment (answered from the segment) and pieces
+// that cross segments (copied), by several readers at once.
+func TestReadAheadPieces(t *testing.T) {
+	host := t.TempDir()
+	plain := content(3, 3*segmentSize+12345)
+	encryptFile(t, host, "big.bin", plain)
+	mnt, _ := mount(t, host, testKey, Options{})
+	var wg sync.WaitGroup
+	for _, piece := range []int{1 << 20, 700 << 10, 1<<20 + 4096} {
+		wg.Go(func() {
+			f, err := os.OpenFile(filepath.Join(mnt, "big.bin"), os.O_RDONLY|syscall.O_DIRECT, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			got := make([]byte, 0, len(plain))
+			buf := make([]byte, piece)
+			for {
+				n, err := f.Read(buf)
+				got = append(got, buf[:n]...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Errorf("%d-byte reads: %v", piece, err)
+					return
+				}
+			}
+			if !bytes.Equal(got, plain) {
+				t.Errorf("%d-byte reads: read %d bytes, not the plaintext's", piece, len(got))
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -214,9 +214,9 @@ func (n *fileNode) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 		return nil, syscall.EBADF
 	}
 	if ra := n.readAhead(off, len(dest)); ra != nil {
-		if got, ok := ra.readAt(dest, off); ok {
+		if res, ok := ra.readAt(dest, off); ok {
 			n.mu.RUnlock()
-			return fuse.ReadResultData(dest[:got]), 0
+			return res, 0
 		}
 	}
 	got, err := n.pf.ReadAt(dest, off)
@@ -239,14 +239,10 @@ func (n *fileNode) readAhead(off int64, size int) *readAhead {
 	if !sequential || n.shadow || n.ra != nil && n.ra.covers(off) || n.pf.Size() < readAheadMin || off >= n.pf.Size() {
 		return n.ra
 	}
-	var st syscall.Stat_t
-	if syscall.Fstat(int(n.host.Fd()), &st) != nil {
-		return n.ra
-	}
 	if n.ra != nil {
 		n.ra.stop()
 	}
-	n.ra = startReadAhead(n.host, st.Size, n.pf.Size(), n.fsys.kdk(), off)
+	n.ra = startReadAhead(n.pf, n.pf.Size(), off)
 	return n.ra
 }
 
