@@ -4,15 +4,42 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // bulkNodes is the least number of whole data nodes that File.ReadAt decrypts straight into the
 // caller's buffer, on every core, rather than one by one through the node cache.
 const bulkNodes = 8
 
-// runBuffers holds buffers for the ciphertext of up to one MHT node's data nodes, with room for a
-// tag after the last.
-var runBuffers = sync.Pool{New: func() any { b := make([]byte, groupBytes+MACSize); return &b }}
+// runBuffers keeps buffers for the ciphertext of up to one MHT node's data nodes, with room for
+// a tag after the last. Unlike a sync.Pool it keeps them across garbage collections: filling
+// fresh memory can cost more than the copy into it.
+var runBuffers bufferStack
+
+// bufferStack is a stack of reusable buffers of one size, at most two per core.
+type bufferStack struct {
+	mu   sync.Mutex
+	bufs [][]byte
+}
+
+func (s *bufferStack) get() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := len(s.bufs); k > 0 {
+		b := s.bufs[k-1]
+		s.bufs = s.bufs[:k-1]
+		return b
+	}
+	return make([]byte, groupBytes+MACSize)
+}
+
+func (s *bufferStack) put(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.bufs) < 2*runtime.GOMAXPROCS(0) {
+		s.bufs = append(s.bufs, b)
+	}
+}
 
 // readRun reads the ciphertexts of the len(slots) data nodes from first, which lie next to each
 // other in r, into in and decrypts them into dst under their slots.
@@ -104,18 +131,19 @@ func readRuns(r io.ReaderAt, runs []run) error {
 		}
 	}
 	errs := make([]error, len(pieces))
-	read := func(i int) {
-		in := runBuffers.Get().(*[]byte)
-		errs[i] = readRun(r, pieces[i].dst, *in, pieces[i].first, pieces[i].slots)
-		runBuffers.Put(in)
+	var next atomic.Int64
+	work := func() {
+		in := runBuffers.get()
+		defer runBuffers.put(in)
+		for i := next.Add(1) - 1; i < int64(len(pieces)); i = next.Add(1) - 1 {
+			errs[i] = readRun(r, pieces[i].dst, in, pieces[i].first, pieces[i].slots)
+		}
 	}
 	var wg sync.WaitGroup
-	for i := 1; i < len(pieces); i++ {
-		wg.Go(func() { read(i) })
+	for range min(len(pieces), runtime.GOMAXPROCS(0)) - 1 {
+		wg.Go(work)
 	}
-	if len(pieces) > 0 {
-		read(0)
-	}
+	work()
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
