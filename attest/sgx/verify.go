@@ -81,6 +81,10 @@ func Verify(quote []byte, opts Options) (*Verdict, error) {
 // and certificate chains it checks once, in [NewVerifier]. It also remembers the PCK chains it has
 // verified, so that quotes from a known platform cost two signature checks. It is safe for
 // concurrent use.
+//
+// It remembers the PCK chains it has verified, and for each the QE report that the PCK key was
+// last found to have signed, so that further quotes from a known platform cost one signature
+// check: a platform's quotes carry the same QE report until its attestation key changes.
 type Verifier struct {
 	roots   *x509.CertPool
 	skipCRL bool
@@ -266,14 +270,14 @@ func (v *Verifier) Verify(quote []byte, at time.Time) (*Verdict, error) {
 	if err != nil {
 		return nil, &Error{StepQuote, err}
 	}
-	chain, pck, err := v.pckChain(q, at)
+	e, err := v.pckChain(q, at)
 	if err != nil {
 		return nil, &Error{StepPCKChain, err}
 	}
-	if err := v.checkRevocation(chain, at); err != nil {
+	if err := v.checkRevocation(e.chain, at); err != nil {
 		return nil, &Error{StepRevocation, err}
 	}
-	if err := checkQEReport(q, chain[0]); err != nil {
+	if err := v.checkQEReport(q, e); err != nil {
 		return nil, &Error{StepQEReport, err}
 	}
 	if err := checkQuoteSignature(q); err != nil {
@@ -283,13 +287,14 @@ func (v *Verifier) Verify(quote []byte, at time.Time) (*Verdict, error) {
 	if err != nil {
 		return nil, &Error{StepQEIdentity, err}
 	}
-	level, err := v.checkTCBInfo(pck, at)
+	level, err := v.checkTCBInfo(&e.ext, at)
 	if err != nil {
 		return nil, err
 	}
+	pck := e.ext
 	vd := &Verdict{
 		Quote:          q,
-		PCK:            pck,
+		PCK:            &pck,
 		FMSPC:          fmt.Sprintf("%X", pck.FMSPC),
 		TCBStatus:      mergeStatus(level.Status, qe.Status),
 		AdvisoryIDs:    mergeAdvisories(level.AdvisoryIDs, qe.AdvisoryIDs),
@@ -313,30 +318,33 @@ const maxCachedChains = 256
 type pckEntry struct {
 	chain []*x509.Certificate
 	ext   PCKExtension
+	// signedQE is the last QE report and signature (concatenated) that the leaf's key was found
+	// to have signed; it is set under Verifier.mu.
+	signedQE string
 }
 
 // pckChain verifies the quote's PCK chain to the roots at time at and parses the leaf's SGX
 // extension. Verified chains are cached by their PEM bytes; a cached chain is reused while all its
 // certificates are valid.
-func (v *Verifier) pckChain(q *Quote, at time.Time) ([]*x509.Certificate, *PCKExtension, error) {
+func (v *Verifier) pckChain(q *Quote, at time.Time) (*pckEntry, error) {
 	v.mu.Lock()
 	e := v.chains[string(q.PCKChain)]
 	v.mu.Unlock()
 	if e == nil {
 		certs, err := q.PCKCertificates()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		e = new(pckEntry)
 		if e.chain, err = v.verifyCerts(certs, at); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if len(e.chain) != 3 {
-			return nil, nil, fmt.Errorf("%w: chain of %d certificates, want PCK → PCK CA → root", ErrFormat, len(e.chain))
+			return nil, fmt.Errorf("%w: chain of %d certificates, want PCK → PCK CA → root", ErrFormat, len(e.chain))
 		}
 		ext, err := PCKExtensionOf(e.chain[0])
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		e.ext = *ext
 		v.mu.Lock()
@@ -346,10 +354,9 @@ func (v *Verifier) pckChain(q *Quote, at time.Time) ([]*x509.Certificate, *PCKEx
 		v.chains[string(q.PCKChain)] = e
 		v.mu.Unlock()
 	} else if err := checkCertTimes(e.chain, at); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	ext := e.ext
-	return e.chain, &ext, nil
+	return e, nil
 }
 
 // checkRevocation checks the PCK CA against the root CA CRL and the PCK leaf against the PCK CRL.
@@ -378,15 +385,25 @@ func (v *Verifier) checkRevocation(chain []*x509.Certificate, at time.Time) erro
 	return nil
 }
 
-// checkQEReport checks that the PCK leaf signed the QE report and that the QE report binds the
-// attestation key: REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 32 zero bytes.
-func checkQEReport(q *Quote, leaf *x509.Certificate) error {
-	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return fmt.Errorf("%w: PCK key is not ECDSA P-256", ErrUnsupported)
-	}
-	if !verifyRS(pub, q.qeReport, q.QEReportSignature[:]) {
-		return fmt.Errorf("%w: QE report signature (PCK key)", ErrSignature)
+// checkQEReport checks that the PCK leaf of e signed the QE report, unless it is the one last
+// found signed, and that the QE report binds the attestation key: REPORTDATA = SHA-256(attestation
+// key ‖ QE auth data) ‖ 32 zero bytes.
+func (v *Verifier) checkQEReport(q *Quote, e *pckEntry) error {
+	signed := string(q.qeReport) + string(q.QEReportSignature[:])
+	v.mu.Lock()
+	known := e.signedQE == signed
+	v.mu.Unlock()
+	if !known {
+		pub, ok := e.chain[0].PublicKey.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != elliptic.P256() {
+			return fmt.Errorf("%w: PCK key is not ECDSA P-256", ErrUnsupported)
+		}
+		if !verifyRS(pub, q.qeReport, q.QEReportSignature[:]) {
+			return fmt.Errorf("%w: QE report signature (PCK key)", ErrSignature)
+		}
+		v.mu.Lock()
+		e.signedQE = signed
+		v.mu.Unlock()
 	}
 	h := sha256.New()
 	h.Write(q.AttestationKey[:])

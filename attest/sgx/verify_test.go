@@ -215,6 +215,13 @@ func TestVerifyWrongPCKRoot(t *testing.T) {
 
 func TestVerifyTampered(t *testing.T) {
 	orig := read(t, oasisQuote)
+	warm, err := NewVerifier(Options{Collateral: oasisBundle(t), SkipCRL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := warm.Verify(orig, sgx1Time); err != nil {
+		t.Fatal(err)
+	}
 	const qeReport = headerSize + reportBodySize + 4 + signatureSize + publicKeySize
 	const qeAuth = qeReport + reportBodySize + signatureSize + 2
 	for _, tc := range []struct {
@@ -239,7 +246,14 @@ func TestVerifyTampered(t *testing.T) {
 			q[tc.offset] ^= 0x01
 			_, err := Verify(q, Options{Time: sgx1Time, Collateral: oasisBundle(t), SkipCRL: true})
 			wantErr(t, err, tc.step, tc.reason)
+			// A Verifier that knows the platform (its PCK chain and signed QE report) is not
+			// fooled either.
+			_, err = warm.Verify(q, sgx1Time)
+			wantErr(t, err, tc.step, tc.reason)
 		})
+	}
+	if _, err := warm.Verify(orig, sgx1Time); err != nil {
+		t.Errorf("the untampered quote after the others: %v", err)
 	}
 }
 
