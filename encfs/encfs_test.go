@@ -491,12 +491,21 @@ func damageNodeAt(t *testing.T, hostFile string, off int64) {
 // made, in pieces that lie within one read-ahead segment (answered from the segment) and pieces
 // that cross segments (copied), by several readers at once.
 func TestReadAheadPieces(t *testing.T) {
+	// Once a reply has been sent, its bytes may be reused: wipe them, so that a reply sent
+	// after it was unpinned would read zeros.
+	testHookReplySent = func(parts [][]byte) {
+		for _, p := range parts {
+			clear(p)
+		}
+	}
+	defer func() { testHookReplySent = nil }()
 	host := t.TempDir()
 	plain := content(3, 3*segmentSize+12345)
 	encryptFile(t, host, "big.bin", plain)
-	mnt, _ := mount(t, host, testKey, Options{})
 	var wg sync.WaitGroup
+	// Each reader has a mount of its own, since what one is sent is wiped.
 	for _, piece := range []int{1 << 20, 700 << 10, 1<<20 + 4096} {
+		mnt, _ := mount(t, host, testKey, Options{})
 		wg.Go(func() {
 			f, err := os.OpenFile(filepath.Join(mnt, "big.bin"), os.O_RDONLY|syscall.O_DIRECT, 0)
 			if err != nil {

@@ -214,7 +214,7 @@ func (n *fileNode) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 		return nil, syscall.EBADF
 	}
 	if ra := n.readAhead(off, len(dest)); ra != nil {
-		if res, ok := ra.readAt(dest, off); ok {
+		if res, ok := ra.readAt(len(dest), off); ok {
 			n.mu.RUnlock()
 			return res, 0
 		}

@@ -24,11 +24,14 @@ const (
 	maxSegments = (readAheadWindow+readAheadBehind)/segmentSize + 4
 )
 
+// segmentSize must be a multiple of the largest request.
+var _ [segmentSize % maxRequest]struct{} = [0]struct{}{}
+
 // readAhead decrypts a file ahead of sequential reads, from an offset, into segments of
-// plaintext that it keeps for them (pf.File.ReadAt decrypts each on every core). A read that lies
-// in one segment is answered from the segment itself, which stays pinned until the reply has been
-// sent; other reads it covers are copied. Reads it does not cover go to the file's pf.File; so do
-// reads past a failed node, which then fail there.
+// plaintext that it keeps for them (pf.File.ReadAt decrypts each on every core). The reads it
+// covers are answered from the segments themselves, which stay pinned until the reply has been
+// sent. Reads it does not cover go to the file's pf.File; so do reads past a failed node, which
+// then fail there.
 type readAhead struct {
 	mu        sync.Mutex
 	cond      sync.Cond
@@ -118,13 +121,13 @@ func (ra *readAhead) nextSegment() *segment {
 	}
 }
 
-// read answers a read of size bytes at off into dest if the read-ahead covers it, waiting for
-// the plaintext if it is about to be decrypted. It reports false if the read-ahead does not cover
-// the read.
-func (ra *readAhead) readAt(dest []byte, off int64) (fuse.ReadResult, bool) {
+// readAt answers a read of size bytes at off if the read-ahead covers it, waiting for the
+// plaintext if it is about to be decrypted. It reports false if the read-ahead does not cover the
+// read.
+func (ra *readAhead) readAt(size int, off int64) (fuse.ReadResult, bool) {
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	want := min(off+int64(len(dest)), ra.size)
+	want := min(off+int64(size), ra.size)
 	for {
 		if ra.stopped || off < ra.start || off >= want || off > ra.end+readAheadWindow {
 			return nil, false
@@ -148,18 +151,17 @@ func (ra *readAhead) readAt(dest []byte, off int64) (fuse.ReadResult, bool) {
 	for ra.segs[i].off+int64(len(ra.segs[i].b)) <= off {
 		i++
 	}
-	if s := ra.segs[i]; want <= s.off+int64(len(s.b)) {
-		s.pins++
-		return &segmentReply{ra: ra, seg: s, b: s.b[off-s.off : want-s.off]}, true
-	}
-	n := 0
+	r := &segmentReply{ra: ra}
 	for pos := off; pos < want; i++ {
-		s := ra.segs[i]
-		k := copy(dest[n:want-off], s.b[pos-s.off:])
-		n += k
-		pos += int64(k)
+		seg := ra.segs[i]
+		part := seg.b[pos-seg.off : min(want, seg.off+int64(len(seg.b)))-seg.off]
+		seg.pins++
+		r.segs = append(r.segs, seg)
+		r.parts = append(r.parts, part)
+		r.size += len(part)
+		pos += int64(len(part))
 	}
-	return fuse.ReadResultData(dest[:n]), true
+	return r, true
 }
 
 // covers reports whether a read at off may be served.
@@ -194,20 +196,40 @@ func (ra *readAhead) stop() {
 	ra.segs, ra.free = nil, nil
 }
 
-// segmentReply is a reply sent straight from a segment, which it keeps pinned until it is sent.
+// segmentReply is a reply sent straight from segments, which it keeps pinned until go-fuse has
+// sent it. It gives go-fuse the parts as slices (which go-fuse writes out with writev before it
+// calls Done), never as one buffer, which go-fuse would take before the send and call Done at once.
 type segmentReply struct {
-	ra  *readAhead
-	seg *segment
-	b   []byte
+	ra    *readAhead
+	segs  []*segment
+	parts [][]byte
+	size  int
 }
 
-func (r *segmentReply) Bytes([]byte) ([]byte, fuse.Status) { return r.b, fuse.OK }
-func (r *segmentReply) Size() int                          { return len(r.b) }
+func (r *segmentReply) Slices() ([][]byte, fuse.Status) { return r.parts, fuse.OK }
+func (r *segmentReply) Size() int                       { return r.size }
 
-// Done unpins the segment: go-fuse calls it once the reply has been sent.
+// Bytes joins the parts into buf; go-fuse does not call it on a reply that has Slices.
+func (r *segmentReply) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, p := range r.parts {
+		buf = append(buf, p...)
+	}
+	return buf, fuse.OK
+}
+
+// testHookReplySent, if set, sees the parts of each reply from segments as it is unpinned.
+var testHookReplySent func(parts [][]byte)
+
+// Done unpins the segments: go-fuse calls it once the reply has been sent.
 func (r *segmentReply) Done() {
+	if testHookReplySent != nil {
+		testHookReplySent(r.parts)
+	}
 	r.ra.mu.Lock()
-	r.seg.pins--
+	for _, seg := range r.segs {
+		seg.pins--
+	}
 	r.ra.cond.Broadcast()
 	r.ra.mu.Unlock()
 }
