@@ -11,8 +11,8 @@ import (
 	"sync"
 )
 
-// Storage holds the bytes of a protected file, usually an *os.File. WriteAt may be called from
-// several goroutines at once, at distinct offsets.
+// Storage holds the bytes of a protected file, usually an *os.File. ReadAt and WriteAt may be
+// called from several goroutines at once, WriteAt at distinct offsets.
 type Storage interface {
 	io.ReaderAt
 	io.WriterAt

@@ -11,12 +11,15 @@ import (
 // caller's buffer, on every core, rather than one by one through the node cache.
 const bulkNodes = 8
 
+// maxBuffers bounds the memory that runBuffers keeps: 6 MiB.
+const maxBuffers = 16
+
 // runBuffers keeps buffers for the ciphertext of up to one MHT node's data nodes, with room for
 // a tag after the last. Unlike a sync.Pool it keeps them across garbage collections: filling
 // fresh memory can cost more than the copy into it.
 var runBuffers bufferStack
 
-// bufferStack is a stack of reusable buffers of one size, at most two per core.
+// bufferStack is a stack of reusable buffers of one size, at most maxBuffers of them.
 type bufferStack struct {
 	mu   sync.Mutex
 	bufs [][]byte
@@ -36,7 +39,7 @@ func (s *bufferStack) get() []byte {
 func (s *bufferStack) put(b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.bufs) < 2*runtime.GOMAXPROCS(0) {
+	if len(s.bufs) < min(maxBuffers, 2*runtime.GOMAXPROCS(0)) {
 		s.bufs = append(s.bufs, b)
 	}
 }
@@ -104,6 +107,7 @@ func (f *File) readNodes(dst []byte, first int64) error {
 		if err != nil {
 			return err
 		}
+		// d is uncached and on storage, and f.mht adds MHT nodes only: the run holds d at least.
 		r := run{first: d, dst: dst[i*NodeSize:]}
 		for ; i < count && first+i < min((m+1)*dataPerMHT, f.diskData) && f.cache.get(nodeID{n: first + i}) == nil; i++ {
 			r.slots = append(r.slots, getSlot(dataSlot(parent.buf[:], int((first+i)%dataPerMHT))))

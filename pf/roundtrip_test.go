@@ -109,16 +109,26 @@ func TestRoundTripBoundaries(t *testing.T) {
 // TestRandomOps checks random sequences of ReadAt, WriteAt, Truncate, Flush and reopening
 // against an in-memory reference, with a small cache so that eviction happens all the time.
 func TestRandomOps(t *testing.T) {
-	for _, cache := range []int{3, 256} {
-		t.Run(fmt.Sprint("cache", cache), func(t *testing.T) {
+	for _, c := range []struct {
+		cache    int
+		eachStep bool // flush and check the whole file after each step
+		seeds    uint64
+	}{
+		{3, true, 6},
+		// A cache this small fills with changed nodes between flushes, so that bulk reads
+		// flush on the way, when they load MHT nodes.
+		{5, false, 30},
+		{256, false, 6},
+	} {
+		t.Run(fmt.Sprint("cache", c.cache), func(t *testing.T) {
 			defer func(n int) { cacheNodes = n }(cacheNodes)
-			cacheNodes = cache
-			seeds := uint64(6)
+			cacheNodes = c.cache
+			seeds := c.seeds
 			if testing.Short() {
 				seeds = 2
 			}
 			for seed := range seeds {
-				randomOps(t, seed, 200, cache < 10)
+				randomOps(t, seed, 200, c.eachStep)
 			}
 		})
 	}

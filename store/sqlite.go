@@ -143,7 +143,8 @@ func openSQLite(path string, masterKey []byte) (*sqliteStore, error) {
 
 // checkpoints copies what the WAL holds into the database file every checkpointEvery, without
 // waiting for readers or holding up writers (a PASSIVE checkpoint), until Close. A checkpoint
-// that fails is tried again at the next tick; the last connection to close checkpoints too.
+// that fails is tried again at the next tick (a disk that fails it fails the commits too, which
+// report it); the last connection to close checkpoints too.
 func (s *sqliteStore) checkpoints(ctx context.Context) {
 	defer close(s.done)
 	t := time.NewTicker(checkpointEvery)
@@ -153,7 +154,7 @@ func (s *sqliteStore) checkpoints(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.ckpt.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			s.ckpt.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
 		}
 	}
 }

@@ -78,9 +78,7 @@ func Verify(quote []byte, opts Options) (*Verdict, error) {
 }
 
 // Verifier verifies quotes against one collateral bundle, which it parses and whose signatures
-// and certificate chains it checks once, in [NewVerifier]. It also remembers the PCK chains it has
-// verified, so that quotes from a known platform cost two signature checks. It is safe for
-// concurrent use.
+// and certificate chains it checks once, in [NewVerifier]. It is safe for concurrent use.
 //
 // It remembers the PCK chains it has verified, and for each the QE report that the PCK key was
 // last found to have signed, so that further quotes from a known platform cost one signature
