@@ -492,13 +492,14 @@ func damageNodeAt(t *testing.T, hostFile string, off int64) {
 // that cross segments (copied), by several readers at once.
 func TestReadAheadPieces(t *testing.T) {
 	// Once a reply has been sent, its bytes may be reused: wipe them, so that a reply sent
-	// after it was unpinned would read zeros.
+	// after it was unpinned would read zeros. (The hook goes after the mounts, which are
+	// cleaned up first.)
 	testHookReplySent = func(parts [][]byte) {
 		for _, p := range parts {
 			clear(p)
 		}
 	}
-	defer func() { testHookReplySent = nil }()
+	t.Cleanup(func() { testHookReplySent = nil })
 	host := t.TempDir()
 	plain := content(3, 3*segmentSize+12345)
 	encryptFile(t, host, "big.bin", plain)
