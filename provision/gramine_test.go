@@ -170,6 +170,10 @@ keys = ["default"]
 			if rec.Decision != store.Deny || !strings.Contains(rec.Reason, want) || !rec.Time.Equal(tc.at) {
 				t.Errorf("audit: %s at %v: %q", rec.Decision, rec.Time, rec.Reason)
 			}
+			// The record says whose evidence it was: the TD's MRTD or the guest's measurement.
+			if rec.TEE != string(tc.kind) || rec.MRTD+rec.Measurement == "" {
+				t.Errorf("audit: TEE %q, MRTD %q, measurement %q: want the evidence's", rec.TEE, rec.MRTD, rec.Measurement)
+			}
 		})
 	}
 }

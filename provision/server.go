@@ -228,6 +228,9 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	conn.SetDeadline(time.Now().Add(st.cfg.RequestTimeout.Duration))
 	claims, verr := ratls.VerifyPeer(tc.ConnectionState(), st.registry, s.now())
 	fillClaims(&rec, claims)
+	if be := (*ratls.BindingError)(nil); errors.As(verr, &be) {
+		fillClaims(&rec, be.Claims) // where the replayed evidence came from
+	}
 	req, err := readRequest(tc)
 	if err != nil {
 		rec.Reason = "request: " + err.Error()

@@ -40,7 +40,8 @@ import (
 // The certificate's own signature, chain and validity dates are ignored, as in Gramine: what
 // vouches for the key is the evidence, and in TLS the handshake proves that the peer holds the
 // key. Errors wrap ErrNoEvidence, ErrMalformed, ErrUnsupported, ErrBinding or ErrNotVerified
-// (together with the verifier's own error).
+// (together with the verifier's own error); evidence that verifies but binds another key is a
+// [*BindingError], which holds its claims for the record.
 func Verify(cert *x509.Certificate, reg attest.Registry, at time.Time) (*attest.Claims, error) {
 	ev, err := ExtractEvidence(cert)
 	if err != nil {
@@ -51,7 +52,19 @@ func Verify(cert *x509.Certificate, reg attest.Registry, at time.Time) (*attest.
 		return nil, fmt.Errorf("ratls: %s, %s: %w: %w", ev.Format, ev.Kind, ErrNotVerified, err)
 	}
 	if len(claims.ReportData) < len(ev.Binding) || !bytes.Equal(claims.ReportData[:len(ev.Binding)], ev.Binding[:]) {
-		return nil, fmt.Errorf("ratls: %s, %s: %w: report data %s, want it to begin with %x", ev.Format, ev.Kind, ErrBinding, claims.ReportData, ev.Binding)
+		return nil, &BindingError{Claims: claims, msg: fmt.Sprintf("ratls: %s, %s: %v: report data %s, want it to begin with %x", ev.Format, ev.Kind, ErrBinding, claims.ReportData, ev.Binding)}
 	}
 	return claims, nil
 }
+
+// A BindingError is genuine evidence presented with a key that it does not bind: evidence taken
+// from another TEE's certificate, or made for another key. It wraps [ErrBinding].
+type BindingError struct {
+	// Claims are the evidence's verified claims, which vouch for another key: they say where the
+	// evidence came from (for an audit record), never that this peer may be trusted.
+	Claims *attest.Claims
+	msg    string
+}
+
+func (e *BindingError) Error() string { return e.msg }
+func (e *BindingError) Unwrap() error { return ErrBinding }

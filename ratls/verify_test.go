@@ -220,6 +220,12 @@ func TestGramineRefused(t *testing.T) {
 			t.Errorf("evidence moved to another key: err = %v", err)
 		}
 	}
+	// The legacy quote verifies before its report data shows the other key: the error says
+	// whose quote it is. (The tagged evidence's claims name the other key before that.)
+	var be *BindingError
+	if _, err := Verify(legacyOnly(moved), reg, gramineTime); !errors.As(err, &be) || be.Claims == nil || be.Claims.TEE != attest.SGX || len(be.Claims.MREnclave) != 32 {
+		t.Errorf("legacy quote moved to another key: err = %v, want a BindingError with the quote's claims", err)
+	}
 	// After the collateral expired.
 	if _, err := Verify(g, reg, gramineTime.AddDate(0, 1, 0)); !errors.Is(err, ErrNotVerified) || !errors.Is(err, sgx.ErrExpired) {
 		t.Errorf("a month later: err = %v", err)
