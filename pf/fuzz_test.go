@@ -20,6 +20,12 @@ func FuzzOpen(f *testing.F) {
 		f.Add(b[:min(len(b), 3*NodeSize)])
 	}
 	key := readKey(f, "wrap.key")
+	// A whole file with enough data nodes for File.ReadAt to decrypt them in bulk.
+	var big memStorage
+	if _, err := Encrypt(&big, bytes.NewReader(plaintext(MetaDataSize+12*NodeSize)), key, "big", nil); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(big.b)
 	f.Fuzz(func(t *testing.T, host []byte) {
 		var out bytes.Buffer
 		n, derr := Decrypt(&out, bytes.NewReader(host), int64(len(host)), key, nil)
