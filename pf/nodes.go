@@ -19,7 +19,8 @@ const maxBuffers = 16
 // fresh memory can cost more than the copy into it.
 var runBuffers bufferStack
 
-// bufferStack is a stack of reusable buffers of one size, at most maxBuffers of them.
+// bufferStack is a stack of reusable buffers of one size: at most two per core, and at most
+// maxBuffers.
 type bufferStack struct {
 	mu   sync.Mutex
 	bufs [][]byte
