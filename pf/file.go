@@ -184,11 +184,12 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) && off < f.meta.size {
 		if k := wholeNodes(off, min(int64(len(p)-n), f.meta.size-off)); k >= bulkNodes {
-			if err := f.readNodes(p[n:n+int(k)*NodeSize], (off-MetaDataSize)/NodeSize); err != nil {
+			got, err := f.readNodes(p[n:n+int(k)*NodeSize], (off-MetaDataSize)/NodeSize)
+			n += int(got) * NodeSize
+			off += got * NodeSize
+			if err != nil {
 				return n, err
 			}
-			n += int(k) * NodeSize
-			off += k * NodeSize
 			continue
 		}
 		chunk, err := f.span(off, false)

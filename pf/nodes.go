@@ -46,18 +46,13 @@ func (s *bufferStack) put(b []byte) {
 }
 
 // readRun reads the ciphertexts of the len(slots) data nodes from first, which lie next to each
-// other in r, into in and decrypts them into dst under their slots.
+// other in r, into in and decrypts them into dst under their slots. On an error, a *NodeError
+// for the first node that fails, the nodes before it are in dst.
 func readRun(r io.ReaderAt, dst, in []byte, first int64, slots []slot) error {
 	off := dataOffset(first)
-	n, err := r.ReadAt(in[:len(slots)*NodeSize], off)
-	if n < len(slots)*NodeSize {
-		if err == nil || err == io.EOF {
-			err = ErrTruncated
-		}
-		d := int64(n / NodeSize)
-		return &NodeError{Kind: "data", Index: first + d, Offset: off + d*NodeSize, Err: err}
-	}
-	for i := range slots {
+	n, rerr := r.ReadAt(in[:len(slots)*NodeSize], off)
+	whole := n / NodeSize
+	for i := range slots[:whole] {
 		at := i * NodeSize
 		// GCM wants the tag right after the ciphertext: lend it the next node's first bytes.
 		var saved [MACSize]byte
@@ -69,6 +64,12 @@ func readRun(r io.ReaderAt, dst, in []byte, first int64, slots []slot) error {
 		if err != nil {
 			return &NodeError{Kind: "data", Index: first + int64(i), Offset: off + int64(at), Err: ErrDamaged}
 		}
+	}
+	if whole < len(slots) {
+		if rerr == nil || rerr == io.EOF {
+			rerr = ErrTruncated
+		}
+		return &NodeError{Kind: "data", Index: first + int64(whole), Offset: off + int64(whole)*NodeSize, Err: rerr}
 	}
 	return nil
 }
@@ -83,19 +84,22 @@ type run struct {
 
 // readNodes reads the plaintext of the data nodes from first into dst, which holds a whole
 // number of them: the cached ones (and new ones) from the cache, the others straight from
-// storage, decrypted on every core without passing through the cache. f.mu must be held.
-func (f *File) readNodes(dst []byte, first int64) error {
+// storage, decrypted on every core without passing through the cache. It returns how many nodes,
+// from the first, it has read when it returns an error. f.mu must be held.
+func (f *File) readNodes(dst []byte, first int64) (int64, error) {
 	if f.err != nil {
-		return f.err
+		return 0, f.err
 	}
 	count := int64(len(dst) / NodeSize)
 	var runs []run
-	for i := int64(0); i < count; {
+	var i int64
+	var err error
+	for i < count {
 		d := first + i
 		if f.cache.get(nodeID{n: d}) != nil || d >= f.diskData {
-			n, err := f.data(d)
-			if err != nil {
-				return err
+			var n *node
+			if n, err = f.data(d); err != nil {
+				break
 			}
 			copy(dst[i*NodeSize:(i+1)*NodeSize], n.buf[:NodeSize])
 			i++
@@ -104,9 +108,9 @@ func (f *File) readNodes(dst []byte, first int64) error {
 		// Flushes on the way (to make room for MHT nodes) rewrite changed nodes only: the slots
 		// of the clean, uncached nodes taken here stay valid.
 		m := d / dataPerMHT
-		parent, err := f.mht(m)
-		if err != nil {
-			return err
+		var parent *node
+		if parent, err = f.mht(m); err != nil {
+			break
 		}
 		// d is uncached and on storage, and f.mht adds MHT nodes only: the run holds d at least.
 		r := run{first: d, dst: dst[i*NodeSize:]}
@@ -115,12 +119,16 @@ func (f *File) readNodes(dst []byte, first int64) error {
 		}
 		runs = append(runs, r)
 	}
-	return readRuns(f.r, runs)
+	// The runs before a failure hold plaintext all the same: read them.
+	if rerr := readRuns(f.r, runs); rerr != nil {
+		return rerr.Index - first, rerr
+	}
+	return i, err
 }
 
 // readRuns reads and decrypts runs, on every core if there are enough nodes to share, and returns
-// the error of the first run that fails.
-func readRuns(r io.ReaderAt, runs []run) error {
+// the error of the first node that fails.
+func readRuns(r io.ReaderAt, runs []run) *NodeError {
 	total := 0
 	for _, rn := range runs {
 		total += len(rn.slots)
@@ -135,13 +143,15 @@ func readRuns(r io.ReaderAt, runs []run) error {
 			rn.first, rn.slots, rn.dst = rn.first+int64(k), rn.slots[k:], rn.dst[k*NodeSize:]
 		}
 	}
-	errs := make([]error, len(pieces))
+	errs := make([]*NodeError, len(pieces))
 	var next atomic.Int64
 	work := func() {
 		in := runBuffers.get()
 		defer runBuffers.put(in)
 		for i := next.Add(1) - 1; i < int64(len(pieces)); i = next.Add(1) - 1 {
-			errs[i] = readRun(r, pieces[i].dst, in, pieces[i].first, pieces[i].slots)
+			if err := readRun(r, pieces[i].dst, in, pieces[i].first, pieces[i].slots); err != nil {
+				errs[i] = err.(*NodeError)
+			}
 		}
 	}
 	var wg sync.WaitGroup
