@@ -6,17 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 const testdata = "../testdata/attestation/sgx/"
 
 func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testfiles.Read(t, filepath.Join(testdata, name))
 }
 
 // mobilecoin is a complete bundle of real collateral (SGX-2 in the testdata README).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/internal/testfiles"
 	"github.com/ppml/ppml/ratls"
 	"github.com/ppml/ppml/store"
 )
@@ -20,24 +21,9 @@ import (
 const attestation = "../testdata/attestation"
 
 // collateralDir makes a collateral folder from a TCB info and a QE identity of
-// testdata/attestation, both signed by Intel's TCB signing certificate in oasis-core's chain.
+// testdata/attestation.
 func collateralDir(t *testing.T, tcbInfo, qeIdentity string) string {
-	t.Helper()
-	dir := t.TempDir()
-	chain := "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem"
-	for dst, src := range map[string]string{
-		"tcb-info.json": tcbInfo, "qe-identity.json": qeIdentity,
-		"tcb-info-issuer-chain.pem": chain, "qe-identity-issuer-chain.pem": chain,
-	} {
-		b, err := os.ReadFile(filepath.Join(attestation, src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return testfiles.CollateralDir(t, t.TempDir(), tcbInfo, qeIdentity)
 }
 
 // TestRealGramineCertificate runs the server's verification and policy on the RA-TLS

@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/collateral"
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 // Real attestation artefacts; see testdata/attestation/README.md for the facts.
@@ -36,12 +36,7 @@ var enclave = sim.Enclave{
 }
 
 func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testfiles.Read(t, filepath.Join(testdata, name))
 }
 
 // gramineCert is Gramine's RA-TLS certificate from the CCC interoperability tests.

@@ -21,6 +21,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/attest/tdx"
+	"github.com/ppml/ppml/internal/testfiles"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
 	"github.com/ppml/ppml/provision"
@@ -256,32 +257,11 @@ sim_platforms = ["sim"]
 	})
 }
 
-// attestation is the folder of real attestation evidence (absolute: the tests change folders).
-var attestation, _ = filepath.Abs("../testdata/attestation")
-
 // tdxPolicy writes the collateral of set TDX-1 of testdata/attestation to the server's folder
 // tdx, and returns the configuration that trusts it and gives the keys to that set's TD.
 func (w *world) tdxPolicy() string {
 	w.t.Helper()
-	dir := filepath.Join(w.server, "tdx")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		w.t.Fatal(err)
-	}
-	chain := "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000_certs.pem"
-	for dst, src := range map[string]string{
-		"tcb-info.json":                "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json",
-		"qe-identity.json":             "tdx/oasis-core/qe_identity_v2_tdx2.json",
-		"tcb-info-issuer-chain.pem":    chain,
-		"qe-identity-issuer-chain.pem": chain,
-	} {
-		b, err := os.ReadFile(filepath.Join(attestation, src))
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, dst), b, 0o644)
-		}
-		if err != nil {
-			w.t.Fatal(err)
-		}
-	}
+	testfiles.CollateralDir(w.t, filepath.Join(w.server, "tdx"), "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json", "tdx/oasis-core/qe_identity_v2_tdx2.json")
 	return `tdx_collateral = "tdx"
 skip_crl = true
 
@@ -298,7 +278,7 @@ keys = ["default", "model"]
 // has expired: it cannot verify.
 func (w *world) fakeTD() attest.Attester {
 	w.t.Helper()
-	quote, err := os.ReadFile(filepath.Join(attestation, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin"))
+	quote, err := os.ReadFile(filepath.Join(testfiles.Attestation, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin"))
 	if err != nil {
 		w.t.Fatal(err)
 	}

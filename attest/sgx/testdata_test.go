@@ -5,13 +5,13 @@ import (
 	"encoding/asn1"
 	"encoding/binary"
 	"encoding/pem"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/ppml/ppml/collateral"
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 // Real quotes and Intel collateral; see testdata/attestation/README.md for the facts.
@@ -47,12 +47,7 @@ var (
 )
 
 func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testfiles.Read(t, filepath.Join(testdata, name))
 }
 
 // bundle makes a bundle whose TCB info and QE identity share one issuer chain.

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 // Real reports and AMD certificates; see testdata/attestation/README.md, section AMD SEV-SNP.
@@ -38,12 +39,7 @@ var (
 )
 
 func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testfiles.Read(t, filepath.Join(testdata, name))
 }
 
 // newVerifier returns a Verifier with the embedded AMD roots and the given certificates.

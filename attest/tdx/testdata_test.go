@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	pb "github.com/google/go-tdx-guest/proto/tdx"
 
 	"github.com/ppml/ppml/collateral"
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 // Real quotes and Intel collateral; see testdata/attestation/README.md for the sets (TDX-1..11).
@@ -51,12 +51,7 @@ var (
 )
 
 func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testfiles.Read(t, filepath.Join(testdata, name))
 }
 
 // bundle makes a bundle without CRLs whose TCB info and QE identity share one issuer chain.
