@@ -387,9 +387,10 @@ func (v *Verifier) checkRevocation(chain []*x509.Certificate, at time.Time) erro
 // found signed, and that the QE report binds the attestation key: REPORTDATA = SHA-256(attestation
 // key ‖ QE auth data) ‖ 32 zero bytes.
 func (v *Verifier) checkQEReport(q *Quote, e *pckEntry) error {
-	signed := string(q.qeReport) + string(q.QEReportSignature[:])
 	v.mu.Lock()
-	known := e.signedQE == signed
+	// Compared in place: Go converts the byte slices without copying them for a comparison.
+	n := len(q.qeReport)
+	known := len(e.signedQE) == n+len(q.QEReportSignature) && e.signedQE[:n] == string(q.qeReport) && e.signedQE[n:] == string(q.QEReportSignature[:])
 	v.mu.Unlock()
 	if !known {
 		pub, ok := e.chain[0].PublicKey.(*ecdsa.PublicKey)
@@ -400,7 +401,7 @@ func (v *Verifier) checkQEReport(q *Quote, e *pckEntry) error {
 			return fmt.Errorf("%w: QE report signature (PCK key)", ErrSignature)
 		}
 		v.mu.Lock()
-		e.signedQE = signed
+		e.signedQE = string(q.qeReport) + string(q.QEReportSignature[:])
 		v.mu.Unlock()
 	}
 	h := sha256.New()
