@@ -45,27 +45,49 @@ func (p *Platform) Quote(enclave Enclave, reportData [64]byte) ([]byte, error) {
 	}
 	qeID := sha256.Sum256(p.pck.Raw)
 	copy(q.Header.UserData[:], qeID[:16])
-	pub := p.attestationKey.PublicKey
-	pub.X.FillBytes(q.AttestationKey[:32])
-	pub.Y.FillBytes(q.AttestationKey[32:])
-
-	// The QE report binds the attestation key: its report data is SHA-256(key ‖ auth data).
-	q.QEReport = sgx.ReportBody{MRSigner: qeMRSigner, ISVProdID: 1, ISVSVN: qeSVN}
-	q.QEReport.Attributes[0] = sgx.AttrInit | sgx.AttrProvKey
-	binding := sha256.Sum256(append(q.AttestationKey[:], qeAuthData...))
-	copy(q.QEReport.ReportData[:], binding[:])
-	sig, err := signRaw(p.pckKey, q.QEReport.Marshal())
-	if err != nil {
-		return nil, err
-	}
-	copy(q.QEReportSignature[:], sig)
+	q.AttestationKey = p.attestationKeyBytes()
+	q.QEReport = p.qeReport()
+	q.QEReportSignature = p.qeReportSignature
 
 	signed := append(q.Header.Marshal(), q.Body.Marshal()...)
-	if sig, err = signRaw(p.attestationKey, signed); err != nil {
+	sig, err := signRaw(p.attestationKey, signed)
+	if err != nil {
 		return nil, err
 	}
 	copy(q.Signature[:], sig)
 	return q.Marshal(), nil
+}
+
+// attestationKeyBytes returns the attestation key as quotes carry it: X ‖ Y.
+func (p *Platform) attestationKeyBytes() [64]byte {
+	var b [64]byte
+	p.attestationKey.X.FillBytes(b[:32])
+	p.attestationKey.Y.FillBytes(b[32:])
+	return b
+}
+
+// qeReport returns the simulated Quoting Enclave's report, which binds the attestation key: its
+// report data is SHA-256(key ‖ auth data).
+func (p *Platform) qeReport() sgx.ReportBody {
+	r := sgx.ReportBody{MRSigner: qeMRSigner, ISVProdID: 1, ISVSVN: qeSVN}
+	r.Attributes[0] = sgx.AttrInit | sgx.AttrProvKey
+	ak := p.attestationKeyBytes()
+	binding := sha256.Sum256(append(ak[:], qeAuthData...))
+	copy(r.ReportData[:], binding[:])
+	return r
+}
+
+// certifyAttestationKey signs the QE report with the PCK key, as Intel's PCE does once when the
+// Quoting Enclave makes its attestation key: every quote then carries the same report and
+// signature.
+func (p *Platform) certifyAttestationKey() error {
+	r := p.qeReport()
+	sig, err := signRaw(p.pckKey, r.Marshal())
+	if err != nil {
+		return err
+	}
+	copy(p.qeReportSignature[:], sig)
+	return nil
 }
 
 // Attester is the simulated Quoting Enclave of a platform, attesting to one enclave.

@@ -33,17 +33,18 @@ import (
 
 // Files of a platform folder, besides the collateral in its collateral/ subfolder.
 const (
-	platformFile   = "platform.json"
-	rootCertFile   = "root-ca.pem"
-	rootKeyFile    = "root-ca.key"
-	pckCACertFile  = "pck-ca.pem"
-	pckCAKeyFile   = "pck-ca.key"
-	pckCertFile    = "pck.pem"
-	pckKeyFile     = "pck.key"
-	signerCertFile = "tcb-signing.pem"
-	signerKeyFile  = "tcb-signing.key"
-	attestKeyFile  = "attestation.key"
-	collateralDir  = "collateral"
+	platformFile    = "platform.json"
+	rootCertFile    = "root-ca.pem"
+	rootKeyFile     = "root-ca.key"
+	pckCACertFile   = "pck-ca.pem"
+	pckCAKeyFile    = "pck-ca.key"
+	pckCertFile     = "pck.pem"
+	pckKeyFile      = "pck.key"
+	signerCertFile  = "tcb-signing.pem"
+	signerKeyFile   = "tcb-signing.key"
+	attestKeyFile   = "attestation.key"
+	qeReportSigFile = "qe-report.sig" // the PCK key's signature of the QE report: r ‖ s
+	collateralDir   = "collateral"
 )
 
 // Validity of what a platform issues. Collateral lasts a year rather than Intel's 30 days, so that
@@ -85,6 +86,7 @@ type Platform struct {
 	root, pckCA, pck, signer             *x509.Certificate
 	rootKey, pckCAKey, pckKey, signerKey *ecdsa.PrivateKey
 	attestationKey                       *ecdsa.PrivateKey
+	qeReportSignature                    [64]byte
 }
 
 // Init creates a new platform in dir, which must not exist, whose TCB evaluates to status (one of
@@ -138,6 +140,7 @@ func (p *Platform) issue(fmspc [6]byte) error {
 	pck := leafTemplate("ppml Simulated SGX PCK Certificate")
 	pck.ExtraExtensions = []pkix.Extension{{Id: sgx.OIDSGXExtensions, Value: sgxExt}}
 	p.pck = issue(pck, p.pckCA, p.pckKey, p.pckCAKey)
+	errs = append(errs, p.certifyAttestationKey())
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -148,6 +151,7 @@ func (p *Platform) issue(fmspc [6]byte) error {
 		der, err := x509.MarshalPKCS8PrivateKey(k)
 		errs = append(errs, err, writePEM(filepath.Join(p.Dir, name), "PRIVATE KEY", der))
 	}
+	errs = append(errs, os.WriteFile(filepath.Join(p.Dir, qeReportSigFile), p.qeReportSignature[:], 0o600))
 	settings, _ := json.MarshalIndent(p.Settings, "", "  ")
 	errs = append(errs, os.WriteFile(filepath.Join(p.Dir, platformFile), append(settings, '\n'), 0o600))
 	if err := errors.Join(errs...); err != nil {
@@ -217,6 +221,12 @@ func Load(dir string) (*Platform, error) {
 		*k, err = readKey(filepath.Join(dir, name))
 		errs = append(errs, err)
 	}
+	sig, err := os.ReadFile(filepath.Join(dir, qeReportSigFile))
+	if err == nil && len(sig) != len(p.qeReportSignature) {
+		err = fmt.Errorf("%s: %d bytes, want %d", qeReportSigFile, len(sig), len(p.qeReportSignature))
+	}
+	copy(p.qeReportSignature[:], sig)
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("simulated platform %s: %w", dir, err)
 	}

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +63,41 @@ func TestQuoteVerifies(t *testing.T) {
 	}
 	if v.Debug() || v.TCBStatus != "UpToDate" || len(v.AdvisoryIDs) != 0 || v.FMSPC != p.Settings.FMSPC {
 		t.Errorf("verdict: debug %v, status %s %v, FMSPC %s", v.Debug(), v.TCBStatus, v.AdvisoryIDs, v.FMSPC)
+	}
+}
+
+// TestAttestationKeyCertifiedOnce checks that, as on a real platform, every quote carries the QE
+// report and PCK signature made when the platform was made, and that the folder must hold them.
+func TestAttestationKeyCertifiedOnce(t *testing.T) {
+	made, err := Init(filepath.Join(t.TempDir(), "sim"), "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(made.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qe [][]byte
+	for i, p := range []*Platform{made, made, loaded} {
+		b, err := p.Quote(enclave, [64]byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := sgx.ParseQuote(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qe = append(qe, append(q.QEReport.Marshal(), q.QEReportSignature[:]...))
+	}
+	if !bytes.Equal(qe[0], qe[1]) || !bytes.Equal(qe[0], qe[2]) {
+		t.Error("quotes of one platform carry different QE reports or signatures")
+	}
+
+	if err := os.WriteFile(filepath.Join(made.Dir, qeReportSigFile), qe[0][:10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(made.Dir); err == nil || !strings.Contains(err.Error(), qeReportSigFile) {
+		t.Errorf("Load with a truncated %s: %v", qeReportSigFile, err)
 	}
 }
 
