@@ -84,8 +84,10 @@ type sqliteStore struct {
 	w, r *sql.DB // one connection for writes, several for reads
 	ckpt *sql.DB // one connection for checkpoints
 	seal *sealer
-	stop context.CancelFunc // ends checkpoints
-	done chan struct{}      // closed when checkpoints has returned
+	// Statements of every key release, prepared once rather than on each call.
+	currentKey, keyVersion, insertAudit *sql.Stmt
+	stop                                context.CancelFunc // ends checkpoints
+	done                                chan struct{}      // closed when checkpoints has returned
 
 	queueMu  sync.Mutex
 	queue    []*pendingRecord // audit records waiting for a commit
@@ -135,10 +137,32 @@ func openSQLite(path string, masterKey []byte) (*sqliteStore, error) {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	s.ckpt.SetMaxOpenConns(1)
+	if err := s.prepare(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
 	go s.checkpoints(ctx)
 	return s, nil
+}
+
+// prepare prepares the statements that every key release runs.
+func (s *sqliteStore) prepare() error {
+	var err error
+	if s.currentKey, err = s.r.Prepare(`SELECT v.version, v.sealed FROM keys k
+		JOIN key_versions v ON v.name = k.name AND v.version = k.current_version
+		WHERE k.name = ?`); err != nil {
+		return err
+	}
+	if s.keyVersion, err = s.r.Prepare(`SELECT version, sealed FROM key_versions WHERE name = ? AND version = ?`); err != nil {
+		return err
+	}
+	s.insertAudit, err = s.w.Prepare(`INSERT INTO audit (time_ns, peer, tee, platform,
+		mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement,
+		tcb_status, debug, workload, keys, decision, reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	return err
 }
 
 // checkpoints copies what the WAL holds into the database file every checkpointEvery, without
@@ -210,6 +234,11 @@ func (s *sqliteStore) Close() error {
 		<-s.done
 	}
 	var errs []error
+	for _, stmt := range []*sql.Stmt{s.currentKey, s.keyVersion, s.insertAudit} {
+		if stmt != nil {
+			errs = append(errs, stmt.Close())
+		}
+	}
 	for _, db := range []*sql.DB{s.ckpt, s.r, s.w} {
 		if db != nil {
 			errs = append(errs, db.Close())
@@ -269,11 +298,9 @@ func (s *sqliteStore) Key(ctx context.Context, name string, version int) ([]byte
 	}
 	var row *sql.Row
 	if version == Current {
-		row = s.r.QueryRowContext(ctx, `SELECT v.version, v.sealed FROM keys k
-			JOIN key_versions v ON v.name = k.name AND v.version = k.current_version
-			WHERE k.name = ?`, name)
+		row = s.currentKey.QueryRowContext(ctx, name)
 	} else {
-		row = s.r.QueryRowContext(ctx, `SELECT version, sealed FROM key_versions WHERE name = ? AND version = ?`, name, version)
+		row = s.keyVersion.QueryRowContext(ctx, name, version)
 	}
 	var stored int
 	var sealed []byte
@@ -429,14 +456,7 @@ type pendingRecord struct {
 // commitAudit writes batch in one transaction and sets the outcome of each record.
 func (s *sqliteStore) commitAudit(ctx context.Context, batch []*pendingRecord) {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit (time_ns, peer, tee, platform,
-			mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement,
-			tcb_status, debug, workload, keys, decision, reason)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		stmt := tx.StmtContext(ctx, s.insertAudit)
 		for _, p := range batch {
 			r := &p.r
 			rtmrs, _ := json.Marshal(r.RTMRs) // a []string always marshals
