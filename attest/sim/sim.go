@@ -228,7 +228,7 @@ func Load(dir string) (*Platform, error) {
 	copy(p.qeReportSignature[:], sig)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("simulated platform %s: %w", dir, err)
+		return nil, fmt.Errorf("simulated platform %s: %w (make a new one with ppml sim init)", dir, err)
 	}
 	return p, nil
 }
