@@ -1,8 +1,10 @@
 package sim
 
 import (
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/binary"
+	"math/big"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
@@ -88,6 +90,19 @@ func (p *Platform) certifyAttestationKey() error {
 	}
 	copy(p.qeReportSignature[:], sig)
 	return nil
+}
+
+// attestationKeyCertified reports whether the QE report signature is the PCK certificate's key's
+// signature of the QE report, as a verifier will check.
+func (p *Platform) attestationKeyCertified() bool {
+	pub, ok := p.pck.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return false
+	}
+	r := p.qeReport()
+	digest := sha256.Sum256(r.Marshal())
+	sig := p.qeReportSignature[:]
+	return ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
 }
 
 // Attester is the simulated Quoting Enclave of a platform, attesting to one enclave.

@@ -227,8 +227,12 @@ func Load(dir string) (*Platform, error) {
 	}
 	copy(p.qeReportSignature[:], sig)
 	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("simulated platform %s: %w (make a new one with ppml sim init)", dir, err)
+	err = errors.Join(errs...)
+	if err == nil && !p.attestationKeyCertified() {
+		err = fmt.Errorf("%s is not the signature of the QE report by the PCK certificate's key", qeReportSigFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("simulated platform %s: %w (remove the folder and make a new one with ppml sim init)", dir, err)
 	}
 	return p, nil
 }

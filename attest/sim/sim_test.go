@@ -93,11 +93,14 @@ func TestAttestationKeyCertifiedOnce(t *testing.T) {
 		t.Error("quotes of one platform carry different QE reports or signatures")
 	}
 
-	if err := os.WriteFile(filepath.Join(made.Dir, qeReportSigFile), qe[0][:10], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Load(made.Dir); err == nil || !strings.Contains(err.Error(), qeReportSigFile) {
-		t.Errorf("Load with a truncated %s: %v", qeReportSigFile, err)
+	sig := qe[0][len(qe[0])-64:]
+	for name, b := range map[string][]byte{"truncated": sig[:10], "another": append([]byte{sig[0] ^ 1}, sig[1:]...)} {
+		if err := os.WriteFile(filepath.Join(made.Dir, qeReportSigFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(made.Dir); err == nil || !strings.Contains(err.Error(), qeReportSigFile) {
+			t.Errorf("Load with %s %s: %v", name, qeReportSigFile, err)
+		}
 	}
 }
 
