@@ -89,7 +89,8 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &fsys{host: host, prefix: opts.BoundPrefix, key: key, log: log, ro: opts.ReadOnly, temps: map[string]bool{}}
+	s := &fsys{host: host, prefix: opts.BoundPrefix, key: key, log: log, ro: opts.ReadOnly, temps: map[string]bool{},
+		readAheads: make(chan struct{}, maxReadAheads)}
 	root := &dirNode{fsys: s}
 	timeout := cacheTimeout
 	fuseLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -173,6 +174,8 @@ type fsys struct {
 	mu    sync.Mutex
 	key   pf.Key
 	temps map[string]bool // names of the temporary files in use
+
+	readAheads chan struct{} // a token for each running read-ahead
 }
 
 // tempPrefix starts the names of temporary host files; 16 hex digits follow.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -533,4 +535,74 @@ func TestReadAheadPieces(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestReadAheadsBounded reads more large files at once than a mount has read-aheads: the files
+// beyond the bound are read without one, correctly, and take one when another file closes.
+func TestReadAheadsBounded(t *testing.T) {
+	host := t.TempDir()
+	var plains [][]byte
+	for i := range maxReadAheads + 2 {
+		plains = append(plains, content(uint64(i), readAheadMin+100000))
+		encryptFile(t, host, fmt.Sprintf("f%d.bin", i), plains[i])
+	}
+	s, mnt, _ := mountServer(t, host, testKey, Options{})
+	running := func() int { return len(s.fsys.readAheads) }
+	// waitRunning waits for the kernel's asynchronous releases to bring the count to want.
+	waitRunning := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); running() != want && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := running(); got != want {
+			t.Fatalf("%d read-aheads running, want %d", got, want)
+		}
+	}
+
+	var files []*os.File
+	buf := make([]byte, 256<<10)
+	for i := range plains {
+		f, err := os.Open(filepath.Join(mnt, fmt.Sprintf("f%d.bin", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files = append(files, f)
+		if _, err := io.ReadFull(f, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRunning(maxReadAheads)
+
+	// The last file has no read-ahead; once the first closes, its next reads take one.
+	files[0].Close()
+	waitRunning(maxReadAheads - 1)
+	last := files[len(files)-1]
+	got := append([]byte(nil), buf...)
+	for range 4 {
+		n, err := io.ReadFull(last, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	waitRunning(maxReadAheads)
+
+	for i, f := range files[1:] {
+		rest, err := io.ReadAll(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := plains[i+1]
+		if f == last {
+			rest = append(got, rest...)
+		} else {
+			rest = append(append([]byte(nil), want[:len(buf)]...), rest...)
+		}
+		if !bytes.Equal(rest, want) {
+			t.Errorf("f%d.bin reads other bytes than were encrypted", i+1)
+		}
+		f.Close()
+	}
+	waitRunning(0)
 }

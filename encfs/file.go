@@ -230,7 +230,7 @@ func (n *fileNode) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off
 // readAhead returns the file's read-ahead, if any, for a read of size bytes at off. In a large
 // file that has not changed, a read that the read-ahead does not cover starts one at off, or
 // starts it again there, if it is at the start or right after the previous read (sequential
-// reads, wherever they began). n.mu must be held.
+// reads, wherever they began), and if the mount has a read-ahead to spare. n.mu must be held.
 func (n *fileNode) readAhead(off int64, size int) *readAhead {
 	n.raMu.Lock()
 	defer n.raMu.Unlock()
@@ -240,7 +240,13 @@ func (n *fileNode) readAhead(off int64, size int) *readAhead {
 		return n.ra
 	}
 	if n.ra != nil {
-		n.ra.stop()
+		n.ra.stop() // its token goes to the new one
+	} else {
+		select {
+		case n.fsys.readAheads <- struct{}{}:
+		default:
+			return nil
+		}
 	}
 	n.ra = startReadAhead(n.pf, n.pf.Size(), off)
 	return n.ra
@@ -253,6 +259,7 @@ func (n *fileNode) stopReadAhead() {
 	if n.ra != nil {
 		n.ra.stop()
 		n.ra = nil
+		<-n.fsys.readAheads
 	}
 }
 

@@ -43,6 +43,13 @@ func (l *logBuffer) String() string {
 // that nothing stays mounted. It skips the test where FUSE cannot be used.
 func mount(t testing.TB, host string, key pf.Key, opts Options) (string, *logBuffer) {
 	t.Helper()
+	_, mnt, logs := mountServer(t, host, key, opts)
+	return mnt, logs
+}
+
+// mountServer is mount that also returns the server.
+func mountServer(t testing.TB, host string, key pf.Key, opts Options) (*Server, string, *logBuffer) {
+	t.Helper()
 	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
 		t.Skipf("skipped: FUSE is not usable here (%v); encfs tests need /dev/fuse", err)
 	} else {
@@ -71,7 +78,7 @@ func mount(t testing.TB, host string, key pf.Key, opts Options) (string, *logBuf
 			t.Errorf("%s is still mounted", mnt)
 		}
 	})
-	return mnt, logs
+	return s, mnt, logs
 }
 
 // mounted reports whether dir is a mount point of this process's namespace.

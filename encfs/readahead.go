@@ -22,6 +22,10 @@ const (
 	readAheadBehind = 4 << 20
 	// maxSegments bounds the segments of one read-ahead, those that replies still use included.
 	maxSegments = (readAheadWindow+readAheadBehind)/segmentSize + 4
+	// maxReadAheads bounds the read-aheads running at once in a mount, and so the plaintext they
+	// hold (maxSegments segments each). A large file read while all are taken is read without
+	// one, until one is free.
+	maxReadAheads = 8
 )
 
 // segmentSize must be a multiple of the largest request.
