@@ -416,7 +416,7 @@ func TestReadAheadFromMiddle(t *testing.T) {
 	host := t.TempDir()
 	plain := content(3, 3*readAheadMin+12345)
 	hostFile := encryptFile(t, host, "big.bin", plain)
-	mnt, logs := mount(t, host, testKey, Options{})
+	s, mnt, logs := mountServer(t, host, testKey, Options{})
 	r, err := os.Open(filepath.Join(mnt, "big.bin"))
 	if err != nil {
 		t.Fatal(err)
@@ -442,8 +442,11 @@ func TestReadAheadFromMiddle(t *testing.T) {
 		}
 	}
 
-	// Damage the data node that holds plaintext offset 2*readAheadMin, and read from the middle.
+	// Damage the data node that holds plaintext offset 2*readAheadMin, and read from the middle,
+	// once the kernel has released the file (and its read-ahead, which has the node's plaintext).
+	waitReadAheads(t, s, 1)
 	r.Close()
+	waitReadAheads(t, s, 0)
 	damageNodeAt(t, hostFile, 2*readAheadMin)
 	r, err = os.Open(filepath.Join(mnt, "big.bin"))
 	if err != nil {
@@ -538,71 +541,97 @@ func TestReadAheadPieces(t *testing.T) {
 }
 
 // TestReadAheadsBounded reads more large files at once than a mount has read-aheads: the files
-// beyond the bound are read without one, correctly, and take one when another file closes.
+// beyond the bound are read without one, and correctly; a read-ahead that starts again elsewhere
+// keeps its token, and one whose file is written to or closed gives it back for another file's
+// next sequential read. The reads use O_DIRECT, which hands encfs each read as it is made.
 func TestReadAheadsBounded(t *testing.T) {
 	host := t.TempDir()
-	var plains [][]byte
-	for i := range maxReadAheads + 2 {
-		plains = append(plains, content(uint64(i), readAheadMin+100000))
+	plains := make([][]byte, maxReadAheads+2)
+	for i := range plains {
+		plains[i] = content(uint64(i), readAheadMin+100000)
 		encryptFile(t, host, fmt.Sprintf("f%d.bin", i), plains[i])
 	}
 	s, mnt, _ := mountServer(t, host, testKey, Options{})
 	running := func() int { return len(s.fsys.readAheads) }
-	// waitRunning waits for the kernel's asynchronous releases to bring the count to want.
-	waitRunning := func(want int) {
+	check := func(want int) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); running() != want && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
 		if got := running(); got != want {
 			t.Fatalf("%d read-aheads running, want %d", got, want)
 		}
 	}
-
-	var files []*os.File
-	buf := make([]byte, 256<<10)
-	for i := range plains {
-		f, err := os.Open(filepath.Join(mnt, fmt.Sprintf("f%d.bin", i)))
+	open := func(i, flag int) *os.File {
+		t.Helper()
+		f, err := os.OpenFile(filepath.Join(mnt, fmt.Sprintf("f%d.bin", i)), flag|syscall.O_DIRECT, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
-		files = append(files, f)
-		if _, err := io.ReadFull(f, buf); err != nil {
-			t.Fatal(err)
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	const chunk = 256 << 10
+	// read reads file i through f from off to the end (or a chunk only), checking the plaintext.
+	read := func(f *os.File, i int, off int64, all bool) {
+		t.Helper()
+		buf := make([]byte, chunk)
+		for off < int64(len(plains[i])) {
+			n, err := f.ReadAt(buf, off)
+			if err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf[:n], plains[i][off:off+int64(n)]) {
+				t.Fatalf("f%d.bin at %d: other bytes than were encrypted", i, off)
+			}
+			off += int64(n)
+			if !all {
+				return
+			}
 		}
 	}
-	waitRunning(maxReadAheads)
 
-	// The last file has no read-ahead; once the first closes, its next reads take one.
-	files[0].Close()
-	waitRunning(maxReadAheads - 1)
-	last := files[len(files)-1]
-	got := append([]byte(nil), buf...)
-	for range 4 {
-		n, err := io.ReadFull(last, buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, buf[:n]...)
+	files := make([]*os.File, len(plains))
+	files[0] = open(0, os.O_RDONLY)
+	read(files[0], 0, 3*chunk, false) // not sequential: no read-ahead
+	check(0)
+	read(files[0], 0, 4*chunk, false) // sequential: a read-ahead from there
+	check(1)
+	read(files[0], 0, 0, false) // before it: it starts again at 0, with the same token
+	check(1)
+	for i := 1; i < len(files); i++ {
+		files[i] = open(i, os.O_RDONLY)
+		read(files[i], i, 0, false)
 	}
-	waitRunning(maxReadAheads)
+	check(maxReadAheads)
 
-	for i, f := range files[1:] {
-		rest, err := io.ReadAll(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := plains[i+1]
-		if f == last {
-			rest = append(got, rest...)
-		} else {
-			rest = append(append([]byte(nil), want[:len(buf)]...), rest...)
-		}
-		if !bytes.Equal(rest, want) {
-			t.Errorf("f%d.bin reads other bytes than were encrypted", i+1)
-		}
+	// A write replaces the file's content and stops its read-ahead; the last file, read without
+	// one so far, takes the token on its next sequential read.
+	w := open(1, os.O_WRONLY)
+	if _, err := w.WriteAt([]byte{^plains[1][0]}, 0); err != nil {
+		t.Fatal(err)
+	}
+	plains[1][0] ^= 0xff
+	check(maxReadAheads - 1)
+	last := len(files) - 1
+	read(files[last], last, chunk, false)
+	check(maxReadAheads)
+
+	for i, f := range files {
+		read(f, i, 0, true)
+	}
+	w.Close()
+	for _, f := range files {
 		f.Close()
 	}
-	waitRunning(0)
+	waitReadAheads(t, s, 0)
+}
+
+// waitReadAheads waits up to 5 s for the read-aheads running in s's mount to number want: the
+// kernel releases a file, which stops its read-ahead, after close returns.
+func waitReadAheads(t *testing.T, s *Server, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); len(s.fsys.readAheads) != want && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := len(s.fsys.readAheads); got != want {
+		t.Fatalf("%d read-aheads running, want %d", got, want)
+	}
 }

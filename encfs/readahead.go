@@ -22,9 +22,10 @@ const (
 	readAheadBehind = 4 << 20
 	// maxSegments bounds the segments of one read-ahead, those that replies still use included.
 	maxSegments = (readAheadWindow+readAheadBehind)/segmentSize + 4
-	// maxReadAheads bounds the read-aheads running at once in a mount, and so the plaintext they
-	// hold (maxSegments segments each). A large file read while all are taken is read without
-	// one, until one is free.
+	// maxReadAheads bounds the read-aheads that the files of a mount hold at once, and so the
+	// plaintext they keep (maxSegments segments each). A large file read while all are taken is
+	// read without one; a file keeps its read-ahead until it is closed or written to, and the
+	// next sequential read of another file then takes it.
 	maxReadAheads = 8
 )
 
