@@ -239,16 +239,19 @@ func (n *fileNode) readAhead(off int64, size int) *readAhead {
 	if !sequential || n.shadow || n.ra != nil && n.ra.covers(off) || n.pf.Size() < readAheadMin || off >= n.pf.Size() {
 		return n.ra
 	}
+	token := false
 	if n.ra != nil {
-		n.ra.stop() // its token goes to the new one
-	} else {
+		token = n.ra.stop(true) // a token it still holds goes to the new one
+		n.ra = nil
+	}
+	if !token {
 		select {
 		case n.fsys.readAheads <- struct{}{}:
 		default:
 			return nil
 		}
 	}
-	n.ra = startReadAhead(n.pf, n.pf.Size(), off)
+	n.ra = startReadAhead(n.pf, n.pf.Size(), off, n.fsys.readAheads)
 	return n.ra
 }
 
@@ -257,9 +260,8 @@ func (n *fileNode) stopReadAhead() {
 	n.raMu.Lock()
 	defer n.raMu.Unlock()
 	if n.ra != nil {
-		n.ra.stop()
+		n.ra.stop(false)
 		n.ra = nil
-		<-n.fsys.readAheads
 	}
 }
 

@@ -24,8 +24,8 @@ const (
 	maxSegments = (readAheadWindow+readAheadBehind)/segmentSize + 4
 	// maxReadAheads bounds the read-aheads that the files of a mount hold at once, and so the
 	// plaintext they keep (maxSegments segments each). A large file read while all are taken is
-	// read without one; a file keeps its read-ahead until it is closed or written to, and the
-	// next sequential read of another file then takes it.
+	// read without one. A read-ahead gives its token back when its file has been read to the
+	// end, is written to or is closed, and the next sequential read of another file takes it.
 	maxReadAheads = 8
 )
 
@@ -36,7 +36,8 @@ var _ [segmentSize % maxRequest]struct{} = [0]struct{}{}
 // plaintext that it keeps for them (pf.File.ReadAt decrypts each on every core). The reads it
 // covers are answered from the segments themselves, which stay pinned until the reply has been
 // sent. Reads it does not cover go to the file's pf.File; so do reads past a failed node, which
-// then fail there.
+// then fail there. It holds one of its mount's tokens until it stops, or until the file has been
+// read to its end, when it retires: it wipes its segments and covers nothing more.
 type readAhead struct {
 	mu        sync.Mutex
 	cond      sync.Cond
@@ -48,8 +49,10 @@ type readAhead struct {
 	read      int64 // the furthest offset read or waited for
 	size      int64 // the plaintext size
 	done      bool  // no more segments will come
-	stopped   bool
+	stopped   bool  // stopped or retired: it covers nothing
 	exited    chan struct{}
+	tokens    chan struct{} // the mount's read-ahead tokens
+	token     bool          // it holds one of them
 }
 
 // segment is plaintext at off. pins counts the replies that are being sent from it.
@@ -59,9 +62,10 @@ type segment struct {
 	pins int
 }
 
-// startReadAhead starts decrypting p, whose plaintext is size bytes, from off.
-func startReadAhead(p *pf.File, size, off int64) *readAhead {
-	ra := &readAhead{size: size, start: off, end: off, read: off, exited: make(chan struct{})}
+// startReadAhead starts decrypting p, whose plaintext is size bytes, from off, holding a token
+// that the caller has put into tokens.
+func startReadAhead(p *pf.File, size, off int64, tokens chan struct{}) *readAhead {
+	ra := &readAhead{size: size, start: off, end: off, read: off, exited: make(chan struct{}), tokens: tokens, token: true}
 	ra.cond.L = &ra.mu
 	go ra.run(p)
 	return ra
@@ -177,7 +181,9 @@ func (ra *readAhead) covers(off int64) bool {
 }
 
 // stop ends the read-ahead, waits for the replies still sent from it, and wipes its plaintext.
-func (ra *readAhead) stop() {
+// If it still holds its token, stop gives it back, or, with keepToken, reports true and leaves
+// it to the caller.
+func (ra *readAhead) stop(keepToken bool) bool {
 	ra.mu.Lock()
 	ra.stopped = true
 	ra.cond.Broadcast()
@@ -185,20 +191,50 @@ func (ra *readAhead) stop() {
 	<-ra.exited
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	for {
-		pinned := false
-		for _, s := range ra.segs {
-			pinned = pinned || s.pins > 0
-		}
-		if !pinned {
-			break
-		}
+	for ra.pinned() {
 		ra.cond.Wait()
 	}
+	ra.wipe()
+	token := ra.token
+	ra.token = false
+	if token && !keepToken {
+		<-ra.tokens
+	}
+	return token && keepToken
+}
+
+// pinned reports whether a reply is being sent from a segment. ra.mu must be held.
+func (ra *readAhead) pinned() bool {
+	for _, s := range ra.segs {
+		if s.pins > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// wipe wipes and drops the segments. ra.mu must be held, and run must fill no more segments
+// (it has returned, or the read-ahead is done).
+func (ra *readAhead) wipe() {
 	for _, s := range append(ra.segs, ra.free...) {
 		clear(s.b[:cap(s.b)])
 	}
 	ra.segs, ra.free = nil, nil
+}
+
+// retireIfRead retires the read-ahead once it has decrypted the file to its end, the file has
+// been read to its end and no reply is being sent from it: it wipes its segments, covers nothing
+// more, and gives its token back for another file. ra.mu must be held.
+func (ra *readAhead) retireIfRead() {
+	if ra.stopped || !ra.done || ra.end < ra.size || ra.read < ra.size || ra.pinned() {
+		return
+	}
+	ra.stopped = true
+	ra.wipe()
+	if ra.token {
+		ra.token = false
+		<-ra.tokens
+	}
 }
 
 // segmentReply is a reply sent straight from segments, which it keeps pinned until go-fuse has
@@ -235,6 +271,7 @@ func (r *segmentReply) Done() {
 	for _, seg := range r.segs {
 		seg.pins--
 	}
+	r.ra.retireIfRead()
 	r.ra.cond.Broadcast()
 	r.ra.mu.Unlock()
 }
