@@ -175,7 +175,7 @@ type fsys struct {
 	key   pf.Key
 	temps map[string]bool // names of the temporary files in use
 
-	readAheads chan struct{} // a token for each read-ahead a file holds, finished or not
+	readAheads chan struct{} // a token for each read-ahead that a file holds
 }
 
 // tempPrefix starts the names of temporary host files; 16 hex digits follow.

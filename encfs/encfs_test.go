@@ -615,10 +615,17 @@ func TestReadAheadsBounded(t *testing.T) {
 	read(files[last], last, chunk, false)
 	check(maxReadAheads)
 
-	// A file read to its end gives its read-ahead's token back once the last reply is sent.
+	// A file read to its end gives its read-ahead's token back once the last reply is sent, to
+	// the next sequential read of a file that has none, or of itself, which starts a new one.
+	// A read of the end alone does not.
+	read(files[3], 3, int64(len(plains[3])-chunk), false)
 	read(files[2], 2, 0, true)
 	waitReadAheads(t, s, maxReadAheads-1)
 	read(files[last-1], last-1, chunk, false)
+	check(maxReadAheads)
+	read(files[4], 4, 0, true)
+	waitReadAheads(t, s, maxReadAheads-1)
+	read(files[2], 2, 0, false)
 	check(maxReadAheads)
 
 	for i, f := range files {

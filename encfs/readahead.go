@@ -47,6 +47,7 @@ type readAhead struct {
 	start     int64
 	end       int64
 	read      int64 // the furthest offset read or waited for
+	served    int64 // the bytes of the replies sent from segments
 	size      int64 // the plaintext size
 	done      bool  // no more segments will come
 	stopped   bool  // stopped or retired: it covers nothing
@@ -170,6 +171,7 @@ func (ra *readAhead) readAt(size int, off int64) (fuse.ReadResult, bool) {
 		r.size += len(part)
 		pos += int64(len(part))
 	}
+	ra.served += int64(r.size)
 	return r, true
 }
 
@@ -223,10 +225,11 @@ func (ra *readAhead) wipe() {
 }
 
 // retireIfRead retires the read-ahead once it has decrypted the file to its end, the file has
-// been read to its end and no reply is being sent from it: it wipes its segments, covers nothing
-// more, and gives its token back for another file. ra.mu must be held.
+// been read to its end, as many bytes as it decrypted have been sent from it (so not when a
+// reader has only jumped to the end) and no reply is being sent from it: it wipes its segments,
+// covers nothing more, and gives its token back for another file. ra.mu must be held.
 func (ra *readAhead) retireIfRead() {
-	if ra.stopped || !ra.done || ra.end < ra.size || ra.read < ra.size || ra.pinned() {
+	if ra.stopped || !ra.done || ra.end < ra.size || ra.read < ra.size || ra.served < ra.size-ra.start || ra.pinned() {
 		return
 	}
 	ra.stopped = true
