@@ -47,7 +47,7 @@ type readAhead struct {
 	start     int64
 	end       int64
 	read      int64 // the furthest offset read or waited for
-	served    int64 // the bytes of the replies sent from segments
+	served    int64 // the bytes of the replies answered from segments
 	size      int64 // the plaintext size
 	done      bool  // no more segments will come
 	stopped   bool  // stopped or retired: it covers nothing
