@@ -8,30 +8,21 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/ppml/ppml/attest/trust"
 )
 
 // Config is the server's configuration file (TOML). Relative paths in it are relative to the
 // file's folder.
 type Config struct {
-	Listen        string   `toml:"listen"`
-	TLSCert       string   `toml:"tls_cert"`        // the server's own certificate (PEM)
-	TLSKey        string   `toml:"tls_key"`         // and its key
-	Store         string   `toml:"store"`           // "sqlite:PATH"
-	MasterKeyFile string   `toml:"master_key_file"` // 32 bytes; keys are encrypted at rest under it
-	SimPlatforms  []string `toml:"sim_platforms"`   // simulated platforms to trust (development)
-	// Collateral is where the collateral of genuine SGX platforms comes from: a folder of
-	// Intel PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's
-	// cache (see docs/collateral.md). Without it only simulated platforms can attest.
-	Collateral string `toml:"collateral"`
-	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
-	SkipCRL bool `toml:"skip_crl"`
-	// TDXCollateral is a folder of Intel collateral for TDX platforms (TDX TCB info, TD_QE
-	// identity): with it, TDX trust domains can attest.
-	TDXCollateral string `toml:"tdx_collateral"`
-	// SNP lets SEV-SNP guests attest, trusting AMD's roots, with the VCEK or VLEK certificates
-	// their evidence carries or SNPCertificates (PEM or DER files, as AMD's KDS serves them).
-	SNP             bool     `toml:"snp"`
-	SNPCertificates []string `toml:"snp_certificates"`
+	Listen        string `toml:"listen"`
+	TLSCert       string `toml:"tls_cert"`        // the server's own certificate (PEM)
+	TLSKey        string `toml:"tls_key"`         // and its key
+	Store         string `toml:"store"`           // "sqlite:PATH"
+	MasterKeyFile string `toml:"master_key_file"` // 32 bytes; keys are encrypted at rest under it
+	// The roots of trust that vouch for workloads' evidence: sim_platforms, collateral,
+	// skip_crl, tdx_collateral, snp, snp_certificates.
+	trust.Settings
 
 	MetricsListen    string   `toml:"metrics_listen"` // Prometheus metrics at /metrics; "" for none
 	MaxConnections   int      `toml:"max_connections"`

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/trust"
 	"github.com/ppml/ppml/internal/testfiles"
+	"github.com/ppml/ppml/provision/wire"
 	"github.com/ppml/ppml/ratls"
 	"github.com/ppml/ppml/store"
 )
@@ -40,7 +42,7 @@ func TestRealGramineCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := Verifiers(&Config{Collateral: dir, SkipCRL: true})
+	reg, err := (&trust.Settings{Collateral: dir, SkipCRL: true}).Registry()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func TestRealGramineCertificate(t *testing.T) {
 // quote goes through the server's registry.
 func TestTDXAndSNPVerifiers(t *testing.T) {
 	dir := collateralDir(t, "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json", "tdx/oasis-core/qe_identity_v2_tdx2.json")
-	reg, err := Verifiers(&Config{TDXCollateral: dir, SkipCRL: true, SNP: true})
+	reg, err := (&trust.Settings{TDXCollateral: dir, SkipCRL: true, SNP: true}).Registry()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ keys = ["default"]
 			seen := len(tb.audit(t))
 			_, err = tb.client(recorded{tc.kind, evidence}).Fetch(context.Background(), "default")
 			want := fmt.Sprintf("%s: %v", tc.kind, ratls.ErrBinding)
-			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), want) {
+			if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), want) {
 				t.Fatalf("client: err = %v, want a refusal saying %q", err, want)
 			}
 			rec := tb.lastAudit(t, seen)

@@ -34,6 +34,9 @@ func (tb *testbed) dialAttested(t *testing.T) *tls.Conn {
 	return conn
 }
 
+// keysRequest starts a request of ppml's protocol (docs/provisioning.md).
+const keysRequest = "PPML_PROVISION_KEYS_REQUEST_V1\x00\x00\x00\x00\x00"
+
 // TestMisbehavingClients: malformed and oversized requests, a client that sends nothing and
 // clients that hang up neither crash the server nor leak goroutines, and each is audited.
 func TestMisbehavingClients(t *testing.T) {

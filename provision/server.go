@@ -8,18 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ppml/ppml/attest"
-	"github.com/ppml/ppml/attest/sgx"
-	"github.com/ppml/ppml/attest/sim"
-	"github.com/ppml/ppml/attest/snp"
-	"github.com/ppml/ppml/attest/tdx"
-	"github.com/ppml/ppml/collateral"
+	"github.com/ppml/ppml/provision/wire"
 	"github.com/ppml/ppml/ratls"
 	"github.com/ppml/ppml/store"
 )
@@ -73,7 +68,7 @@ func (s *Server) Reload(cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
-	registry, err := Verifiers(cfg)
+	registry, err := cfg.Registry()
 	if err != nil {
 		return err
 	}
@@ -85,56 +80,6 @@ func (s *Server) Reload(cfg *Config) error {
 		tls: ratls.ServerConfig(cert),
 	})
 	return nil
-}
-
-// Verifiers returns the verifiers a configuration trusts: its simulated platforms and, as
-// configured, genuine Intel SGX platforms, TDX trust domains and SEV-SNP guests.
-func Verifiers(cfg *Config) (attest.Registry, error) {
-	var verifiers attest.AnyOf
-	for _, dir := range cfg.SimPlatforms {
-		v, err := sim.LoadVerifier(dir)
-		if err != nil {
-			return nil, err
-		}
-		verifiers = append(verifiers, v)
-	}
-	if cfg.Collateral != "" {
-		source, err := collateral.OpenSource(cfg.Collateral)
-		if err != nil {
-			return nil, err
-		}
-		// After the simulated platforms, whose refusal of a genuine quote is cheap and certain.
-		verifiers = append(verifiers, &sgx.IntelVerifier{Source: source, SkipCRL: cfg.SkipCRL})
-	}
-	r := attest.Registry{}
-	if len(verifiers) > 0 {
-		r[attest.SGX] = verifiers
-	}
-	if cfg.TDXCollateral != "" {
-		b, err := collateral.ReadDir(cfg.TDXCollateral, "")
-		if err != nil {
-			return nil, err
-		}
-		if r[attest.TDX], err = tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: cfg.SkipCRL}); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.SNP {
-		var certs [][]byte
-		for _, name := range cfg.SNPCertificates {
-			b, err := os.ReadFile(name)
-			if err != nil {
-				return nil, err
-			}
-			certs = append(certs, b)
-		}
-		v, err := snp.NewVerifier(snp.Options{Certificates: certs})
-		if err != nil {
-			return nil, err
-		}
-		r[attest.SNP] = v
-	}
-	return r, nil
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -231,7 +176,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	if be := (*ratls.BindingError)(nil); errors.As(verr, &be) {
 		fillClaims(&rec, be.Claims) // where the replayed evidence came from
 	}
-	req, err := readRequest(tc)
+	req, err := wire.ReadRequest(tc)
 	if err != nil {
 		rec.Reason = "request: " + err.Error()
 		if verr != nil {
@@ -242,7 +187,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	names, reason := s.decide(st, claims, verr, req, &rec)
 	if reason != "" {
 		rec.Reason = reason
-		if b := refusal(req, reason); b != nil {
+		if b := wire.Refusal(req, reason); b != nil {
 			tc.Write(b)
 		}
 		return
@@ -256,7 +201,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	for i, name := range names {
 		if secrets[i], err = s.store.Key(context.Background(), name, store.Current); err != nil {
 			rec.Reason = fmt.Sprintf("key %q: %v", name, err)
-			tc.Write(refusal(req, fmt.Sprintf("key %q is not available", name)))
+			tc.Write(wire.Refusal(req, fmt.Sprintf("key %q is not available", name)))
 			return
 		}
 	}
@@ -265,11 +210,11 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	if _, err := s.store.AppendAudit(context.Background(), rec); err != nil {
 		rec.Decision, rec.Keys = store.Deny, nil
 		rec.Reason = "audit log unavailable: " + err.Error()
-		tc.Write(refusal(req, "the server cannot record its decision"))
+		tc.Write(wire.Refusal(req, "the server cannot record its decision"))
 		return
 	}
 	audited = true
-	resp := grant(req, secrets)
+	resp := wire.Grant(req, secrets)
 	_, err = tc.Write(resp)
 	clear(resp)
 	if err != nil {
@@ -281,7 +226,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 
 // decide applies the policy: it returns the names of the keys to release, or the reason to
 // refuse.
-func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *request, rec *store.AuditRecord) ([]string, string) {
+func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *wire.Request, rec *store.AuditRecord) ([]string, string) {
 	if verr != nil {
 		return nil, "attestation failed: " + verr.Error()
 	}
@@ -290,15 +235,15 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *reque
 		return nil, err.Error()
 	}
 	rec.Workload = w.Name
-	if req.gramine {
+	if req.Gramine {
 		return w.Keys[:1], ""
 	}
-	for _, name := range req.keys {
+	for _, name := range req.Keys {
 		if !slices.Contains(w.Keys, name) {
 			return nil, fmt.Sprintf("workload %q may not have key %q (it may have %q)", w.Name, name, w.Keys)
 		}
 	}
-	return req.keys, ""
+	return req.Keys, ""
 }
 
 // finish writes the audit record (unless it is written already), the log line and the metrics

@@ -17,6 +17,8 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/provision/client"
+	"github.com/ppml/ppml/provision/wire"
 	"github.com/ppml/ppml/store"
 )
 
@@ -117,8 +119,8 @@ func (tb *testbed) pinClock(t *testing.T, at time.Time) {
 	tb.serve(t, srv)
 }
 
-func (tb *testbed) client(a attest.Attester) *Client {
-	return &Client{Servers: []string{tb.addr}, Roots: tb.roots, Attester: a, Timeout: 10 * time.Second}
+func (tb *testbed) client(a attest.Attester) *client.Client {
+	return &client.Client{Servers: []string{tb.addr}, Roots: tb.roots, Attester: a, Timeout: 10 * time.Second}
 }
 
 // audit returns the audit records.
@@ -237,7 +239,7 @@ keys = ["default"]
 			c := tb.client(tc.attester)
 			seen := len(tb.audit(t))
 			_, err := c.Fetch(context.Background(), append([]string{"default"}, tc.keys...)...)
-			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tc.want) {
+			if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("client: err = %v, want a refusal saying %q", err, tc.want)
 			}
 			rec := tb.lastAudit(t, seen)
@@ -282,7 +284,7 @@ func TestProvisionRevokedPCK(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave}).Fetch(context.Background(), "default")
-	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "revoked") {
+	if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -292,7 +294,7 @@ func TestProvisionNoClientCertificate(t *testing.T) {
 	seen := len(tb.audit(t))
 	conn, err := tls.Dial("tcp", tb.addr, &tls.Config{RootCAs: tb.roots, ServerName: "localhost"})
 	if err == nil {
-		_, err = conn.Write([]byte(gramineRequest))
+		_, err = conn.Write([]byte("SECRET_PROVISION_RA_TLS_REQUEST_V1\x00"))
 		if err == nil {
 			_, err = conn.Read(make([]byte, 1))
 		}

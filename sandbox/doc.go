@@ -13,8 +13,8 @@
 //  2. When the manifest has encrypted mounts, their keys (KeyNames) are fetched from the servers of
 //     loader.env.SECRET_PROVISION_SERVERS over RA-TLS, trusting the CA certificate at
 //     SECRET_PROVISION_CA_CHAIN_PATH, which must be a trusted file inside one of the mounts. The
-//     workload attests with Options.Attester; for the simulated platform, SimEnclave gives the
-//     identity it reports. Without encrypted mounts nothing is attested, as with gramine-direct.
+//     workload attests with Options.Attester, which the caller chooses (for the simulated
+//     platform, package attest/sim and its WorkloadEnclave). Without encrypted mounts nothing is attested, as with gramine-direct.
 //     An existing file of a single-file encrypted mount must then open with its key, so that a
 //     wrong key or a left-over output stops the start instead of failing the workload later.
 //  3. ppml re-executes itself (/proc/self/exe, the very binary running) in a new mount namespace

@@ -12,10 +12,9 @@ import (
 	"strings"
 
 	"github.com/ppml/ppml/attest"
-	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
-	"github.com/ppml/ppml/provision"
+	"github.com/ppml/ppml/provision/client"
 )
 
 // KeyNames returns the distinct key names of m's encrypted mounts, in the order of first use.
@@ -28,18 +27,6 @@ func KeyNames(m *manifest.Manifest) []string {
 		}
 	}
 	return names
-}
-
-// SimEnclave returns the identity that a workload run from m reports on the simulated platform:
-// MRENCLAVE is m's measurement (manifest.Measure); MRSIGNER is the signer's of sig, the
-// manifest's signature, or zero when sig is nil; ISV_PROD_ID, ISV_SVN and the debug flag are the
-// manifest's.
-func SimEnclave(m *manifest.Manifest, sig *manifest.Signature) sim.Enclave {
-	e := sim.Enclave{MREnclave: manifest.Measure(m), ISVProdID: m.ISVProdID, ISVSVN: m.ISVSVN, Debug: m.Debug}
-	if sig != nil {
-		e.MRSigner = sig.MRSigner()
-	}
-	return e
 }
 
 // fetchKeys attests with a and fetches the named keys from m's provisioning servers.
@@ -60,7 +47,7 @@ func fetchKeys(ctx context.Context, m *manifest.Manifest, a attest.Attester, nam
 		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %s holds no PEM certificate", ca)
 	}
 	servers := m.Provisioning.Servers
-	c := &provision.Client{Servers: servers, Roots: roots, Attester: a}
+	c := &client.Client{Servers: servers, Roots: roots, Attester: a}
 	secrets, err := c.Fetch(ctx, names...)
 	if err != nil {
 		return nil, fmt.Errorf("keys %s from %s: %w", strings.Join(names, ", "), strings.Join(servers, ", "), err)

@@ -298,7 +298,7 @@ func (w *world) fakeTD() attest.Attester {
 // options are Run's options for m on the world's platform, with the workload's output in out.
 func (w *world) options(m *manifest.Manifest, out *bytes.Buffer) sandbox.Options {
 	return sandbox.Options{
-		Attester: sim.Attester{Platform: w.plat, Enclave: sandbox.SimEnclave(m, nil)},
+		Attester: sim.Attester{Platform: w.plat, Enclave: sim.WorkloadEnclave(m, nil)},
 		Stdout:   out,
 		Stderr:   out,
 	}

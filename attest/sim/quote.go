@@ -8,6 +8,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/manifest"
 )
 
 // Enclave is the identity a simulated quote reports, in the fields of an SGX report body.
@@ -17,6 +18,18 @@ type Enclave struct {
 	ISVProdID uint16
 	ISVSVN    uint16
 	Debug     bool
+}
+
+// WorkloadEnclave returns the identity that a workload run from m reports on a simulated
+// platform: MRENCLAVE is m's measurement (manifest.Measure); MRSIGNER is the signer's of sig, the
+// manifest's signature, or zero when sig is nil; ISV_PROD_ID, ISV_SVN and the debug flag are the
+// manifest's.
+func WorkloadEnclave(m *manifest.Manifest, sig *manifest.Signature) Enclave {
+	e := Enclave{MREnclave: manifest.Measure(m), ISVProdID: m.ISVProdID, ISVSVN: m.ISVSVN, Debug: m.Debug}
+	if sig != nil {
+		e.MRSigner = sig.MRSigner()
+	}
+	return e
 }
 
 // qeAuthData is the simulated Quoting Enclave's authentication data.

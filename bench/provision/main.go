@@ -34,6 +34,7 @@ import (
 
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/provision"
+	"github.com/ppml/ppml/provision/client"
 	"github.com/ppml/ppml/store"
 )
 
@@ -107,7 +108,7 @@ func run(clients, requests int, rate float64) error {
 	}
 	var wg sync.WaitGroup
 	for range clients {
-		c := &provision.Client{Servers: []string{addr}, Roots: roots, Attester: sim.Attester{Platform: plat, Enclave: enclave}}
+		c := &client.Client{Servers: []string{addr}, Roots: roots, Attester: sim.Attester{Platform: plat, Enclave: enclave}}
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(requests); i = next.Add(1) {
 				due := time.Now()

@@ -14,7 +14,7 @@ import (
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/attest/tdx"
-	"github.com/ppml/ppml/provision"
+	"github.com/ppml/ppml/provision/client"
 )
 
 func newProvisionCommand() *cobra.Command {
@@ -71,7 +71,7 @@ and --debug.`,
 			if !roots.AppendCertsFromPEM(pem) {
 				return fmt.Errorf("%s: no PEM certificate", caPath)
 			}
-			c := &provision.Client{Servers: servers, Roots: roots, Attester: a, Timeout: timeout}
+			c := &client.Client{Servers: servers, Roots: roots, Attester: a, Timeout: timeout}
 			var secrets [][]byte
 			names := keys
 			if len(keys) == 0 {

@@ -14,9 +14,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
-	"github.com/ppml/ppml/attest/sim"
-	"github.com/ppml/ppml/attest/snp"
-	"github.com/ppml/ppml/attest/tdx"
+	"github.com/ppml/ppml/attest/trust"
 	"github.com/ppml/ppml/collateral"
 )
 
@@ -103,19 +101,27 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 					return usageError{fmt.Errorf("--at: %w", err)}
 				}
 			}
-			var v attest.Verifier
+			kind, settings := attest.SGX, trust.Settings{SkipCRL: skipCRL}
 			switch {
 			case len(snpCerts) > 0 || snpReport:
-				v, err = snpVerifier(snpCerts)
+				kind, settings.SNP, settings.SNPCertificates = attest.SNP, true, snpCerts
 			case isTDXQuote(quote):
-				v, err = tdxVerifier(collateralDir, skipCRL)
+				if collateralDir == "" {
+					return usageError{errors.New("a TDX quote needs --collateral DIR (its TDX TCB info and TD_QE identity)")}
+				}
+				kind, settings.TDXCollateral = attest.TDX, collateralDir
+			case simDir != "":
+				settings.SimPlatforms = []string{simDir}
+			case collateralDir != "":
+				settings.Collateral = collateralDir
 			default:
-				v, err = quoteVerifier(simDir, collateralDir, skipCRL)
+				settings.Collateral = collateral.IntelPCS // through the cache
 			}
+			registry, err := settings.Registry()
 			if err != nil {
 				return err
 			}
-			claims, err := v.Verify(quote, when)
+			claims, err := registry.Verify(kind, quote, when)
 			if errors.Is(err, sgx.ErrNoRevocationData) {
 				err = fmt.Errorf("%w (--skip-crl accepts that)", err)
 			}
@@ -142,52 +148,9 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 	return cmd
 }
 
-// quoteVerifier returns the verifier for a quote: the simulated platform's, or Intel's with
-// the collateral of the quote's platform from a folder or, without one, from the cache of Intel
-// PCS responses (fetching what it lacks).
-func quoteVerifier(simDir, collateralDir string, skipCRL bool) (attest.Verifier, error) {
-	if simDir != "" {
-		p, err := sim.Load(simDir)
-		if err != nil {
-			return nil, err
-		}
-		return p.Verifier()
-	}
-	source, err := collateral.OpenSource(collateralDir)
-	if err != nil {
-		return nil, err
-	}
-	return &sgx.IntelVerifier{Source: source, SkipCRL: skipCRL}, nil
-}
-
 // isTDXQuote reports whether a quote's header names a TDX trust domain (TEE type 0x81).
 func isTDXQuote(quote []byte) bool {
 	return len(quote) >= 8 && binary.LittleEndian.Uint32(quote[4:8]) == 0x81
-}
-
-// tdxVerifier returns the verifier of TDX quotes with the collateral in dir.
-func tdxVerifier(dir string, skipCRL bool) (attest.Verifier, error) {
-	if dir == "" {
-		return nil, usageError{errors.New("a TDX quote needs --collateral DIR (its TDX TCB info and TD_QE identity)")}
-	}
-	b, err := collateral.ReadDir(dir, "")
-	if err != nil {
-		return nil, err
-	}
-	return tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: skipCRL})
-}
-
-// snpVerifier returns the verifier of SEV-SNP reports, with certificates from the files named.
-func snpVerifier(files []string) (attest.Verifier, error) {
-	var certs [][]byte
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, b)
-	}
-	return snp.NewVerifier(snp.Options{Certificates: certs})
 }
 
 func printClaims(w io.Writer, c *attest.Claims) {

@@ -117,6 +117,6 @@ func runAttester(cmd *cobra.Command, name string, m *manifest.Manifest, tee, sim
 		if err != nil {
 			return sim.Enclave{}, err
 		}
-		return sandbox.SimEnclave(m, sig), nil
+		return sim.WorkloadEnclave(m, sig), nil
 	})
 }

@@ -1,4 +1,7 @@
-package provision
+// Package wire is the secret provisioning protocol that the server (package provision) and the
+// client (package provision/client) share: Gramine's, byte for byte, and ppml's extension for
+// several named keys and a reason when refused. Every reader bounds what it reads.
+package wire
 
 import (
 	"encoding/binary"
@@ -35,21 +38,21 @@ const (
 	maxSecret = 1 << 20
 )
 
-// request is what a client asked for: Gramine's single secret, or named keys.
-type request struct {
-	gramine bool
-	keys    []string
+// Request is what a client asks for: Gramine's single secret, or named keys.
+type Request struct {
+	Gramine bool
+	Keys    []string
 }
 
-// readRequest reads a Gramine or ppml request.
-func readRequest(r io.Reader) (*request, error) {
+// ReadRequest reads a Gramine or ppml request.
+func ReadRequest(r io.Reader) (*Request, error) {
 	magic := make([]byte, len(gramineRequest))
 	if _, err := io.ReadFull(r, magic); err != nil {
 		return nil, fmt.Errorf("read request: %w", err)
 	}
 	switch string(magic) {
 	case gramineRequest:
-		return &request{gramine: true}, nil
+		return &Request{Gramine: true}, nil
 	case keysRequest:
 	default:
 		return nil, fmt.Errorf("not a provisioning request (it starts %q)", magic)
@@ -61,13 +64,13 @@ func readRequest(r io.Reader) (*request, error) {
 	if count[0] == 0 || count[0] > maxKeys {
 		return nil, fmt.Errorf("request for %d keys (1 to %d)", count[0], maxKeys)
 	}
-	req := &request{}
+	req := &Request{}
 	for range count[0] {
 		name, err := readShort(r, 1, maxName)
 		if err != nil {
 			return nil, fmt.Errorf("read key name: %w", err)
 		}
-		req.keys = append(req.keys, string(name))
+		req.Keys = append(req.Keys, string(name))
 	}
 	return req, nil
 }
@@ -86,15 +89,16 @@ func readShort(r io.Reader, min, max int) ([]byte, error) {
 	return b, err
 }
 
-func (req *request) marshal() ([]byte, error) {
-	if req.gramine {
+// Marshal returns the request as a client sends it.
+func (req *Request) Marshal() ([]byte, error) {
+	if req.Gramine {
 		return []byte(gramineRequest), nil
 	}
-	if len(req.keys) == 0 || len(req.keys) > maxKeys {
-		return nil, fmt.Errorf("ask for 1 to %d keys, not %d", maxKeys, len(req.keys))
+	if len(req.Keys) == 0 || len(req.Keys) > maxKeys {
+		return nil, fmt.Errorf("ask for 1 to %d keys, not %d", maxKeys, len(req.Keys))
 	}
-	b := append([]byte(keysRequest), byte(len(req.keys)))
-	for _, k := range req.keys {
+	b := append([]byte(keysRequest), byte(len(req.Keys)))
+	for _, k := range req.Keys {
 		if len(k) == 0 || len(k) > maxName {
 			return nil, fmt.Errorf("key name %q: 1 to %d bytes", k, maxName)
 		}
@@ -103,9 +107,9 @@ func (req *request) marshal() ([]byte, error) {
 	return b, nil
 }
 
-// grant returns the response that releases secrets, answering req.
-func grant(req *request, secrets [][]byte) []byte {
-	if req.gramine {
+// Grant returns the response that releases secrets, answering req.
+func Grant(req *Request, secrets [][]byte) []byte {
+	if req.Gramine {
 		b := binary.BigEndian.AppendUint32([]byte(gramineResponse), uint32(len(secrets[0])))
 		return append(b, secrets[0]...)
 	}
@@ -117,10 +121,10 @@ func grant(req *request, secrets [][]byte) []byte {
 	return b
 }
 
-// refusal returns the response that refuses req for reason, or nil for a Gramine client, which
+// Refusal returns the response that refuses req for reason, or nil for a Gramine client, which
 // learns nothing but a closed connection (as from Gramine's own server).
-func refusal(req *request, reason string) []byte {
-	if req.gramine {
+func Refusal(req *Request, reason string) []byte {
+	if req.Gramine {
 		return nil
 	}
 	if len(reason) > maxReason {
@@ -134,9 +138,9 @@ func refusal(req *request, reason string) []byte {
 // ErrRefused is returned by a client whose request the server refused; the error says why.
 var ErrRefused = errors.New("the server refused")
 
-// readResponse reads the answer to req: the secrets, in the order asked.
-func readResponse(r io.Reader, req *request) ([][]byte, error) {
-	if req.gramine {
+// ReadResponse reads the answer to req: the secrets, in the order asked.
+func ReadResponse(r io.Reader, req *Request) ([][]byte, error) {
+	if req.Gramine {
 		head := make([]byte, len(gramineResponse)+4)
 		if _, err := io.ReadFull(r, head); err != nil {
 			return nil, fmt.Errorf("read response: %w (a Gramine-protocol server closes the connection when it refuses)", err)
@@ -170,7 +174,7 @@ func readResponse(r io.Reader, req *request) ([][]byte, error) {
 		return nil, fmt.Errorf("unknown response status %d", head[len(keysResponse)])
 	}
 	var secrets [][]byte
-	for range req.keys {
+	for range req.Keys {
 		var n [4]byte
 		if _, err := io.ReadFull(r, n[:]); err != nil {
 			return nil, fmt.Errorf("read response: %w", err)

@@ -1,4 +1,7 @@
-package provision
+// Package client asks ppml's and Gramine's secret provisioning servers for keys over RA-TLS,
+// proving what it runs in with an attest.Attester. It is what a workload's launcher links: none
+// of the server's policy, store or metrics.
+package client
 
 import (
 	"context"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/provision/wire"
 	"github.com/ppml/ppml/ratls"
 )
 
@@ -50,24 +54,24 @@ func (c *Client) certificate() (tls.Certificate, error) {
 }
 
 // Fetch returns the named keys, in order, with ppml's protocol. A server that cannot be reached
-// or fails the handshake is skipped for the next; a refusal ends the search (ErrRefused, with
+// or fails the handshake is skipped for the next; a refusal ends the search (wire.ErrRefused, with
 // the server's reason).
 func (c *Client) Fetch(ctx context.Context, names ...string) ([][]byte, error) {
-	return c.fetch(ctx, &request{keys: names})
+	return c.fetch(ctx, &wire.Request{Keys: names})
 }
 
 // FetchGramine returns the one secret that Gramine's protocol gives, as libsecret_prov_attest.so
 // asks for it.
 func (c *Client) FetchGramine(ctx context.Context) ([]byte, error) {
-	secrets, err := c.fetch(ctx, &request{gramine: true})
+	secrets, err := c.fetch(ctx, &wire.Request{Gramine: true})
 	if err != nil {
 		return nil, err
 	}
 	return secrets[0], nil
 }
 
-func (c *Client) fetch(ctx context.Context, req *request) ([][]byte, error) {
-	msg, err := req.marshal()
+func (c *Client) fetch(ctx context.Context, req *wire.Request) ([][]byte, error) {
+	msg, err := req.Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func (c *Client) fetch(ctx context.Context, req *request) ([][]byte, error) {
 	var errs []error
 	for _, server := range c.Servers {
 		secrets, err := c.ask(ctx, server, cert, req, msg)
-		if err == nil || errors.Is(err, ErrRefused) {
+		if err == nil || errors.Is(err, wire.ErrRefused) {
 			return secrets, err
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", server, err))
@@ -89,7 +93,7 @@ func (c *Client) fetch(ctx context.Context, req *request) ([][]byte, error) {
 	return nil, errors.Join(errs...)
 }
 
-func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, req *request, msg []byte) ([][]byte, error) {
+func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, req *wire.Request, msg []byte) ([][]byte, error) {
 	timeout := c.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
@@ -111,5 +115,5 @@ func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, r
 	if _, err := conn.Write(msg); err != nil {
 		return nil, err
 	}
-	return readResponse(conn, req)
+	return wire.ReadResponse(conn, req)
 }

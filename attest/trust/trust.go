@@ -1,0 +1,86 @@
+// Package trust builds the verifiers a relying party trusts from its settings: simulated
+// platforms, Intel's collateral for SGX enclaves and TDX trust domains, AMD's roots for SEV-SNP
+// guests. The provisioning server (its configuration file) and `ppml quote verify` (its flags)
+// both describe what they trust with Settings, so that both verify evidence the same way.
+package trust
+
+import (
+	"os"
+
+	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/attest/snp"
+	"github.com/ppml/ppml/attest/tdx"
+	"github.com/ppml/ppml/collateral"
+)
+
+// Settings say which roots of trust vouch for evidence. Their TOML keys are those of the
+// server's configuration file; paths are used as they are (the caller resolves them).
+type Settings struct {
+	// SimPlatforms are folders of simulated platforms to trust (development).
+	SimPlatforms []string `toml:"sim_platforms"`
+	// Collateral is where the collateral of genuine SGX platforms comes from: a folder of Intel
+	// PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's cache
+	// (see docs/collateral.md). Without it only simulated SGX platforms can attest.
+	Collateral string `toml:"collateral"`
+	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
+	SkipCRL bool `toml:"skip_crl"`
+	// TDXCollateral is a folder of Intel collateral for TDX platforms (TDX TCB info, TD_QE
+	// identity): with it, TDX trust domains can attest.
+	TDXCollateral string `toml:"tdx_collateral"`
+	// SNP lets SEV-SNP guests attest, trusting AMD's roots, with the VCEK or VLEK certificates
+	// their evidence carries or SNPCertificates (PEM or DER files, as AMD's KDS serves them).
+	SNP             bool     `toml:"snp"`
+	SNPCertificates []string `toml:"snp_certificates"`
+}
+
+// Registry returns the verifiers the settings trust, one per kind of evidence. SGX quotes are
+// tried against the simulated platforms first, whose refusal of a genuine quote is cheap and
+// certain, then against Intel's roots.
+func (s *Settings) Registry() (attest.Registry, error) {
+	r := attest.Registry{}
+	var sgxVerifiers attest.AnyOf
+	for _, dir := range s.SimPlatforms {
+		v, err := sim.LoadVerifier(dir)
+		if err != nil {
+			return nil, err
+		}
+		sgxVerifiers = append(sgxVerifiers, v)
+	}
+	if s.Collateral != "" {
+		source, err := collateral.OpenSource(s.Collateral)
+		if err != nil {
+			return nil, err
+		}
+		sgxVerifiers = append(sgxVerifiers, &sgx.IntelVerifier{Source: source, SkipCRL: s.SkipCRL})
+	}
+	if len(sgxVerifiers) > 0 {
+		r[attest.SGX] = sgxVerifiers
+	}
+	if s.TDXCollateral != "" {
+		b, err := collateral.ReadDir(s.TDXCollateral, "")
+		if err != nil {
+			return nil, err
+		}
+		if r[attest.TDX], err = tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: s.SkipCRL}); err != nil {
+			return nil, err
+		}
+	}
+	if s.SNP {
+		var certs [][]byte
+		for _, name := range s.SNPCertificates {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				return nil, err
+			}
+			certs = append(certs, b)
+		}
+		v, err := snp.NewVerifier(snp.Options{Certificates: certs})
+		if err != nil {
+			return nil, err
+		}
+		r[attest.SNP] = v
+	}
+	return r, nil
+}
