@@ -7,6 +7,7 @@
 package attest
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,8 +39,9 @@ type Verifier interface {
 	Kind() Kind
 	// Verify checks evidence as of the time at and returns what it says. It fails unless the
 	// evidence is genuine, current and not revoked; a TCB status below UpToDate is reported in
-	// the claims for a policy to judge.
-	Verify(evidence []byte, at time.Time) (*Claims, error)
+	// the claims for a policy to judge. Whatever it fetches (collateral, certificates) it fetches
+	// under ctx, so that a caller's deadline or cancellation ends the wait.
+	Verify(ctx context.Context, evidence []byte, at time.Time) (*Claims, error)
 }
 
 // Hex is bytes that print and marshal as lower-case hex.
@@ -96,12 +98,12 @@ var (
 type Registry map[Kind]Verifier
 
 // Verify checks evidence of the given kind with its registered verifier.
-func (r Registry) Verify(kind Kind, evidence []byte, at time.Time) (*Claims, error) {
+func (r Registry) Verify(ctx context.Context, kind Kind, evidence []byte, at time.Time) (*Claims, error) {
 	v, ok := r[kind]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}
-	return v.Verify(evidence, at)
+	return v.Verify(ctx, evidence, at)
 }
 
 // AnyOf is a Verifier of one kind made of several, each trusting its own roots: Intel's, or a
@@ -114,10 +116,10 @@ func (a AnyOf) Kind() Kind { return a[0].Kind() }
 // Verify returns the claims of the first verifier that accepts the evidence. It stops at the
 // first refusal for any reason but an untrusted root, since that verifier recognised the
 // evidence as its own.
-func (a AnyOf) Verify(evidence []byte, at time.Time) (*Claims, error) {
+func (a AnyOf) Verify(ctx context.Context, evidence []byte, at time.Time) (*Claims, error) {
 	var first error
 	for _, v := range a {
-		c, err := v.Verify(evidence, at)
+		c, err := v.Verify(ctx, evidence, at)
 		if err == nil || !errors.Is(err, ErrUntrustedRoot) {
 			return c, err
 		}

@@ -1,6 +1,7 @@
 package attest_test
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -34,7 +35,7 @@ func TestAnyOf(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		claims, err := any.Verify(quote, now)
+		claims, err := any.Verify(context.Background(), quote, now)
 		switch {
 		case i < 2 && err != nil:
 			t.Errorf("platform %d: %v", i, err)

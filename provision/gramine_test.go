@@ -6,6 +6,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,7 +48,7 @@ func TestRealGramineCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims, err := ratls.Verify(cert, reg, time.Unix(1671497404, 0))
+	claims, err := ratls.Verify(context.Background(), cert, reg, time.Unix(1671497404, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +84,7 @@ func TestTDXAndSNPVerifiers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims, err := reg.Verify(attest.TDX, quote, time.Unix(1725263032, 0))
+	claims, err := reg.Verify(context.Background(), attest.TDX, quote, time.Unix(1725263032, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,5 +165,44 @@ keys = ["default"]
 				t.Errorf("audit: TEE %q, MRTD %q, measurement %q: want the evidence's", rec.TEE, rec.MRTD, rec.Measurement)
 			}
 		})
+	}
+}
+
+// TestCollateralFetchEndsWithRequest: a first-time collateral fetch for a genuine SGX quote (set
+// SGX-1 of testdata/attestation), from a PCCS that never answers, is cancelled when the request's
+// deadline passes: the client is answered in time and the fetch does not outlive the connection.
+func TestCollateralFetchEndsWithRequest(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	cancelled := make(chan struct{})
+	pccs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-time.After(20 * time.Second):
+		}
+	}))
+	defer pccs.Close()
+	tb := newTestbed(t, fmt.Sprintf("collateral = %q\nrequest_timeout = \"300ms\"\n", pccs.URL)+byEnclave)
+	tb.pinClock(t, time.Unix(1671497404, 0))
+	quote, err := os.ReadFile(filepath.Join(attestation, "sgx/oasis-core/quote_v3_ecdsa_p256_pck_chain.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := len(tb.audit(t))
+	start := time.Now()
+	// The connection's deadline has passed with the request's: the refusal cannot be sent.
+	if _, err = tb.client(recorded{attest.SGX, quote}).Fetch(context.Background(), "default"); err == nil {
+		t.Fatal("keys released without collateral")
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the collateral fetch outlived its request")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("refused after %v, want about the request timeout", d)
+	}
+	if rec := tb.lastAudit(t, seen); !strings.Contains(rec.Reason, "collateral") || !strings.Contains(rec.Reason, context.DeadlineExceeded.Error()) {
+		t.Errorf("audit reason %q, want the collateral's deadline named", rec.Reason)
 	}
 }

@@ -170,8 +170,12 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	}
 	audited := false
 	defer func() { s.finish(&rec, start, audited) }()
-	conn.SetDeadline(time.Now().Add(st.cfg.RequestTimeout.Duration))
-	claims, verr := ratls.VerifyPeer(tc.ConnectionState(), st.registry, s.now())
+	// The request's deadline bounds the connection and all that verifying its evidence fetches.
+	deadline := time.Now().Add(st.cfg.RequestTimeout.Duration)
+	conn.SetDeadline(deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	claims, verr := ratls.VerifyPeer(ctx, tc.ConnectionState(), st.registry, s.now())
 	fillClaims(&rec, claims)
 	if be := (*ratls.BindingError)(nil); errors.As(verr, &be) {
 		fillClaims(&rec, be.Claims) // where the replayed evidence came from
@@ -199,7 +203,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 		}
 	}()
 	for i, name := range names {
-		if secrets[i], err = s.store.Key(context.Background(), name, store.Current); err != nil {
+		if secrets[i], err = s.store.Key(ctx, name, store.Current); err != nil {
 			rec.Reason = fmt.Sprintf("key %q: %v", name, err)
 			tc.Write(wire.Refusal(req, fmt.Sprintf("key %q is not available", name)))
 			return

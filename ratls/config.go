@@ -1,6 +1,7 @@
 package ratls
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -42,11 +43,11 @@ func ServerConfig(cert tls.Certificate) *tls.Config {
 // VerifyPeer verifies the certificates a client sent in a handshake made with [ServerConfig]:
 // exactly one, else an error wrapping [ErrPeerCertificates], and that one an RA-TLS certificate,
 // verified as of at with reg ([Verify]). It returns the claims of the client's evidence.
-func VerifyPeer(cs tls.ConnectionState, reg attest.Registry, at time.Time) (*attest.Claims, error) {
+func VerifyPeer(ctx context.Context, cs tls.ConnectionState, reg attest.Registry, at time.Time) (*attest.Claims, error) {
 	if len(cs.PeerCertificates) != 1 {
 		return nil, fmt.Errorf("ratls: %w, got %d", ErrPeerCertificates, len(cs.PeerCertificates))
 	}
-	return Verify(cs.PeerCertificates[0], reg, at)
+	return Verify(ctx, cs.PeerCertificates[0], reg, at)
 }
 
 // ClientConfig returns the configuration of an attested client, as Gramine's secret provisioning

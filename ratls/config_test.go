@@ -2,6 +2,7 @@ package ratls
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -115,7 +116,7 @@ func serveOnce(t *testing.T, cfg *tls.Config, reg attest.Registry, policy func(*
 		}
 		cs := tc.ConnectionState()
 		r.verified, r.resumed = true, cs.DidResume
-		r.claims, r.verr = VerifyPeer(cs, reg, verifyAt)
+		r.claims, r.verr = VerifyPeer(context.Background(), cs, reg, verifyAt)
 		if r.err = r.verr; r.err == nil {
 			r.err = policy(r.claims)
 		}
@@ -266,7 +267,7 @@ func TestVerifyPeer(t *testing.T) {
 		{"two", []*x509.Certificate{leaf, leaf}, ErrPeerCertificates},
 		{"not RA-TLS", []*x509.Certificate{newTestCA(t).cert}, ErrNoEvidence},
 	} {
-		claims, err := VerifyPeer(tls.ConnectionState{PeerCertificates: tc.certs}, reg, verifyAt)
+		claims, err := VerifyPeer(context.Background(), tls.ConnectionState{PeerCertificates: tc.certs}, reg, verifyAt)
 		if tc.want == nil && (err != nil || claims == nil) || tc.want != nil && (claims != nil || !errors.Is(err, tc.want)) {
 			t.Errorf("%s: %+v, %v; want %v", tc.name, claims, err, tc.want)
 		}

@@ -2,6 +2,7 @@ package ratls
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -68,7 +69,7 @@ type quoteReportData struct{}
 
 func (quoteReportData) Kind() attest.Kind { return attest.SGX }
 
-func (quoteReportData) Verify(quote []byte, _ time.Time) (*attest.Claims, error) {
+func (quoteReportData) Verify(_ context.Context, quote []byte, _ time.Time) (*attest.Claims, error) {
 	q, err := sgx.ParseQuote(quote)
 	if err != nil {
 		return nil, err
@@ -87,7 +88,7 @@ func FuzzCertificate(f *testing.F) {
 		if err != nil {
 			return // crypto/tls fails the handshake
 		}
-		claims, err := VerifyPeer(tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}}, reg, gramineTime)
+		claims, err := VerifyPeer(context.Background(), tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}}, reg, gramineTime)
 		if err != nil {
 			if claims != nil || !isParseError(err) && !errors.Is(err, ErrNotVerified) {
 				t.Fatalf("claims %v, error %v", claims, err)

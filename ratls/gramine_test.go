@@ -2,6 +2,7 @@ package ratls
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha1"
@@ -31,7 +32,7 @@ func TestGramineCertificate(t *testing.T) {
 			if ev.Format != tc.format || ev.Kind != attest.SGX {
 				t.Errorf("evidence: %s %s, want %s sgx", ev.Format, ev.Kind, tc.format)
 			}
-			claims, err := Verify(tc.cert, reg, gramineTime)
+			claims, err := Verify(context.Background(), tc.cert, reg, gramineTime)
 			if err != nil {
 				t.Fatal(err)
 			}

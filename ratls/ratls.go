@@ -25,6 +25,7 @@ package ratls
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"fmt"
 	"time"
@@ -32,7 +33,7 @@ import (
 	"github.com/ppml/ppml/attest"
 )
 
-// Verify checks an RA-TLS certificate as of the time at: it extracts the evidence
+// Verify checks an RA-TLS certificate as of the time at, fetching what the verifier needs under ctx: it extracts the evidence
 // ([ExtractEvidence]), verifies it with the registry's verifier for its kind, checks that its
 // report data begins with the key binding, and returns the claims. The upper 32 bytes of the
 // report data are not checked, as Gramine does not check them.
@@ -42,12 +43,12 @@ import (
 // key. Errors wrap ErrNoEvidence, ErrMalformed, ErrUnsupported, ErrBinding or ErrNotVerified
 // (together with the verifier's own error); evidence that verifies but binds another key is a
 // [*BindingError], which holds its claims for the record.
-func Verify(cert *x509.Certificate, reg attest.Registry, at time.Time) (*attest.Claims, error) {
+func Verify(ctx context.Context, cert *x509.Certificate, reg attest.Registry, at time.Time) (*attest.Claims, error) {
 	ev, err := ExtractEvidence(cert)
 	if err != nil {
 		return nil, err
 	}
-	claims, err := reg.Verify(ev.Kind, ev.Data, at)
+	claims, err := reg.Verify(ctx, ev.Kind, ev.Data, at)
 	if err != nil {
 		return nil, fmt.Errorf("ratls: %s, %s: %w: %w", ev.Format, ev.Kind, ErrNotVerified, err)
 	}

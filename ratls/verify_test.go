@@ -2,6 +2,7 @@ package ratls
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -41,7 +42,7 @@ func TestSimCertificate(t *testing.T) {
 			if ev.Format != tc.format || ev.Kind != attest.SGX || ev.Binding != tc.binding {
 				t.Errorf("evidence %s %s binding %x, want %s sgx %x", ev.Format, ev.Kind, ev.Binding, tc.format, tc.binding)
 			}
-			claims, err := Verify(tc.cert, reg, simTime.Add(time.Minute))
+			claims, err := Verify(context.Background(), tc.cert, reg, simTime.Add(time.Minute))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +69,7 @@ func (f fakeTEE) Attest(rd attest.ReportData) ([]byte, error) {
 	return append(slices.Clone(f.header), rd[:]...), nil
 }
 
-func (f fakeTEE) Verify(evidence []byte, _ time.Time) (*attest.Claims, error) {
+func (f fakeTEE) Verify(_ context.Context, evidence []byte, _ time.Time) (*attest.Claims, error) {
 	if len(evidence) != len(f.header)+64 || !bytes.HasPrefix(evidence, f.header) {
 		return nil, errors.New("not evidence of this fake TEE")
 	}
@@ -99,7 +100,7 @@ func TestOtherKinds(t *testing.T) {
 			if ev.Kind != tee.kind || ev.Tag != tagOf[tee.kind] {
 				t.Errorf("evidence of kind %s, tag %d; want %s, %d", ev.Kind, ev.Tag, tee.kind, tagOf[tee.kind])
 			}
-			claims, err := Verify(c.Leaf, reg, simTime)
+			claims, err := Verify(context.Background(), c.Leaf, reg, simTime)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,7 +193,7 @@ func TestRefused(t *testing.T) {
 		{"no verifier for SGX", a, attest.Registry{}, []error{ErrNotVerified, attest.ErrUnknownKind}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			claims, err := Verify(tc.cert, tc.reg, at)
+			claims, err := Verify(context.Background(), tc.cert, tc.reg, at)
 			if claims != nil {
 				t.Errorf("claims %+v", claims)
 			}
@@ -216,18 +217,18 @@ func TestGramineRefused(t *testing.T) {
 	}
 	moved := selfSigned(t, key, &key.PublicKey, pkix.Extension{Id: oidGramineQuote, Value: extension(g, oidGramineQuote)}, pkix.Extension{Id: oidTaggedEvidence, Value: extension(g, oidTaggedEvidence)})
 	for _, c := range []*x509.Certificate{moved, legacyOnly(moved)} {
-		if _, err := Verify(c, reg, gramineTime); !errors.Is(err, ErrBinding) {
+		if _, err := Verify(context.Background(), c, reg, gramineTime); !errors.Is(err, ErrBinding) {
 			t.Errorf("evidence moved to another key: err = %v", err)
 		}
 	}
 	// The legacy quote verifies before its report data shows the other key: the error says
 	// whose quote it is. (The tagged evidence's claims name the other key before that.)
 	var be *BindingError
-	if _, err := Verify(legacyOnly(moved), reg, gramineTime); !errors.As(err, &be) || be.Claims == nil || be.Claims.TEE != attest.SGX || len(be.Claims.MREnclave) != 32 {
+	if _, err := Verify(context.Background(), legacyOnly(moved), reg, gramineTime); !errors.As(err, &be) || be.Claims == nil || be.Claims.TEE != attest.SGX || len(be.Claims.MREnclave) != 32 {
 		t.Errorf("legacy quote moved to another key: err = %v, want a BindingError with the quote's claims", err)
 	}
 	// After the collateral expired.
-	if _, err := Verify(g, reg, gramineTime.AddDate(0, 1, 0)); !errors.Is(err, ErrNotVerified) || !errors.Is(err, sgx.ErrExpired) {
+	if _, err := Verify(context.Background(), g, reg, gramineTime.AddDate(0, 1, 0)); !errors.Is(err, ErrNotVerified) || !errors.Is(err, sgx.ErrExpired) {
 		t.Errorf("a month later: err = %v", err)
 	}
 }
@@ -244,7 +245,7 @@ func TestP256Certificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Verify(cert.Leaf, simRegistry(t, p), simTime); err != nil {
+	if _, err := Verify(context.Background(), cert.Leaf, simRegistry(t, p), simTime); err != nil {
 		t.Fatal(err)
 	}
 	key521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)

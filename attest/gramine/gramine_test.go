@@ -2,6 +2,7 @@ package gramine
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,7 +64,7 @@ func TestAttest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims, err := v.Verify(quote, time.Now())
+	claims, err := v.Verify(context.Background(), quote, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

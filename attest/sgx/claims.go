@@ -1,6 +1,7 @@
 package sgx
 
 import (
+	"context"
 	"time"
 
 	"github.com/ppml/ppml/attest"
@@ -36,7 +37,7 @@ type AttestVerifier struct {
 func (a AttestVerifier) Kind() attest.Kind { return attest.SGX }
 
 // Verify verifies an SGX quote at time at and returns its claims.
-func (a AttestVerifier) Verify(quote []byte, at time.Time) (*attest.Claims, error) {
+func (a AttestVerifier) Verify(_ context.Context, quote []byte, at time.Time) (*attest.Claims, error) {
 	v, err := a.Verifier.Verify(quote, at)
 	if err != nil {
 		return nil, err

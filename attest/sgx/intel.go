@@ -33,11 +33,12 @@ type platformVerifier struct {
 // Kind returns attest.SGX.
 func (iv *IntelVerifier) Kind() attest.Kind { return attest.SGX }
 
-// collateralTimeout bounds the wait for a platform's collateral.
+// collateralTimeout bounds the wait for a platform's collateral, within the caller's context.
 const collateralTimeout = 30 * time.Second
 
-// Verify verifies a quote from a genuine platform at time at.
-func (iv *IntelVerifier) Verify(quote []byte, at time.Time) (*attest.Claims, error) {
+// Verify verifies a quote from a genuine platform at time at. The platform's collateral, when it
+// has none current, is fetched under ctx.
+func (iv *IntelVerifier) Verify(ctx context.Context, quote []byte, at time.Time) (*attest.Claims, error) {
 	q, err := ParseQuote(quote)
 	if err != nil {
 		return nil, &Error{StepQuote, err}
@@ -50,7 +51,7 @@ func (iv *IntelVerifier) Verify(quote []byte, at time.Time) (*attest.Claims, err
 	if err != nil {
 		return nil, &Error{StepPCKChain, err}
 	}
-	v, err := iv.verifier(p, certs, at)
+	v, err := iv.verifier(ctx, p, certs, at)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +65,7 @@ func (iv *IntelVerifier) Verify(quote []byte, at time.Time) (*attest.Claims, err
 // verifier returns the Verifier of platform p, getting its collateral if it has none current.
 // Before any collateral is looked for, the quote's PCK chain must lead to Intel's root, so that
 // a forged certificate cannot make it fetch collateral for platforms of its choosing.
-func (iv *IntelVerifier) verifier(p collateral.Platform, certs []*x509.Certificate, at time.Time) (*Verifier, error) {
+func (iv *IntelVerifier) verifier(ctx context.Context, p collateral.Platform, certs []*x509.Certificate, at time.Time) (*Verifier, error) {
 	iv.mu.Lock()
 	c := iv.verifiers[p]
 	iv.mu.Unlock()
@@ -74,7 +75,7 @@ func (iv *IntelVerifier) verifier(p collateral.Platform, certs []*x509.Certifica
 	if err := intelChain(certs, at); err != nil {
 		return nil, &Error{StepPCKChain, err}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), collateralTimeout)
+	ctx, cancel := context.WithTimeout(ctx, collateralTimeout)
 	defer cancel()
 	b, err := iv.Source(ctx, p)
 	if err != nil {

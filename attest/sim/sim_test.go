@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -228,7 +229,7 @@ func TestAttesterAndVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims, err := attest.Registry{attest.SGX: v}.Verify(a.Kind(), evidence, now)
+	claims, err := attest.Registry{attest.SGX: v}.Verify(context.Background(), a.Kind(), evidence, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func TestAttesterAndVerifier(t *testing.T) {
 		!bytes.Equal(claims.ReportData, rd[:]) || claims.Debug {
 		t.Errorf("claims %+v", claims)
 	}
-	if _, err := (attest.Registry{}).Verify(attest.SGX, evidence, now); !errors.Is(err, attest.ErrUnknownKind) {
+	if _, err := (attest.Registry{}).Verify(context.Background(), attest.SGX, evidence, now); !errors.Is(err, attest.ErrUnknownKind) {
 		t.Errorf("empty registry: %v", err)
 	}
 }
@@ -258,7 +259,7 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := v.Verify(quote, now); err != nil {
+		if _, err := v.Verify(context.Background(), quote, now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package snp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -56,7 +57,7 @@ func signedReport(t *testing.T, s *sevtest.AmdSigner, reportData []byte, alter f
 // checkEvidence verifies evidence with the fake roots and checks that it binds rd.
 func checkEvidence(t *testing.T, s *sevtest.AmdSigner, evidence []byte, rd attest.ReportData) {
 	t.Helper()
-	c, err := fakeVerifier(t, s).Verify(evidence, fakeTime.Add(time.Hour))
+	c, err := fakeVerifier(t, s).Verify(context.Background(), evidence, fakeTime.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestReportAgainstCertificate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			evidence := append(signedReport(t, s, nil, tc.alter), table...)
-			_, err := fakeVerifier(t, s).Verify(evidence, fakeTime.Add(time.Hour))
+			_, err := fakeVerifier(t, s).Verify(context.Background(), evidence, fakeTime.Add(time.Hour))
 			wantErr(t, err, tc.text)
 		})
 	}

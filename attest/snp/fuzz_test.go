@@ -1,6 +1,7 @@
 package snp
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-sev-guest/abi"
@@ -16,7 +17,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(withCerts(read(f, vlekReport), read(f, vlekCert), abi.VlekGUID))
 	v := newVerifier(f, googleVCEK, trusteeVCEK)
 	f.Fuzz(func(t *testing.T, evidence []byte) {
-		c, err := v.Verify(evidence, vcekTime)
+		c, err := v.Verify(context.Background(), evidence, vcekTime)
 		if err != nil {
 			return
 		}

@@ -2,6 +2,7 @@ package snp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -114,7 +115,7 @@ func (v *Verifier) Kind() attest.Kind { return attest.SNP }
 // Verify verifies SEV-SNP evidence as of time at and returns its claims. Every error names the
 // step that failed: parsing, finding the endorsement certificate, go-sev-guest's verification of
 // the certificate chain and signature, or the report's consistency with its certificate.
-func (v *Verifier) Verify(evidence []byte, at time.Time) (*attest.Claims, error) {
+func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*attest.Claims, error) {
 	if at.IsZero() {
 		return nil, errors.New("snp: no verification time given")
 	}

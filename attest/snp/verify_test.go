@@ -2,6 +2,7 @@ package snp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ func TestVerifyReports(t *testing.T) {
 			"8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0", "819770b7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := tc.v.Verify(tc.report, tc.at)
+			c, err := tc.v.Verify(context.Background(), tc.report, tc.at)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,18 +124,18 @@ func TestVerifyReports(t *testing.T) {
 func TestWrongCertificate(t *testing.T) {
 	report := read(t, trusteeReport)
 	// A VCEK of another chip: no configured certificate fits...
-	_, err := newVerifier(t, googleVCEK).Verify(report, vcekTime)
+	_, err := newVerifier(t, googleVCEK).Verify(context.Background(), report, vcekTime)
 	wantErr(t, err, "snp: no VCEK certificate for chip")
 	// ...and in the evidence, it did not sign the report.
-	_, err = newVerifier(t).Verify(withCerts(report, read(t, googleVCEK), abi.VcekGUID), vcekTime)
+	_, err = newVerifier(t).Verify(context.Background(), withCerts(report, read(t, googleVCEK), abi.VcekGUID), vcekTime)
 	wantErr(t, err, "snp: verify report with go-sev-guest: report signature verification error")
 	// Tampered VCEKs: the ASK's signature over them does not verify.
 	for _, bad := range []string{badVCEKLegacy, badVCEKNew} {
-		_, err = newVerifier(t).Verify(withCerts(report, read(t, bad), abi.VcekGUID), vcekTime)
+		_, err = newVerifier(t).Verify(context.Background(), withCerts(report, read(t, bad), abi.VcekGUID), vcekTime)
 		wantErr(t, err, "VCEK could not be verified by any trusted roots")
 	}
 	// A VLEK report with a VCEK in the evidence.
-	_, err = newVerifier(t).Verify(withCerts(read(t, vlekReport), read(t, trusteeVCEK), abi.VcekGUID), vlekTime)
+	_, err = newVerifier(t).Verify(context.Background(), withCerts(read(t, vlekReport), read(t, trusteeVCEK), abi.VcekGUID), vlekTime)
 	wantErr(t, err, "snp: no VLEK certificate")
 	// Not a VCEK or VLEK at all.
 	_, err = NewVerifier(Options{Certificates: [][]byte{[]byte("not a certificate")}})
@@ -158,23 +159,23 @@ func TestTampered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bytes.Clone(report)
 			r[tc.off] ^= 1
-			_, err := v.Verify(r, vcekTime)
+			_, err := v.Verify(context.Background(), r, vcekTime)
 			wantErr(t, err, tc.text)
 		})
 	}
-	_, err := v.Verify(report[:1000], vcekTime)
+	_, err := v.Verify(context.Background(), report[:1000], vcekTime)
 	wantErr(t, err, "snp: parse evidence: 1000 bytes, an attestation report has 1184")
-	_, err = v.Verify(append(bytes.Clone(report), 1, 2, 3), vcekTime)
+	_, err = v.Verify(context.Background(), append(bytes.Clone(report), 1, 2, 3), vcekTime)
 	wantErr(t, err, "snp: parse evidence: certificate table")
 }
 
 func TestVerifyTimes(t *testing.T) {
 	// The VLEK expired 2025-12-10; the VCEK was issued 2023-01-24.
-	_, err := newVerifier(t, vlekCert).Verify(read(t, vlekReport), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	_, err := newVerifier(t, vlekCert).Verify(context.Background(), read(t, vlekReport), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	wantErr(t, err, "certificate has expired or is not yet valid")
-	_, err = newVerifier(t, trusteeVCEK).Verify(read(t, trusteeReport), time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC))
+	_, err = newVerifier(t, trusteeVCEK).Verify(context.Background(), read(t, trusteeReport), time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC))
 	wantErr(t, err, "certificate has expired or is not yet valid")
-	_, err = newVerifier(t, trusteeVCEK).Verify(read(t, trusteeReport), time.Time{})
+	_, err = newVerifier(t, trusteeVCEK).Verify(context.Background(), read(t, trusteeReport), time.Time{})
 	wantErr(t, err, "no verification time")
 }
 
@@ -197,10 +198,10 @@ func TestRoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(read(t, trusteeReport), vcekTime); err != nil {
+	if _, err := v.Verify(context.Background(), read(t, trusteeReport), vcekTime); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(read(t, vlekReport), vlekTime); err != nil {
+	if _, err := v.Verify(context.Background(), read(t, vlekReport), vlekTime); err != nil {
 		t.Fatal(err)
 	}
 
@@ -227,7 +228,7 @@ func TestRoots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = v.Verify(read(t, tc.report), tc.at)
+		_, err = v.Verify(context.Background(), read(t, tc.report), tc.at)
 		wantErr(t, err, tc.text)
 	}
 
@@ -247,7 +248,7 @@ func TestProduct(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = v.Verify(read(t, trusteeReport), vcekTime)
+		_, err = v.Verify(context.Background(), read(t, trusteeReport), vcekTime)
 		if tc.text == "" {
 			if err != nil {
 				t.Fatal(err)
@@ -263,7 +264,7 @@ func TestVerifierKind(t *testing.T) {
 	if v.Kind() != attest.SNP {
 		t.Fatalf("kind %q", v.Kind())
 	}
-	_, err := attest.Registry{attest.SNP: v}.Verify(attest.TDX, read(t, trusteeReport), vcekTime)
+	_, err := attest.Registry{attest.SNP: v}.Verify(context.Background(), attest.TDX, read(t, trusteeReport), vcekTime)
 	if !errors.Is(err, attest.ErrUnknownKind) {
 		t.Fatalf("got %v", err)
 	}
@@ -274,7 +275,7 @@ func BenchmarkVerify(b *testing.B) {
 	v := newVerifier(b, trusteeVCEK)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := v.Verify(r, vcekTime); err != nil {
+		if _, err := v.Verify(context.Background(), r, vcekTime); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -288,7 +289,7 @@ func TestConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			if _, err := v.Verify(reports[i%2], vcekTime); err != nil {
+			if _, err := v.Verify(context.Background(), reports[i%2], vcekTime); err != nil {
 				t.Error(err)
 			}
 		})

@@ -2,6 +2,7 @@ package tdx
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"testing"
@@ -54,7 +55,7 @@ func TestAttester(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newVerifier(t, oasisBundle(t), true).Verify(evidence, tdx1Time)
+	c, err := newVerifier(t, oasisBundle(t), true).Verify(context.Background(), evidence, tdx1Time)
 	if err != nil {
 		t.Fatal(err)
 	}

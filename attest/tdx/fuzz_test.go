@@ -1,6 +1,7 @@
 package tdx
 
 import (
+	"context"
 	"testing"
 
 	"github.com/ppml/ppml/collateral"
@@ -14,7 +15,7 @@ func FuzzVerify(f *testing.F) {
 	}
 	v := newVerifier(f, oasisBundle(f), true)
 	f.Fuzz(func(t *testing.T, evidence []byte) {
-		c, err := v.Verify(evidence, tdx1Time)
+		c, err := v.Verify(context.Background(), evidence, tdx1Time)
 		if err != nil {
 			return
 		}
@@ -33,7 +34,7 @@ func FuzzCollateral(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tcbInfo, chain []byte) {
 		b := &collateral.Bundle{TCBInfo: tcbInfo, TCBInfoIssuerChain: chain, QEIdentity: b.QEIdentity, QEIdentityIssuerChain: b.QEIdentityIssuerChain}
 		if v, err := NewVerifier(Options{Collateral: b, SkipCRL: true}); err == nil {
-			v.Verify(quote, tdx1Time)
+			v.Verify(context.Background(), quote, tdx1Time)
 		}
 	})
 }

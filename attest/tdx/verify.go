@@ -1,6 +1,7 @@
 package tdx
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
@@ -96,7 +97,7 @@ const tcbCheckFailed = "failed TCB status check"
 
 // Verify verifies a TDX quote as of time at and returns its claims. Every error names the step
 // that failed: parsing the quote, go-tdx-guest's verification, or the TCB status.
-func (v *Verifier) Verify(evidence []byte, at time.Time) (*attest.Claims, error) {
+func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*attest.Claims, error) {
 	if at.IsZero() {
 		return nil, errors.New("tdx: no verification time given")
 	}

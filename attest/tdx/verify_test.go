@@ -2,6 +2,7 @@ package tdx
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -36,7 +37,7 @@ func TestVerifySets(t *testing.T) {
 			"569e660ca18bdc532697faa4a2238ef2e439c2381a2239553c49d9708ed40f0c8612b5bcb621e431bb188f4de5bfd8a8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := newVerifier(t, tc.bundle, tc.skipCRL).Verify(read(t, tc.quote), tc.at)
+			c, err := newVerifier(t, tc.bundle, tc.skipCRL).Verify(context.Background(), read(t, tc.quote), tc.at)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,13 +62,13 @@ func TestVerifySets(t *testing.T) {
 // in upper case, as both dcap-qvl bundles do, are refused. TDX-8 should verify (UpToDate); when a
 // go-tdx-guest release fixes this, move TDX-8 to TestVerifySets.
 func TestUpperCaseFMSPC(t *testing.T) {
-	_, err := newVerifier(t, phalaCollateral(t, phalaBundle), false).Verify(read(t, phalaQuote), tdx8Time)
+	_, err := newVerifier(t, phalaCollateral(t, phalaBundle), false).Verify(context.Background(), read(t, phalaQuote), tdx8Time)
 	wantErr(t, err, nil, `FMSPC from PCK Certificate("b0c06f000000") is not equal to FMSPC value from Intel PCS's reported TDX TCB info("B0C06F000000")`)
 }
 
 // TestReportData checks that the claims carry the quote's report data (TDX-6: all zero).
 func TestReportData(t *testing.T) {
-	c, err := newVerifier(t, googleBundle(t), false).Verify(read(t, oeQuote), tdx4Time)
+	c, err := newVerifier(t, googleBundle(t), false).Verify(context.Background(), read(t, oeQuote), tdx4Time)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,16 +93,16 @@ func wantErr(t *testing.T, err error, reason error, text string) {
 
 func TestTCBLevelNotSupported(t *testing.T) {
 	// TDX-3 and TDX-4: one platform below every TCB level; every signature and chain verifies.
-	_, err := newVerifier(t, bundle(t, oasisTCB50806F, oasisQE2023), true).Verify(read(t, oasisOutOfDate), tdx3Time)
+	_, err := newVerifier(t, bundle(t, oasisTCB50806F, oasisQE2023), true).Verify(context.Background(), read(t, oasisOutOfDate), tdx3Time)
 	wantErr(t, err, ErrTCBLevelNotSupported, "tdx: TCB status: TCB level not supported")
-	_, err = newVerifier(t, googleBundle(t), false).Verify(read(t, googleQuote), tdx4Time)
+	_, err = newVerifier(t, googleBundle(t), false).Verify(context.Background(), read(t, googleQuote), tdx4Time)
 	wantErr(t, err, ErrTCBLevelNotSupported, "tdx: TCB status: TCB level not supported")
 }
 
 func TestVersion5Unsupported(t *testing.T) {
 	// TDX-7, TDX-9/10 and TDX-11 are quotes of version 5, which go-tdx-guest v0.3.1 cannot parse.
 	for _, q := range []string{googleQuoteV5, trusteeQuote5, oeQuoteV5} {
-		_, err := newVerifier(t, oasisBundle(t), true).Verify(read(t, q), tdx1Time)
+		_, err := newVerifier(t, oasisBundle(t), true).Verify(context.Background(), read(t, q), tdx1Time)
 		wantErr(t, err, ErrUnsupported, "unsupported quote version 5")
 	}
 }
@@ -165,11 +166,11 @@ func TestTampered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := bytes.Clone(quote)
 			q[tc.off] ^= 1
-			_, err := v.Verify(q, tdx1Time)
+			_, err := v.Verify(context.Background(), q, tdx1Time)
 			wantErr(t, err, nil, tc.text)
 		})
 	}
-	_, err := v.Verify(quote[:1000], tdx1Time)
+	_, err := v.Verify(context.Background(), quote[:1000], tdx1Time)
 	wantErr(t, err, nil, "tdx: parse quote")
 }
 
@@ -177,12 +178,12 @@ func TestVerifyTimes(t *testing.T) {
 	v := newVerifier(t, oasisBundle(t), true)
 	q := read(t, oasisQuote)
 	// The TCB info expires 2024-10-02T07:25:12Z, the QE identity 2024-10-02T06:47:57Z.
-	_, err := v.Verify(q, time.Date(2024, 10, 3, 0, 0, 0, 0, time.UTC))
+	_, err := v.Verify(context.Background(), q, time.Date(2024, 10, 3, 0, 0, 0, 0, time.UTC))
 	wantErr(t, err, nil, "has expired")
 	// Before the PCK certificate was issued.
-	_, err = v.Verify(q, time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC))
+	_, err = v.Verify(context.Background(), q, time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC))
 	wantErr(t, err, nil, "tdx: verify quote with go-tdx-guest")
-	_, err = v.Verify(q, time.Time{})
+	_, err = v.Verify(context.Background(), q, time.Time{})
 	wantErr(t, err, nil, "no verification time")
 }
 
@@ -198,7 +199,7 @@ func TestWrongRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = v.Verify(read(t, oasisQuote), tdx1Time)
+	_, err = v.Verify(context.Background(), read(t, oasisQuote), tdx1Time)
 	wantErr(t, err, nil, "certificate signed by unknown authority")
 }
 
@@ -210,13 +211,13 @@ func TestRevocation(t *testing.T) {
 	// TDX-8's PCK CRL is stale after 2025-07-19T10:00:35Z, its TCB info and QE identity last
 	// until 10:16:03 and 10:32:27.
 	late := time.Date(2025, 7, 19, 10, 10, 0, 0, time.UTC)
-	_, err = newVerifier(t, phalaCollateral(t, phalaBundle), false).Verify(read(t, phalaQuote), late)
+	_, err = newVerifier(t, phalaCollateral(t, phalaBundle), false).Verify(context.Background(), read(t, phalaQuote), late)
 	wantErr(t, err, nil, "PCK CRL has expired")
 
 	// A PCK CRL from another CA (the root CA CRL in its place) does not do.
 	b := googleBundle(t)
 	b.PCKCRL = b.RootCACRL
-	_, err = newVerifier(t, b, false).Verify(read(t, trusteeQuote4), tdx4Time)
+	_, err = newVerifier(t, b, false).Verify(context.Background(), read(t, trusteeQuote4), tdx4Time)
 	wantErr(t, err, nil, "PCK CRL verification failed")
 }
 
@@ -235,13 +236,13 @@ func TestCollateralErrors(t *testing.T) {
 	wantErr(t, err, nil, "QE identity issuer chain")
 
 	// Collateral for another platform.
-	_, err = newVerifier(t, bundle(t, oasisTCB50806F, oasisQE), true).Verify(read(t, oasisQuote), tdx1Time)
+	_, err = newVerifier(t, bundle(t, oasisTCB50806F, oasisQE), true).Verify(context.Background(), read(t, oasisQuote), tdx1Time)
 	wantErr(t, err, nil, "the collateral holds the TCB info for FMSPC 50806f000000, the quote's platform needs c0806f000000")
 
 	// A TD_QE identity altered after Intel signed it.
 	b = oasisBundle(t)
 	b.QEIdentity = bytes.Replace(b.QEIdentity, []byte(`"isvprodid":2`), []byte(`"isvprodid":3`), 1)
-	_, err = newVerifier(t, b, true).Verify(read(t, oasisQuote), tdx1Time)
+	_, err = newVerifier(t, b, true).Verify(context.Background(), read(t, oasisQuote), tdx1Time)
 	wantErr(t, err, nil, "QeIdentity response verification failed")
 }
 
@@ -251,7 +252,7 @@ func TestVerifierKind(t *testing.T) {
 		t.Fatalf("kind %q", v.Kind())
 	}
 	reg := attest.Registry{attest.TDX: v}
-	if _, err := reg.Verify(attest.TDX, read(t, oasisQuote), tdx1Time); err != nil {
+	if _, err := reg.Verify(context.Background(), attest.TDX, read(t, oasisQuote), tdx1Time); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -261,7 +262,7 @@ func BenchmarkVerify(b *testing.B) {
 	v := newVerifier(b, oasisBundle(b), true)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := v.Verify(q, tdx1Time); err != nil {
+		if _, err := v.Verify(context.Background(), q, tdx1Time); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -275,7 +276,7 @@ func TestConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			if _, err := v.Verify(quotes[i%2], tdx4Time); err != nil {
+			if _, err := v.Verify(context.Background(), quotes[i%2], tdx4Time); err != nil {
 				t.Error(err)
 			}
 		})

@@ -1,6 +1,7 @@
 package trust_test
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -41,14 +42,14 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims, err := r.Verify(attest.SGX, quote, time.Now())
+	claims, err := r.Verify(context.Background(), attest.SGX, quote, time.Now())
 	if err != nil || *claims.ISVSVN != 3 || claims.Platform != "simulated" {
 		t.Fatalf("simulated quote: %+v, %v", claims, err)
 	}
-	if _, err := anyOf[1].Verify(quote, time.Now()); !errors.Is(err, attest.ErrUntrustedRoot) {
+	if _, err := anyOf[1].Verify(context.Background(), quote, time.Now()); !errors.Is(err, attest.ErrUntrustedRoot) {
 		t.Errorf("Intel's verifier on a simulated quote: %v, want an untrusted root", err)
 	}
-	if _, err := r.Verify(attest.TDX, quote, time.Now()); !errors.Is(err, attest.ErrUnknownKind) {
+	if _, err := r.Verify(context.Background(), attest.TDX, quote, time.Now()); !errors.Is(err, attest.ErrUnknownKind) {
 		t.Errorf("TDX without tdx_collateral: %v", err)
 	}
 

@@ -121,7 +121,7 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 			if err != nil {
 				return err
 			}
-			claims, err := registry.Verify(kind, quote, when)
+			claims, err := registry.Verify(cmd.Context(), kind, quote, when)
 			if errors.Is(err, sgx.ErrNoRevocationData) {
 				err = fmt.Errorf("%w (--skip-crl accepts that)", err)
 			}
