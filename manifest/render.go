@@ -92,127 +92,144 @@ type renderer struct {
 	py      *pythonInfo
 }
 
+// render writes the text of the nodes to b.
 func (r *renderer) render(b *strings.Builder, nodes []node) error {
 	for _, n := range nodes {
-		switch n := n.(type) {
-		case textNode:
-			b.WriteString(string(n))
-		case *outputNode:
-			v, err := r.eval(n.e)
-			if err == nil {
-				var s string
-				if s, err = str(v); err == nil {
-					b.WriteString(s)
-				}
-			}
-			if err != nil {
-				return fmt.Errorf("line %d: %w", n.line, err)
-			}
-		case *forNode:
-			v, err := r.eval(n.seq)
-			list, ok := v.([]any)
-			if err == nil && !ok {
-				err = fmt.Errorf("cannot loop over %s", typeName(v))
-			}
-			if err != nil {
-				return fmt.Errorf("line %d: %w", n.line, err)
-			}
-			outer, shadowed := r.vars[n.name]
-			for _, x := range list {
-				r.vars[n.name] = x
-				if err := r.render(b, n.body); err != nil {
-					return err
-				}
-			}
-			delete(r.vars, n.name)
-			if shadowed {
-				r.vars[n.name] = outer
-			}
-		case *ifNode:
-			v, err := r.eval(n.cond)
-			if err != nil {
-				return fmt.Errorf("line %d: %w", n.line, err)
-			}
-			body := n.els
-			if truth(v) {
-				body = n.then
-			}
-			if err := r.render(b, body); err != nil {
-				return err
-			}
+		if err := n.render(r, b); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (r *renderer) eval(e expr) (any, error) {
-	switch e := e.(type) {
-	case literal:
-		return e.v, nil
-	case name:
-		if v, ok := r.vars[string(e)]; ok {
-			return v, nil
+func (n textNode) render(_ *renderer, b *strings.Builder) error {
+	b.WriteString(string(n))
+	return nil
+}
+
+func (n *outputNode) render(r *renderer, b *strings.Builder) error {
+	v, err := n.e.eval(r)
+	if err == nil {
+		var s string
+		if s, err = str(v); err == nil {
+			b.WriteString(s)
 		}
-		if v, ok := r.globals[string(e)]; ok {
-			return v, nil
-		}
-		return nil, fmt.Errorf("'%s' is undefined (define it: -D %s=VALUE)", e, e)
-	case attr:
-		x, err := r.eval(e.x)
-		if err != nil {
-			return nil, err
-		}
-		return getAttr(x, e.name)
-	case call:
-		fn, err := r.eval(e.fn)
-		if err != nil {
-			return nil, err
-		}
-		f, ok := fn.(function)
-		if !ok {
-			return nil, fmt.Errorf("%s is not a function", typeName(fn))
-		}
-		args := make([]any, len(e.args))
-		for i, a := range e.args {
-			if args[i], err = r.eval(a); err != nil {
-				return nil, err
-			}
-		}
-		kwargs := map[string]any{}
-		for k, a := range e.kwargs {
-			if kwargs[k], err = r.eval(a); err != nil {
-				return nil, err
-			}
-		}
-		return f(args, kwargs)
-	case negation:
-		x, err := r.eval(e.x)
-		return !truth(x), err
-	case operation:
-		x, err := r.eval(e.x)
-		if err != nil {
-			return nil, err
-		}
-		switch e.op {
-		case "and", "or": // Python's: the operand that decides
-			if truth(x) == (e.op == "or") {
-				return x, nil
-			}
-			return r.eval(e.y)
-		}
-		y, err := r.eval(e.y)
-		return equal(x, y) == (e.op == "=="), err
-	case conditional:
-		test, err := r.eval(e.test)
-		if err != nil {
-			return nil, err
-		}
-		if truth(test) {
-			return r.eval(e.then)
-		}
-		return r.eval(e.els)
 	}
-	panic(fmt.Sprintf("manifest: unknown expression %T", e))
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.line, err)
+	}
+	return nil
+}
+
+func (n *forNode) render(r *renderer, b *strings.Builder) error {
+	v, err := n.seq.eval(r)
+	list, ok := v.([]any)
+	if err == nil && !ok {
+		err = fmt.Errorf("cannot loop over %s", typeName(v))
+	}
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.line, err)
+	}
+	outer, shadowed := r.vars[n.name]
+	for _, x := range list {
+		r.vars[n.name] = x
+		if err := r.render(b, n.body); err != nil {
+			return err
+		}
+	}
+	delete(r.vars, n.name)
+	if shadowed {
+		r.vars[n.name] = outer
+	}
+	return nil
+}
+
+func (n *ifNode) render(r *renderer, b *strings.Builder) error {
+	v, err := n.cond.eval(r)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.line, err)
+	}
+	body := n.els
+	if truth(v) {
+		body = n.then
+	}
+	return r.render(b, body)
+}
+
+func (e literal) eval(*renderer) (any, error) { return e.v, nil }
+
+func (e name) eval(r *renderer) (any, error) {
+	if v, ok := r.vars[string(e)]; ok {
+		return v, nil
+	}
+	if v, ok := r.globals[string(e)]; ok {
+		return v, nil
+	}
+	return nil, fmt.Errorf("'%s' is undefined (define it: -D %s=VALUE)", e, e)
+}
+
+func (e attr) eval(r *renderer) (any, error) {
+	x, err := e.x.eval(r)
+	if err != nil {
+		return nil, err
+	}
+	return getAttr(x, e.name)
+}
+
+func (e call) eval(r *renderer) (any, error) {
+	fn, err := e.fn.eval(r)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := fn.(function)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a function", typeName(fn))
+	}
+	args := make([]any, len(e.args))
+	for i, a := range e.args {
+		if args[i], err = a.eval(r); err != nil {
+			return nil, err
+		}
+	}
+	kwargs := map[string]any{}
+	for k, a := range e.kwargs {
+		if kwargs[k], err = a.eval(r); err != nil {
+			return nil, err
+		}
+	}
+	return f(args, kwargs)
+}
+
+func (e negation) eval(r *renderer) (any, error) {
+	x, err := e.x.eval(r)
+	return !truth(x), err
+}
+
+func (e operation) eval(r *renderer) (any, error) {
+	x, err := e.x.eval(r)
+	if err != nil {
+		return nil, err
+	}
+	switch e.op {
+	case "and", "or": // Python's: the operand that decides
+		if truth(x) == (e.op == "or") {
+			return x, nil
+		}
+		return e.y.eval(r)
+	}
+	y, err := e.y.eval(r)
+	return equal(x, y) == (e.op == "=="), err
+}
+
+func (e conditional) eval(r *renderer) (any, error) {
+	test, err := e.test.eval(r)
+	if err != nil {
+		return nil, err
+	}
+	if truth(test) {
+		return e.then.eval(r)
+	}
+	return e.els.eval(r)
 }
 
 // str is Python's str() for the values a manifest can hold.

@@ -11,9 +11,13 @@ import (
 // This file is the small subset of Jinja that Gramine's manifest templates use; the package
 // documentation lists it.
 
-// A template is a list of nodes: textNode, *outputNode, *forNode or *ifNode.
-type node any
+// A template is a list of nodes: textNode, *outputNode, *forNode or *ifNode. Each renders
+// itself (render.go).
+type node interface {
+	render(r *renderer, b *strings.Builder) error
+}
 
+// textNode is text outside tags, written as it is.
 type textNode string
 
 // outputNode is {{ e }}.
@@ -37,9 +41,14 @@ type ifNode struct {
 	then, els []node
 }
 
+// An expression is a literal, name, attr, call, negation, operation or conditional. Each
+// evaluates itself (render.go).
+type expr interface {
+	eval(r *renderer) (any, error)
+}
+
 // Expressions.
 type (
-	expr    any
 	literal struct{ v any }
 	name    string
 	attr    struct {
@@ -205,8 +214,31 @@ var keywords = []string{"and", "or", "not", "if", "else", "in", "true", "false",
 
 // Expression tokens.
 type token struct {
-	kind byte // 'n' name, 's' string, 'i' integer, 'o' operator
-	text string
+	kind tokenKind
+	text string // for a string, its value without quotes or escapes
+}
+
+type tokenKind int
+
+const (
+	nameToken     tokenKind = iota + 1 // a name or keyword: letters, digits and _
+	stringToken                        // a quoted string
+	integerToken                       // decimal digits
+	operatorToken                      // == != ( ) . , =
+)
+
+func (k tokenKind) String() string {
+	switch k {
+	case nameToken:
+		return "name"
+	case stringToken:
+		return "string"
+	case integerToken:
+		return "integer"
+	case operatorToken:
+		return "operator"
+	}
+	return fmt.Sprintf("tokenKind(%d)", int(k))
 }
 
 func lexExpr(src string) ([]token, error) {
@@ -221,27 +253,27 @@ func lexExpr(src string) ([]token, error) {
 			for j < len(src) && (src[j] == '_' || 'a' <= src[j] && src[j] <= 'z' || 'A' <= src[j] && src[j] <= 'Z' || '0' <= src[j] && src[j] <= '9') {
 				j++
 			}
-			toks = append(toks, token{'n', src[i:j]})
+			toks = append(toks, token{nameToken, src[i:j]})
 			i = j
 		case '0' <= c && c <= '9':
 			j := i + 1
 			for j < len(src) && '0' <= src[j] && src[j] <= '9' {
 				j++
 			}
-			toks = append(toks, token{'i', src[i:j]})
+			toks = append(toks, token{integerToken, src[i:j]})
 			i = j
 		case c == '\'' || c == '"':
 			s, n, err := lexString(src[i:])
 			if err != nil {
 				return nil, err
 			}
-			toks = append(toks, token{'s', s})
+			toks = append(toks, token{stringToken, s})
 			i += n
 		case strings.HasPrefix(src[i:], "==") || strings.HasPrefix(src[i:], "!="):
-			toks = append(toks, token{'o', src[i : i+2]})
+			toks = append(toks, token{operatorToken, src[i : i+2]})
 			i += 2
 		case strings.IndexByte("().,=", c) >= 0:
-			toks = append(toks, token{'o', src[i : i+1]})
+			toks = append(toks, token{operatorToken, src[i : i+1]})
 			i++
 		default:
 			return nil, fmt.Errorf("unexpected %q in an expression", src[i:])
@@ -307,7 +339,7 @@ func parseExpr(src string) (expr, error) {
 
 // accept consumes the next token if it is the name or operator text.
 func (p *exprParser) accept(text string) bool {
-	if p.i < len(p.toks) && p.toks[p.i].kind != 's' && p.toks[p.i].text == text {
+	if p.i < len(p.toks) && p.toks[p.i].kind != stringToken && p.toks[p.i].text == text {
 		p.i++
 		return true
 	}
@@ -374,7 +406,7 @@ func (p *exprParser) postfix() (expr, error) {
 	for err == nil {
 		switch {
 		case p.accept("."):
-			if p.i >= len(p.toks) || p.toks[p.i].kind != 'n' {
+			if p.i >= len(p.toks) || p.toks[p.i].kind != nameToken {
 				return nil, errors.New("expected a name after '.'")
 			}
 			x = attr{x, p.toks[p.i].text}
@@ -388,7 +420,7 @@ func (p *exprParser) postfix() (expr, error) {
 					}
 				}
 				var arg expr
-				if p.i+1 < len(p.toks) && p.toks[p.i].kind == 'n' && p.toks[p.i+1].text == "=" {
+				if p.i+1 < len(p.toks) && p.toks[p.i].kind == nameToken && p.toks[p.i+1].text == "=" {
 					kw := p.toks[p.i].text
 					p.i += 2
 					arg, err = p.expr()
@@ -412,13 +444,13 @@ func (p *exprParser) primary() (expr, error) {
 	}
 	t := p.toks[p.i]
 	p.i++
-	switch {
-	case t.kind == 's':
+	switch t.kind {
+	case stringToken:
 		return literal{t.text}, nil
-	case t.kind == 'i':
+	case integerToken:
 		n, err := strconv.ParseInt(t.text, 10, 64)
 		return literal{n}, err
-	case t.kind == 'n':
+	case nameToken:
 		switch t.text {
 		case "true", "True":
 			return literal{true}, nil
@@ -431,12 +463,14 @@ func (p *exprParser) primary() (expr, error) {
 			return nil, fmt.Errorf("unexpected %q in an expression", t.text)
 		}
 		return name(t.text), nil
-	case t.text == "(":
-		e, err := p.expr()
-		if err == nil {
-			err = p.expect(")")
+	case operatorToken:
+		if t.text == "(" {
+			e, err := p.expr()
+			if err == nil {
+				err = p.expect(")")
+			}
+			return e, err
 		}
-		return e, err
 	}
 	return nil, fmt.Errorf("unexpected %q in an expression", t.text)
 }

@@ -89,9 +89,9 @@ func (c *Config) check() error {
 	if c.RequestTimeout.Duration == 0 {
 		c.RequestTimeout.Duration = defaultRequestTimeout
 	}
-	for name, v := range map[string]string{"tls_cert": c.TLSCert, "tls_key": c.TLSKey, "store": c.Store, "master_key_file": c.MasterKeyFile} {
-		if v == "" {
-			return fmt.Errorf("%s is required", name)
+	for _, f := range []struct{ name, v string }{{"tls_cert", c.TLSCert}, {"tls_key", c.TLSKey}, {"store", c.Store}, {"master_key_file", c.MasterKeyFile}} {
+		if f.v == "" {
+			return fmt.Errorf("%s is required", f.name)
 		}
 	}
 	c.TLSCert, c.TLSKey, c.MasterKeyFile = c.Path(c.TLSCert), c.Path(c.TLSKey), c.Path(c.MasterKeyFile)

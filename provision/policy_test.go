@@ -146,3 +146,16 @@ func TestAdmit(t *testing.T) {
 		t.Error("an empty policy admitted")
 	}
 }
+
+// TestConfigRequiredInOrder checks that with several required fields missing, the error names
+// the first of them, always the same one.
+func TestConfigRequiredInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.toml")
+	// tls_cert is given; tls_key, store and master_key_file are not.
+	if err := os.WriteFile(path, []byte("tls_cert = \"server.crt\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil || err.Error() != path+": tls_key is required" {
+		t.Errorf("error %v, want %q", err, path+": tls_key is required")
+	}
+}

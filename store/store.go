@@ -168,13 +168,14 @@ func (r *AuditRecord) check() error {
 	if r.Decision != Allow && r.Decision != Deny {
 		return fmt.Errorf("audit record: decision %q is neither %q nor %q", r.Decision, Allow, Deny)
 	}
-	hexes := map[string]string{"mrenclave": r.MREnclave, "mrsigner": r.MRSigner, "mrtd": r.MRTD, "measurement": r.Measurement}
+	type field struct{ name, hex string }
+	hexes := []field{{"mrenclave", r.MREnclave}, {"mrsigner", r.MRSigner}, {"mrtd", r.MRTD}, {"measurement", r.Measurement}}
 	for i, h := range r.RTMRs {
-		hexes[fmt.Sprintf("rtmr%d", i)] = h
+		hexes = append(hexes, field{fmt.Sprintf("rtmr%d", i), h})
 	}
-	for field, h := range hexes {
-		if strings.Trim(h, "0123456789abcdef") != "" || len(h)%2 != 0 {
-			return fmt.Errorf("audit record: %s %q is not lower-case hex", field, h)
+	for _, f := range hexes {
+		if strings.Trim(f.hex, "0123456789abcdef") != "" || len(f.hex)%2 != 0 {
+			return fmt.Errorf("audit record: %s %q is not lower-case hex", f.name, f.hex)
 		}
 	}
 	return nil

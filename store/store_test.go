@@ -459,6 +459,16 @@ func TestAuditInvalid(t *testing.T) {
 	}
 }
 
+// TestAuditInvalidInOrder checks that with several fields invalid, the error names the first of
+// them, always the same one.
+func TestAuditInvalidInOrder(t *testing.T) {
+	r := AuditRecord{Decision: Deny, MREnclave: "00", MRSigner: "abc", MRTD: "xyz0", Measurement: "00 11", RTMRs: []string{"0g", "zz"}}
+	want := `audit record: mrsigner "abc" is not lower-case hex`
+	if err := r.check(); err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+}
+
 func TestAuditFilters(t *testing.T) {
 	s, _ := newStore(t)
 	var ids []int64

@@ -99,6 +99,15 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
+// forceHint adds how to replace an existing output to atomicfile's error, whose wording does not
+// know the command's flags. Commands with a --force flag report their outputs' errors through it.
+func forceHint(err error) error {
+	if errors.Is(err, atomicfile.ErrExists) {
+		return fmt.Errorf("%w (use --force to replace it)", err)
+	}
+	return err
+}
+
 // hexFlag decodes the hex value of flag --name into dst: exactly len(dst) bytes, or up to
 // len(dst) bytes, zero-padded, when padded is set.
 func hexFlag(name, value string, dst []byte, padded bool) error {

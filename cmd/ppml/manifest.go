@@ -67,7 +67,7 @@ Relative trusted-file paths are relative to the current folder, as for gramine-m
 				return err
 			}
 			if err := atomicfile.WriteFile(out, b, 0o644, force); err != nil {
-				return err
+				return forceHint(err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "manifest written to %s (%d trusted files)\n", out, len(m.TrustedFiles))
 			return nil
@@ -215,7 +215,7 @@ func newManifestGenKeyCommand() *cobra.Command {
 				return err
 			}
 			if err := atomicfile.WriteFile(keyPath, b, 0o600, force); err != nil {
-				return err
+				return forceHint(err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "signing key saved to %s\n", keyPath)
 			fmt.Fprintf(cmd.OutOrStdout(), "mrsigner %x\n", mr)

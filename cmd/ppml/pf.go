@@ -49,7 +49,7 @@ func newGenKeyCommand() *cobra.Command {
 			rand.Read(key[:])
 			defer clear(key[:])
 			if err := atomicfile.WriteFile(keyPath, key[:], 0o600, force); err != nil {
-				return err
+				return forceHint(err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrap key saved to %s\n", keyPath)
 			return nil
@@ -95,13 +95,13 @@ func (c *conversion) run(cmd *cobra.Command, convert func(in, out, rel string) e
 	}
 	out, err := atomicfile.New(c.out, info.IsDir(), c.force)
 	if err != nil {
-		return err
+		return forceHint(err)
 	}
 	if err := c.convertAll(cmd, info.IsDir(), out.Temp, convert); err != nil {
 		out.Abort()
 		return err
 	}
-	return out.Commit()
+	return forceHint(out.Commit())
 }
 
 func (c *conversion) convertAll(cmd *cobra.Command, dir bool, temp string, convert func(in, out, rel string) error) error {

@@ -12,8 +12,9 @@ import (
 	"sync"
 )
 
-// ErrExists is returned when the final path exists and replacing it was not asked for.
-var ErrExists = errors.New("already exists (use --force to replace it)")
+// ErrExists is returned, after the path, when the final path exists and replacing it was not
+// asked for.
+var ErrExists = errors.New("already exists")
 
 // Pending is an output under construction at its temporary path.
 type Pending struct {
@@ -72,7 +73,7 @@ func New(final string, dir, force bool) (*Pending, error) {
 
 // Commit moves the temporary output to its final path. A folder replaces an existing folder's
 // files one by one, leaving files that it does not contain. If Commit fails, what was not moved
-// yet is removed: a folder replaced with --force may then be replaced in part.
+// yet is removed: a folder replaced with force may then be replaced in part.
 func (p *Pending) Commit() error {
 	err := p.commit()
 	if err != nil {

@@ -26,7 +26,7 @@ func TestFileCommitAndAbort(t *testing.T) {
 	if b, _ := os.ReadFile(final); string(b) != "new" {
 		t.Fatalf("output holds %q", b)
 	}
-	if _, err := New(final, false, false); !errors.Is(err, ErrExists) {
+	if _, err := New(final, false, false); !errors.Is(err, ErrExists) || err.Error() != final+" already exists" {
 		t.Fatalf("existing output: %v", err)
 	}
 	p, err = New(final, false, true)
