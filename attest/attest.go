@@ -24,6 +24,16 @@ const (
 	SNP Kind = "snp" // an AMD SEV-SNP attestation report
 )
 
+// Platform names a root of trust that vouches for evidence.
+type Platform string
+
+// The roots of trust.
+const (
+	Intel     Platform = "intel"     // Intel's SGX root CA: genuine SGX and TDX platforms
+	AMD       Platform = "amd"       // AMD's ARK: genuine SEV-SNP platforms
+	Simulated Platform = "simulated" // a simulated platform of ppml's (attest/sim)
+)
+
 // ReportData is the 64 bytes a piece of evidence binds: a hash of a public key, a nonce, ...
 type ReportData [64]byte
 
@@ -62,9 +72,8 @@ func (h *Hex) UnmarshalText(b []byte) error {
 // Claims are what verified evidence says about the workload and its platform.
 type Claims struct {
 	TEE Kind `json:"tee"`
-	// Platform names the root of trust that vouched for the evidence: "intel", "amd", or
-	// "simulated" for ppml's simulated platform.
-	Platform string `json:"platform"`
+	// Platform names the root of trust that vouched for the evidence.
+	Platform Platform `json:"platform"`
 
 	// SGX enclave identity.
 	MREnclave Hex     `json:"mrenclave,omitempty"`

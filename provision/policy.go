@@ -152,7 +152,7 @@ func (w *Workload) admits(c *attest.Claims) error {
 	if string(c.TEE) != w.TEE {
 		return fmt.Errorf("the evidence is %s, the workload %s", c.TEE, w.TEE)
 	}
-	if c.Platform == "simulated" && !w.AllowSimulated {
+	if c.Platform == attest.Simulated && !w.AllowSimulated {
 		return errors.New("evidence from a simulated platform is not allowed (allow_simulated = false)")
 	}
 	checks := []struct {

@@ -272,7 +272,7 @@ func fillClaims(rec *store.AuditRecord, c *attest.Claims) {
 	if c == nil {
 		return
 	}
-	rec.TEE, rec.Platform, rec.TCBStatus, rec.Debug = string(c.TEE), c.Platform, c.TCBStatus, c.Debug
+	rec.TEE, rec.Platform, rec.TCBStatus, rec.Debug = string(c.TEE), string(c.Platform), c.TCBStatus, c.Debug
 	rec.ISVProdID, rec.ISVSVN = c.ISVProdID, c.ISVSVN
 	for _, f := range []struct {
 		dst *string

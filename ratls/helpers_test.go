@@ -1,6 +1,7 @@
 package ratls
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -64,11 +65,8 @@ func intelRegistry(t testing.TB) attest.Registry {
 		QEIdentity:            readTestdata(t, "sgx/oasis-core/qe_identity_v2.json"),
 		QEIdentityIssuerChain: chain,
 	}
-	v, err := sgx.NewVerifier(sgx.Options{Collateral: b, SkipCRL: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return attest.Registry{attest.SGX: sgx.AttestVerifier{Verifier: v, Platform: "intel"}}
+	source := func(context.Context, collateral.Platform) (*collateral.Bundle, error) { return b, nil }
+	return attest.Registry{attest.SGX: &sgx.IntelVerifier{Source: source, SkipCRL: true}}
 }
 
 func newPlatform(t testing.TB) *sim.Platform {

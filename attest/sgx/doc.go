@@ -20,6 +20,12 @@
 //
 // The TCB info and QE identity signatures are ECDSA P-256 over the exact bytes of the signed JSON
 // object, so the collateral is kept as received ([collateral.Bundle]). No step reads the wall
-// clock: the caller gives the verification time. A [Verifier] checks a bundle's signatures once
-// and then verifies many quotes.
+// clock: the caller gives the verification time.
+//
+// Two types verify many quotes:
+//   - a [Verifier] holds one collateral bundle, whose signatures it checks once, and returns the
+//     full [Verdict] of each quote against it (what attest/sim and attest/tdx build on);
+//   - an [IntelVerifier] is the attest.Verifier of genuine platforms: it trusts Intel's root,
+//     gets each platform's collateral from a collateral.Source under the caller's context, keeps
+//     a Verifier per platform until the collateral's next update, and returns attest.Claims.
 package sgx

@@ -59,7 +59,7 @@ func (iv *IntelVerifier) Verify(ctx context.Context, quote []byte, at time.Time)
 	if err != nil {
 		return nil, err
 	}
-	return verdict.Claims("intel"), nil
+	return verdict.Claims(attest.Intel), nil
 }
 
 // verifier returns the Verifier of platform p, getting its collateral if it has none current.

@@ -1,10 +1,12 @@
 package sim
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/binary"
 	"math/big"
+	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
@@ -130,4 +132,19 @@ func (a Attester) Kind() attest.Kind { return attest.SGX }
 // Attest returns a quote for the enclave binding reportData.
 func (a Attester) Attest(reportData attest.ReportData) ([]byte, error) {
 	return a.Platform.Quote(a.Enclave, reportData)
+}
+
+// verifier is an attest.Verifier of the quotes of one simulated platform.
+type verifier struct{ v *sgx.Verifier }
+
+// Kind returns attest.SGX.
+func (verifier) Kind() attest.Kind { return attest.SGX }
+
+// Verify verifies a simulated quote at time at and returns its claims.
+func (s verifier) Verify(_ context.Context, quote []byte, at time.Time) (*attest.Claims, error) {
+	v, err := s.v.Verify(quote, at)
+	if err != nil {
+		return nil, err
+	}
+	return v.Claims(attest.Simulated), nil
 }

@@ -312,7 +312,7 @@ func LoadVerifier(dir string) (attest.Verifier, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return sgx.AttestVerifier{Verifier: v, Platform: "simulated"}, nil
+	return verifier{v}, nil
 }
 
 // Collateral reads the platform's collateral.

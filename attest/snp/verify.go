@@ -161,7 +161,7 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 	}
 	return &attest.Claims{
 		TEE:         attest.SNP,
-		Platform:    "amd",
+		Platform:    attest.AMD,
 		Measurement: r.GetMeasurement(),
 		Debug:       policy.Debug,
 		// AMD publishes no TCB levels: a report whose certificate chain and signature verify, and

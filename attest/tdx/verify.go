@@ -126,7 +126,7 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 	body := q.GetTdQuoteBody()
 	c := &attest.Claims{
 		TEE:         attest.TDX,
-		Platform:    "intel",
+		Platform:    attest.Intel,
 		MRTD:        body.GetMrTd(),
 		Debug:       body.GetTdAttributes()[0]&1 != 0, // TD_ATTRIBUTES.DEBUG, bit 0
 		TCBStatus:   string(platform.TcbStatus),
