@@ -46,9 +46,7 @@ import (
 // Options configure a mount.
 type Options struct {
 	// BoundPrefix is the path of the mount's URI, without "file:" (for example "enc_files" or
-	// "/data/enc"). A file at path P inside the mount is bound to
-	// pf.NormalizePath(BoundPrefix + "/" + P), or to pf.NormalizePath(P) when BoundPrefix is
-	// empty (as with a URI of "file:.").
+	// "/data/enc"). A file at path P inside the mount is bound to pf.BoundPath(BoundPrefix, P).
 	BoundPrefix string
 	// Logger receives integrity failures and other problems the workload sees only as an errno;
 	// nil means slog.Default(). Keys and plaintext are never logged.
@@ -225,12 +223,7 @@ func (s *fsys) wipe() {
 func (s *fsys) hostPath(rel string) string { return filepath.Join(s.host, filepath.FromSlash(rel)) }
 
 // boundPath returns the path bound into the protected file at rel.
-func (s *fsys) boundPath(rel string) string {
-	if s.prefix == "" {
-		return pf.NormalizePath(rel)
-	}
-	return pf.NormalizePath(s.prefix + "/" + rel)
-}
+func (s *fsys) boundPath(rel string) string { return pf.BoundPath(s.prefix, rel) }
 
 // relPath returns the path of n inside the mount, or false if n has been removed.
 func relPath(n *fs.Inode) (string, bool) {
