@@ -286,8 +286,8 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if d.fsys.ro {
 		return syscall.EROFS
 	}
-	d.fsys.ns.RLock()
-	defer d.fsys.ns.RUnlock()
+	d.fsys.ns.Lock() // it takes a file's name away
+	defer d.fsys.ns.Unlock()
 	host, _, errno := d.child(name)
 	if errno != 0 {
 		return errno

@@ -164,9 +164,9 @@ type fsys struct {
 	log    *slog.Logger
 	ro     bool
 
-	// ns is held exclusively by renames, which change the paths of the nodes they move, and
-	// shared by everything else that turns a node into a host path. It comes before any node's
-	// lock.
+	// ns is held exclusively by renames and unlinks, which move nodes or take their names away,
+	// and shared by everything else that turns a node into a host path. It comes before any
+	// node's lock.
 	ns sync.RWMutex
 
 	mu    sync.Mutex
