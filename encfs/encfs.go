@@ -158,18 +158,24 @@ func (s *Server) Unmount() error {
 func (s *Server) Wait() { <-s.done }
 
 // fsys is the state that every node of a mount shares.
+//
+// The locks of a mount, each taken only before those below it:
+//   - fsys.ns, the names: held exclusively by Rename and Unlink, which move nodes or take their
+//     names away (setting fileNode.gone), and shared by everything else that turns a node into
+//     a host path. Reads do without it, but to log a failure.
+//   - fileNode.mu, whether a file is open: its openFile, how many use it, its closed size.
+//   - openFile.mu, an open file's content: held shared by reads, exclusively by all else.
+//   - fileReadAhead.mu, then readAhead.mu: an open file's read-ahead.
+//   - fsys.mu, the key and the temporary names.
 type fsys struct {
 	host   string // absolute path of the host folder
 	prefix string // Options.BoundPrefix
 	log    *slog.Logger
 	ro     bool
 
-	// ns is held exclusively by renames and unlinks, which move nodes or take their names away,
-	// and shared by everything else that turns a node into a host path. It comes before any
-	// node's lock.
-	ns sync.RWMutex
+	ns sync.RWMutex // the names, see above
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards key and temps
 	key   pf.Key
 	temps map[string]bool // names of the temporary files in use
 
