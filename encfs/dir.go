@@ -81,10 +81,10 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		}
 		ch = d.NewInode(ctx, ops, gofs.StableAttr{Mode: mode})
 	}
-	if f, ok := ch.Operations().(*fileNode); ok {
-		f.mu.Lock()
-		f.attr(rel, &st, &out.Attr)
-		f.mu.Unlock()
+	if n, ok := ch.Operations().(*fileNode); ok {
+		n.mu.Lock()
+		n.attr(rel, &st, &out.Attr)
+		n.mu.Unlock()
 	} else {
 		dirAttr(&st, &out.Attr)
 	}
@@ -252,10 +252,10 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 		return nil, nil, 0, d.fsys.errno(host, "create", err)
 	}
 	n := &fileNode{fsys: d.fsys}
-	n.openFile(f, hf)
+	file := n.opened(f, hf)
 	n.attr(rel, &st, &out.Attr)
 	ch := d.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG})
-	return ch, &handle{write: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, 0, 0
+	return ch, &handle{file: file, write: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, 0, 0
 }
 
 func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -286,8 +286,8 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if d.fsys.ro {
 		return syscall.EROFS
 	}
-	d.fsys.ns.RLock()
-	defer d.fsys.ns.RUnlock()
+	d.fsys.ns.Lock() // it takes a file's name away
+	defer d.fsys.ns.Unlock()
 	host, _, errno := d.child(name)
 	if errno != 0 {
 		return errno

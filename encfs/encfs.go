@@ -46,9 +46,7 @@ import (
 // Options configure a mount.
 type Options struct {
 	// BoundPrefix is the path of the mount's URI, without "file:" (for example "enc_files" or
-	// "/data/enc"). A file at path P inside the mount is bound to
-	// pf.NormalizePath(BoundPrefix + "/" + P), or to pf.NormalizePath(P) when BoundPrefix is
-	// empty (as with a URI of "file:.").
+	// "/data/enc"). A file at path P inside the mount is bound to pf.BoundPath(BoundPrefix, P).
 	BoundPrefix string
 	// Logger receives integrity failures and other problems the workload sees only as an errno;
 	// nil means slog.Default(). Keys and plaintext are never logged.
@@ -160,18 +158,24 @@ func (s *Server) Unmount() error {
 func (s *Server) Wait() { <-s.done }
 
 // fsys is the state that every node of a mount shares.
+//
+// The locks of a mount, each taken only before those below it:
+//   - fsys.ns, the names: held exclusively by Rename and Unlink, which move nodes or take their
+//     names away (setting fileNode.gone), and shared by everything else that turns a node into
+//     a host path. Reads do without it, but to log a failure.
+//   - fileNode.mu, whether a file is open: its openFile, how many use it, its closed size.
+//   - openFile.mu, an open file's content: held shared by reads, exclusively by all else.
+//   - fileReadAhead.mu, then readAhead.mu: an open file's read-ahead.
+//   - fsys.mu, the key and the temporary names.
 type fsys struct {
 	host   string // absolute path of the host folder
 	prefix string // Options.BoundPrefix
 	log    *slog.Logger
 	ro     bool
 
-	// ns is held exclusively by renames, which change the paths of the nodes they move, and
-	// shared by everything else that turns a node into a host path. It comes before any node's
-	// lock.
-	ns sync.RWMutex
+	ns sync.RWMutex // the names, see above
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards key and temps
 	key   pf.Key
 	temps map[string]bool // names of the temporary files in use
 
@@ -225,12 +229,7 @@ func (s *fsys) wipe() {
 func (s *fsys) hostPath(rel string) string { return filepath.Join(s.host, filepath.FromSlash(rel)) }
 
 // boundPath returns the path bound into the protected file at rel.
-func (s *fsys) boundPath(rel string) string {
-	if s.prefix == "" {
-		return pf.NormalizePath(rel)
-	}
-	return pf.NormalizePath(s.prefix + "/" + rel)
-}
+func (s *fsys) boundPath(rel string) string { return pf.BoundPath(s.prefix, rel) }
 
 // relPath returns the path of n inside the mount, or false if n has been removed.
 func relPath(n *fs.Inode) (string, bool) {

@@ -32,6 +32,53 @@ const (
 // segmentSize must be a multiple of the largest request.
 var _ [segmentSize % maxRequest]struct{} = [0]struct{}{}
 
+// fileReadAhead is the read-ahead of an open file, which concurrent reads use: mu guards its
+// fields.
+type fileReadAhead struct {
+	mu     sync.Mutex
+	tokens chan struct{} // the mount's read-ahead tokens
+	ra     *readAhead    // the read-ahead running, if any
+	next   int64         // where the last read ended: a read there looks sequential
+}
+
+// forRead returns the read-ahead, if any, for a read of size bytes at off in p, which stays open
+// meanwhile. If p is large and unchanged, a read that the read-ahead does not cover starts one at
+// off, or starts it again there, if it is at the start or right after the previous read
+// (sequential reads, wherever they began), and if the mount has a read-ahead to spare.
+func (a *fileReadAhead) forRead(p *pf.File, unchanged bool, off int64, size int) *readAhead {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sequential := off == 0 || off == a.next
+	a.next = off + int64(size)
+	if !sequential || !unchanged || a.ra != nil && a.ra.covers(off) || p.Size() < readAheadMin || off >= p.Size() {
+		return a.ra
+	}
+	token := false
+	if a.ra != nil {
+		token = a.ra.stop(true) // a token it still holds goes to the new one
+		a.ra = nil
+	}
+	if !token {
+		select {
+		case a.tokens <- struct{}{}:
+		default:
+			return nil
+		}
+	}
+	a.ra = startReadAhead(p, p.Size(), off, a.tokens)
+	return a.ra
+}
+
+// stop stops the read-ahead, if any.
+func (a *fileReadAhead) stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ra != nil {
+		a.ra.stop(false)
+		a.ra = nil
+	}
+}
+
 // readAhead decrypts a file ahead of sequential reads, from an offset, into segments of
 // plaintext that it keeps for them (pf.File.ReadAt decrypts each on every core). The reads it
 // covers are answered from the segments themselves, which stay pinned until the reply has been

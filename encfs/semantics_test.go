@@ -219,6 +219,33 @@ func fileSemantics(t *testing.T, root string) map[string][]byte {
 	}
 	mustNotExist("doomed")
 
+	// Unlink a file changed through an open handle: the handle keeps the changes, which go with
+	// it.
+	write("changed", content(12, 5000))
+	f, err = os.OpenFile(path("changed"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("before"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path("changed")); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "changed")
+	mustNotExist("changed")
+	if _, err := f.WriteAt([]byte("after"), 6000); err != nil {
+		t.Fatal(err)
+	}
+	buf = make([]byte, 6)
+	if _, err := f.ReadAt(buf, 100); err != nil || string(buf) != "before" {
+		t.Fatalf("unlinked changed file reads %q, %v", buf, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustNotExist("changed")
+
 	// Two handles of one file see each other's writes.
 	write("shared", content(8, 20000))
 	f1, err := os.OpenFile(path("shared"), os.O_RDWR, 0)

@@ -167,6 +167,33 @@ func TestNormalizePath(t *testing.T) {
 	}
 }
 
+func TestBoundPath(t *testing.T) {
+	for _, c := range []struct{ prefix, rel, want string }{
+		{"", "a/b", "a/b"},
+		{"", "", ""},
+		{"", "/a", "/a"},
+		{".", "a", "a"},
+		{"enc", "", "enc"},
+		{"enc", "a/b", "enc/a/b"},
+		{"enc/", "a", "enc/a"},
+		{"enc//", "a/", "enc/a"},
+		{"./enc", "./a", "enc/a"},
+		{"enc", "/a", "enc/a"},
+		{"enc", "../a", "a"},
+		{"enc", "../../a", "../a"},
+		{"../enc", "a", "../enc/a"},
+		{"enc/sub/..", "a", "enc/a"},
+		{"/", "a", "/a"},
+		{"/data/enc", "a/b", "/data/enc/a/b"},
+		{"/data/enc/", "../x", "/data/x"},
+		{"/data", "../../x", "/x"},
+	} {
+		if got := BoundPath(c.prefix, c.rel); got != c.want {
+			t.Errorf("BoundPath(%q, %q) = %q, want %q", c.prefix, c.rel, got, c.want)
+		}
+	}
+}
+
 func TestInspectVectors(t *testing.T) {
 	for name, size := range map[string]int64{
 		"ct/ct_0.pf": 0, "ct/ct_3072.pf": 3072, "ct/ct_4097.pf": 4097, "ct/ct_1048576.pf": 1048576,

@@ -15,3 +15,14 @@ func NormalizePath(p string) string {
 	}
 	return c
 }
+
+// BoundPath returns the path that Gramine binds into the protected file at rel, a slash-separated
+// path inside a mount whose URI path (the URI less "file:") is prefix: the normalized path of
+// prefix joined with rel, or of rel alone when prefix is empty (a URI of "file:" or "file:.").
+// Opened with Options.CheckPath under another path, the file fails with ErrPath.
+func BoundPath(prefix, rel string) string {
+	if prefix == "" {
+		return NormalizePath(rel)
+	}
+	return NormalizePath(prefix + "/" + rel)
+}

@@ -130,7 +130,7 @@ func openExisting(cfg *stageConfig, keys map[string]pf.Key) error {
 		}
 		v := cfg.Volumes[sm.Volume]
 		host := filepath.Join(v.Host, sm.Source)
-		err := openProtected(host, keys[v.KeyName], boundPath(v.Prefix, sm.Source))
+		err := openProtected(host, keys[v.KeyName], pf.BoundPath(v.Prefix, sm.Source))
 		var pathErr *fs.PathError
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -160,14 +160,6 @@ func openProtected(host string, key pf.Key, bound string) error {
 		return err
 	}
 	return p.Close()
-}
-
-// boundPath is the path that encfs binds the file name of a volume with prefix to.
-func boundPath(prefix, name string) string {
-	if prefix == "" {
-		return pf.NormalizePath(name)
-	}
-	return pf.NormalizePath(prefix + "/" + name)
 }
 
 // report is a message of the sandbox process: one when the workload has started, then one

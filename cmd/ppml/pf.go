@@ -170,7 +170,7 @@ the path under which Gramine will open it; --path binds PATH (or PATH/NAME) inst
 				prefix = bound
 			}
 			return c.run(cmd, func(in, out, rel string) error {
-				return encryptFile(cmd, in, out, pf.NormalizePath(path.Join(filepath.ToSlash(prefix), rel)), c.key)
+				return encryptFile(cmd, in, out, pf.BoundPath(filepath.ToSlash(prefix), rel), c.key)
 			})
 		},
 	}
@@ -230,7 +230,7 @@ has then written part of it, and the exit status says so.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pathOf := func(rel string) *pf.Options {
-				return &pf.Options{CheckPath: verify, Path: pf.NormalizePath(path.Join(filepath.ToSlash(c.in), rel))}
+				return &pf.Options{CheckPath: verify, Path: pf.BoundPath(filepath.ToSlash(c.in), rel)}
 			}
 			if c.out == "-" {
 				return c.toStdout(cmd, pathOf(""))

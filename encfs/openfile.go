@@ -1,0 +1,261 @@
+package encfs
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/pf"
+)
+
+// openFile is the content of an open file: one pf.File that all the file's handles share. It
+// reads the host file itself until the first change; then it moves to a private copy of the host
+// file, which commit renames over the host file when a writer closes the file, on fsync, and on
+// the last release (see openState). Each handle keeps it open, so that reads and writes through
+// a handle need no lock of the node.
+//
+// mu guards the fields below it. Reads hold it shared, everything else exclusively.
+type openFile struct {
+	node  *fileNode
+	ahead fileReadAhead // its own lock
+
+	mu     sync.RWMutex
+	state  openState
+	pf     *pf.File
+	host   *os.File        // the host file or copy under pf
+	temp   string          // the copy's name in the file's host folder, while shadowed
+	mtime  time.Time       // the last change, unless reading
+	times  []unix.Timespec // access and modification times to give the copy on commit
+	logged string          // the last failure logged, so that kernel retries log it once
+}
+
+// openState is what an open file's pf.File is over, and so what becomes of its changes. change,
+// commit and removed move a file from one to another.
+type openState int
+
+const (
+	// reading: the host file itself, which it never writes. Nothing has changed since the file
+	// was opened or last committed. A removed file stays reading until it changes.
+	reading openState = iota
+	// shadowed: a private copy of the host file, named temp in its host folder, which holds the
+	// changes until commit renames it over the host file (and the file is reading again).
+	shadowed
+	// orphaned: a private copy with no name, as the file was removed: its changes are never
+	// committed and go with the last handle.
+	orphaned
+)
+
+// newOpenFile returns the content of n, newly opened as p over the host file hf.
+func newOpenFile(n *fileNode, p *pf.File, hf *os.File) *openFile {
+	return &openFile{node: n, ahead: fileReadAhead{tokens: n.fsys.readAheads}, pf: p, host: hf}
+}
+
+// read reads len(dest) bytes at off, from the read-ahead where it covers them. f.mu must be
+// held.
+func (f *openFile) read(dest []byte, off int64) (fuse.ReadResult, error) {
+	if ra := f.ahead.forRead(f.pf, f.state == reading, off, len(dest)); ra != nil {
+		if res, ok := ra.readAt(len(dest), off); ok {
+			return res, nil
+		}
+	}
+	got, err := f.pf.ReadAt(dest, off)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	return fuse.ReadResultData(dest[:got]), nil
+}
+
+// attr fills out from st, the host file's status, with the plaintext size and the time of the
+// last change. f.mu must be held.
+func (f *openFile) attr(st *syscall.Stat_t, out *fuse.Attr) {
+	hostAttr(st, out)
+	out.Size = uint64(f.pf.Size())
+	if f.state != reading {
+		out.SetTimes(nil, &f.mtime, nil)
+	}
+}
+
+// change prepares the content for a change. A reading file moves to a fresh private copy of
+// the host file (an empty protected file if empty is set), so that the host file keeps its
+// content until commit: it is then shadowed, or orphaned if it was removed. ns and f.mu must be
+// held, f.mu exclusively.
+func (f *openFile) change(empty bool) error {
+	if f.state != reading {
+		return nil
+	}
+	s := f.node.fsys
+	host, _, named := f.node.where()
+	dir := s.host // an orphan's copy gets no name
+	if named {
+		dir = filepath.Dir(host)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.host.Fd()), &st); err != nil {
+		return err
+	}
+	name := s.newTemp()
+	path := filepath.Join(dir, name)
+	tf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(st.Mode&0777))
+	if err != nil {
+		s.dropTemp(name)
+		return err
+	}
+	// The copy replaces the host file: it keeps its owner where we may set it.
+	if int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
+		tf.Chown(int(st.Uid), int(st.Gid))
+	}
+	p, err := f.copyTo(tf, st.Size, empty)
+	if err != nil {
+		tf.Close()
+		os.Remove(path)
+		s.dropTemp(name)
+		return err
+	}
+	state := shadowed
+	if !named {
+		os.Remove(path)
+		s.dropTemp(name)
+		name, state = "", orphaned
+	}
+	f.ahead.stop()
+	f.pf.Close()
+	f.host.Close()
+	f.state, f.pf, f.host, f.temp, f.mtime = state, p, tf, name, time.Now()
+	return nil
+}
+
+// copyTo copies the content to tf, a new host file, and returns it opened there.
+func (f *openFile) copyTo(tf *os.File, hostSize int64, empty bool) (*pf.File, error) {
+	s := f.node.fsys
+	if empty {
+		return pf.Create(tf, s.kdk(), f.pf.Path(), nil)
+	}
+	if _, err := f.host.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	// Both are *os.File: the kernel copies (copy_file_range), the bytes never come here.
+	if _, err := io.CopyN(tf, f.host, hostSize); err != nil {
+		return nil, err
+	}
+	// The copy was checked when the host file was opened.
+	return pf.Open(tf, hostSize, s.kdk(), nil)
+}
+
+// commit makes the changes of a shadowed file durable: it flushes the copy, syncs it and
+// renames it over the host file, and the file is reading again. ns and f.mu must be held, f.mu
+// exclusively.
+func (f *openFile) commit() error {
+	if f.state != shadowed {
+		return nil
+	}
+	s := f.node.fsys
+	host, rel, ok := f.node.where()
+	if !ok {
+		return nil // nothing to replace: the changes die with the last handle
+	}
+	temp := filepath.Join(filepath.Dir(host), f.temp)
+	err := f.pf.SetPath(s.boundPath(rel))
+	if err == nil {
+		err = f.pf.Flush()
+	}
+	if err == nil && f.times != nil {
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, temp, f.times, 0)
+	}
+	if err == nil {
+		err = f.host.Sync()
+	}
+	if err == nil {
+		err = os.Rename(temp, host)
+	}
+	if err != nil {
+		return err
+	}
+	s.dropTemp(f.temp)
+	f.state, f.temp, f.times = reading, "", nil
+	if d, err := os.Open(filepath.Dir(host)); err == nil {
+		d.Sync() // makes the rename durable
+		d.Close()
+	}
+	return nil
+}
+
+// setAttr gives a shadowed file's copy, which replaces the host file at host on commit, the mode
+// and owner that in sets, and the times after its last write. f.mu must be held exclusively.
+func (f *openFile) setAttr(host string, in *fuse.SetAttrIn) error {
+	if f.state != shadowed {
+		return nil
+	}
+	if err := setHostAttr(filepath.Join(filepath.Dir(host), f.temp), in); err != nil {
+		return err
+	}
+	if ts, ok := timesOf(in); ok {
+		f.times = ts
+		if mtime, ok := in.GetMTime(); ok {
+			f.mtime = mtime
+		}
+	}
+	return nil
+}
+
+// removed drops the name of a shadowed file's copy, in the host folder dir: the file is
+// orphaned. f.mu must be held exclusively.
+func (f *openFile) removed(dir string) {
+	if f.state != shadowed {
+		return
+	}
+	os.Remove(filepath.Join(dir, f.temp))
+	f.node.fsys.dropTemp(f.temp)
+	f.state, f.temp = orphaned, ""
+}
+
+// moved moves a shadowed file's copy from the host folder from to the host folder to. f.mu must
+// be held exclusively.
+func (f *openFile) moved(from, to string) error {
+	if f.state != shadowed || from == to {
+		return nil
+	}
+	return os.Rename(filepath.Join(from, f.temp), filepath.Join(to, f.temp))
+}
+
+// close closes the content after the last handle: it commits the changes, or drops a copy
+// that did not commit, and notes the plaintext size of the host file it read. ns, the node's mu
+// and f.mu must be held, f.mu exclusively.
+func (f *openFile) close() syscall.Errno {
+	var errno syscall.Errno
+	if err := f.commit(); err != nil {
+		errno = f.fail("close", err)
+	}
+	if f.state == shadowed { // the commit failed: the host file keeps its old content
+		host, _, _ := f.node.where()
+		os.Remove(filepath.Join(filepath.Dir(host), f.temp))
+		f.node.fsys.dropTemp(f.temp)
+	}
+	var st syscall.Stat_t
+	if f.state == reading && syscall.Fstat(int(f.host.Fd()), &st) == nil {
+		f.node.id, f.node.size = idOf(&st), f.pf.Size()
+	}
+	f.ahead.stop()
+	f.pf.Close()
+	f.host.Close()
+	return errno
+}
+
+// fail logs err, a failure of op, unless it is the failure last logged, and returns its errno.
+// ns and f.mu must be held, f.mu exclusively.
+func (f *openFile) fail(op string, err error) syscall.Errno {
+	if err.Error() == f.logged {
+		return errnoOf(err)
+	}
+	f.logged = err.Error()
+	host, _, ok := f.node.where()
+	if !ok {
+		host = "(unlinked)"
+	}
+	return f.node.fsys.errno(host, op, err)
+}
