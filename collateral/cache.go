@@ -16,7 +16,7 @@ import (
 func DefaultCacheDir() (string, error) {
 	dir, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("collateral: no cache folder: %w", err)
+		return "", fmt.Errorf("no collateral cache folder: %w", err)
 	}
 	return filepath.Join(dir, "ppml", "collateral"), nil
 }
@@ -71,7 +71,7 @@ func (c *Cache) Get(ctx context.Context, p Platform) (*Bundle, error) {
 		return nil, err
 	}
 	if err := replaceDir(dir, b); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store in cache: %w", err)
 	}
 	return b, nil
 }
@@ -85,7 +85,7 @@ func (c *Cache) Load(p Platform) (*Bundle, error) {
 	}
 	b, err := readEntry(dir)
 	if err != nil {
-		return nil, fmt.Errorf("collateral: no cached collateral for %v: %w", p, err)
+		return nil, fmt.Errorf("no cached collateral for %v: %w", p, err)
 	}
 	return b, nil
 }
@@ -122,22 +122,25 @@ func (c *Cache) now() time.Time {
 func (b *Bundle) NextUpdate() (time.Time, error) {
 	var next []time.Time
 	for _, j := range []struct {
-		body []byte
-		key  string
-	}{{b.TCBInfo, "tcbInfo"}, {b.QEIdentity, "enclaveIdentity"}} {
+		body      []byte
+		key, what string
+	}{{b.TCBInfo, "tcbInfo", "TCB info"}, {b.QEIdentity, "enclaveIdentity", "QE identity"}} {
 		m, err := readMeta(j.body, j.key)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("collateral: %w", err)
+			return time.Time{}, fmt.Errorf("%s: %w", j.what, err)
 		}
 		next = append(next, m.NextUpdate)
 	}
-	for _, der := range [][]byte{b.PCKCRL, b.RootCACRL} {
-		if len(der) == 0 {
+	for _, c := range []struct {
+		der  []byte
+		what string
+	}{{b.PCKCRL, "PCK CRL"}, {b.RootCACRL, "root CA CRL"}} {
+		if len(c.der) == 0 {
 			continue
 		}
-		_, crl, err := decodeCRL(der)
+		_, crl, err := decodeCRL(c.der)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("collateral: %w", err)
+			return time.Time{}, fmt.Errorf("%s: %w", c.what, err)
 		}
 		next = append(next, crl.NextUpdate)
 	}
@@ -155,22 +158,22 @@ func (b *Bundle) NextUpdate() (time.Time, error) {
 func replaceDir(dir string, b *Bundle) error {
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("collateral: %w", err)
+		return err
 	}
 	tmp, err := os.MkdirTemp(parent, ".new-")
 	if err != nil {
-		return fmt.Errorf("collateral: %w", err)
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return fmt.Errorf("collateral: %w", err)
+		return err
 	}
 	if err := b.WriteDir(tmp); err != nil {
 		return err
 	}
 	old := tmp + ".old"
 	if err := os.Rename(dir, old); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("collateral: %w", err)
+		return err
 	}
 	defer os.RemoveAll(old)
 	if err := os.Rename(tmp, dir); err != nil {
@@ -178,7 +181,7 @@ func replaceDir(dir string, b *Bundle) error {
 			return nil // another writer put its bundle in place between our renames
 		}
 		os.Rename(old, dir)
-		return fmt.Errorf("collateral: %w", err)
+		return err
 	}
 	return nil
 }

@@ -117,17 +117,17 @@ func readFS(fsys fs.FS, dir, fmspc string) (*Bundle, error) {
 // atomically: a reader finds the old file or the new one, never a torn one.
 func (b *Bundle) WriteDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("collateral: %w", err)
+		return fmt.Errorf("write collateral: %w", err)
 	}
 	for _, f := range b.fields() {
 		if len(*f.data) == 0 {
 			if f.optional {
 				continue
 			}
-			return fmt.Errorf("collateral: cannot write %s: %s is empty", dir, f.name)
+			return fmt.Errorf("write collateral to %s: %s is empty", dir, f.name)
 		}
 		if err := writeFile(filepath.Join(dir, f.name), *f.data); err != nil {
-			return fmt.Errorf("collateral: %w", err)
+			return fmt.Errorf("write collateral: %w", err)
 		}
 	}
 	return nil

@@ -64,13 +64,13 @@ func (p Platform) String() string {
 // cache paths built from p.
 func (p Platform) check() error {
 	if p.TEE != SGX && p.TEE != TDX {
-		return fmt.Errorf("collateral: unknown TEE %q, want %q or %q", p.TEE, SGX, TDX)
+		return fmt.Errorf("unknown TEE %q, want %q or %q", p.TEE, SGX, TDX)
 	}
 	if p.CA != ProcessorCA && p.CA != PlatformCA {
-		return fmt.Errorf("collateral: unknown PCK CA %q, want %q or %q", p.CA, ProcessorCA, PlatformCA)
+		return fmt.Errorf("unknown PCK CA %q, want %q or %q", p.CA, ProcessorCA, PlatformCA)
 	}
 	if _, err := hex.DecodeString(p.FMSPC); err != nil || len(p.FMSPC) != 12 {
-		return fmt.Errorf("collateral: FMSPC %q is not 12 hex digits", p.FMSPC)
+		return fmt.Errorf("FMSPC %q is not 12 hex digits", p.FMSPC)
 	}
 	return nil
 }
@@ -103,7 +103,7 @@ type StatusError struct {
 
 // Error names the URL, the status and what Intel said.
 func (e *StatusError) Error() string {
-	s := fmt.Sprintf("collateral: GET %s: %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	s := fmt.Sprintf("GET %s: %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
 	if e.Intel != "" {
 		s += " (" + e.Intel + ")"
 	}
@@ -131,26 +131,26 @@ func (f *Fetcher) Fetch(ctx context.Context, p Platform) (*Bundle, error) {
 		return nil, err
 	}
 	if err := checkTCBInfo(b.TCBInfo, p); err != nil {
-		return nil, fmt.Errorf("collateral: %s: %w", tcbURL, err)
+		return nil, fmt.Errorf("%s: %w", tcbURL, err)
 	}
 	if b.QEIdentity, b.QEIdentityIssuerChain, err = f.get(ctx, qeURL, "SGX-Enclave-Identity-Issuer-Chain"); err != nil {
 		return nil, err
 	}
 	if err := checkQEIdentity(b.QEIdentity, p); err != nil {
-		return nil, fmt.Errorf("collateral: %s: %w", qeURL, err)
+		return nil, fmt.Errorf("%s: %w", qeURL, err)
 	}
 	var body []byte
 	if body, b.PCKCRLIssuerChain, err = f.get(ctx, pckURL, "SGX-PCK-CRL-Issuer-Chain"); err != nil {
 		return nil, err
 	}
 	if b.PCKCRL, _, err = decodeCRL(body); err != nil {
-		return nil, fmt.Errorf("collateral: %s: %w", pckURL, err)
+		return nil, fmt.Errorf("%s: %w", pckURL, err)
 	}
 	if body, _, err = f.get(ctx, rootURL); err != nil {
 		return nil, err
 	}
 	if b.RootCACRL, _, err = decodeCRL(body); err != nil {
-		return nil, fmt.Errorf("collateral: %s: %w", rootURL, err)
+		return nil, fmt.Errorf("%s: %w", rootURL, err)
 	}
 	return b, nil
 }
@@ -186,12 +186,12 @@ func (f *Fetcher) get(ctx context.Context, rawURL string, chainHeaders ...string
 	for _, name := range chainHeaders {
 		if v := header.Get(name); v != "" {
 			if chain, err = decodeChain(v); err != nil {
-				return nil, nil, fmt.Errorf("collateral: %s: header %s: %w", rawURL, name, err)
+				return nil, nil, fmt.Errorf("%s: header %s: %w", rawURL, name, err)
 			}
 			return body, chain, nil
 		}
 	}
-	return nil, nil, fmt.Errorf("collateral: %s: no issuer chain (header %s)", rawURL, strings.Join(chainHeaders, " or "))
+	return nil, nil, fmt.Errorf("%s: no issuer chain (header %s)", rawURL, strings.Join(chainHeaders, " or "))
 }
 
 // do makes one GET request within the Fetcher's timeout and size limit.
@@ -216,7 +216,7 @@ func (f *Fetcher) do(ctx context.Context, rawURL string) ([]byte, http.Header, e
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("no answer within %v: %w", timeout, err)
 		}
-		return fmt.Errorf("collateral: GET %s: %w", rawURL, err)
+		return fmt.Errorf("GET %s: %w", rawURL, err)
 	}
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, rawURL, nil)
 	if err != nil {

@@ -175,7 +175,7 @@ func Decrypt(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, opts *Opti
 // hold them (and reads the MHT nodes above those), on every core.
 func DecryptRange(dst io.Writer, src io.ReaderAt, hostSize int64, kdk Key, off, n int64, opts *Options) (int64, error) {
 	if off < 0 || n < 0 {
-		return 0, fmt.Errorf("pf: DecryptRange of %d bytes at %d", n, off)
+		return 0, fmt.Errorf("decrypt %d bytes at offset %d: negative length or offset", n, off)
 	}
 	f, err := Open(src, hostSize, kdk, opts)
 	if err != nil {

@@ -179,7 +179,7 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, ErrClosed
 	}
 	if off < 0 {
-		return 0, errors.New("pf: negative offset")
+		return 0, fmt.Errorf("read at %d: negative offset", off)
 	}
 	n := 0
 	for n < len(p) && off < f.meta.size {
@@ -223,7 +223,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	if off < 0 || int64(len(p)) > maxFileSize-off {
-		return 0, fmt.Errorf("pf: write at %d of %d bytes is out of range", off, len(p))
+		return 0, fmt.Errorf("write at %d of %d bytes is out of range", off, len(p))
 	}
 	if end := off + int64(len(p)); end > f.meta.size {
 		if err := f.grow(end); err != nil {
@@ -251,7 +251,7 @@ func (f *File) Truncate(size int64) error {
 		return err
 	}
 	if size < 0 || size > maxFileSize {
-		return fmt.Errorf("pf: size %d is out of range", size)
+		return fmt.Errorf("truncate to %d bytes: size out of range", size)
 	}
 	if size >= f.meta.size {
 		return f.grow(size)
@@ -496,7 +496,7 @@ func (f *File) flush() error {
 	err := f.writeNodes(dirty)
 	f.flushing = false
 	if err != nil {
-		f.err = fmt.Errorf("pf: flush failed, the file is in an unknown state: %w", err)
+		f.err = fmt.Errorf("flush failed, the file is in an unknown state: %w", err)
 		return f.err
 	}
 	f.cache.evictClean(cacheNodes)

@@ -152,7 +152,7 @@ keys = ["default"]
 			tb.pinClock(t, tc.at)
 			seen := len(tb.audit(t))
 			_, err = tb.client(recorded{tc.kind, evidence}).Fetch(context.Background(), "default")
-			want := fmt.Sprintf("%s: %v", tc.kind, ratls.ErrBinding)
+			want := fmt.Sprintf("%s evidence (%s): %v", tc.kind, ratls.Tagged, ratls.ErrBinding)
 			if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), want) {
 				t.Fatalf("client: err = %v, want a refusal saying %q", err, want)
 			}

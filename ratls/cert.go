@@ -58,7 +58,7 @@ func mustMarshal(v any) []byte {
 func NewCertificate(a attest.Attester) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+		return tls.Certificate{}, fmt.Errorf("generate key: %w", err)
 	}
 	return NewCertificateWithKey(a, key)
 }
@@ -68,16 +68,16 @@ func NewCertificate(a attest.Attester) (tls.Certificate, error) {
 // P-384's time on both sides of a handshake.
 func NewCertificateWithKey(a attest.Attester, key *ecdsa.PrivateKey) (tls.Certificate, error) {
 	if c := key.Curve; c != elliptic.P256() && c != elliptic.P384() {
-		return tls.Certificate{}, fmt.Errorf("ratls: %w: a %s key (want P-256 or P-384)", ErrUnsupported, c.Params().Name)
+		return tls.Certificate{}, fmt.Errorf("%w: a %s key (want P-256 or P-384)", ErrUnsupported, c.Params().Name)
 	}
 	kind := a.Kind()
 	tag, ok := tagOf[kind]
 	if !ok {
-		return tls.Certificate{}, fmt.Errorf("ratls: no RA-TLS evidence format for %q evidence", kind)
+		return tls.Certificate{}, fmt.Errorf("no RA-TLS evidence format for %q evidence", kind)
 	}
 	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+		return tls.Certificate{}, fmt.Errorf("encode public key: %w", err)
 	}
 	var evidence []pkix.Extension
 	if kind == attest.SGX {
@@ -95,7 +95,7 @@ func NewCertificateWithKey(a attest.Attester, key *ecdsa.PrivateKey) (tls.Certif
 
 	keyID, err := subjectKeyID(key)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+		return tls.Certificate{}, fmt.Errorf("key identifier: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:       big.NewInt(1),
@@ -115,11 +115,11 @@ func NewCertificateWithKey(a attest.Attester, key *ecdsa.PrivateKey) (tls.Certif
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+		return tls.Certificate{}, fmt.Errorf("sign certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ratls: %w", err)
+		return tls.Certificate{}, fmt.Errorf("parse the new certificate: %w", err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
@@ -140,7 +140,7 @@ func subjectKeyID(key *ecdsa.PrivateKey) ([]byte, error) {
 func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension, error) {
 	claims, err := claimsBuffer(spki)
 	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("ratls: claims: %w", err)
+		return pkix.Extension{}, fmt.Errorf("claims buffer: %w", err)
 	}
 	evidence, err := attestTo(a, sha256.Sum256(claims))
 	if err != nil {
@@ -148,7 +148,7 @@ func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension
 	}
 	value, err := taggedEvidence(tag, evidence, claims)
 	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("ratls: tagged evidence: %w", err)
+		return pkix.Extension{}, fmt.Errorf("%s: %w", Tagged, err)
 	}
 	return pkix.Extension{Id: oidTaggedEvidence, Value: value}, nil
 }
@@ -159,7 +159,7 @@ func attestTo(a attest.Attester, binding [32]byte) ([]byte, error) {
 	copy(rd[:], binding[:])
 	evidence, err := a.Attest(rd)
 	if err != nil {
-		return nil, fmt.Errorf("ratls: %s attestation: %w", a.Kind(), err)
+		return nil, fmt.Errorf("%s attestation: %w", a.Kind(), err)
 	}
 	return evidence, nil
 }

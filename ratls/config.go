@@ -45,7 +45,7 @@ func ServerConfig(cert tls.Certificate) *tls.Config {
 // verified as of at with reg ([Verify]). It returns the claims of the client's evidence.
 func VerifyPeer(ctx context.Context, cs tls.ConnectionState, reg attest.Registry, at time.Time) (*attest.Claims, error) {
 	if len(cs.PeerCertificates) != 1 {
-		return nil, fmt.Errorf("ratls: %w, got %d", ErrPeerCertificates, len(cs.PeerCertificates))
+		return nil, fmt.Errorf("%w, got %d", ErrPeerCertificates, len(cs.PeerCertificates))
 	}
 	return Verify(ctx, cs.PeerCertificates[0], reg, at)
 }
@@ -64,7 +64,7 @@ func VerifyPeer(ctx context.Context, cs tls.ConnectionState, reg attest.Registry
 func ClientConfig(cert tls.Certificate, roots *x509.CertPool, serverAddr string) (*tls.Config, error) {
 	host, _, err := net.SplitHostPort(serverAddr)
 	if err != nil {
-		return nil, fmt.Errorf("ratls: server address: %w", err)
+		return nil, fmt.Errorf("server address: %w", err)
 	}
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS12,
@@ -79,17 +79,17 @@ func ClientConfig(cert tls.Certificate, roots *x509.CertPool, serverAddr string)
 // verifyServer verifies a server's certificate chain to roots, and its name.
 func verifyServer(certs []*x509.Certificate, roots *x509.CertPool, host string) error {
 	if len(certs) == 0 {
-		return errors.New("ratls: the server sent no certificate")
+		return errors.New("the server sent no certificate")
 	}
 	leaf, intermediates := certs[0], x509.NewCertPool()
 	for _, c := range certs[1:] {
 		intermediates.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates}); err != nil {
-		return fmt.Errorf("ratls: server certificate: %w", err)
+		return fmt.Errorf("server certificate: %w", err)
 	}
 	if err := verifyName(leaf, host); err != nil {
-		return fmt.Errorf("ratls: server certificate: %w", err)
+		return fmt.Errorf("server certificate: %w", err)
 	}
 	return nil
 }

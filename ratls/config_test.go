@@ -301,7 +301,7 @@ func TestServerName(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := fetch(t, port, cfg)
-			if tc.ok != (err == nil && got == "secret") || !tc.ok && !strings.HasPrefix(err.Error(), "ratls: server certificate: ") {
+			if tc.ok != (err == nil && got == "secret") || !tc.ok && !strings.HasPrefix(err.Error(), "server certificate: ") {
 				t.Errorf("client got %q, %v", got, err)
 			}
 			<-done

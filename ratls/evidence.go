@@ -136,26 +136,26 @@ func ExtractEvidence(cert *x509.Certificate) (*Evidence, error) {
 	case tagged != nil:
 		ev, err := parseTagged(tagged.Value, cert.RawSubjectPublicKeyInfo)
 		if err != nil {
-			return nil, fmt.Errorf("ratls: %s: %w", Tagged, err)
+			return nil, fmt.Errorf("%s: %w", Tagged, err)
 		}
 		return ev, nil
 	case legacy != nil:
 		if len(legacy.Value) > maxEvidence {
-			return nil, fmt.Errorf("ratls: %s: %w: %d bytes (at most %d)", Legacy, ErrMalformed, len(legacy.Value), maxEvidence)
+			return nil, fmt.Errorf("%s: %w: %d bytes (at most %d)", Legacy, ErrMalformed, len(legacy.Value), maxEvidence)
 		}
 		return &Evidence{Format: Legacy, Kind: attest.SGX, Data: legacy.Value, Binding: sha256.Sum256(cert.RawSubjectPublicKeyInfo)}, nil
 	}
-	return nil, fmt.Errorf("ratls: %w (want %s or %s)", ErrNoEvidence, oidTaggedEvidence, oidGramineQuote)
+	return nil, fmt.Errorf("%w (want %s or %s)", ErrNoEvidence, oidTaggedEvidence, oidGramineQuote)
 }
 
 // checkKey accepts the keys Gramine's verifier accepts: ECDSA on P-256 or P-384.
 func checkKey(pub any) error {
 	k, ok := pub.(*ecdsa.PublicKey)
 	if !ok {
-		return fmt.Errorf("ratls: %w: public key is %T, want ECDSA P-256 or P-384", ErrUnsupported, pub)
+		return fmt.Errorf("%w: public key is %T, want ECDSA P-256 or P-384", ErrUnsupported, pub)
 	}
 	if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
-		return fmt.Errorf("ratls: %w: public key on curve %s, want P-256 or P-384", ErrUnsupported, k.Curve.Params().Name)
+		return fmt.Errorf("%w: public key on curve %s, want P-256 or P-384", ErrUnsupported, k.Curve.Params().Name)
 	}
 	return nil
 }

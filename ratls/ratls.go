@@ -50,10 +50,10 @@ func Verify(ctx context.Context, cert *x509.Certificate, reg attest.Registry, at
 	}
 	claims, err := reg.Verify(ctx, ev.Kind, ev.Data, at)
 	if err != nil {
-		return nil, fmt.Errorf("ratls: %s, %s: %w: %w", ev.Format, ev.Kind, ErrNotVerified, err)
+		return nil, fmt.Errorf("%s evidence (%s): %w: %w", ev.Kind, ev.Format, ErrNotVerified, err)
 	}
 	if len(claims.ReportData) < len(ev.Binding) || !bytes.Equal(claims.ReportData[:len(ev.Binding)], ev.Binding[:]) {
-		return nil, &BindingError{Claims: claims, msg: fmt.Sprintf("ratls: %s, %s: %v: report data %s, want it to begin with %x", ev.Format, ev.Kind, ErrBinding, claims.ReportData, ev.Binding)}
+		return nil, &BindingError{Claims: claims, msg: fmt.Sprintf("%s evidence (%s): %v: report data %s, want it to begin with %x", ev.Kind, ev.Format, ErrBinding, claims.ReportData, ev.Binding)}
 	}
 	return claims, nil
 }

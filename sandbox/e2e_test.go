@@ -173,7 +173,7 @@ func TestRefusals(t *testing.T) {
 			name:     "TD quote that does not verify",
 			serve:    func(w *world, m *manifest.Manifest) { w.servePolicy(w.tdxPolicy(), nil) },
 			attester: (*world).fakeTD,
-			want:     "keys default, model from {addr}: the server refused: attestation failed: ratls: TCG tagged evidence, tdx: evidence does not verify: tdx: ",
+			want:     "keys default, model from {addr}: the server refused: attestation failed: tdx evidence (TCG tagged evidence): evidence does not verify: ",
 		},
 		{
 			name:    "unreachable server",

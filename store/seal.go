@@ -24,11 +24,11 @@ const (
 func newSealer(masterKey []byte) (*sealer, error) {
 	block, err := aes.NewCipher(masterKey)
 	if err != nil {
-		return nil, fmt.Errorf("store: master key: %w", err)
+		return nil, fmt.Errorf("master key: %w", err)
 	}
 	aead, err := cipher.NewGCMWithRandomNonce(block)
 	if err != nil {
-		return nil, fmt.Errorf("store: master key: %w", err)
+		return nil, fmt.Errorf("master key: %w", err)
 	}
 	return &sealer{aead: aead}, nil
 }

@@ -96,7 +96,7 @@ type sqliteStore struct {
 
 func openSQLite(path string, masterKey []byte) (*sqliteStore, error) {
 	if path == "" {
-		return nil, errors.New("store: sqlite: no file named; use sqlite:PATH")
+		return nil, errors.New("sqlite store: no file named; use sqlite:PATH")
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -106,7 +106,7 @@ func openSQLite(path string, masterKey []byte) (*sqliteStore, error) {
 	// same mode, are for the owner only.
 	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	f.Close()
 	seal, err := newSealer(masterKey)

@@ -129,17 +129,17 @@ type AuditFilter struct {
 // reference to masterKey: the caller may clear it once Open returns.
 func Open(dsn string, masterKey []byte) (Store, error) {
 	if len(masterKey) != MasterKeySize {
-		return nil, fmt.Errorf("store: the master key is %d bytes; it must be exactly %d", len(masterKey), MasterKeySize)
+		return nil, fmt.Errorf("the master key is %d bytes; it must be exactly %d", len(masterKey), MasterKeySize)
 	}
 	scheme, rest, _ := strings.Cut(dsn, ":")
 	switch scheme {
 	case "sqlite":
 		return openSQLite(rest, masterKey)
 	case "postgres", "postgresql":
-		return nil, fmt.Errorf("store: PostgreSQL is not supported yet; use sqlite:PATH: %w", errors.ErrUnsupported)
+		return nil, fmt.Errorf("PostgreSQL is not supported yet; use sqlite:PATH: %w", errors.ErrUnsupported)
 	default:
 		// The rest of dsn is not echoed: a mistyped PostgreSQL URL may hold a password.
-		return nil, fmt.Errorf("store: unknown kind of store %q; use sqlite:PATH", scheme)
+		return nil, fmt.Errorf("unknown kind of store %q; use sqlite:PATH", scheme)
 	}
 }
 

@@ -41,36 +41,36 @@ func (a Attester) path(name string) string {
 func (a Attester) Attest(reportData attest.ReportData) ([]byte, error) {
 	typ, err := os.ReadFile(a.path("attestation_type"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("gramine: %s not found: not running inside Gramine SGX", a.path("attestation_type"))
+		return nil, fmt.Errorf("%s not found: not running inside Gramine SGX", a.path("attestation_type"))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gramine: %w", err)
+		return nil, fmt.Errorf("read Gramine's attestation type: %w", err)
 	}
 	if t := string(bytes.TrimSpace(typ)); t != "dcap" {
-		return nil, fmt.Errorf("gramine: attestation type is %q, not \"dcap\" (set sgx.remote_attestation = \"dcap\" in the manifest)", t)
+		return nil, fmt.Errorf("Gramine's attestation type is %q, not \"dcap\" (set sgx.remote_attestation = \"dcap\" in the manifest)", t)
 	}
 	f, err := os.OpenFile(a.path("user_report_data"), os.O_WRONLY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("gramine: %w", err)
+		return nil, fmt.Errorf("write report data: %w", err)
 	}
 	_, err = f.Write(reportData[:])
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gramine: write report data: %w", err)
+		return nil, fmt.Errorf("write report data: %w", err)
 	}
 	q, err := os.Open(a.path("quote"))
 	if err != nil {
-		return nil, fmt.Errorf("gramine: %w", err)
+		return nil, fmt.Errorf("read quote: %w", err)
 	}
 	defer q.Close()
 	quote, err := io.ReadAll(io.LimitReader(q, maxQuote+1))
 	if err != nil {
-		return nil, fmt.Errorf("gramine: read quote: %w", err)
+		return nil, fmt.Errorf("read quote: %w", err)
 	}
 	if len(quote) == 0 || len(quote) > maxQuote {
-		return nil, fmt.Errorf("gramine: quote of %d bytes (want 1 to %d)", len(quote), maxQuote)
+		return nil, fmt.Errorf("Gramine's quote is %d bytes (want 1 to %d)", len(quote), maxQuote)
 	}
 	return quote, nil
 }

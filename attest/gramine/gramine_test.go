@@ -89,7 +89,7 @@ func TestAttestErrors(t *testing.T) {
 		t.Error("no quote file: no error")
 	}
 	os.WriteFile(filepath.Join(d.dir, "quote"), make([]byte, maxQuote+1), 0o444)
-	if _, err := (Attester{Dir: d.dir}).Attest(attest.ReportData{}); err == nil || !strings.Contains(err.Error(), "quote of 8193 bytes") {
+	if _, err := (Attester{Dir: d.dir}).Attest(attest.ReportData{}); err == nil || !strings.Contains(err.Error(), "Gramine's quote is 8193 bytes") {
 		t.Errorf("oversized quote: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ type Error struct {
 	Err  error
 }
 
-func (e *Error) Error() string { return "sgx: " + string(e.Step) + ": " + e.Err.Error() }
+func (e *Error) Error() string { return "SGX " + string(e.Step) + ": " + e.Err.Error() }
 
 func (e *Error) Unwrap() error { return e.Err }
 

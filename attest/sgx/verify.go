@@ -262,7 +262,7 @@ func (c *crl) current(issuer *x509.Certificate, at time.Time) error {
 // Verify verifies a quote at time at; see [Verify].
 func (v *Verifier) Verify(quote []byte, at time.Time) (*Verdict, error) {
 	if at.IsZero() {
-		return nil, errors.New("sgx: no verification time given")
+		return nil, errors.New("no verification time given")
 	}
 	q, err := ParseQuote(quote)
 	if err != nil {

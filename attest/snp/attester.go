@@ -54,7 +54,7 @@ func OpenAttester() (*Attester, error) {
 	if qp := new(client.LinuxIoctlQuoteProvider); qp.IsSupported() {
 		return NewAttester(qp), nil
 	}
-	return nil, errors.New("snp: neither configfs-tsm nor /dev/sev-guest is available")
+	return nil, errors.New("neither configfs-tsm nor /dev/sev-guest is available")
 }
 
 // Kind returns attest.SNP.
@@ -64,7 +64,7 @@ func (a *Attester) Kind() attest.Kind { return attest.SNP }
 func (a *Attester) Attest(reportData attest.ReportData) ([]byte, error) {
 	b, err := a.quote(reportData)
 	if err != nil {
-		return nil, fmt.Errorf("snp: attestation report: %w", err)
+		return nil, fmt.Errorf("get SEV-SNP attestation report: %w", err)
 	}
 	return b, nil
 }

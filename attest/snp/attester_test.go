@@ -86,7 +86,7 @@ func TestQuoteProviderAttester(t *testing.T) {
 	checkEvidence(t, qp.Device.Signer, evidence, rd)
 
 	_, err = a.Attest(attest.ReportData{9})
-	wantErr(t, err, "snp: attestation report: test error: no response")
+	wantErr(t, err, "get SEV-SNP attestation report: test error: no response")
 }
 
 // fakeTSM is go-configfs-tsm's fake configfs-tsm answering as an SEV-SNP guest would: provider
@@ -141,7 +141,7 @@ func TestReportAgainstCertificate(t *testing.T) {
 		text  string
 	}{
 		{"reported TCB is not the VCEK's", func(r []byte) { binary.LittleEndian.PutUint64(r[0x180:], 0x0300000000000001) },
-			"snp: check report against its VCEK certificate"},
+			"check SEV-SNP report against its VCEK certificate"},
 		{"committed firmware newer than current", func(r []byte) { r[0x1EC] = 5 },
 			"committed build number 5 is greater than the current build number 0"},
 		{"CHIP_ID is not the VCEK's", func(r []byte) { r[0x1A0] = 1 }, "is not the same as the VCEK certificate's HWID"},

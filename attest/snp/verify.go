@@ -54,19 +54,19 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	if v.roots == nil {
 		var err error
 		if v.roots, err = amdRoots(); err != nil {
-			return nil, fmt.Errorf("snp: embedded AMD roots: %w", err)
+			return nil, fmt.Errorf("embedded AMD roots: %w", err)
 		}
 	}
 	for i, b := range opts.Certificates {
 		c, err := trust.ParseCert(b)
 		if err != nil {
-			return nil, fmt.Errorf("snp: certificate %d: %w", i, err)
+			return nil, fmt.Errorf("SEV-SNP certificate %d: %w", i, err)
 		}
 		e := endorsement{der: c.Raw, key: abi.VcekReportSigner}
 		if e.ext, err = kds.VcekCertificateExtensions(c); err != nil {
 			e.key = abi.VlekReportSigner
 			if e.ext, err = kds.VlekCertificateExtensions(c); err != nil {
-				return nil, fmt.Errorf("snp: certificate %d (%q) is neither a VCEK nor a VLEK: %w", i, c.Subject.CommonName, err)
+				return nil, fmt.Errorf("SEV-SNP certificate %d (%q) is neither a VCEK nor a VLEK: %w", i, c.Subject.CommonName, err)
 			}
 		}
 		v.certs = append(v.certs, e)
@@ -117,27 +117,27 @@ func (v *Verifier) Kind() attest.Kind { return attest.SNP }
 // the certificate chain and signature, or the report's consistency with its certificate.
 func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*attest.Claims, error) {
 	if at.IsZero() {
-		return nil, errors.New("snp: no verification time given")
+		return nil, errors.New("no verification time given")
 	}
 	att, err := parseEvidence(evidence)
 	if err != nil {
-		return nil, fmt.Errorf("snp: parse evidence: %w", err)
+		return nil, fmt.Errorf("parse SEV-SNP evidence: %w", err)
 	}
 	r := att.Report
 	info, err := abi.ParseSignerInfo(r.GetSignerInfo())
 	if err != nil {
-		return nil, fmt.Errorf("snp: parse evidence: %w", err)
+		return nil, fmt.Errorf("parse SEV-SNP evidence: %w", err)
 	}
 	slot := endorsementSlot(att.CertificateChain, info.SigningKey)
 	if slot == nil {
-		return nil, fmt.Errorf("snp: the report is signed by %v, not by a VCEK or VLEK", info.SigningKey)
+		return nil, fmt.Errorf("the SEV-SNP report is signed by %v, not by a VCEK or VLEK", info.SigningKey)
 	}
 	candidates := [][]byte{*slot}
 	if len(*slot) == 0 {
 		candidates = v.endorsements(r, info.SigningKey)
 	}
 	if len(candidates) == 0 {
-		return nil, fmt.Errorf("snp: no %v certificate for chip %x at TCB %#x: the evidence carries none and none was configured",
+		return nil, fmt.Errorf("no %v certificate for chip %x at TCB %#x: the evidence carries none and none was configured",
 			info.SigningKey, r.GetChipId(), r.GetReportedTcb())
 	}
 	opts := &verify.Options{DisableCertFetching: true, Now: at, TrustedRoots: v.roots, Product: v.product}
@@ -148,16 +148,16 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("snp: verify report with go-sev-guest: %w", err)
+		return nil, fmt.Errorf("verify SEV-SNP report with go-sev-guest: %w", err)
 	}
 	// The guest policy is for the relying party's policy to judge: allow every capability here.
 	anyPolicy := abi.SnpPolicy{SMT: true, MigrateMA: true, Debug: true, CXLAllowed: true}
 	if err := validate.SnpAttestation(att, &validate.Options{GuestPolicy: anyPolicy, PermitProvisionalFirmware: true}); err != nil {
-		return nil, fmt.Errorf("snp: check report against its %v certificate: %w", info.SigningKey, err)
+		return nil, fmt.Errorf("check SEV-SNP report against its %v certificate: %w", info.SigningKey, err)
 	}
 	policy, err := abi.ParseSnpPolicy(r.GetPolicy())
 	if err != nil {
-		return nil, fmt.Errorf("snp: guest policy: %w", err)
+		return nil, fmt.Errorf("SEV-SNP guest policy: %w", err)
 	}
 	return &attest.Claims{
 		TEE:         attest.SNP,

@@ -125,10 +125,10 @@ func TestWrongCertificate(t *testing.T) {
 	report := read(t, trusteeReport)
 	// A VCEK of another chip: no configured certificate fits...
 	_, err := newVerifier(t, googleVCEK).Verify(context.Background(), report, vcekTime)
-	wantErr(t, err, "snp: no VCEK certificate for chip")
+	wantErr(t, err, "no VCEK certificate for chip")
 	// ...and in the evidence, it did not sign the report.
 	_, err = newVerifier(t).Verify(context.Background(), withCerts(report, read(t, googleVCEK), abi.VcekGUID), vcekTime)
-	wantErr(t, err, "snp: verify report with go-sev-guest: report signature verification error")
+	wantErr(t, err, "verify SEV-SNP report with go-sev-guest: report signature verification error")
 	// Tampered VCEKs: the ASK's signature over them does not verify.
 	for _, bad := range []string{badVCEKLegacy, badVCEKNew} {
 		_, err = newVerifier(t).Verify(context.Background(), withCerts(report, read(t, bad), abi.VcekGUID), vcekTime)
@@ -136,10 +136,10 @@ func TestWrongCertificate(t *testing.T) {
 	}
 	// A VLEK report with a VCEK in the evidence.
 	_, err = newVerifier(t).Verify(context.Background(), withCerts(read(t, vlekReport), read(t, trusteeVCEK), abi.VcekGUID), vlekTime)
-	wantErr(t, err, "snp: no VLEK certificate")
+	wantErr(t, err, "no VLEK certificate")
 	// Not a VCEK or VLEK at all.
 	_, err = NewVerifier(Options{Certificates: [][]byte{[]byte("not a certificate")}})
-	wantErr(t, err, "snp: certificate 0")
+	wantErr(t, err, "SEV-SNP certificate 0")
 }
 
 func TestTampered(t *testing.T) {
@@ -153,8 +153,8 @@ func TestTampered(t *testing.T) {
 		{"report data", 0x50, "report signature verification error"},
 		{"measurement", 0x90 + 47, "report signature verification error"},
 		{"signature", 0x2A0, "report signature verification error"},
-		{"reported TCB", 0x180, "snp: no VCEK certificate"},
-		{"reserved byte", 0x1A0 - 1, "snp: parse evidence"},
+		{"reported TCB", 0x180, "no VCEK certificate"},
+		{"reserved byte", 0x1A0 - 1, "parse SEV-SNP evidence"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bytes.Clone(report)
@@ -164,9 +164,9 @@ func TestTampered(t *testing.T) {
 		})
 	}
 	_, err := v.Verify(context.Background(), report[:1000], vcekTime)
-	wantErr(t, err, "snp: parse evidence: 1000 bytes, an attestation report has 1184")
+	wantErr(t, err, "parse SEV-SNP evidence: 1000 bytes, an attestation report has 1184")
 	_, err = v.Verify(context.Background(), append(bytes.Clone(report), 1, 2, 3), vcekTime)
-	wantErr(t, err, "snp: parse evidence: certificate table")
+	wantErr(t, err, "parse SEV-SNP evidence: certificate table")
 }
 
 func TestVerifyTimes(t *testing.T) {

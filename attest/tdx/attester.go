@@ -31,7 +31,7 @@ func NewAttester(client configfsi.Client) *Attester { return &Attester{client: c
 func OpenAttester() (*Attester, error) {
 	c, err := linuxtsm.MakeClient()
 	if err != nil {
-		return nil, fmt.Errorf("tdx: configfs-tsm: %w", err)
+		return nil, fmt.Errorf("configfs-tsm: %w", err)
 	}
 	return NewAttester(c), nil
 }
@@ -44,10 +44,10 @@ func (a *Attester) Kind() attest.Kind { return attest.TDX }
 func (a *Attester) Attest(reportData attest.ReportData) ([]byte, error) {
 	resp, err := report.Get(a.client, &report.Request{InBlob: reportData[:]})
 	if err != nil {
-		return nil, fmt.Errorf("tdx: configfs-tsm report: %w", err)
+		return nil, fmt.Errorf("configfs-tsm report: %w", err)
 	}
 	if p := strings.TrimSpace(resp.Provider); p != tsmProvider {
-		return nil, fmt.Errorf("tdx: configfs-tsm reports come from %q, not %q: this is not a TDX guest", p, tsmProvider)
+		return nil, fmt.Errorf("configfs-tsm reports come from %q, not %q: this is not a TDX guest", p, tsmProvider)
 	}
 	return resp.OutBlob, nil
 }

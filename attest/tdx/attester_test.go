@@ -64,7 +64,7 @@ func TestAttester(t *testing.T) {
 	}
 
 	_, err = a.Attest(attest.ReportData{1})
-	wantErr(t, err, nil, "tdx: configfs-tsm report")
+	wantErr(t, err, nil, "configfs-tsm report")
 
 	_, err = NewAttester(fakeTSM(t, "sev_guest")).Attest(rd)
 	wantErr(t, err, nil, `reports come from "sev_guest", not "tdx_guest"`)

@@ -69,7 +69,7 @@ var _ attest.Verifier = (*Verifier)(nil)
 func NewVerifier(opts Options) (*Verifier, error) {
 	b := opts.Collateral
 	if b == nil {
-		return nil, errors.New("tdx: no collateral")
+		return nil, errors.New("no TDX collateral")
 	}
 	v := &Verifier{roots: opts.Roots, skipCRL: opts.SkipCRL}
 	if v.roots == nil {
@@ -77,12 +77,12 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	}
 	var info pcs.TdxTcbInfo
 	if err := json.Unmarshal(b.TCBInfo, &info); err != nil {
-		return nil, fmt.Errorf("tdx: collateral: TCB info: %w", err)
+		return nil, fmt.Errorf("TDX collateral: TCB info: %w", err)
 	}
 	v.tcbInfo = info.TcbInfo
 	s, err := newBundleServer(b, strings.ToLower(info.TcbInfo.Fmspc), opts.SkipCRL)
 	if err != nil {
-		return nil, fmt.Errorf("tdx: collateral: %w", err)
+		return nil, fmt.Errorf("TDX collateral: %w", err)
 	}
 	v.server = s
 	return v, nil
@@ -99,11 +99,11 @@ const tcbCheckFailed = "failed TCB status check"
 // that failed: parsing the quote, go-tdx-guest's verification, or the TCB status.
 func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*attest.Claims, error) {
 	if at.IsZero() {
-		return nil, errors.New("tdx: no verification time given")
+		return nil, errors.New("no verification time given")
 	}
 	q, err := parseQuote(evidence)
 	if err != nil {
-		return nil, fmt.Errorf("tdx: parse quote: %w", err)
+		return nil, fmt.Errorf("parse TDX quote: %w", err)
 	}
 	opts := &verify.Options{
 		CheckRevocations: !v.skipCRL,
@@ -114,14 +114,14 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 	}
 	err = noPanic(func() error { return verify.TdxQuote(q, opts) })
 	if err != nil && !strings.Contains(err.Error(), tcbCheckFailed) {
-		return nil, fmt.Errorf("tdx: verify quote with go-tdx-guest: %w", err)
+		return nil, fmt.Errorf("verify TDX quote with go-tdx-guest: %w", err)
 	}
 	platform, module, tcbErr := v.tcbLevels(q)
 	switch {
 	case tcbErr != nil:
-		return nil, fmt.Errorf("tdx: TCB status: %w", tcbErr)
+		return nil, fmt.Errorf("TDX TCB status: %w", tcbErr)
 	case err != nil: // a TCB check failed on a level that matches: the QE's, or a status
-		return nil, fmt.Errorf("tdx: verify quote with go-tdx-guest: %w", err)
+		return nil, fmt.Errorf("verify TDX quote with go-tdx-guest: %w", err)
 	}
 	body := q.GetTdQuoteBody()
 	c := &attest.Claims{

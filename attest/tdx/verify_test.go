@@ -94,9 +94,9 @@ func wantErr(t *testing.T, err error, reason error, text string) {
 func TestTCBLevelNotSupported(t *testing.T) {
 	// TDX-3 and TDX-4: one platform below every TCB level; every signature and chain verifies.
 	_, err := newVerifier(t, bundle(t, oasisTCB50806F, oasisQE2023), true).Verify(context.Background(), read(t, oasisOutOfDate), tdx3Time)
-	wantErr(t, err, ErrTCBLevelNotSupported, "tdx: TCB status: TCB level not supported")
+	wantErr(t, err, ErrTCBLevelNotSupported, "TDX TCB status: TCB level not supported")
 	_, err = newVerifier(t, googleBundle(t), false).Verify(context.Background(), read(t, googleQuote), tdx4Time)
-	wantErr(t, err, ErrTCBLevelNotSupported, "tdx: TCB status: TCB level not supported")
+	wantErr(t, err, ErrTCBLevelNotSupported, "TDX TCB status: TCB level not supported")
 }
 
 func TestVersion5Unsupported(t *testing.T) {
@@ -161,7 +161,7 @@ func TestTampered(t *testing.T) {
 		{"MRTD", 48 + 136, "unable to verify message digest"},
 		{"quote signature", 636, "unable to verify message digest"},
 		{"QE report", 636 + 64 + 64 + 6 + 10, "QE report"},
-		{"PCK certificate", len(quote) - 2000, "tdx: verify quote with go-tdx-guest"},
+		{"PCK certificate", len(quote) - 2000, "verify TDX quote with go-tdx-guest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := bytes.Clone(quote)
@@ -171,7 +171,7 @@ func TestTampered(t *testing.T) {
 		})
 	}
 	_, err := v.Verify(context.Background(), quote[:1000], tdx1Time)
-	wantErr(t, err, nil, "tdx: parse quote")
+	wantErr(t, err, nil, "parse TDX quote")
 }
 
 func TestVerifyTimes(t *testing.T) {
@@ -182,7 +182,7 @@ func TestVerifyTimes(t *testing.T) {
 	wantErr(t, err, nil, "has expired")
 	// Before the PCK certificate was issued.
 	_, err = v.Verify(context.Background(), q, time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC))
-	wantErr(t, err, nil, "tdx: verify quote with go-tdx-guest")
+	wantErr(t, err, nil, "verify TDX quote with go-tdx-guest")
 	_, err = v.Verify(context.Background(), q, time.Time{})
 	wantErr(t, err, nil, "no verification time")
 }
@@ -223,12 +223,12 @@ func TestRevocation(t *testing.T) {
 
 func TestCollateralErrors(t *testing.T) {
 	_, err := NewVerifier(Options{})
-	wantErr(t, err, nil, "no collateral")
+	wantErr(t, err, nil, "no TDX collateral")
 
 	b := oasisBundle(t)
 	b.TCBInfo = []byte("{")
 	_, err = NewVerifier(Options{Collateral: b, SkipCRL: true})
-	wantErr(t, err, nil, "tdx: collateral: TCB info")
+	wantErr(t, err, nil, "TDX collateral: TCB info")
 
 	b = oasisBundle(t)
 	b.QEIdentityIssuerChain = b.QEIdentityIssuerChain[:len(b.QEIdentityIssuerChain)/2]

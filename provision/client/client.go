@@ -46,7 +46,7 @@ func (c *Client) certificate() (tls.Certificate, error) {
 		}
 		cert, err := ratls.NewCertificateWithKey(c.Attester, key)
 		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("attest: %w", err)
+			return tls.Certificate{}, fmt.Errorf("RA-TLS certificate: %w", err)
 		}
 		c.cert = &cert
 	}
