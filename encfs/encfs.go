@@ -79,9 +79,9 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 		return nil, err
 	}
 	if info, err := os.Stat(host); err != nil {
-		return nil, fmt.Errorf("encfs: host folder: %w", err)
+		return nil, fmt.Errorf("host folder of the encrypted filesystem: %w", err)
 	} else if !info.IsDir() {
-		return nil, fmt.Errorf("encfs: host folder %s is not a folder", host)
+		return nil, fmt.Errorf("host folder %s of the encrypted filesystem is not a folder", host)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -113,7 +113,7 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 		Logger:       fuseLog,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("encfs: mount %s on %s: %w", host, mountpoint, err)
+		return nil, fmt.Errorf("mount the encrypted filesystem of %s on %s: %w", host, mountpoint, err)
 	}
 	raiseReadAhead(mountpoint, log)
 	server := &Server{srv: srv, mountpoint: mountpoint, fsys: s, done: make(chan struct{})}
@@ -149,7 +149,7 @@ func (s *Server) Unmount() error {
 	}
 	err := syscall.Unmount(s.mountpoint, syscall.MNT_DETACH)
 	if err != nil && err != syscall.EINVAL { // EINVAL: no longer mounted
-		return fmt.Errorf("encfs: unmount %s: %w", s.mountpoint, err)
+		return fmt.Errorf("unmount the encrypted filesystem at %s: %w", s.mountpoint, err)
 	}
 	return nil
 }

@@ -15,12 +15,6 @@ import (
 	"testing"
 )
 
-// allowed lists the packages, by folder under the module root, whose error messages may still
-// break the rule of TestErrorPrefixes.
-var allowed = map[string]bool{
-	"encfs": true, // encfs: fixed together with its rewrite
-}
-
 // TestErrorPrefixes holds every error message of the module's non-test code to the rule of
 // docs/design.md: a message says what failed and never starts with a package's name, since
 // whoever has more context wraps it and the command line prefixes "ppml: ". It looks at the
@@ -47,7 +41,7 @@ func TestErrorPrefixes(t *testing.T) {
 		return ""
 	}
 
-	var found, exempt []string
+	var found []string
 	for _, f := range files {
 		for _, lit := range messages(f.ast) {
 			s, err := strconv.Unquote(lit.Value)
@@ -59,16 +53,8 @@ func TestErrorPrefixes(t *testing.T) {
 				continue
 			}
 			pos := f.fset.Position(lit.Pos())
-			line := fmt.Sprintf("%s:%d: %s starts with the package name %q", filepath.Join(f.dir, filepath.Base(pos.Filename)), pos.Line, lit.Value, name+": ")
-			if allowed[filepath.ToSlash(f.dir)] {
-				exempt = append(exempt, line)
-			} else {
-				found = append(found, line)
-			}
+			found = append(found, fmt.Sprintf("%s:%d: %s starts with the package name %q", filepath.Join(f.dir, filepath.Base(pos.Filename)), pos.Line, lit.Value, name+": "))
 		}
-	}
-	for _, line := range exempt {
-		t.Logf("allowed for now: %s", line)
 	}
 	for _, line := range found {
 		t.Error(line)
