@@ -2,6 +2,8 @@ package sgx
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,21 +63,73 @@ func FuzzPCKExtension(f *testing.F) {
 	})
 }
 
-// FuzzTCBInfo checks that ParseTCBInfo and ParseQEIdentity never panic and that what they accept
-// is complete.
+// FuzzTCBInfo checks that ParseTCBInfo never panics and that what it accepts is complete.
 func FuzzTCBInfo(f *testing.F) {
-	names, _ := filepath.Glob(testdata + "*/*/*.json")
-	names = append(names, testdata+"tdx/go-tdx-guest/sample_tcbinfo_response_v5", testdata+"tdx/go-tdx-guest/sample_qeIdentity_response")
-	for _, name := range names {
-		f.Add(read(f, strings.TrimPrefix(name, testdata)))
-	}
+	addCollateral(f, "tcb_info", testdata+"tdx/go-tdx-guest/sample_tcbinfo_response_v5")
 	f.Add(tcbInfoV2([16]uint8{1, 2, 3}, 4, StatusUpToDate))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if ti, err := ParseTCBInfo(body); err == nil && (len(ti.TCBLevels) == 0 || len(ti.raw) == 0) {
+		ti, err := ParseTCBInfo(body)
+		if err != nil {
+			if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error wraps neither ErrFormat nor ErrUnsupported: %v", err)
+			}
+			return
+		}
+		if len(ti.TCBLevels) == 0 || len(ti.raw) == 0 {
 			t.Fatalf("accepted TCB info without levels or signed bytes: %+v", ti)
 		}
-		if id, err := ParseQEIdentity(body); err == nil && (len(id.TCBLevels) == 0 || len(id.raw) == 0) {
+	})
+}
+
+// FuzzQEIdentity checks that ParseQEIdentity never panics and that what it accepts is complete.
+func FuzzQEIdentity(f *testing.F) {
+	addCollateral(f, "qe_identity", testdata+"tdx/go-tdx-guest/sample_qeIdentity_response")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		id, err := ParseQEIdentity(body)
+		if err != nil {
+			if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error wraps neither ErrFormat nor ErrUnsupported: %v", err)
+			}
+			return
+		}
+		if len(id.TCBLevels) == 0 || len(id.raw) == 0 {
 			t.Fatalf("accepted QE identity without levels or signed bytes: %+v", id)
+		}
+	})
+}
+
+// addCollateral adds the recorded collateral files whose names hold kind, and extra, as seeds.
+func addCollateral(f *testing.F, kind string, extra ...string) {
+	names, _ := filepath.Glob(testdata + "*/*/*" + kind + "*.json")
+	if len(names) == 0 {
+		f.Fatalf("no %s in %s", kind, testdata)
+	}
+	for _, name := range append(names, extra...) {
+		f.Add(read(f, strings.TrimPrefix(name, testdata)))
+	}
+}
+
+// FuzzSigStruct checks that ParseSigStruct never panics, fails only with ErrFormat, and reads
+// what it accepts from the offsets of Intel's SIGSTRUCT layout.
+func FuzzSigStruct(f *testing.F) {
+	var modulus [384]byte
+	modulus[383] = 0x80
+	f.Add(sigStruct(modulus, false))
+	f.Add(sigStruct(modulus, true))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseSigStruct(b)
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error does not wrap ErrFormat: %v", err)
+			}
+			return
+		}
+		if len(b) != SigStructSize || s.Exponent != 3 {
+			t.Fatalf("accepted %d bytes with exponent %d", len(b), s.Exponent)
+		}
+		if s.MRSigner != sha256.Sum256(b[128:512]) || !bytes.Equal(s.MREnclave[:], b[960:992]) ||
+			s.Debug() != (b[928]&AttrDebug != 0) {
+			t.Fatalf("fields not where SIGSTRUCT keeps them: %+v", s)
 		}
 	})
 }
