@@ -53,6 +53,11 @@ type Options struct {
 	Logger *slog.Logger
 	// ReadOnly mounts the filesystem read-only; host files are then never written.
 	ReadOnly bool
+	// AllowOther lets users other than the one that mounts it use the mount (FUSE's
+	// allow_other), as the sandbox's workload, which runs as another user, must. Mount as root
+	// for it: fusermount allows it only where /etc/fuse.conf says user_allow_other. Whoever can
+	// reach the mount point can then read the plaintext: mount it where only they can.
+	AllowOther bool
 }
 
 // Server is a mounted encfs filesystem.
@@ -102,6 +107,7 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 		// Replies come from memory, never from a file descriptor that could be spliced.
 		DisableSplice: true,
 		Logger:        fuseLog,
+		AllowOther:    opts.AllowOther,
 	}
 	if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro")

@@ -93,6 +93,7 @@ func TestMeasureChangesWithAnyValue(t *testing.T) {
 		{`"0000000000000000000000000000000000000000000000000000000000000000"`, `"0000000000000000000000000000000000000000000000000000000000000001"`},
 		{`# comment`, `sgx.enclave_size = "4G"`},
 		{`# comment`, `sgx.debug = false`},
+		{`# comment`, `loader.uid = 65534`}, // the default, written: the measurement covers what is written
 		{`{ type = "tmpfs", path = "/tmp" }`, `{ type = "tmpfs", path = "/tmp" }, { type = "tmpfs", path = "/tmp2" }`},
 	} {
 		if !strings.Contains(spelledOut, change[0]) {

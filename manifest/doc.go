@@ -13,6 +13,8 @@
 //	loader.insecure__use_cmdline_argv    the command line's (not both)
 //	loader.env.NAME                      "VALUE", { value = "VALUE" } or { passthrough = true }
 //	loader.log_level                     none, error (default), warning, debug, trace, all
+//	loader.uid, loader.gid               the user and group the workload runs as (default
+//	                                     65534, nobody and nogroup; Gramine's is 0)
 //	fs.start_dir                         the working folder (default "/")
 //	fs.mounts                            { type = "chroot" (default) | "encrypted" | "tmpfs",
 //	                                       path = "/ABSOLUTE", uri = "file:HOST-PATH",
@@ -33,9 +35,9 @@
 // use_exinfo, cpu_features, file_check_policy, profile, seal_key, ...) and all of sys.*; so is
 // loader.entrypoint, Gramine's LibOS, in any form.
 // The Gramine keys whose meaning ppml cannot honour are errors that say what to do instead:
-// loader.argv_src_file, loader.env_src_file, loader.insecure__use_host_env, loader.uid,
-// loader.gid, fs.root, fs.insecure__keys and untrusted_shm mounts, as are the old keys Gramine
-// itself rejects (sgx.thread_num, fs.mount.NAME, loader.preload, ...).
+// loader.argv_src_file, loader.env_src_file, loader.insecure__use_host_env, fs.root,
+// fs.insecure__keys and untrusted_shm mounts, as are the old keys Gramine itself rejects
+// (sgx.thread_num, fs.mount.NAME, loader.preload, ...).
 //
 // # Canonical form and measurement
 //
@@ -61,7 +63,9 @@
 //
 // The workload measurement (Measure) is the SHA-256 of the canonical form. Trusted files enter
 // it through the hashes that sgx.trusted_files holds, so any change to a trusted file, as to any
-// value of the manifest, changes the measurement. Render writes manifests in canonical form,
+// value of the manifest, changes the measurement. Like every key, loader.uid and loader.gid
+// enter it as they are written: a manifest that leaves them out, and so runs as nobody, measures
+// differently from one that writes loader.uid = 65534. Render writes manifests in canonical form,
 // so for a manifest it wrote the measurement is simply the SHA-256 of the file.
 //
 // # Templates

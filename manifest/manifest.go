@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path"
@@ -31,6 +32,10 @@ type Manifest struct {
 	Env map[string]EnvVar
 	// LogLevel is loader.log_level: none, error (the default), warning, debug, trace or all.
 	LogLevel string
+	// UID and GID are loader.uid and loader.gid: the user and group the workload runs as,
+	// 65534 (nobody and nogroup) by default. Gramine's default is 0, but its LibOS only emulates
+	// the IDs, while ppml really runs the workload as this user.
+	UID, GID uint32
 	// StartDir is fs.start_dir, the workload's working folder ("/" by default).
 	StartDir string
 	// Mounts is fs.mounts, in order.
@@ -168,6 +173,12 @@ type Provisioning struct {
 
 const defaultServer = "localhost:4433"
 
+// The user and group the workload runs as by default: nobody and nogroup, which own nothing.
+const (
+	nobody  = 65534
+	nogroup = 65534
+)
+
 // ParseFile reads and parses a manifest file; errors name the file.
 func ParseFile(name string) (*Manifest, error) {
 	b, err := os.ReadFile(name)
@@ -207,6 +218,8 @@ func Parse(b []byte) (*Manifest, error) {
 		UseCmdlineArgv:    d.Loader.UseCmdlineArgv,
 		Env:               d.Loader.Env,
 		LogLevel:          cmp.Or(d.Loader.LogLevel, "error"),
+		UID:               orDefault(d.Loader.UID, nobody),
+		GID:               orDefault(d.Loader.GID, nogroup),
 		StartDir:          cmp.Or(d.FS.StartDir, "/"),
 		Mounts:            d.FS.Mounts,
 		TrustedFiles:      d.SGX.TrustedFiles,
@@ -226,6 +239,14 @@ func Parse(b []byte) (*Manifest, error) {
 	return m, nil
 }
 
+// orDefault returns *v, or def when v is nil.
+func orDefault[T any](v *T, def T) T {
+	if v == nil {
+		return def
+	}
+	return *v
+}
+
 // check validates the fields and fills in the defaults that depend on others.
 func (m *Manifest) check() error {
 	switch {
@@ -237,6 +258,10 @@ func (m *Manifest) check() error {
 		return errors.New("loader.argv and loader.insecure__use_cmdline_argv exclude each other: keep one")
 	case !slices.Contains([]string{"none", "error", "warning", "debug", "trace", "all"}, m.LogLevel):
 		return fmt.Errorf("loader.log_level %q is not none, error, warning, debug, trace or all", m.LogLevel)
+	case m.UID == math.MaxUint32:
+		return errors.New("loader.uid 4294967295 is not a user ID (it is -1 for the kernel, which means no change)")
+	case m.GID == math.MaxUint32:
+		return errors.New("loader.gid 4294967295 is not a group ID (it is -1 for the kernel, which means no change)")
 	case !path.IsAbs(m.StartDir):
 		return fmt.Errorf("fs.start_dir %q is not an absolute path", m.StartDir)
 	case m.RemoteAttestation == "epid":

@@ -95,7 +95,7 @@ func TestParseTutorial(t *testing.T) {
 
 func TestParseDefaults(t *testing.T) {
 	m := mustParse(t, minimal)
-	if m.LogLevel != "error" || m.StartDir != "/" || m.RemoteAttestation != "none" || m.Env == nil || m.Argv != nil {
+	if m.LogLevel != "error" || m.StartDir != "/" || m.RemoteAttestation != "none" || m.Env == nil || m.Argv != nil || m.UID != 65534 || m.GID != 65534 {
 		t.Errorf("defaults: %+v", m)
 	}
 	if want := []string{"localhost:4433"}; !reflect.DeepEqual(m.Provisioning.Servers, want) || m.Provisioning.CAChainPath != "" || m.Provisioning.SetKey != "" {
@@ -105,9 +105,11 @@ func TestParseDefaults(t *testing.T) {
 loader.insecure__use_cmdline_argv = false
 fs.start_dir = "/work"
 sgx.debug = true
+loader.uid = 0
+loader.gid = 1000
 `)
-	if !reflect.DeepEqual(m.Argv, []string{"app", "--x"}) || m.StartDir != "/work" || !m.Debug {
-		t.Errorf("argv %q, start dir %q, debug %v", m.Argv, m.StartDir, m.Debug)
+	if !reflect.DeepEqual(m.Argv, []string{"app", "--x"}) || m.StartDir != "/work" || !m.Debug || m.UID != 0 || m.GID != 1000 {
+		t.Errorf("argv %q, start dir %q, debug %v, uid %d, gid %d", m.Argv, m.StartDir, m.Debug, m.UID, m.GID)
 	}
 }
 
@@ -137,6 +139,11 @@ func TestParseErrors(t *testing.T) {
 		{"entrypoint uri", `libos.entrypoint = "file:/bin/app"`, "without file:"},
 		{"argv and cmdline", minimal + "loader.argv = [\"a\"]\nloader.insecure__use_cmdline_argv = true", "loader.argv and loader.insecure__use_cmdline_argv exclude each other"},
 		{"log level", minimal + `loader.log_level = "verbose"`, `loader.log_level "verbose" is not`},
+		{"uid type", minimal + `loader.uid = "0"`, `(last key "loader.uid"): incompatible types`},
+		{"uid negative", minimal + "loader.uid = -1", "-1 is out of range for uint32"},
+		{"uid minus one", minimal + "loader.uid = 4294967295", "loader.uid 4294967295 is not a user ID"},
+		{"gid minus one", minimal + "loader.gid = 0xffffffff", "loader.gid 4294967295 is not a group ID"},
+		{"gid range", minimal + "loader.gid = 4294967296", "out of range for uint32"},
 		{"start dir", minimal + `fs.start_dir = "work"`, `fs.start_dir "work" is not an absolute path`},
 		{"epid", minimal + `sgx.remote_attestation = "epid"`, "EPID attestation is retired"},
 		{"attestation", minimal + `sgx.remote_attestation = "tdx"`, `sgx.remote_attestation "tdx" is not none or dcap`},

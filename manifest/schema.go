@@ -23,6 +23,8 @@ type document struct {
 		UseCmdlineArgv bool              `toml:"insecure__use_cmdline_argv"`
 		Env            map[string]EnvVar `toml:"env"`
 		LogLevel       string            `toml:"log_level"`
+		UID            *uint32           `toml:"uid"`
+		GID            *uint32           `toml:"gid"`
 		// ignored
 		Entrypoint  any    `toml:"entrypoint"` // Gramine's LibOS, in any of its forms
 		DisableASLR bool   `toml:"insecure__disable_aslr"`
@@ -111,8 +113,6 @@ var rejected = map[string]string{
 	"loader.argv_src_file":          "ppml takes the arguments from loader.argv or the command line only",
 	"loader.env_src_file":           "ppml takes the environment from loader.env only",
 	"loader.insecure__use_host_env": "ppml passes only the variables in loader.env: list them, with { passthrough = true } for host values",
-	"loader.uid":                    "ppml does not change the workload's user",
-	"loader.gid":                    "ppml does not change the workload's group",
 	"loader.preload":                "Gramine removed it; delete it",
 	"fs.root":                       "the workload sees only fs.mounts: mount the host folder you need as one of them",
 	"fs.insecure__keys":             "ppml receives keys only from a provisioning server (SECRET_PROVISION_SERVERS)",

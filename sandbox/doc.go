@@ -30,8 +30,22 @@
 //     empty tmpfs for each tmpfs mount. Like Gramine's LibOS it also provides /dev/null,
 //     /dev/zero, /dev/full, /dev/random and /dev/urandom, which a mount at /dev hides. Nothing
 //     else of the host is in the view: no /proc, /sys or /etc unless the manifest mounts them.
-//  5. The workload runs chrooted into that root, in fs.start_dir, in its own process group (the
-//     terminal's foreground group when its standard input is the terminal).
+//  5. The sandbox process starts ppml once more, as the workload's init, in a mount namespace
+//     of its own and in its own process group (the terminal's foreground group when its
+//     standard input is the terminal). It receives its configuration over a pipe, and on the
+//     thread that runs package initialisation: pivots into the root and detaches the host's
+//     mounts; takes loader.uid and loader.gid (65534 by default) without supplementary groups;
+//     drops every capability (the bounding and ambient sets included, with locked securebits so
+//     that user 0 gains none on exec); sets no_new_privs; marks every descriptor but the
+//     standard ones close-on-exec; installs the system-call filter of seccomp.go; changes to
+//     fs.start_dir and executes libos.entrypoint. A failure before the exec comes back to the
+//     sandbox process on a close-on-exec pipe, which closes without a word when the exec
+//     succeeds, and from Run as an error.
+//
+// Every mount of the view is nosuid and nodev but the device files. The workload reads and
+// writes plain mounts with the host's permissions for its user; encrypted mounts (FUSE's
+// allow_other) and tmpfs mounts (mode 1777) let any user in. The workload still shares the
+// host's PID, network, IPC, UTS and cgroup namespaces.
 //
 // A single-file encrypted mount whose file does not exist yet, such as the tutorial's
 // result.txt, gets an empty protected file first, since a mount needs something to mount;
@@ -52,8 +66,9 @@
 //
 // # The sandbox process
 //
-// A program that imports this package serves as its own sandbox process: Run starts the running
-// executable again with the name in argv[0] that the package's init function recognises, and
-// that process never reaches the program's main. Run therefore needs Linux, root (or CAP_SYS_ADMIN)
+// A program that imports this package serves as its own sandbox process and as the workload's
+// init: Run starts the running executable again with a name in argv[0] that the package's init
+// function recognises ("ppml-sandbox", "ppml-workload"), and such a process never reaches the
+// program's main. Run therefore needs Linux, root (or CAP_SYS_ADMIN)
 // and /dev/fuse.
 package sandbox

@@ -25,6 +25,8 @@ type stageConfig struct {
 	Args    []string // argv, argv[0] included
 	Env     []string
 	Dir     string // fs.start_dir
+	// UID and GID are loader.uid and loader.gid, the workload's user and group.
+	UID, GID uint32
 	// KeyNames are the names of the keys that follow the configuration on its pipe.
 	KeyNames []string
 }
@@ -49,7 +51,7 @@ type stageMount struct {
 
 // plan resolves m for the sandbox process. args are the command line's arguments.
 func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, error) {
-	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: Environment(m.Env)}
+	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: Environment(m.Env), UID: m.UID, GID: m.GID}
 	switch {
 	case m.UseCmdlineArgv:
 		cfg.Args = append([]string{m.Entrypoint}, args...)

@@ -30,9 +30,20 @@ import (
 // stageName is argv[0] of the sandbox process, by which init recognises it.
 const stageName = "ppml-sandbox"
 
+// init turns the process into the sandbox process or the workload's init when argv says so.
 func init() {
-	if len(os.Args) == 1 && os.Args[0] == stageName {
+	if len(os.Args) != 1 {
+		return
+	}
+	switch os.Args[0] {
+	case stageName:
 		os.Exit(stage())
+	case workloadName:
+		// Capabilities, securebits, no_new_privs and the system-call filter are the thread's:
+		// the one that package initialisation runs on, the main one, sets them and executes the
+		// workload.
+		runtime.LockOSThread()
+		os.Exit(workloadInit())
 	}
 }
 
@@ -160,7 +171,9 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		if err := os.Mkdir(mp, 0o700); err != nil {
 			return err
 		}
-		s, err := encfs.Mount(mp, filepath.Join(hostDir, vol.Host), keys[slices.Index(cfg.KeyNames, vol.KeyName)], encfs.Options{BoundPrefix: vol.Prefix, Logger: v.log})
+		// The workload runs as another user: it needs allow_other. The volume is reachable only
+		// in this mount namespace, under volumesDir, which only root may enter.
+		s, err := encfs.Mount(mp, filepath.Join(hostDir, vol.Host), keys[slices.Index(cfg.KeyNames, vol.KeyName)], encfs.Options{BoundPrefix: vol.Prefix, Logger: v.log, AllowOther: true})
 		if err != nil {
 			return fmt.Errorf("encrypted mount of %s: %w", vol.Host, err)
 		}
@@ -170,7 +183,8 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		if _, err := os.Stat(filepath.Join(hostDir, "dev", dev)); err != nil {
 			continue // not on this host
 		}
-		if err := v.mount(stageMount{Type: manifest.Chroot, Path: "/dev/" + dev, Source: "/dev/" + dev}, 0); err != nil {
+		// Devices must keep working: nodev is for every other mount.
+		if err := v.mount(stageMount{Type: manifest.Chroot, Path: "/dev/" + dev, Source: "/dev/" + dev}, unix.MOUNT_ATTR_NOSUID); err != nil {
 			return err
 		}
 	}
@@ -312,25 +326,18 @@ func (v *view) teardown() {
 	}
 }
 
-// runWorkload starts the workload in the root and waits for it. It runs in a process group of its own,
-// which takes the terminal over when the sandbox's standard input is the terminal, and which
-// is killed when the workload ends.
+// runWorkload starts the workload in the root (see startWorkload) and waits for it. It runs in
+// a process group of its own, which takes the terminal over when the sandbox's standard input
+// is the terminal, and which is killed when the workload ends.
 func runWorkload(cfg *stageConfig, started func(pid int)) (int, error) {
-	cmd := &exec.Cmd{
-		Path: cfg.Path, Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir,
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		SysProcAttr: &syscall.SysProcAttr{Chroot: rootDir, Setpgid: true, Pdeathsig: syscall.SIGKILL},
-	}
 	tty := foreground()
-	if tty {
-		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
-	}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start the workload (libos.entrypoint): %w", err)
+	cmd, err := startWorkload(cfg, tty)
+	if err != nil {
+		return 0, err
 	}
 	pid := cmd.Process.Pid
 	started(pid)
-	err := cmd.Wait()
+	err = cmd.Wait()
 	syscall.Kill(-pid, syscall.SIGKILL)
 	if tty {
 		signal.Ignore(syscall.SIGTTOU)

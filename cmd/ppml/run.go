@@ -29,6 +29,10 @@ workload reads them, and what it writes under an encrypted mount is encrypted. p
 the workload's exit status, 128+N when signal N killed it, and passes SIGINT, SIGTERM and SIGHUP
 on to it. ARGS reach the workload only if the manifest sets loader.insecure__use_cmdline_argv.
 
+The workload runs as loader.uid and loader.gid (65534, nobody, by default) with no capability,
+no_new_privs and a seccomp filter, in a mount namespace whose root is its view, and inherits no
+descriptor but its standard streams (docs/run.md, "The sandbox").
+
 Relative paths in the manifest are relative to the current folder, and protected files are
 bound to them as Gramine binds them: run ppml where gramine-sgx would run.
 

@@ -1,0 +1,359 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/sandbox"
+)
+
+// The tests of this file attack the sandbox as a workload would: each runs Python code that
+// tries to leave its view, regain privileges or use what ppml left open.
+
+// users are the manifest lines of the users the attacks run as: the default, and root (with
+// no capability), the stronger attacker.
+var users = []string{"", "loader.uid = 0\nloader.gid = 0"}
+
+// hostDir returns a new folder on the host that any user may read, removed at the test's end.
+func hostDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ppml-host-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// run runs the python script /app/NAME of the world with args, with the manifest lines extra
+// (loader or sgx keys) and the mounts given, and returns its output; the workload must exit 0.
+func (w *world) run(name string, args []string, extra, mounts string) string {
+	w.t.Helper()
+	var quoted []string
+	for _, a := range append([]string{"python3", "/app/" + name}, args...) {
+		quoted = append(quoted, strconv.Quote(a))
+	}
+	m := w.manifest("loader.argv = ["+strings.Join(quoted, ", ")+"]\n"+extra, mounts, "", "")
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out})
+	if err != nil {
+		w.t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if res.ExitCode != 0 {
+		w.t.Fatalf("exit status %d:\n%s", res.ExitCode, out.String())
+	}
+	return out.String()
+}
+
+// escapeScript tries the classic escape from a chroot: a second chroot below the current
+// folder, then up from a descriptor of the old root. Then it reads the marker at its host path,
+// and where the sandbox process kept a copy of the host's tree, and writes beside it.
+const escapeScript = `import os, sys
+try:
+    fd = os.open("/", os.O_RDONLY)
+    os.chroot("/tmp")
+    os.fchdir(fd)
+    for _ in range(64):
+        os.chdir("..")
+    os.chroot(".")
+    print("escaped")
+except OSError as e:
+    print("chroot", e.strerror)
+for p in sys.argv[1:]:
+    try:
+        print("read", p, open(p).read())
+    except OSError as e:
+        print("read", p, e.strerror)
+    try:
+        open(p + ".escaped", "w").write("x")
+        print("wrote beside", p)
+    except OSError as e:
+        print("write", p, e.strerror)
+`
+
+// TestChrootEscape checks that the workload cannot climb out of its root to the host's files.
+func TestChrootEscape(t *testing.T) {
+	w := newWorld(t, map[string]string{"escape.py": escapeScript})
+	marker := filepath.Join(hostDir(t), "marker")
+	canary := newCanary()
+	if err := os.WriteFile(marker, []byte(canary), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range users {
+		out := w.run("escape.py", []string{marker, "/tmp/host" + marker}, user, `  { path = "/tmp", type = "tmpfs" },`)
+		if strings.Contains(out, canary) || strings.Contains(out, "escaped") || strings.Contains(out, "wrote beside") {
+			t.Errorf("%q: the workload escaped its root:\n%s", user, out)
+		}
+		if _, err := os.Stat(marker + ".escaped"); err == nil {
+			t.Errorf("%q: the workload wrote beside the marker on the host", user)
+		}
+	}
+}
+
+// remountScript remounts read-only mounts of the view read-write, and writes there.
+const remountScript = `import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+MS_REMOUNT, MS_BIND = 32, 4096
+for target in ["/app", "/"]:
+    r = libc.mount(None, target.encode(), None, MS_REMOUNT | MS_BIND, None)
+    print("remount", target, "ok" if r == 0 else os.strerror(ctypes.get_errno()))
+for p in ["/app/x", "/x"]:
+    try:
+        open(p, "w").write("x")
+        print("write", p, "ok")
+    except OSError as e:
+        print("write", p, e.strerror)
+`
+
+// TestRemount checks that the workload cannot make its read-only mounts writable, even as root.
+func TestRemount(t *testing.T) {
+	w := newWorld(t, map[string]string{"remount.py": remountScript})
+	want := `remount /app Operation not permitted
+remount / Operation not permitted
+write /app/x Read-only file system
+write /x Read-only file system
+`
+	for _, user := range users {
+		if out := w.run("remount.py", nil, user, ""); out != want {
+			t.Errorf("%q: the workload saw\n%s\nwant\n%s", user, out, want)
+		}
+		if _, err := os.Stat("app/x"); err == nil {
+			t.Errorf("%q: the workload wrote app/x on the host", user)
+		}
+	}
+}
+
+// privilegesScript prints the privileges of the workload and, with "child", those of a program
+// it executes; then what the system-call filter lets it do.
+const privilegesScript = `import ctypes, os, subprocess, sys
+def status():
+    fields = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+    return " ".join(k + "=" + fields[k].strip() for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"])
+print(sys.argv[1], status(), flush=True)
+if sys.argv[1] == "child":
+    sys.exit()
+subprocess.run(["/usr/bin/python3", sys.argv[0], "child"], check=True)
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    r = getattr(libc, name)(*args)
+    arg = args[0] if isinstance(args[0], bytes) else hex(args[0])
+    print(name, arg, "ok" if r >= 0 else os.strerror(ctypes.get_errno()), flush=True)
+    return r
+CLONE_NEWUSER, CLONE_NEWNS, SIGCHLD = 0x10000000, 0x20000, 17
+call("unshare", CLONE_NEWUSER)
+for flags in [CLONE_NEWUSER | SIGCHLD, CLONE_NEWNS | SIGCHLD, SIGCHLD]:
+    pid = libc.syscall(56, flags, 0, 0, 0, 0)
+    if pid == 0:
+        os._exit(0)
+    print("clone", hex(flags), "ok" if pid > 0 else os.strerror(ctypes.get_errno()), flush=True)
+    if pid > 0:
+        os.waitpid(pid, 0)
+libc.personality.argtypes = [ctypes.c_ulong]
+call("personality", 0xffffffff)
+call("personality", 0)
+call("personality", 0x0040000)
+call("chroot", b"/tmp")
+`
+
+// TestPrivileges checks that the workload, and what it executes, has no capability, even as
+// root, cannot gain privileges, and runs under the system-call filter.
+func TestPrivileges(t *testing.T) {
+	w := newWorld(t, map[string]string{"privileges.py": privilegesScript})
+	const none = "CapInh=0000000000000000 CapPrm=0000000000000000 CapEff=0000000000000000 CapBnd=0000000000000000 CapAmb=0000000000000000 NoNewPrivs=1 Seccomp=2"
+	want := "parent " + none + "\nchild " + none + `
+unshare 0x10000000 Operation not permitted
+clone 0x10000011 Operation not permitted
+clone 0x20011 Operation not permitted
+clone 0x11 ok
+personality 0xffffffff ok
+personality 0x0 ok
+personality 0x40000 Operation not permitted
+chroot b'/tmp' Operation not permitted
+`
+	for _, user := range users {
+		out := w.run("privileges.py", []string{"parent"}, user, `  { path = "/proc", uri = "file:/proc" },
+  { path = "/tmp", type = "tmpfs" },`)
+		if out != want {
+			t.Errorf("%q: the workload saw\n%s\nwant\n%s", user, out, want)
+		}
+	}
+}
+
+// fdsScript lists the descriptors open in the workload but the standard ones, and reads the
+// marker through the descriptor argv[1].
+const fdsScript = `import os, sys
+def is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+print("open", [fd for fd in range(3, 1024) if is_open(fd)])
+try:
+    print(open("marker", opener=lambda p, f: os.open(p, f, dir_fd=int(sys.argv[1]))).read())
+except OSError as e:
+    print("marker", e.strerror)
+`
+
+// TestDescriptors checks that no descriptor but the standard streams reaches the workload: not
+// one that ppml inherited, nor one of the sandbox process's, such as the FUSE devices of its
+// encrypted mounts.
+func TestDescriptors(t *testing.T) {
+	w := newWorkWorld(t, newCanary())
+	w.write("app/fds.py", fdsScript)
+	dir := hostDir(t)
+	canary := newCanary()
+	if err := os.WriteFile(filepath.Join(dir, "marker"), []byte(canary), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// As (exec 7<DIR; ppml run ...) would leave it, not close-on-exec; at 7 unless the test
+	// process uses 7.
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(7, unix.F_GETFD, 0); err != nil && fd != 7 {
+		if err := unix.Dup2(fd, 7); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(fd)
+		fd = 7
+	}
+	defer unix.Close(fd)
+	var ms []*manifest.Manifest
+	policy := ""
+	for i, user := range users {
+		m := w.manifest(fmt.Sprintf(`loader.argv = ["python3", "/app/fds.py", "%d"]`, fd)+"\n"+user, workMounts, provisioning(w.addr), "")
+		ms = append(ms, m)
+		policy += fmt.Sprintf(`[[workload]]
+name = "user %d"
+tee = "sgx"
+mrenclave = ["%x"]
+keys = ["default", "model"]
+allow_simulated = true
+`, i, manifest.Measure(m))
+	}
+	w.servePolicy(policy, nil)
+	for i, m := range ms {
+		var out bytes.Buffer
+		res, err := sandbox.Run(context.Background(), m, w.options(m, &out))
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("%q: %v, %v\n%s", users[i], res, err, out.String())
+		}
+		if want := "open []\nmarker Bad file descriptor\n"; out.String() != want {
+			t.Errorf("%q: the workload saw\n%s\nwant\n%s", users[i], out.String(), want)
+		}
+	}
+}
+
+// TestUser checks the workload's user and groups: nobody by default, loader.uid and loader.gid
+// when set; and that a writable chroot mount is written with the host's permissions for it.
+func TestUser(t *testing.T) {
+	w := newWorld(t, map[string]string{"user.py": `import os
+print(os.getresuid(), os.getresgid(), os.getgroups())
+try:
+    open("/out/file", "w").write("x")
+    print("write ok")
+except OSError as e:
+    print("write", e.strerror)
+`})
+	if err := os.Mkdir("out", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const allowed = "\nsgx.allowed_files = [\"file:out/\"]"
+	mount := `  { path = "/out", uri = "file:out" },`
+	for _, tc := range []struct{ user, want string }{
+		{"", "(65534, 65534, 65534) (65534, 65534, 65534) []\nwrite Permission denied\n"},
+		{"loader.uid = 1234\nloader.gid = 5678", "(1234, 1234, 1234) (5678, 5678, 5678) []\nwrite Permission denied\n"},
+		{"loader.uid = 0\nloader.gid = 0", "(0, 0, 0) (0, 0, 0) []\nwrite ok\n"},
+	} {
+		os.Remove("out/file")
+		if out := w.run("user.py", nil, tc.user+allowed, mount); out != tc.want {
+			t.Errorf("%q: the workload saw\n%s\nwant\n%s", tc.user, out, tc.want)
+		}
+	}
+	os.Remove("out/file")
+	if err := os.Chown("out", 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if out := w.run("user.py", nil, allowed, mount); !strings.HasSuffix(out, "write ok\n") {
+		t.Errorf("nobody in a folder of its own: %s", out)
+	}
+}
+
+// TestMountFlags checks that the view holds the declared mounts and nothing of the host's
+// tree, and that every mount is nosuid and nodev but the device files', which must work.
+func TestMountFlags(t *testing.T) {
+	w := newWorld(t, map[string]string{"mounts.py": `for line in open("/proc/self/mountinfo"):
+    fields = line.split()
+    print(fields[4], fields[5])
+`})
+	out := w.run("mounts.py", nil, "", `  { path = "/proc", uri = "file:/proc" },
+  { path = "/tmp", type = "tmpfs" },`)
+	var points []string
+	for line := range strings.Lines(out) {
+		point, opts, _ := strings.Cut(strings.TrimSpace(line), " ")
+		points = append(points, point)
+		flags := strings.Split(opts, ",")
+		isDev := strings.HasPrefix(point, "/dev/")
+		if !slices.Contains(flags, "nosuid") || slices.Contains(flags, "nodev") == isDev {
+			t.Errorf("%s is mounted %s", point, opts)
+		}
+	}
+	declared := []string{"/", "/usr/bin/python3", "/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/python3.11", "/app", "/proc", "/tmp", "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
+	for _, want := range declared {
+		if !slices.Contains(points, want) {
+			t.Errorf("%s is not mounted", want)
+		}
+	}
+	for _, p := range points {
+		// A recursive bind brings the mounts under its host path along (/proc has some).
+		if !slices.ContainsFunc(declared, func(d string) bool { return p == d || d != "/" && strings.HasPrefix(p, d+"/") }) {
+			t.Errorf("the view holds a mount at %s", p)
+		}
+	}
+}
+
+// TestStartErrors checks that what stops the workload's start before its entrypoint runs comes
+// back from Run, saying what failed.
+func TestStartErrors(t *testing.T) {
+	w := newWorld(t, nil)
+	for _, tc := range []struct{ lines, want string }{
+		{`libos.entrypoint = "/usr/bin/none"`, "start the workload (libos.entrypoint): exec /usr/bin/none: no such file or directory"},
+		{`fs.start_dir = "/none"`, "start the workload (fs.start_dir): chdir /none: no such file or directory"},
+		{`libos.entrypoint = "/app"`, "start the workload (libos.entrypoint): exec /app: permission denied"},
+	} {
+		m := w.manifest(`loader.argv = ["python3", "-c", "print(1)"]`, "", "", "")
+		text := string(m.Canonical())
+		key, _, _ := strings.Cut(tc.lines, " = ")
+		text = regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(key)+` = .*$`).ReplaceAllString(text, tc.lines)
+		m, err := manifest.Parse([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := mounts(t)
+		var out bytes.Buffer
+		res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out})
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: %v, %v; want the error %q", tc.lines, res, err, tc.want)
+		}
+		if out.Len() > 0 {
+			t.Errorf("%s: the workload wrote %q", tc.lines, out.String())
+		}
+		sameMounts(t, before)
+	}
+}
