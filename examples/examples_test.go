@@ -157,8 +157,8 @@ func TestPyTorchDemo(t *testing.T) {
 	for _, want := range []string{
 		"Done. The result was written to `result.txt`.",
 		"ppml: trusted file pytorchexample.py has changed since the manifest was made",
-		"the server refused: no workload admits it (pytorch: mrenclave ",
-		" deny  ",
+		"the server refused: see audit record ",
+		"reason: no workload admits it (pytorch: mrenclave ",
 		"the confidential result is identical, byte for byte, to the native run's",
 	} {
 		if !strings.Contains(out, want) {

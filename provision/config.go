@@ -28,6 +28,9 @@ type Config struct {
 	MaxConnections   int      `toml:"max_connections"`
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	RequestTimeout   Duration `toml:"request_timeout"`
+	// ExplainRefusals sends a refused client the reason (development only): by default it gets
+	// the number of the audit record that holds the reason, and nothing of the policy.
+	ExplainRefusals bool `toml:"explain_refusals"`
 
 	Workloads Policy `toml:"workload"`
 

@@ -111,7 +111,7 @@ func (r recorded) Attest(attest.ReportData) ([]byte, error) { return r.evidence,
 // TDX-1 of testdata/attestation) and a real SEV-SNP report to a server on loopback whose policy
 // admits their measurements. With the server's clock pinned where the evidence verifies (at the
 // wall clock's time TDX-1's collateral has expired), what fails is that the evidence does not
-// bind the certificate's fresh key: the server refuses, tells the client so, and audits it at
+// bind the certificate's fresh key: the server refuses and audits why at
 // the pinned time.
 func TestRecordedEvidenceOverTLS(t *testing.T) {
 	vcek, err := filepath.Abs(filepath.Join(attestation, "snp/trustee/test-vcek.der"))
@@ -153,8 +153,8 @@ keys = ["default"]
 			seen := len(tb.audit(t))
 			_, err = tb.client(recorded{tc.kind, evidence}).Fetch(context.Background(), "default")
 			want := fmt.Sprintf("%s evidence (%s): %v", tc.kind, ratls.Tagged, ratls.ErrBinding)
-			if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), want) {
-				t.Fatalf("client: err = %v, want a refusal saying %q", err, want)
+			if !errors.Is(err, wire.ErrRefused) {
+				t.Fatalf("client: err = %v, want a refusal", err)
 			}
 			rec := tb.lastAudit(t, seen)
 			if rec.Decision != store.Deny || !strings.Contains(rec.Reason, want) || !rec.Time.Equal(tc.at) {

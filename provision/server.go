@@ -191,9 +191,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	names, reason := s.decide(st, claims, verr, req, &rec)
 	if reason != "" {
 		rec.Reason = reason
-		if b := wire.Refusal(req, reason); b != nil {
-			tc.Write(b)
-		}
+		audited = s.refuse(tc, st, req, &rec)
 		return
 	}
 	secrets := make([][]byte, len(names))
@@ -205,7 +203,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	for i, name := range names {
 		if secrets[i], err = s.store.Key(ctx, name, store.Current); err != nil {
 			rec.Reason = fmt.Sprintf("key %q: %v", name, err)
-			tc.Write(wire.Refusal(req, fmt.Sprintf("key %q is not available", name)))
+			audited = s.refuse(tc, st, req, &rec)
 			return
 		}
 	}
@@ -226,6 +224,29 @@ func (s *Server) handle(conn net.Conn, st *state) {
 		return
 	}
 	tc.Close() // close_notify, as Gramine's server sends
+}
+
+// refuse records rec, a refusal, and answers the client. The client learns the number of the
+// audit record and nothing of the policy (workloads, constraints, key names), since any peer
+// whose evidence verifies would learn it too; the owner reads the reason in the audit log. With
+// explain_refusals (development) the reason goes to the client as well. It reports whether the
+// record was written.
+func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.AuditRecord) bool {
+	id, err := s.store.AppendAudit(context.Background(), *rec)
+	var answer string
+	switch {
+	case err != nil:
+		s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
+		answer = "the server cannot record its decision"
+	case st.cfg.ExplainRefusals:
+		answer = fmt.Sprintf("%s (audit record %d)", rec.Reason, id)
+	default:
+		answer = fmt.Sprintf("see audit record %d: the data owner reads why with ppml audit", id)
+	}
+	if b := wire.Refusal(req, answer); b != nil {
+		w.Write(b)
+	}
+	return err == nil
 }
 
 // decide applies the policy: it returns the names of the keys to release, or the reason to

@@ -239,18 +239,39 @@ keys = ["default"]
 			c := tb.client(tc.attester)
 			seen := len(tb.audit(t))
 			_, err := c.Fetch(context.Background(), append([]string{"default"}, tc.keys...)...)
-			if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("client: err = %v, want a refusal saying %q", err, tc.want)
-			}
 			rec := tb.lastAudit(t, seen)
 			if rec.Decision != store.Deny || !strings.Contains(rec.Reason, tc.want) {
 				t.Errorf("audit: %s: %q", rec.Decision, rec.Reason)
+			}
+			// The client is told where the reason is, and nothing of the policy.
+			ref := fmt.Sprintf("see audit record %d", rec.ID)
+			if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), ref) {
+				t.Fatalf("client: err = %v, want a refusal saying %q", err, ref)
+			}
+			for _, secret := range []string{tc.want, "pytorch", "default", "isv", "mrsigner"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("client: err = %v tells the peer %q", err, secret)
+				}
 			}
 			// A Gramine client learns nothing but a closed connection.
 			if _, err := c.FetchGramine(context.Background()); err == nil && tc.keys == nil {
 				t.Error("Gramine protocol: granted")
 			}
 		})
+	}
+}
+
+// TestExplainRefusals: with explain_refusals, a development setting, the client is told the
+// reason as well.
+func TestExplainRefusals(t *testing.T) {
+	tb := newTestbed(t, "explain_refusals = true\n"+byEnclave)
+	e := tb.enclave
+	e.MREnclave[0] ^= 1
+	seen := len(tb.audit(t))
+	_, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: e}).Fetch(context.Background(), "default")
+	rec := tb.lastAudit(t, seen)
+	if want := fmt.Sprintf("%s (audit record %d)", rec.Reason, rec.ID); !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("client: err = %v, want %q", err, want)
 	}
 }
 
@@ -283,9 +304,13 @@ func TestProvisionRevokedPCK(t *testing.T) {
 	if err := tb.server.Reload(tb.server.state.Load().cfg); err != nil {
 		t.Fatal(err)
 	}
+	seen := len(tb.audit(t))
 	_, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave}).Fetch(context.Background(), "default")
-	if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), "revoked") {
+	if !errors.Is(err, wire.ErrRefused) {
 		t.Fatalf("err = %v", err)
+	}
+	if rec := tb.lastAudit(t, seen); !strings.Contains(rec.Reason, "revoked") {
+		t.Errorf("audit reason %q", rec.Reason)
 	}
 }
 

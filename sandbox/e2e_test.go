@@ -151,6 +151,7 @@ func TestRefusals(t *testing.T) {
 		attester func(*world) attest.Attester // nil: the world's simulated platform
 		change   func(*world)
 		want     string
+		audit    string // what the server's audit record says, when it refuses
 	}{
 		{
 			name:   "changed trusted file",
@@ -167,13 +168,15 @@ func TestRefusals(t *testing.T) {
 		{
 			name:  "refused attestation",
 			serve: func(w *world, m *manifest.Manifest) { w.serve([32]byte{1}, nil) },
-			want:  "keys default, model from {addr}: the server refused: no workload admits it (test: mrenclave {mrenclave} is not the one allowed)",
+			want:  "keys default, model from {addr}: the server refused: see audit record ",
+			audit: "no workload admits it (test: mrenclave {mrenclave} is not the one allowed)",
 		},
 		{
 			name:     "TD quote that does not verify",
 			serve:    func(w *world, m *manifest.Manifest) { w.servePolicy(w.tdxPolicy(), nil) },
 			attester: (*world).fakeTD,
-			want:     "keys default, model from {addr}: the server refused: attestation failed: tdx evidence (TCG tagged evidence): evidence does not verify: ",
+			want:     "keys default, model from {addr}: the server refused: see audit record ",
+			audit:    "attestation failed: tdx evidence (TCG tagged evidence): evidence does not verify: ",
 		},
 		{
 			name:    "unreachable server",
@@ -203,9 +206,12 @@ func TestRefusals(t *testing.T) {
 				opts.Attester = tc.attester(w)
 			}
 			res, err := sandbox.Run(context.Background(), m, opts)
-			want := strings.NewReplacer("{dir}", w.dir, "{addr}", w.addr, "{mrenclave}", fmt.Sprintf("%x", manifest.Measure(m))).Replace(tc.want)
-			if err == nil || !strings.Contains(err.Error(), want) {
+			fill := strings.NewReplacer("{dir}", w.dir, "{addr}", w.addr, "{mrenclave}", fmt.Sprintf("%x", manifest.Measure(m))).Replace
+			if want := fill(tc.want); err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("Run: %v, %v; want an error with %q", res, err, want)
+			}
+			if want := fill(tc.audit); tc.audit != "" && !strings.Contains(w.lastAudit(), want) {
+				t.Errorf("audit reason %q, want %q", w.lastAudit(), want)
 			}
 			if out.Len() > 0 {
 				t.Errorf("the workload ran: %s", out.String())

@@ -77,6 +77,7 @@ type world struct {
 	ln     net.Listener
 	addr   string // localhost:PORT
 	keys   map[string]pf.Key
+	store  store.Store // the server's, once it serves
 }
 
 // newWorld makes a work folder with app/ holding the server's CA certificate and the files
@@ -214,6 +215,19 @@ allow_simulated = true
 // servePolicy starts the provisioning server on the world's listener, trusting the world's
 // simulated platform, with the rest of its configuration (settings, then workloads) in policy,
 // and keys that are the world's unless replaced.
+// lastAudit returns the reason of the server's newest audit record.
+func (w *world) lastAudit() string {
+	w.t.Helper()
+	for rec, err := range w.store.AuditRecords(context.Background(), store.AuditFilter{Limit: 1, Tail: true}) {
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		return rec.Reason
+	}
+	w.t.Fatal("no audit record")
+	return ""
+}
+
 func (w *world) servePolicy(policy string, replace map[string]pf.Key) {
 	w.t.Helper()
 	config := `tls_cert = "server.crt"
@@ -250,6 +264,7 @@ sim_platforms = ["sim"]
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	w.store = st
 	go srv.Serve(w.ln)
 	w.t.Cleanup(func() {
 		srv.Shutdown(context.Background())
