@@ -357,3 +357,37 @@ func TestStartErrors(t *testing.T) {
 		sameMounts(t, before)
 	}
 }
+
+// TestAllowedFilesOnly checks that an sgx.allowed_files entry inside a plain mount lets the
+// workload write that file, and nothing else of the mount: not a sibling, not a trusted file,
+// not a new file, also as root (without capabilities).
+func TestAllowedFilesOnly(t *testing.T) {
+	w := newWorld(t, map[string]string{"write.py": `import sys
+for p in sys.argv[1:]:
+    try:
+        open(p, "a").write("x")
+        print(p, "written")
+    except OSError as e:
+        print(p, e.strerror)
+`})
+	for _, name := range []string{"log.txt", "other.txt"} {
+		w.write("app/"+name, "")
+	}
+	args := []string{"/app/log.txt", "/app/other.txt", "/app/write.py", "/app/new.txt"}
+	for _, user := range users {
+		if err := os.Chmod("app/log.txt", 0o666); err != nil {
+			t.Fatal(err)
+		}
+		out := w.run("write.py", args, user+"\nsgx.allowed_files = [\"file:app/log.txt\"]", "")
+		if !strings.HasPrefix(out, "/app/log.txt written\n") || strings.Count(out, "written") != 1 {
+			t.Errorf("%q: the workload saw\n%s\nwant /app/log.txt written, and nothing else", user, out)
+		}
+		if user != "" && strings.Count(out, "Read-only file system") != 3 {
+			t.Errorf("%q: root was not stopped by read-only mounts:\n%s", user, out)
+		}
+	}
+	m := w.manifest(`loader.argv = ["python3"]`+"\nsgx.allowed_files = [\"file:app/missing.txt\"]", "", "", "")
+	if _, err := sandbox.Run(context.Background(), m, sandbox.Options{}); err == nil || !strings.Contains(err.Error(), "missing.txt does not exist: create it") {
+		t.Errorf("a missing allowed file: %v", err)
+	}
+}

@@ -24,8 +24,8 @@
 //  4. The sandbox process makes every mount private, mounts a tmpfs on /tmp (of its own
 //     namespace) with a recursive copy of the host's tree at /tmp/host and the workload's root,
 //     an empty read-only tmpfs, at /tmp/root. In it, in the manifest's order, it bind-mounts each
-//     chroot mount's host path at its declared path (read-only unless sgx.allowed_files lets the
-//     workload write there), serves each encrypted mount with package encfs (files bound to the
+//     chroot mount's host path at its declared path (read-only, with each sgx.allowed_files entry
+//     inside it bound writable over itself), serves each encrypted mount with package encfs (files bound to the
 //     mount's URI path as Gramine binds them, relative to the folder ppml runs in) and mounts an
 //     empty tmpfs for each tmpfs mount. Like Gramine's LibOS it also provides /dev/null,
 //     /dev/zero, /dev/full, /dev/random and /dev/urandom, which a mount at /dev hides. Nothing

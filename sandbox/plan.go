@@ -46,7 +46,7 @@ type stageMount struct {
 	// encrypted one, the file's name in its volume, or "" for the whole volume.
 	Source   string
 	Volume   int  // encrypted: the index of its volume
-	ReadOnly bool // chroot: no sgx.allowed_files entry lies under it
+	ReadOnly bool // chroot: it lies in no sgx.allowed_files entry
 }
 
 // plan resolves m for the sandbox process. args are the command line's arguments.
@@ -79,7 +79,15 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 				log.Warn("a chroot mount's host path does not exist: the workload does not see it", "mount", sm.Path, "host", mt.HostPath())
 				continue
 			}
-			sm.ReadOnly = !slices.ContainsFunc(allowed, func(a string) bool { return overlap(a, sm.Source) })
+			sm.ReadOnly = !slices.ContainsFunc(allowed, func(a string) bool { _, in := within(a, sm.Source); return in })
+			if sm.ReadOnly {
+				var writable []stageMount
+				if writable, err = allowedIn(sm, allowed); err == nil {
+					cfg.Mounts = append(cfg.Mounts, sm)
+					cfg.Mounts = append(cfg.Mounts, writable...)
+					continue
+				}
+			}
 		case manifest.Encrypted:
 			var v volume
 			if v, sm.Source, err = encryptedVolume(mt, wd); err == nil {
@@ -95,6 +103,31 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// allowedIn returns the writable mounts of the sgx.allowed_files entries (absolute host paths)
+// that lie inside sm, a read-only chroot mount: each allowed file or folder is bound over itself,
+// so that the workload may write it and nothing else of the mount. Such an entry must exist,
+// since ppml does not create files on the host, and must not lead outside sm by a symbolic link.
+func allowedIn(sm stageMount, allowed []string) ([]stageMount, error) {
+	var mounts []stageMount
+	for _, a := range allowed {
+		if _, in := within(sm.Source, a); !in {
+			continue
+		}
+		host, err := filepath.EvalSymlinks(a)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("sgx.allowed_files: %s does not exist: create it (writable by the workload's user, loader.uid), since only the allowed files of a plain mount are writable", a)
+		} else if err != nil {
+			return nil, fmt.Errorf("sgx.allowed_files: %w", err)
+		}
+		rel, in := within(sm.Source, host)
+		if !in {
+			return nil, fmt.Errorf("sgx.allowed_files: %s leads outside the mount of %s (to %s)", a, sm.Source, host)
+		}
+		mounts = append(mounts, stageMount{Type: manifest.Chroot, Path: path.Join(sm.Path, filepath.ToSlash(rel)), Source: host})
+	}
+	return mounts, nil
 }
 
 // volume returns the index of v in c.Volumes, adding it if it is not there yet: mounts of files

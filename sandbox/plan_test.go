@@ -52,6 +52,7 @@ func TestPlanMounts(t *testing.T) {
 	for _, d := range []string{"app", "enc/data", "out"} {
 		os.MkdirAll(d, 0o755)
 	}
+	os.WriteFile("app/log.txt", nil, 0o644)
 	os.Symlink("app", "link")
 	m := parse(t, `libos.entrypoint = "/app/run"
 fs.mounts = [
@@ -64,7 +65,7 @@ fs.mounts = [
   { path = "/abs.txt", uri = "file:`+dir+`/abs.txt", type = "encrypted" },
   { path = "/tmp", type = "tmpfs" },
 ]
-sgx.allowed_files = ["file:out/log.txt"]
+sgx.allowed_files = ["file:app/log.txt", "file:out/"]
 `)
 	cfg, err := plan(m, nil, discard)
 	if err != nil {
@@ -80,6 +81,7 @@ sgx.allowed_files = ["file:out/log.txt"]
 	}
 	wantMounts := []stageMount{
 		{Type: "chroot", Path: "/app", Source: dir + "/app", ReadOnly: true},
+		{Type: "chroot", Path: "/app/log.txt", Source: dir + "/app/log.txt"},
 		{Type: "chroot", Path: "/out", Source: dir + "/out"},
 		{Type: "encrypted", Path: "/data", Volume: 0},
 		{Type: "encrypted", Path: "/in.txt", Source: "in.txt", Volume: 1},
