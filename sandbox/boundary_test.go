@@ -391,3 +391,25 @@ for p in sys.argv[1:]:
 		t.Errorf("a missing allowed file: %v", err)
 	}
 }
+
+// TestSandboxMemory checks that the sandbox process, which holds the keys and serves the
+// plaintext, keeps its memory locked in RAM and cannot be dumped or read by the workload.
+func TestSandboxMemory(t *testing.T) {
+	w := newWorld(t, map[string]string{"parent.py": `import os
+status = dict(l.split(":", 1) for l in open("/proc/%d/status" % os.getppid()).read().splitlines())
+print("VmLck", status["VmLck"].split()[0])
+try:
+    open("/proc/%d/mem" % os.getppid(), "rb").read(1)
+    print("mem read")
+except OSError as e:
+    print("mem", e.strerror)
+`})
+	for _, user := range users {
+		out := w.run("parent.py", nil, user, `  { path = "/proc", uri = "file:/proc" },`)
+		var kb int
+		var mem string
+		if _, err := fmt.Sscanf(out, "VmLck %d\nmem %s", &kb, &mem); err != nil || kb == 0 || mem == "read" {
+			t.Errorf("%q: the workload saw its parent as\n%s", user, out)
+		}
+	}
+}

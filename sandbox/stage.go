@@ -23,6 +23,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ppml/ppml/encfs"
+	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
 )
@@ -79,6 +80,12 @@ func stage() int {
 			return a
 		},
 	}))
+	// The keys and the plaintext encfs serves live here: in RAM only, out of a core dump, and out
+	// of reach of a workload running as root without capabilities.
+	if err := harden.Process(); err != nil {
+		out.Encode(report{Error: err.Error()})
+		return 1
+	}
 	code, err := serve(os.NewFile(configFD, "config"), log, func(pid int) { out.Encode(report{PID: pid}) })
 	if err != nil {
 		out.Encode(report{Error: err.Error()})
