@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"os"
 	"runtime"
@@ -131,6 +132,96 @@ func TestRestart(t *testing.T) {
 	if n := len(tb.audit(t)); n != seen+1 {
 		t.Errorf("%d audit records after the restart, want %d", n, seen+1)
 	}
+}
+
+// TestShutdownBounded: Serve returns as soon as Shutdown is called, and Shutdown waits for a
+// client that is stuck (before its handshake, or after it) no longer than its context allows:
+// then it closes the connection and returns the context's error. The timeouts of the
+// handshake and of the request, far longer, play no part.
+func TestShutdownBounded(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	cfg := tb.server.state.Load().cfg
+	cfg.HandshakeTimeout.Duration = time.Minute
+	cfg.RequestTimeout.Duration = time.Minute
+	for _, tc := range []struct {
+		name string
+		dial func(t *testing.T) net.Conn
+	}{
+		{"before the handshake", func(t *testing.T) net.Conn {
+			c, err := net.Dial("tcp", tb.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}},
+		{"after the handshake", func(t *testing.T) net.Conn { return tb.dialAttested(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, err := NewServer(cfg, tb.store, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			tb.server, tb.addr = srv, ln.Addr().String() // for the testbed's cleanup, and dialAttested
+			seen := len(tb.audit(t))
+			conn := tc.dial(t)
+			defer conn.Close()
+			for deadline := time.Now().Add(5 * time.Second); inProgress(srv) == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the server did not take the connection")
+				}
+			}
+
+			const bound = 500 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			start := time.Now()
+			shut := make(chan error, 1)
+			go func() { shut <- srv.Shutdown(ctx) }()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case err := <-shut:
+				t.Fatalf("Shutdown returned (%v) while Serve still waited", err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("Serve did not return after Shutdown")
+			}
+			select {
+			case err := <-shut:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Shutdown: %v, want %v", err, context.DeadlineExceeded)
+				}
+				if d := time.Since(start); d < bound || d > bound+2*time.Second {
+					t.Errorf("Shutdown returned after %v, bound %v", d, bound)
+				}
+			case <-time.After(bound + 5*time.Second):
+				t.Fatal("Shutdown did not return")
+			}
+
+			// The server closed the stuck connection, and its handler ended and audited it.
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("the connection is still open after Shutdown (read: %v)", err)
+			}
+			if rec := tb.lastAudit(t, seen); rec.Decision != store.Deny {
+				t.Errorf("audit: %+v", rec)
+			}
+		})
+	}
+}
+
+// inProgress is the number of connections that s serves.
+func inProgress(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
 }
 
 // TestSetupLeavesNothing: Setup refuses a folder that holds one of its files, and a failure

@@ -35,7 +35,8 @@ type Server struct {
 	mu       sync.Mutex
 	closing  bool
 	listener net.Listener
-	conns    sync.WaitGroup
+	active   map[net.Conn]struct{} // the connections in progress, which Shutdown may close
+	conns    sync.WaitGroup        // one per connection in progress
 }
 
 // state is what a configuration makes: the policy, the verifiers, the TLS setup.
@@ -83,6 +84,7 @@ func (s *Server) Reload(cfg *Config) error {
 }
 
 // Serve accepts connections on ln until Shutdown.
+// Then it returns nil at once, without waiting for the connections in progress: Shutdown does.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -98,7 +100,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			closing := s.closing
 			s.mu.Unlock()
 			if closing {
-				s.conns.Wait() // every connection in progress finishes, and is audited
 				return nil
 			}
 			var ne net.Error
@@ -124,15 +125,28 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		s.conns.Add(1)
+		if s.active == nil {
+			s.active = map[net.Conn]struct{}{}
+		}
+		s.active[conn] = struct{}{}
 		s.mu.Unlock()
 		go func() {
-			defer func() { <-s.slots; s.conns.Done() }()
+			defer func() {
+				s.mu.Lock()
+				delete(s.active, conn)
+				s.mu.Unlock()
+				<-s.slots
+				s.conns.Done()
+			}()
 			s.handle(conn, s.state.Load())
 		}()
 	}
 }
 
-// Shutdown stops accepting connections and waits for those in progress, or for ctx.
+// Shutdown stops accepting connections, which ends Serve, and waits for the connections in
+// progress to finish, each with its audit record. If ctx ends first, Shutdown closes those still
+// open and returns ctx.Err() without waiting further: their handlers end as their connections
+// fail, and write their audit records if the store still takes them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -146,8 +160,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	s.mu.Lock()
+	for conn := range s.active {
+		conn.Close()
+	}
+	s.mu.Unlock()
+	return ctx.Err()
 }
 
 // handle serves one connection: handshake, verification of the client's RA-TLS certificate,

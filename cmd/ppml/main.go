@@ -4,13 +4,12 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -25,39 +24,37 @@ const (
 	exitUsage   = 2
 )
 
-// onInterrupt, when set, is how the running command stops on SIGINT or SIGTERM; otherwise ppml
-// removes its unfinished outputs and exits.
-var onInterrupt atomic.Pointer[func()]
-
 // usageError marks errors in how a command was called.
 type usageError struct{ error }
 
+// exitStatus is the error of a command that ends with an exit status of its own (ppml run: the
+// workload's). run returns the status, without a message.
+type exitStatus struct{ code int }
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
 func main() {
-	interrupts := make(chan os.Signal, 1)
-	signal.Notify(interrupts, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		sig := <-interrupts
-		if stop := onInterrupt.Load(); stop != nil {
-			(*stop)()
-			return
-		}
-		atomicfile.AbortAll()
-		fmt.Fprintf(os.Stderr, "ppml: %v: stopped, no output written\n", sig)
-		os.Exit(128 + int(sig.(syscall.Signal)))
-	}()
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run executes the command line args and returns the exit status.
+// run executes the command line args and returns the exit status. SIGINT and SIGTERM stop the
+// command as it says (see stopping).
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, interrupts := catchInterrupts(context.Background(), stderr)
 	root := newRootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
+	// Before any message: a signal that ended the command may end ppml instead.
+	interrupts.close()
 	if err == nil {
 		return exitOK
+	}
+	var status exitStatus
+	if errors.As(err, &status) {
+		return status.code
 	}
 	var usage usageError
 	if errors.As(err, &usage) {
@@ -66,6 +63,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "ppml: %v\n", err)
 	return exitFailure
+}
+
+// abort ends ppml on signal sig: it removes the unfinished outputs, says why on stderr and exits
+// with 128+N, N the signal's number.
+func abort(stderr io.Writer, sig os.Signal, why string) {
+	atomicfile.AbortAll()
+	fmt.Fprintf(stderr, "ppml: %s\n", why)
+	os.Exit(128 + int(sig.(syscall.Signal)))
 }
 
 func newRootCommand() *cobra.Command {

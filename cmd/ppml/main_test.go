@@ -2,7 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,19 +36,37 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			// waitfor HOST:PORT waits until something listens there, for up to 20 seconds.
+			// waitfor HOST:PORT waits until something listens there, and ! waitfor HOST:PORT
+			// until nothing does any more, for up to 20 seconds.
 			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
-				if neg || len(args) != 1 {
-					ts.Fatalf("usage: waitfor HOST:PORT")
+				if len(args) != 1 {
+					ts.Fatalf("usage: [!] waitfor HOST:PORT")
 				}
 				for range 200 {
-					if c, err := net.Dial("tcp", args[0]); err == nil {
+					c, err := net.Dial("tcp", args[0])
+					if err == nil {
 						c.Close()
+					}
+					if (err == nil) != neg {
 						return
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
+				if neg {
+					ts.Fatalf("something still listens on %s", args[0])
+				}
 				ts.Fatalf("nothing listens on %s", args[0])
+			},
+			// hold HOST:PORT connects there with TLS, presenting a throwaway certificate, and once
+			// the handshake is done (and so the connection taken) sends nothing until the script
+			// ends.
+			"hold": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: hold HOST:PORT")
+				}
+				c, err := tls.Dial("tcp", args[0], &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{throwawayCertificate(ts)}})
+				ts.Check(err)
+				ts.Defer(func() { c.Close() })
 			},
 		},
 		// [cvm]: this machine is a confidential VM, with configfs-tsm reports or /dev/sev-guest.
@@ -63,6 +87,16 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// throwawayCertificate makes a self-signed certificate.
+func throwawayCertificate(ts *testscript.TestScript) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts.Check(err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ts.Check(err)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestExitStatus(t *testing.T) {

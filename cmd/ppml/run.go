@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -78,10 +79,10 @@ reports the start-up's steps and their times on standard error, the trusted-file
 			signals := make(chan os.Signal, 1)
 			signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 			defer signal.Stop(signals)
-			forwarded := func() {} // sandbox.Run passes the signals on
-			onInterrupt.Store(&forwarded)
-			defer onInterrupt.Store(nil)
-			res, err := sandbox.Run(cmd.Context(), m, sandbox.Options{
+			defer stopBy(cmd.Context(), forwardSignals)() // sandbox.Run passes the signals on
+			// The workload, told of the signals, decides when it stops: the first one, which
+			// cancels the command's context, must not kill it.
+			res, err := sandbox.Run(context.WithoutCancel(cmd.Context()), m, sandbox.Options{
 				Args:     args[1:],
 				Attester: a,
 				Stdin:    cmd.InOrStdin(),
@@ -94,7 +95,7 @@ reports the start-up's steps and their times on standard error, the trusted-file
 				return err
 			}
 			if res.ExitCode != 0 {
-				os.Exit(res.ExitCode)
+				return exitStatus{res.ExitCode}
 			}
 			return nil
 		},

@@ -31,8 +31,9 @@ func newServeCommand() *cobra.Command {
 		Long: `serve runs the data owner's secret provisioning server: it releases keys only to workloads
 whose attestation evidence verifies and whose claims the configuration's policy admits, and it
 writes every decision to the audit log. It speaks Gramine's protocol, so that unmodified Gramine
-enclaves get their key, and ppml's extension for named keys. SIGHUP reloads the configuration;
-SIGINT and SIGTERM stop the server after the connections in progress.
+enclaves get their key, and ppml's extension for named keys. SIGHUP reloads the configuration.
+SIGINT and SIGTERM stop the server: it stops accepting connections and waits for those in
+progress, for 30 seconds at most, then closes them; a second SIGINT or SIGTERM stops it at once.
 
 See docs/provisioning.md for the configuration; "ppml serve setup" makes a certificate
 authority, a server certificate and a master key.`,
@@ -82,11 +83,55 @@ func serve(cmd *cobra.Command, configPath string) error {
 		defer metrics.Close()
 	}
 
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGHUP)
-	defer signal.Stop(signals)
+	defer reloadOnHangup(cmd.Context(), configPath, server, log)()
+	log.Info("serving", "listen", ln.Addr().String(), "workloads", len(cfg.Workloads), "sim_platforms", len(cfg.SimPlatforms))
+	return serveUntilStopped(cmd.Context(), server, ln, log)
+}
+
+// serveUntilStopped serves on ln until ctx ends, then stops the server: it waits for the
+// connections in progress, for shutdownTimeout at most, and closes those left. A second signal
+// while it waits ends ppml (stopOnContext).
+func serveUntilStopped(ctx context.Context, server *provision.Server, ln net.Listener, log *slog.Logger) error {
+	defer stopBy(ctx, stopOnContext)()
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("stopping: waiting for the connections in progress (interrupt again to stop at once)", "timeout", shutdownTimeout)
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := server.Shutdown(shutdown)
+	if err := <-served; err != nil { // at once, since Shutdown was called
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("stopped: the connections in progress did not end within %v, and were closed (%w)", shutdownTimeout, err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// shutdownTimeout is how long serve, once stopping, waits for the connections in progress.
+const shutdownTimeout = 30 * time.Second
+
+// reloadOnHangup reloads the server's configuration from configPath on every SIGHUP, until ctx
+// ends or the function returned is called.
+func reloadOnHangup(ctx context.Context, configPath string, server *provision.Server, log *slog.Logger) (stop func()) {
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
-		for range signals {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hangups:
+			}
 			cfg, err := provision.LoadConfig(configPath)
 			if err == nil {
 				err = server.Reload(cfg)
@@ -98,14 +143,11 @@ func serve(cmd *cobra.Command, configPath string) error {
 			log.Info("configuration reloaded", "workloads", len(cfg.Workloads))
 		}
 	}()
-	stop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		server.Shutdown(ctx)
+	return func() {
+		cancel()
+		<-done
+		signal.Stop(hangups)
 	}
-	onInterrupt.Store(&stop)
-	log.Info("serving", "listen", ln.Addr().String(), "workloads", len(cfg.Workloads), "sim_platforms", len(cfg.SimPlatforms))
-	return server.Serve(ln)
 }
 
 // withConfigStore makes a command that runs f with the store of the server configuration that
