@@ -31,6 +31,10 @@ type Server struct {
 
 	state atomic.Pointer[state]
 	slots chan struct{} // one per connection allowed at once
+	// abandon ends the context of every request in progress, and what it fetches, when
+	// Shutdown gives up waiting for them.
+	requests context.Context
+	abandon  context.CancelFunc
 
 	mu       sync.Mutex
 	closing  bool
@@ -56,6 +60,7 @@ func NewServer(cfg *Config, st store.Store, log *slog.Logger, metrics *Metrics) 
 		metrics = NewMetrics(nil)
 	}
 	s := &Server{store: st, log: log, metrics: metrics, now: time.Now, slots: make(chan struct{}, cfg.MaxConnections)}
+	s.requests, s.abandon = context.WithCancel(context.Background())
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -143,10 +148,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// abandonWait bounds the wait for the handlers of the connections that Shutdown closed: they end
+// at once, as their connections and contexts do, and write their audit records.
+const abandonWait = 2 * time.Second
+
 // Shutdown stops accepting connections, which ends Serve, and waits for the connections in
 // progress to finish, each with its audit record. If ctx ends first, Shutdown closes those still
-// open and returns ctx.Err() without waiting further: their handlers end as their connections
-// fail, and write their audit records if the store still takes them.
+// open, cancels what their requests fetch, waits up to abandonWait for their handlers to write
+// their audit records, and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -166,6 +175,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		conn.Close()
 	}
 	s.mu.Unlock()
+	s.abandon()
+	select {
+	case <-done:
+	case <-time.After(abandonWait):
+		s.log.Error("connections still in progress after shutdown: their audit records may be lost")
+	}
 	return ctx.Err()
 }
 
@@ -192,7 +207,7 @@ func (s *Server) handle(conn net.Conn, st *state) {
 	// The request's deadline bounds the connection and all that verifying its evidence fetches.
 	deadline := time.Now().Add(st.cfg.RequestTimeout.Duration)
 	conn.SetDeadline(deadline)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(s.requests, deadline)
 	defer cancel()
 	claims, verr := ratls.VerifyPeer(ctx, tc.ConnectionState(), st.registry, s.now())
 	fillClaims(&rec, claims)
