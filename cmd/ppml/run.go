@@ -13,6 +13,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/sandbox"
 )
@@ -71,6 +72,10 @@ reports the start-up's steps and their times on standard error, the trusted-file
 				if a, err = runAttester(cmd, args[0], m, tee, simDir); err != nil {
 					return err
 				}
+			}
+			// This process holds the keys until the sandbox process does.
+			if err := harden.Process(); err != nil {
+				return err
 			}
 			level := slog.LevelWarn
 			if verbose {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/provision"
 	"github.com/ppml/ppml/store"
 )
@@ -55,6 +56,11 @@ func serve(cmd *cobra.Command, configPath string) error {
 	cfg, err := provision.LoadConfig(configPath)
 	if err != nil {
 		return err
+	}
+	// The master key and the keys it releases stay in RAM and out of core dumps; a server that
+	// may not lock its memory (not root, a small RLIMIT_MEMLOCK) still runs, and says so.
+	if err := harden.Process(); err != nil {
+		log.Warn("the keys may reach swap", "err", err)
 	}
 	st, err := openStore(cfg)
 	if err != nil {
