@@ -15,7 +15,7 @@ test: setup
 	go test -race -short ./pf ./encfs ./store ./provision/... ./internal/...
 
 build: setup
-	go build -o bin/ppml ./cmd/ppml
+	go build -buildvcs=auto -o bin/ppml ./cmd/ppml
 
 setup:
 	@scripts/setup.sh

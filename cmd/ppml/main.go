@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -90,8 +91,38 @@ Files are Gramine protected files: they move freely between ppml and Gramine.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%s: %w (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())}
 	})
-	root.AddCommand(newPFCommand(), newQuoteCommand(), newSimCommand(), newServeCommand(), newKeyCommand(), newAuditCommand(), newProvisionCommand(), newManifestCommand(), newRunCommand())
+	root.Version = version()
+	root.SetVersionTemplate("ppml {{.Version}}\n")
+	root.AddCommand(newVersionCommand(), newPFCommand(), newQuoteCommand(), newSimCommand(), newServeCommand(), newKeyCommand(), newAuditCommand(), newProvisionCommand(), newManifestCommand(), newRunCommand())
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every group of commands (ppml, ppml pf, ...) fail with a usage
+// error on a subcommand it lacks, suggesting the ones that are near, where cobra would print the
+// group's help and succeed, and a script would carry on. A group given nothing prints its help.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	// The flags after a mistyped command are the command's, not the group's; the root keeps its
+	// own (--help, --version).
+	cmd.DisableFlagParsing = cmd.HasParent()
+	cmd.SuggestionsMinimumDistance = 2
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("%s: unknown command %q", cmd.CommandPath(), args[0])
+		if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {
+			msg += fmt.Sprintf("; did you mean %s?", strings.Join(near, " or "))
+		}
+		return usageError{fmt.Errorf("%s (see %s --help)", msg, cmd.CommandPath())}
+	}
 }
 
 // exactArgs is cobra.ExactArgs reporting a usage error.

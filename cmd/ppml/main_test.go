@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,10 +111,45 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"pf", "decrypt", "-i", "x", "-o", "y"}, exitUsage},
 		{[]string{"pf", "inspect"}, exitUsage},
 		{[]string{"pf", "inspect", "no-such-file"}, exitFailure},
+		{[]string{"pf"}, exitOK},
 	} {
 		var out, errOut bytes.Buffer
 		if got := run(tc.args, nil, &out, &errOut); got != tc.want {
 			t.Errorf("ppml %v: exit status %d, want %d (stderr %q)", tc.args, got, tc.want, errOut.String())
 		}
+	}
+}
+
+// TestUnknownCommand: a mistyped command fails as a usage error at every level, says which and
+// suggests the near ones, and prints nothing on standard output for a script to take.
+func TestUnknownCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"foo"}, `ppml: unknown command "foo" (see ppml --help)`},
+		{[]string{"pf", "encrpyt", "-w", "k"}, `ppml pf: unknown command "encrpyt"; did you mean encrypt? (see ppml pf --help)`},
+		{[]string{"quote", "foo"}, `ppml quote: unknown command "foo" (see ppml quote --help)`},
+		{[]string{"key", "lst"}, `ppml key: unknown command "lst"; did you mean list? (see ppml key --help)`},
+	} {
+		var out, errOut bytes.Buffer
+		if got := run(tc.args, nil, &out, &errOut); got != exitUsage || strings.TrimSpace(errOut.String()) != tc.want || out.Len() > 0 {
+			t.Errorf("ppml %v: exit status %d, stdout %q, stderr %q; want %d and %q", tc.args, got, out.String(), errOut.String(), exitUsage, tc.want)
+		}
+	}
+}
+
+// TestVersion: ppml version and ppml --version say the same, with the Go toolchain.
+func TestVersion(t *testing.T) {
+	var outs []string
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out, errOut bytes.Buffer
+		if got := run(args, nil, &out, &errOut); got != exitOK {
+			t.Fatalf("ppml %v: exit status %d, stderr %q", args, got, errOut.String())
+		}
+		outs = append(outs, out.String())
+	}
+	if outs[0] != outs[1] || !strings.HasPrefix(outs[0], "ppml ") || !strings.HasSuffix(outs[0], ", "+runtime.Version()+"\n") {
+		t.Errorf("version %q, --version %q", outs[0], outs[1])
 	}
 }
