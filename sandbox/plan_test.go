@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/pf"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -160,5 +161,48 @@ sgx.trusted_files = ["file:app/"]
 `)
 	if _, err := CheckTrustedFiles(unhashed); err == nil || !strings.Contains(err.Error(), "has no hash") {
 		t.Errorf("an unhashed manifest: %v", err)
+	}
+}
+
+// TestOpenExistingHints: an existing file of a single-file encrypted mount that does not open
+// gets the hint that fits what is wrong with it, and only a file encrypted with another key is
+// said to be possibly left over from another run.
+func TestOpenExistingHints(t *testing.T) {
+	dir := t.TempDir()
+	key, other := pf.Key{1}, pf.Key{2}
+	encrypt := func(name string, k pf.Key, bound string) {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := pf.Encrypt(f, strings.NewReader("data"), k, bound, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	encrypt("good.txt", key, "good.txt")
+	encrypt("other-key.txt", other, "other-key.txt")
+	encrypt("other-path.txt", key, "elsewhere.txt")
+	os.WriteFile(filepath.Join(dir, "plain.txt"), []byte("plain"), 0o644)
+	for _, tc := range []struct{ name, want string }{
+		{"good.txt", ""},
+		{"missing.txt", ""},
+		{"other-key.txt", `it was encrypted with another key than "default", or its metadata is damaged; if it is an output left over from a run with another key, move it away`},
+		{"other-path.txt", "it was encrypted for another path: encrypt it for this mount with ppml pf encrypt --path other-path.txt"},
+		{"plain.txt", "it is not a protected file ppml reads: encrypt it with ppml pf encrypt"},
+	} {
+		cfg := &stageConfig{
+			Volumes: []volume{{Host: dir, KeyName: "default"}},
+			Mounts:  []stageMount{{Type: manifest.Encrypted, Path: "/" + tc.name, Source: tc.name}},
+		}
+		err := openExisting(cfg, map[string]pf.Key{"default": key})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want the hint %q", tc.name, err, tc.want)
+		case err != nil && tc.name != "other-key.txt" && strings.Contains(err.Error(), "left over"):
+			t.Errorf("%s: %v says it may be left over", tc.name, err)
+		}
 	}
 }

@@ -138,10 +138,26 @@ func openExisting(cfg *stageConfig, keys map[string]pf.Key) error {
 		case errors.As(err, &pathErr):
 			return fmt.Errorf("encrypted mount %s: %w", sm.Path, err)
 		case err != nil:
-			return fmt.Errorf("encrypted mount %s: %s does not open with key %q: %w (if it is left over from another run, remove it)", sm.Path, host, v.KeyName, err)
+			return fmt.Errorf("encrypted mount %s: %s does not open with key %q: %w (%s)", sm.Path, host, v.KeyName, err, openHint(err, v.KeyName, pf.BoundPath(v.Prefix, sm.Source)))
 		}
 	}
 	return nil
+}
+
+// openHint says what to do about an existing file of an encrypted mount that does not open: only
+// a file encrypted with another key can be an output left over from another run; a damaged file
+// is never to be removed, as it may be the only copy of an input.
+func openHint(err error, keyName, bound string) string {
+	switch {
+	case errors.Is(err, pf.ErrKey):
+		return fmt.Sprintf("if it is an input, it was encrypted with another key than %q, or its metadata is damaged; if it is an output left over from a run with another key, move it away", keyName)
+	case errors.Is(err, pf.ErrPath):
+		return fmt.Sprintf("it was encrypted for another path: encrypt it for this mount with ppml pf encrypt --path %s", bound)
+	case errors.Is(err, pf.ErrNotProtected), errors.Is(err, pf.ErrVersion):
+		return "it is not a protected file ppml reads: encrypt it with ppml pf encrypt"
+	default:
+		return "the file is damaged or was tampered with: get it again from its owner"
+	}
 }
 
 // openProtected opens the protected file host with key, checking that it is bound to bound.
