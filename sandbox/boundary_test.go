@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -410,6 +412,56 @@ except OSError as e:
 		var mem string
 		if _, err := fmt.Sscanf(out, "VmLck %d\nmem %s", &kb, &mem); err != nil || kb == 0 || mem == "read" {
 			t.Errorf("%q: the workload saw its parent as\n%s", user, out)
+		}
+	}
+}
+
+// TestHostRequirements: without root, or without /dev/fuse for encrypted mounts, Run says what
+// it needs before it attests or starts anything. Each case runs in a child process: as nobody,
+// or in a mount namespace of its own whose /dev lacks fuse.
+func TestHostRequirements(t *testing.T) {
+	const manifestText = `libos.entrypoint = "/bin/true"
+fs.mounts = [{ path = "/data", uri = "file:data", type = "encrypted" }]
+`
+	if mode := os.Getenv("PPML_TEST_HOST"); mode != "" {
+		if mode == "nofuse" {
+			if err := syscall.Mount("tmpfs", "/dev", "tmpfs", 0, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := manifest.Parse([]byte(manifestText))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = sandbox.Run(context.Background(), m, sandbox.Options{})
+		fmt.Printf("Run: %v\n", err)
+		return
+	}
+	needRoot(t)
+	// The test binary where nobody may run it.
+	bin := filepath.Join(hostDir(t), "sandbox.test")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode string
+		attr *syscall.SysProcAttr
+		want string
+	}{
+		{"nobody", &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}, "ppml run needs root: it builds the workload's view in a mount namespace of its own (run it with sudo)"},
+		{"nofuse", &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Unshareflags: syscall.CLONE_NEWNS}, "ppml run needs /dev/fuse for the encrypted mounts (load the fuse module"},
+	} {
+		cmd := exec.Command(bin, "-test.run=^TestHostRequirements$")
+		cmd.Dir = filepath.Dir(bin)
+		cmd.Env = append(os.Environ(), "PPML_TEST_HOST="+tc.mode)
+		cmd.SysProcAttr = tc.attr
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Run: "+tc.want) {
+			t.Errorf("%s: %v\n%s\nwant Run: %s", tc.mode, err, out, tc.want)
 		}
 	}
 }

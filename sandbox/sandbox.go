@@ -84,6 +84,9 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := canRun(cfg); err != nil {
+		return nil, err
+	}
 	res := &Result{}
 	t := time.Now()
 	res.TrustedBytes, err = CheckTrustedFiles(m)
@@ -118,6 +121,20 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 		return nil, err
 	}
 	return res, nil
+}
+
+// canRun checks, before anything is attested or started, that this process can build the
+// workload's view: it needs root, for the mount namespace, and /dev/fuse for encrypted mounts.
+func canRun(cfg *stageConfig) error {
+	if os.Geteuid() != 0 {
+		return errors.New("ppml run needs root: it builds the workload's view in a mount namespace of its own (run it with sudo)")
+	}
+	if len(cfg.Volumes) > 0 {
+		if _, err := os.Stat("/dev/fuse"); err != nil {
+			return fmt.Errorf("ppml run needs /dev/fuse for the encrypted mounts (load the fuse module: modprobe fuse; in a container, pass the device: --device /dev/fuse): %w", err)
+		}
+	}
+	return nil
 }
 
 // openExisting checks that the existing file of every single-file encrypted mount opens with its
