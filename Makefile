@@ -9,9 +9,12 @@ demo: build
 	scripts/demo.sh
 
 test: setup
+	@echo "test: formatting and go vet"
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
 	go vet ./...
+	@echo "test: every package's tests, the PyTorch demo and training end to end among them (a few minutes)"
 	go test ./...
+	@echo "test: the concurrent packages again under the race detector"
 	go test -race -short ./pf ./encfs ./store ./provision/... ./internal/...
 
 build: setup

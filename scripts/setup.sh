@@ -13,11 +13,17 @@ for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
-	echo "setup: installing Debian packages:$missing"
+	echo "setup: installing Debian packages:$missing (PyTorch alone is about 1 GB: several minutes)"
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
-	$sudo apt-get update -qq
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+	# A freshly booted machine often runs unattended upgrades: wait for dpkg's lock (up to 10
+	# minutes) instead of failing at once. Progress shows one line a package.
+	apt="$sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600"
+	$apt update -qq
+	$apt install -y -o Dpkg::Progress-Fancy=0 $missing | grep -E '^(Get|Unpacking|Setting up)' || true
+	for p in $missing; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || { echo "setup: $p did not install" >&2; exit 1; }
+	done
 fi
 
 PATH=/usr/local/go/bin:$PATH
@@ -25,4 +31,5 @@ if ! command -v go >/dev/null; then
 	echo "setup: Go is missing; install Go 1.26 or later in /usr/local/go (https://go.dev/dl)" >&2
 	exit 1
 fi
+echo "setup: Go modules"
 go mod download
