@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/provision"
 	"github.com/ppml/ppml/store"
@@ -321,7 +322,14 @@ func newAuditCommand() *cobra.Command {
 				if id == "" {
 					id = r.MRTD + r.Measurement
 				}
-				fmt.Fprintf(out, "%s %-5s %s %s %s workload=%s %s\n", r.Time.Format(time.RFC3339), r.Decision, r.Peer, r.TEE, short(id), r.Workload, what)
+				tee, workload := r.TEE, r.Workload
+				if r.Platform == string(attest.Simulated) {
+					tee += " (simulated)"
+				}
+				if workload == "" {
+					workload = "-" // no workload admitted the evidence
+				}
+				fmt.Fprintf(out, "%s %-5s %s %s %s workload=%s %s\n", r.Time.Format(time.RFC3339), r.Decision, r.Peer, tee, short(id), workload, what)
 			}
 			return nil
 		}),
