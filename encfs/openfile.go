@@ -3,7 +3,6 @@ package encfs
 import (
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -90,18 +89,18 @@ func (f *openFile) change(empty bool) error {
 		return nil
 	}
 	s := f.node.fsys
-	host, _, named := f.node.where()
-	dir := s.host // an orphan's copy gets no name
+	rel, named := f.node.where()
+	dir := "" // an orphan's copy is made in the host folder, and gets no name
 	if named {
-		dir = filepath.Dir(host)
+		dir = dirOf(rel)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.host.Fd()), &st); err != nil {
 		return err
 	}
 	name := s.newTemp()
-	path := filepath.Join(dir, name)
-	tf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(st.Mode&0777))
+	temp := joinRel(dir, name)
+	tf, err := s.root.open(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, st.Mode&0777)
 	if err != nil {
 		s.dropTemp(name)
 		return err
@@ -113,13 +112,13 @@ func (f *openFile) change(empty bool) error {
 	p, err := f.copyTo(tf, st.Size, empty)
 	if err != nil {
 		tf.Close()
-		os.Remove(path)
+		s.root.remove(temp, 0)
 		s.dropTemp(name)
 		return err
 	}
 	state := shadowed
 	if !named {
-		os.Remove(path)
+		s.root.remove(temp, 0)
 		s.dropTemp(name)
 		name, state = "", orphaned
 	}
@@ -155,43 +154,46 @@ func (f *openFile) commit() error {
 		return nil
 	}
 	s := f.node.fsys
-	host, rel, ok := f.node.where()
+	rel, ok := f.node.where()
 	if !ok {
 		return nil // nothing to replace: the changes die with the last handle
 	}
-	temp := filepath.Join(filepath.Dir(host), f.temp)
-	err := f.pf.SetPath(s.boundPath(rel))
+	bound := s.boundPath(rel)
+	err := f.pf.SetPath(bound)
 	if err == nil {
 		err = f.pf.Flush()
 	}
 	if err == nil && f.times != nil {
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, temp, f.times, 0)
+		err = futimens(int(f.host.Fd()), f.times)
 	}
 	if err == nil {
 		err = f.host.Sync()
 	}
 	if err == nil {
-		err = os.Rename(temp, host)
+		err = s.root.rename(joinRel(dirOf(rel), f.temp), rel, 0)
 	}
 	if err != nil {
 		return err
 	}
 	s.dropTemp(f.temp)
 	f.state, f.temp, f.times = reading, "", nil
-	if d, err := os.Open(filepath.Dir(host)); err == nil {
-		d.Sync() // makes the rename durable
-		d.Close()
-	}
+	s.root.syncDir(dirOf(rel)) // makes the rename durable
 	return nil
 }
 
-// setAttr gives a shadowed file's copy, which replaces the host file at host on commit, the mode
-// and owner that in sets, and the times after its last write. f.mu must be held exclusively.
-func (f *openFile) setAttr(host string, in *fuse.SetAttrIn) error {
+// setAttr applies the mode, owner and times that in sets to the host file at rel, if named, and
+// to a shadowed file's copy, which replaces it on commit (the times after its last write). f.mu
+// must be held exclusively.
+func (f *openFile) setAttr(rel string, named bool, in *fuse.SetAttrIn) error {
+	if named {
+		if err := f.node.fsys.root.setAttr(rel, in); err != nil {
+			return err
+		}
+	}
 	if f.state != shadowed {
 		return nil
 	}
-	if err := setHostAttr(filepath.Join(filepath.Dir(host), f.temp), in); err != nil {
+	if err := setHostAttr(int(f.host.Fd()), in); err != nil {
 		return err
 	}
 	if ts, ok := timesOf(in); ok {
@@ -203,13 +205,13 @@ func (f *openFile) setAttr(host string, in *fuse.SetAttrIn) error {
 	return nil
 }
 
-// removed drops the name of a shadowed file's copy, in the host folder dir: the file is
-// orphaned. f.mu must be held exclusively.
+// removed notes that the file's name, in the folder dir, is gone. A shadowed file's copy loses
+// its name too: the file is orphaned. f.mu must be held exclusively.
 func (f *openFile) removed(dir string) {
 	if f.state != shadowed {
 		return
 	}
-	os.Remove(filepath.Join(dir, f.temp))
+	f.node.fsys.root.remove(joinRel(dir, f.temp), 0)
 	f.node.fsys.dropTemp(f.temp)
 	f.state, f.temp = orphaned, ""
 }
@@ -220,7 +222,7 @@ func (f *openFile) moved(from, to string) error {
 	if f.state != shadowed || from == to {
 		return nil
 	}
-	return os.Rename(filepath.Join(from, f.temp), filepath.Join(to, f.temp))
+	return f.node.fsys.root.rename(joinRel(from, f.temp), joinRel(to, f.temp), 0)
 }
 
 // close closes the content after the last handle: it commits the changes, or drops a copy
@@ -232,8 +234,8 @@ func (f *openFile) close() syscall.Errno {
 		errno = f.fail("close", err)
 	}
 	if f.state == shadowed { // the commit failed: the host file keeps its old content
-		host, _, _ := f.node.where()
-		os.Remove(filepath.Join(filepath.Dir(host), f.temp))
+		rel, _ := f.node.where()
+		f.node.fsys.root.remove(joinRel(dirOf(rel), f.temp), 0)
 		f.node.fsys.dropTemp(f.temp)
 	}
 	var st syscall.Stat_t
@@ -253,9 +255,9 @@ func (f *openFile) fail(op string, err error) syscall.Errno {
 		return errnoOf(err)
 	}
 	f.logged = err.Error()
-	host, _, ok := f.node.where()
-	if !ok {
-		host = "(unlinked)"
+	host := "(unlinked)"
+	if rel, ok := f.node.where(); ok {
+		host = f.node.fsys.root.name(rel)
 	}
 	return f.node.fsys.errno(host, op, err)
 }
