@@ -200,7 +200,8 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 		return nil, nil, 0, d.fsys.hostErrno(rel, "create", err)
 	}
 	// An empty protected file takes the name at once; writes go to a temporary copy.
-	f, err := pf.Create(hf, d.fsys.kdk(), d.fsys.boundPath(rel), nil)
+	bound := d.fsys.boundPath(rel)
+	f, err := pf.Create(hf, d.fsys.kdk(), bound, nil)
 	if err == nil {
 		err = f.Flush()
 	}
@@ -217,7 +218,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 		return nil, nil, 0, d.fsys.errno(d.fsys.root.name(rel), "create", err)
 	}
 	n := &fileNode{fsys: d.fsys}
-	file := n.opened(f, hf)
+	file := n.opened(f, hf, hostSeen{id: idOf(&st), header: f.Header(), path: bound})
 	n.attr(rel, &st, &out.Attr)
 	ch := d.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG})
 	return ch, &handle{file: file, write: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, 0, 0

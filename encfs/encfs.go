@@ -13,10 +13,11 @@
 // decrypted ahead of the reads on every core.
 //
 // A file that is written is changed in a copy of its ciphertext under a temporary name in the
-// same host folder. When a writer closes the file, on fsync, and when the last handle goes, the
-// copy is flushed, synced and renamed over the host file, so that a crash leaves the old file
-// or the new one, never a torn one. Temporary names (".encfs-tmp-" and 16 hex digits) are hidden
-// from the mount; a crash's left-overs are removed when their folder is listed.
+// same host folder, made only if the host file still holds the bytes that were opened (else the
+// write is EIO and logged). When a writer closes the file, on fsync, and when the last handle
+// goes, the copy is flushed, synced and renamed over the host file, so that a crash leaves the
+// old file or the new one, never a torn one. Temporary names (".encfs-tmp-" and 16 hex digits)
+// are hidden from the mount; a crash's left-overs are removed when their folder is listed.
 //
 // Renaming a file inside the mount moves the host file and rebinds it to its new path, as
 // Gramine does. Two mounts must not serve overlapping host folders.

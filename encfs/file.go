@@ -181,21 +181,22 @@ func (n *fileNode) acquire() (f *openFile, keep bool, errno syscall.Errno) {
 		hf.Close()
 		return nil, false, gofs.ToErrno(err)
 	}
-	id := idOf(&st)
+	id, bound := idOf(&st), n.fsys.boundPath(rel)
 	keep = id == n.id
-	p, err := pf.Open(hf, st.Size, n.fsys.kdk(), &pf.Options{CheckPath: true, Path: n.fsys.boundPath(rel)})
+	p, err := pf.Open(hf, st.Size, n.fsys.kdk(), &pf.Options{CheckPath: true, Path: bound})
 	if err != nil {
 		hf.Close()
 		n.id, n.size = id, 0
 		return nil, false, n.fsys.errno(n.fsys.root.name(rel), "open", err)
 	}
 	n.id, n.size = id, p.Size()
-	return n.opened(p, hf), keep, 0
+	return n.opened(p, hf, hostSeen{id: id, header: p.Header(), path: bound}), keep, 0
 }
 
-// opened makes p, over the host file hf, the content of the newly opened file, with one user.
-func (n *fileNode) opened(p *pf.File, hf *os.File) *openFile {
-	n.open, n.users = newOpenFile(n, p, hf), 1
+// opened makes p, over the host file hf, which is as seen, the content of the newly opened file,
+// with one user.
+func (n *fileNode) opened(p *pf.File, hf *os.File, seen hostSeen) *openFile {
+	n.open, n.users = newOpenFile(n, p, hf, seen), 1
 	return n.open
 }
 
@@ -301,6 +302,18 @@ func (n *fileNode) moved(from, to string) error {
 		return f.moved(from, to)
 	}
 	return nil
+}
+
+// rebound notes that encfs bound the host file to the path to (see openFile.rebound). ns must
+// be held exclusively.
+func (n *fileNode) rebound(hf *os.File, was, now pf.Header, to string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if f := n.open; f != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.rebound(hf, was, now, to)
+	}
 }
 
 func (n *fileNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {

@@ -47,7 +47,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		if err := s.root.rename(fromRel, toRel, uint(flags)); err != nil {
 			return s.hostErrno(fromRel, "rename", err)
 		}
-		s.rebindTree(fromRel, toRel)
+		s.rebindTree(d.GetChild(name), fromRel, toRel)
 		return 0
 	}
 
@@ -70,7 +70,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 			s.log.Error("encfs: cannot move a temporary file", "file", s.root.name(toRel), "err", err)
 		}
 	}
-	if err := rebind(p, hf, s.boundPath(toRel)); err != nil {
+	if err := s.rebind(moved, p, hf, s.boundPath(toRel)); err != nil {
 		return s.errno(s.root.name(toRel), "rename", err)
 	}
 	return 0
@@ -95,8 +95,10 @@ func (s *fsys) openBound(rel, bound string) (*pf.File, *os.File, error) {
 }
 
 // rebind binds p, opened over hf, to the path to, makes that durable and closes both. Only the
-// metadata node is rewritten.
-func rebind(p *pf.File, hf *os.File, to string) error {
+// metadata node is rewritten. n is the file's node, or nil if the kernel does not know it; an
+// open file there takes the new header as seen (see openFile.rebound).
+func (s *fsys) rebind(n *fileNode, p *pf.File, hf *os.File, to string) error {
+	was := p.Header()
 	err := p.SetPath(to)
 	if err == nil {
 		err = p.Flush()
@@ -104,14 +106,18 @@ func rebind(p *pf.File, hf *os.File, to string) error {
 	if err == nil {
 		err = hf.Sync()
 	}
+	if err == nil && n != nil {
+		n.rebound(hf, was, p.Header(), to)
+	}
 	p.Close()
 	hf.Close()
 	return err
 }
 
 // rebindTree rebinds every protected file under the folder dirRel, just moved there from
-// fromRel. Temporary copies are left alone: their files rebind them when they commit.
-func (s *fsys) rebindTree(fromRel, dirRel string) {
+// fromRel; dir is its node, or nil if the kernel does not know it. Temporary copies are left
+// alone: their files rebind them when they commit.
+func (s *fsys) rebindTree(dir *gofs.Inode, fromRel, dirRel string) {
 	entries, err := s.root.readDir(dirRel)
 	if err != nil {
 		s.log.Error("encfs: cannot rebind the files of a moved folder", "file", s.root.name(dirRel), "err", err)
@@ -119,13 +125,21 @@ func (s *fsys) rebindTree(fromRel, dirRel string) {
 	}
 	for _, e := range entries {
 		from, rel := fromRel+"/"+e.Name(), dirRel+"/"+e.Name()
+		var ch *gofs.Inode
+		if dir != nil {
+			ch = dir.GetChild(e.Name())
+		}
 		switch {
 		case e.IsDir():
-			s.rebindTree(from, rel)
+			s.rebindTree(ch, from, rel)
 		case e.Type().IsRegular() && !isTemp(e.Name()):
+			var n *fileNode
+			if ch != nil {
+				n, _ = ch.Operations().(*fileNode)
+			}
 			p, hf, err := s.openBound(rel, s.boundPath(from))
 			if err == nil {
-				err = rebind(p, hf, s.boundPath(rel))
+				err = s.rebind(n, p, hf, s.boundPath(rel))
 			}
 			if err != nil {
 				s.log.Error("encfs: cannot rebind a moved file", "file", s.root.name(rel), "err", err)
