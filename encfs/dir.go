@@ -3,9 +3,7 @@ package encfs
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -33,45 +31,38 @@ var (
 	_ gofs.NodeStatfser  = (*dirNode)(nil)
 )
 
-// path returns the folder's host path; ns must be held.
-func (d *dirNode) path() (string, syscall.Errno) {
+// rel returns the folder's path inside the mount; ns must be held.
+func (d *dirNode) rel() (string, syscall.Errno) {
 	rel, ok := relPath(d.EmbeddedInode())
 	if !ok {
 		return "", syscall.ENOENT
 	}
-	return d.fsys.hostPath(rel), 0
+	return rel, 0
 }
 
-// child returns the host path and the path inside the mount of the entry name; ns must be held.
-func (d *dirNode) child(name string) (host, rel string, errno syscall.Errno) {
+// child returns the path inside the mount of the entry name; ns must be held.
+func (d *dirNode) child(name string) (string, syscall.Errno) {
 	if isTemp(name) {
-		return "", "", syscall.ENOENT
+		return "", syscall.ENOENT
 	}
-	dir, ok := relPath(d.EmbeddedInode())
-	if !ok {
-		return "", "", syscall.ENOENT
-	}
-	rel = name
-	if dir != "" {
-		rel = dir + "/" + name
-	}
-	return d.fsys.hostPath(rel), rel, 0
+	dir, errno := d.rel()
+	return joinRel(dir, name), errno
 }
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
-	host, rel, errno := d.child(name)
+	rel, errno := d.child(name)
 	if errno != 0 {
 		return nil, errno
 	}
 	var st syscall.Stat_t
-	if err := syscall.Lstat(host, &st); err != nil {
-		return nil, gofs.ToErrno(err)
+	if err := d.fsys.root.stat(rel, &st); err != nil {
+		return nil, d.fsys.hostErrno(rel, "lookup", err)
 	}
 	mode := st.Mode & syscall.S_IFMT
 	if mode != syscall.S_IFDIR && mode != syscall.S_IFREG {
-		return nil, syscall.ENOENT // only folders and protected files are served
+		return nil, syscall.ENOENT // only folders and protected files are served, never links
 	}
 	ch := d.GetChild(name)
 	if ch == nil || ch.Mode() != mode {
@@ -94,15 +85,23 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
-	host, errno := d.path()
+	rel, errno := d.rel()
 	if errno != 0 {
 		return errno
 	}
+	return d.getattr(rel, &out.Attr)
+}
+
+// getattr fills out with the status of the host folder rel; ns must be held.
+func (d *dirNode) getattr(rel string, out *fuse.Attr) syscall.Errno {
 	var st syscall.Stat_t
-	if err := syscall.Stat(host, &st); err != nil {
-		return gofs.ToErrno(err)
+	if err := d.fsys.root.stat(rel, &st); err != nil {
+		return d.fsys.hostErrno(rel, "stat", err)
 	}
-	dirAttr(&st, &out.Attr)
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return syscall.ENOENT // no longer a folder: a link, say, which is not served
+	}
+	dirAttr(&st, out)
 	return 0
 }
 
@@ -118,48 +117,14 @@ func (d *dirNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAt
 	}
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
-	host, errno := d.path()
+	rel, errno := d.rel()
 	if errno != 0 {
 		return errno
 	}
-	if err := setHostAttr(host, in); err != nil {
-		return gofs.ToErrno(err)
+	if err := d.fsys.root.setAttr(rel, in); err != nil {
+		return d.fsys.hostErrno(rel, "setattr", err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(host, &st); err != nil {
-		return gofs.ToErrno(err)
-	}
-	dirAttr(&st, &out.Attr)
-	return 0
-}
-
-// setHostAttr applies the mode, owner and times in in to the host file or folder at host.
-func setHostAttr(host string, in *fuse.SetAttrIn) error {
-	if mode, ok := in.GetMode(); ok {
-		if err := syscall.Chmod(host, mode&07777); err != nil {
-			return err
-		}
-	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if uok || gok {
-		u, g := -1, -1
-		if uok {
-			u = int(uid)
-		}
-		if gok {
-			g = int(gid)
-		}
-		if err := os.Lchown(host, u, g); err != nil {
-			return err
-		}
-	}
-	if ts, ok := timesOf(in); ok {
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.getattr(rel, &out.Attr)
 }
 
 // timesOf returns the access and modification times that in sets, for utimensat.
@@ -182,19 +147,19 @@ func timesOf(in *fuse.SetAttrIn) ([]unix.Timespec, bool) {
 func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
-	host, errno := d.path()
+	rel, errno := d.rel()
 	if errno != 0 {
 		return nil, errno
 	}
-	entries, err := os.ReadDir(host)
+	entries, err := d.fsys.root.readDir(rel)
 	if err != nil {
-		return nil, gofs.ToErrno(err)
+		return nil, d.fsys.hostErrno(rel, "readdir", err)
 	}
 	list := make([]fuse.DirEntry, 0, len(entries))
 	for _, e := range entries {
 		switch {
 		case isTemp(e.Name()):
-			d.fsys.removeStale(host, e.Name())
+			d.fsys.removeStale(rel, e.Name())
 		case e.Type().IsRegular():
 			list = append(list, fuse.DirEntry{Name: e.Name(), Mode: syscall.S_IFREG})
 		case e.IsDir():
@@ -204,15 +169,15 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(list), 0
 }
 
-// removeStale removes the temporary file name in the host folder dir unless it is in use: it is
-// then a left-over of a crash (ciphertext only).
+// removeStale removes the temporary file name in the folder dir unless it is in use: it is then
+// a left-over of a crash (ciphertext only).
 func (s *fsys) removeStale(dir, name string) {
 	if s.ro || s.liveTemp(name) {
 		return
 	}
-	p := filepath.Join(dir, name)
-	if err := os.Remove(p); err == nil {
-		s.log.Info("encfs: removed a temporary file left by an earlier run", "file", p)
+	rel := joinRel(dir, name)
+	if err := s.root.remove(rel, 0); err == nil {
+		s.log.Info("encfs: removed a temporary file left by an earlier run", "file", s.root.name(rel))
 	}
 }
 
@@ -225,17 +190,18 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 	}
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
-	host, rel, errno := d.child(name)
+	rel, errno := d.child(name)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
 	// Like Gramine, the host file is readable and writable by its owner whatever the mode.
-	hf, err := os.OpenFile(host, os.O_RDWR|os.O_CREATE|os.O_EXCL, fs.FileMode(mode&0777|0600))
+	hf, err := d.fsys.root.open(rel, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode&0777|0600)
 	if err != nil {
-		return nil, nil, 0, gofs.ToErrno(err)
+		return nil, nil, 0, d.fsys.hostErrno(rel, "create", err)
 	}
 	// An empty protected file takes the name at once; writes go to a temporary copy.
-	f, err := pf.Create(hf, d.fsys.kdk(), d.fsys.boundPath(rel), nil)
+	bound := d.fsys.boundPath(rel)
+	f, err := pf.Create(hf, d.fsys.kdk(), bound, nil)
 	if err == nil {
 		err = f.Flush()
 	}
@@ -248,11 +214,11 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 			f.Close()
 		}
 		hf.Close()
-		os.Remove(host)
-		return nil, nil, 0, d.fsys.errno(host, "create", err)
+		d.fsys.root.remove(rel, 0)
+		return nil, nil, 0, d.fsys.errno(d.fsys.root.name(rel), "create", err)
 	}
 	n := &fileNode{fsys: d.fsys}
-	file := n.opened(f, hf)
+	file := n.opened(f, hf, hostSeen{id: idOf(&st), header: f.Header(), path: bound})
 	n.attr(rel, &st, &out.Attr)
 	ch := d.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG})
 	return ch, &handle{file: file, write: flags&syscall.O_ACCMODE != syscall.O_RDONLY}, 0, 0
@@ -267,18 +233,16 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	}
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
-	host, _, errno := d.child(name)
+	rel, errno := d.child(name)
 	if errno != 0 {
 		return nil, errno
 	}
-	if err := os.Mkdir(host, fs.FileMode(mode&0777)); err != nil {
-		return nil, gofs.ToErrno(err)
+	if err := d.fsys.root.mkdir(rel, mode&0777); err != nil {
+		return nil, d.fsys.hostErrno(rel, "mkdir", err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(host, &st); err != nil {
-		return nil, gofs.ToErrno(err)
+	if errno := d.getattr(rel, &out.Attr); errno != 0 {
+		return nil, errno
 	}
-	dirAttr(&st, &out.Attr)
 	return d.NewInode(ctx, &dirNode{fsys: d.fsys}, gofs.StableAttr{Mode: syscall.S_IFDIR}), 0
 }
 
@@ -288,16 +252,16 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	d.fsys.ns.Lock() // it takes a file's name away
 	defer d.fsys.ns.Unlock()
-	host, _, errno := d.child(name)
+	rel, errno := d.child(name)
 	if errno != 0 {
 		return errno
 	}
 	// Unlinking works whatever the file holds, even when it is not a protected file.
-	if err := syscall.Unlink(host); err != nil {
-		return gofs.ToErrno(err)
+	if err := d.fsys.root.remove(rel, 0); err != nil {
+		return d.fsys.hostErrno(rel, "unlink", err)
 	}
 	if n, ok := d.childFile(name); ok {
-		n.removed(filepath.Dir(host))
+		n.removed(dirOf(rel))
 	}
 	return 0
 }
@@ -318,28 +282,31 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
-	host, _, errno := d.child(name)
+	rel, errno := d.child(name)
 	if errno != 0 {
 		return errno
 	}
-	err := syscall.Rmdir(host)
+	err := d.fsys.root.remove(rel, unix.AT_REMOVEDIR)
 	if errors.Is(err, syscall.ENOTEMPTY) {
 		// Left-over temporary files are not shown, so they must not keep the folder alive.
-		if entries, rerr := os.ReadDir(host); rerr == nil {
+		if entries, rerr := d.fsys.root.readDir(rel); rerr == nil {
 			for _, e := range entries {
 				if isTemp(e.Name()) {
-					d.fsys.removeStale(host, e.Name())
+					d.fsys.removeStale(rel, e.Name())
 				}
 			}
-			err = syscall.Rmdir(host)
+			err = d.fsys.root.remove(rel, unix.AT_REMOVEDIR)
 		}
 	}
-	return gofs.ToErrno(err)
+	if err != nil {
+		return d.fsys.hostErrno(rel, "rmdir", err)
+	}
+	return 0
 }
 
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var st syscall.Statfs_t
-	if err := syscall.Statfs(d.fsys.host, &st); err != nil {
+	if err := d.fsys.root.statfs(&st); err != nil {
 		return gofs.ToErrno(err)
 	}
 	out.FromStatfsT(&st)

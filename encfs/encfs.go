@@ -13,13 +13,17 @@
 // decrypted ahead of the reads on every core.
 //
 // A file that is written is changed in a copy of its ciphertext under a temporary name in the
-// same host folder. When a writer closes the file, on fsync, and when the last handle goes, the
-// copy is flushed, synced and renamed over the host file, so that a crash leaves the old file
-// or the new one, never a torn one. Temporary names (".encfs-tmp-" and 16 hex digits) are hidden
-// from the mount; a crash's left-overs are removed when their folder is listed.
+// same host folder, made only if the host file still holds the bytes that were opened (else the
+// write is EIO and logged). When a writer closes the file, on fsync, and when the last handle
+// goes, the copy is flushed, synced and renamed over the host file, so that a crash leaves the
+// old file or the new one, never a torn one. Temporary names (".encfs-tmp-" and 16 hex digits)
+// are hidden from the mount; a crash's left-overs are removed when their folder is listed.
 //
 // Renaming a file inside the mount moves the host file and rebinds it to its new path, as
 // Gramine does. Two mounts must not serve overlapping host folders.
+//
+// Host paths are resolved beneath the host folder, never through a symbolic link (see
+// hostRoot): links in the host folder are not served, and one on a path is EIO and logged.
 package encfs
 
 import (
@@ -92,7 +96,11 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &fsys{host: host, prefix: opts.BoundPrefix, key: key, log: log, ro: opts.ReadOnly, temps: map[string]bool{},
+	hr, err := openRoot(host)
+	if err != nil {
+		return nil, fmt.Errorf("host folder of the encrypted filesystem: %w", err)
+	}
+	s := &fsys{root: hr, prefix: opts.BoundPrefix, key: key, log: log, ro: opts.ReadOnly, temps: map[string]bool{},
 		readAheads: make(chan struct{}, maxReadAheads)}
 	root := &dirNode{fsys: s}
 	timeout := cacheTimeout
@@ -119,6 +127,7 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 		Logger:       fuseLog,
 	})
 	if err != nil {
+		hr.close()
 		return nil, fmt.Errorf("mount the encrypted filesystem of %s on %s: %w", host, mountpoint, err)
 	}
 	raiseReadAhead(mountpoint, log)
@@ -126,6 +135,7 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 	go func() {
 		srv.Wait()
 		s.wipe()
+		hr.close()
 		close(server.done)
 	}()
 	return server, nil
@@ -174,8 +184,8 @@ func (s *Server) Wait() { <-s.done }
 //   - fileReadAhead.mu, then readAhead.mu: an open file's read-ahead.
 //   - fsys.mu, the key and the temporary names.
 type fsys struct {
-	host   string // absolute path of the host folder
-	prefix string // Options.BoundPrefix
+	root   *hostRoot // the host folder
+	prefix string    // Options.BoundPrefix
 	log    *slog.Logger
 	ro     bool
 
@@ -231,9 +241,6 @@ func (s *fsys) wipe() {
 	s.mu.Unlock()
 }
 
-// hostPath returns the host path of the file at rel, a slash-separated path inside the mount.
-func (s *fsys) hostPath(rel string) string { return filepath.Join(s.host, filepath.FromSlash(rel)) }
-
 // boundPath returns the path bound into the protected file at rel.
 func (s *fsys) boundPath(rel string) string { return pf.BoundPath(s.prefix, rel) }
 
@@ -268,4 +275,15 @@ func errnoOf(err error) syscall.Errno {
 func (s *fsys) errno(host, op string, err error) syscall.Errno {
 	s.log.Error("encfs: "+op+" failed", "file", host, "err", err)
 	return errnoOf(err)
+}
+
+// hostErrno returns what the caller sees of err, a failure of op on the host file at rel: a host
+// error keeps its errno; anything else, above all a symbolic link on the path (errLink), is
+// logged and EIO.
+func (s *fsys) hostErrno(rel, op string, err error) syscall.Errno {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	return s.errno(s.root.name(rel), op, err)
 }

@@ -58,13 +58,12 @@ var (
 	_ gofs.NodeReleaser  = (*fileNode)(nil)
 )
 
-// where returns the file's host path and its path inside the mount, or false if it was
-// removed. ns must be held.
-func (n *fileNode) where() (host, rel string, ok bool) {
+// where returns the file's path inside the mount, or false if it was removed. ns must be held.
+func (n *fileNode) where() (rel string, ok bool) {
 	if rel, ok = relPath(n.EmbeddedInode()); !ok || n.gone {
-		return "", "", false
+		return "", false
 	}
-	return n.fsys.hostPath(rel), rel, true
+	return rel, true
 }
 
 // attr fills out from st, the status of the host file at rel, with the plaintext size. n.mu
@@ -94,7 +93,7 @@ func hostAttr(st *syscall.Stat_t, out *fuse.Attr) {
 // file that does not open reads as empty; opening it fails.
 func (n *fileNode) load(rel string, id hostID) {
 	n.id, n.size = id, 0
-	hf, err := os.Open(n.fsys.hostPath(rel))
+	hf, err := n.fsys.root.open(rel, os.O_RDONLY, 0)
 	if err != nil {
 		return
 	}
@@ -127,12 +126,15 @@ func (n *fileNode) getattr(out *fuse.AttrOut) syscall.Errno {
 		f.attr(&st, &out.Attr)
 		return 0
 	}
-	host, rel, ok := n.where()
+	rel, ok := n.where()
 	if !ok {
 		return syscall.ENOENT
 	}
-	if err := syscall.Stat(host, &st); err != nil {
-		return gofs.ToErrno(err)
+	if err := n.fsys.root.stat(rel, &st); err != nil {
+		return n.fsys.hostErrno(rel, "stat", err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return syscall.ENOENT // no longer a file: a link, say, which is not served
 	}
 	n.attr(rel, &st, &out.Attr)
 	return 0
@@ -166,34 +168,35 @@ func (n *fileNode) acquire() (f *openFile, keep bool, errno syscall.Errno) {
 		n.users++
 		return n.open, true, 0
 	}
-	host, rel, ok := n.where()
+	rel, ok := n.where()
 	if !ok {
 		return nil, false, syscall.ENOENT
 	}
-	hf, err := os.Open(host)
+	hf, err := n.fsys.root.open(rel, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, false, gofs.ToErrno(err)
+		return nil, false, n.fsys.hostErrno(rel, "open", err)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(hf.Fd()), &st); err != nil {
 		hf.Close()
 		return nil, false, gofs.ToErrno(err)
 	}
-	id := idOf(&st)
+	id, bound := idOf(&st), n.fsys.boundPath(rel)
 	keep = id == n.id
-	p, err := pf.Open(hf, st.Size, n.fsys.kdk(), &pf.Options{CheckPath: true, Path: n.fsys.boundPath(rel)})
+	p, err := pf.Open(hf, st.Size, n.fsys.kdk(), &pf.Options{CheckPath: true, Path: bound})
 	if err != nil {
 		hf.Close()
 		n.id, n.size = id, 0
-		return nil, false, n.fsys.errno(host, "open", err)
+		return nil, false, n.fsys.errno(n.fsys.root.name(rel), "open", err)
 	}
 	n.id, n.size = id, p.Size()
-	return n.opened(p, hf), keep, 0
+	return n.opened(p, hf, hostSeen{id: id, header: p.Header(), path: bound}), keep, 0
 }
 
-// opened makes p, over the host file hf, the content of the newly opened file, with one user.
-func (n *fileNode) opened(p *pf.File, hf *os.File) *openFile {
-	n.open, n.users = newOpenFile(n, p, hf), 1
+// opened makes p, over the host file hf, which is as seen, the content of the newly opened file,
+// with one user.
+func (n *fileNode) opened(p *pf.File, hf *os.File, seen hostSeen) *openFile {
+	n.open, n.users = newOpenFile(n, p, hf, seen), 1
 	return n.open
 }
 
@@ -275,8 +278,8 @@ func (n *fileNode) release() syscall.Errno {
 }
 
 // removed records that the file's name is gone: its content stays readable and writable
-// through the open handles but is never committed. dir is the host folder it was in. ns must be
-// held exclusively.
+// through the open handles but is never committed. dir is the folder it was in. ns must be held
+// exclusively.
 func (n *fileNode) removed(dir string) {
 	n.gone = true
 	n.mu.Lock()
@@ -288,8 +291,8 @@ func (n *fileNode) removed(dir string) {
 	}
 }
 
-// moved moves the file's private copy, if any, from the host folder from to the host folder to,
-// following the file. ns must be held exclusively.
+// moved moves the file's private copy, if any, from the folder from to the folder to, following
+// the file. ns must be held exclusively.
 func (n *fileNode) moved(from, to string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -301,6 +304,18 @@ func (n *fileNode) moved(from, to string) error {
 	return nil
 }
 
+// rebound notes that encfs bound the host file to the path to (see openFile.rebound). ns must
+// be held exclusively.
+func (n *fileNode) rebound(hf *os.File, was, now pf.Header, to string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if f := n.open; f != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.rebound(hf, was, now, to)
+	}
+}
+
 func (n *fileNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if n.fsys.ro {
 		return syscall.EROFS
@@ -309,24 +324,22 @@ func (n *fileNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetA
 	defer n.fsys.ns.RUnlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	host, _, named := n.where()
+	rel, named := n.where()
 	if size, ok := in.GetSize(); ok {
 		if errno := n.truncate(int64(size)); errno != 0 {
 			return errno
 		}
 	}
-	if named {
-		if err := setHostAttr(host, in); err != nil {
-			return gofs.ToErrno(err)
-		}
-	}
+	var err error
 	if f := n.open; f != nil {
 		f.mu.Lock()
-		err := f.setAttr(host, in)
+		err = f.setAttr(rel, named, in)
 		f.mu.Unlock()
-		if err != nil {
-			return gofs.ToErrno(err)
-		}
+	} else if named {
+		err = n.fsys.root.setAttr(rel, in)
+	}
+	if err != nil {
+		return n.fsys.hostErrno(rel, "setattr", err)
 	}
 	return n.getattr(out)
 }

@@ -1,9 +1,9 @@
 package encfs
 
 import (
+	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +29,7 @@ type openFile struct {
 	state  openState
 	pf     *pf.File
 	host   *os.File        // the host file or copy under pf
+	seen   hostSeen        // the host file under pf, while reading
 	temp   string          // the copy's name in the file's host folder, while shadowed
 	mtime  time.Time       // the last change, unless reading
 	times  []unix.Timespec // access and modification times to give the copy on commit
@@ -51,9 +52,67 @@ const (
 	orphaned
 )
 
-// newOpenFile returns the content of n, newly opened as p over the host file hf.
-func newOpenFile(n *fileNode, p *pf.File, hf *os.File) *openFile {
-	return &openFile{node: n, ahead: fileReadAhead{tokens: n.fsys.readAheads}, pf: p, host: hf}
+// hostSeen is what a reading file last read or wrote of the host file under it. A change copies
+// the host file only while it still is that file, with those bytes: a host that swaps in other
+// bytes between an open and the first write (another file's, an older version's) gets EIO, not
+// its bytes adopted.
+type hostSeen struct {
+	id     hostID    // its identity and times; the host's changes move its ctime
+	header pf.Header // its header, with the nonce and MAC of its metadata, fresh on every write
+	path   string    // the path bound into it
+}
+
+// errChanged is the failure of a change to a file whose host file changed outside encfs.
+var errChanged = errors.New("the host file changed outside encfs since encfs opened or wrote it")
+
+// newOpenFile returns the content of n, newly opened as p over the host file hf, which is as
+// seen.
+func newOpenFile(n *fileNode, p *pf.File, hf *os.File, seen hostSeen) *openFile {
+	return &openFile{node: n, ahead: fileReadAhead{tokens: n.fsys.readAheads}, pf: p, host: hf, seen: seen}
+}
+
+// hostID returns the identity of the host file or copy under pf.
+func (f *openFile) hostID() (hostID, error) {
+	var st syscall.Stat_t
+	err := syscall.Fstat(int(f.host.Fd()), &st)
+	return idOf(&st), err
+}
+
+// unchanged returns errChanged unless the host file under a reading file has the identity seen.
+func (f *openFile) unchanged() error {
+	id, err := f.hostID()
+	if err == nil && id != f.seen.id {
+		err = errChanged
+	}
+	return err
+}
+
+// ownChange notes a change that encfs made itself to the host file under a reading file (to its
+// attributes or its names), which moves its ctime: its identity now is the one seen. The header
+// stays the reference for its bytes. f.mu must be held exclusively.
+func (f *openFile) ownChange() {
+	if f.state != reading {
+		return
+	}
+	if id, err := f.hostID(); err == nil {
+		f.seen.id = id
+	}
+}
+
+// rebound notes that encfs bound the host file to the path to, through hf, a descriptor of its
+// own, rewriting its header from was to now. A reading file over the same host file, with the
+// header was, takes them as seen; any other keeps what it saw, and fails its next change. f.mu
+// must be held exclusively.
+func (f *openFile) rebound(hf *os.File, was, now pf.Header, to string) {
+	if f.state != reading || f.seen.header != was {
+		return
+	}
+	var st, hst syscall.Stat_t
+	if syscall.Fstat(int(f.host.Fd()), &st) != nil || syscall.Fstat(int(hf.Fd()), &hst) != nil ||
+		st.Dev != hst.Dev || st.Ino != hst.Ino {
+		return
+	}
+	f.seen = hostSeen{id: idOf(&st), header: now, path: to}
 }
 
 // read reads len(dest) bytes at off, from the read-ahead where it covers them. f.mu must be
@@ -90,18 +149,21 @@ func (f *openFile) change(empty bool) error {
 		return nil
 	}
 	s := f.node.fsys
-	host, _, named := f.node.where()
-	dir := s.host // an orphan's copy gets no name
+	rel, named := f.node.where()
+	dir := "" // an orphan's copy is made in the host folder, and gets no name
 	if named {
-		dir = filepath.Dir(host)
+		dir = dirOf(rel)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.host.Fd()), &st); err != nil {
 		return err
 	}
+	if !empty && idOf(&st) != f.seen.id {
+		return errChanged
+	}
 	name := s.newTemp()
-	path := filepath.Join(dir, name)
-	tf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, os.FileMode(st.Mode&0777))
+	temp := joinRel(dir, name)
+	tf, err := s.root.open(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, st.Mode&0777)
 	if err != nil {
 		s.dropTemp(name)
 		return err
@@ -113,13 +175,13 @@ func (f *openFile) change(empty bool) error {
 	p, err := f.copyTo(tf, st.Size, empty)
 	if err != nil {
 		tf.Close()
-		os.Remove(path)
+		s.root.remove(temp, 0)
 		s.dropTemp(name)
 		return err
 	}
 	state := shadowed
 	if !named {
-		os.Remove(path)
+		s.root.remove(temp, 0)
 		s.dropTemp(name)
 		name, state = "", orphaned
 	}
@@ -130,11 +192,12 @@ func (f *openFile) change(empty bool) error {
 	return nil
 }
 
-// copyTo copies the content to tf, a new host file, and returns it opened there.
+// copyTo copies the content, the hostSize bytes of the host file as seen, to tf, a new host
+// file, and returns it opened there.
 func (f *openFile) copyTo(tf *os.File, hostSize int64, empty bool) (*pf.File, error) {
 	s := f.node.fsys
 	if empty {
-		return pf.Create(tf, s.kdk(), f.pf.Path(), nil)
+		return pf.Create(tf, s.kdk(), f.seen.path, nil)
 	}
 	if _, err := f.host.Seek(0, io.SeekStart); err != nil {
 		return nil, err
@@ -143,8 +206,18 @@ func (f *openFile) copyTo(tf *os.File, hostSize int64, empty bool) (*pf.File, er
 	if _, err := io.CopyN(tf, f.host, hostSize); err != nil {
 		return nil, err
 	}
-	// The copy was checked when the host file was opened.
-	return pf.Open(tf, hostSize, s.kdk(), nil)
+	// The copy must hold the bytes seen: the host file did not change while it was copied, and
+	// the copy is bound to the file's path with the header seen, whose MAC covers the root of
+	// the tree of MACs over every other node.
+	if err := f.unchanged(); err != nil {
+		return nil, err
+	}
+	p, err := pf.Open(tf, hostSize, s.kdk(), &pf.Options{CheckPath: true, Path: f.seen.path})
+	if err == nil && p.Header() != f.seen.header {
+		p.Close()
+		p, err = nil, errChanged
+	}
+	return p, err
 }
 
 // commit makes the changes of a shadowed file durable: it flushes the copy, syncs it and
@@ -155,43 +228,49 @@ func (f *openFile) commit() error {
 		return nil
 	}
 	s := f.node.fsys
-	host, rel, ok := f.node.where()
+	rel, ok := f.node.where()
 	if !ok {
 		return nil // nothing to replace: the changes die with the last handle
 	}
-	temp := filepath.Join(filepath.Dir(host), f.temp)
-	err := f.pf.SetPath(s.boundPath(rel))
+	bound := s.boundPath(rel)
+	err := f.pf.SetPath(bound)
 	if err == nil {
 		err = f.pf.Flush()
 	}
 	if err == nil && f.times != nil {
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, temp, f.times, 0)
+		err = futimens(int(f.host.Fd()), f.times)
 	}
 	if err == nil {
 		err = f.host.Sync()
 	}
 	if err == nil {
-		err = os.Rename(temp, host)
+		err = s.root.rename(joinRel(dirOf(rel), f.temp), rel, 0)
 	}
 	if err != nil {
 		return err
 	}
 	s.dropTemp(f.temp)
 	f.state, f.temp, f.times = reading, "", nil
-	if d, err := os.Open(filepath.Dir(host)); err == nil {
-		d.Sync() // makes the rename durable
-		d.Close()
-	}
+	f.seen = hostSeen{header: f.pf.Header(), path: bound}
+	f.seen.id, _ = f.hostID()  // after the rename, which moves its ctime
+	s.root.syncDir(dirOf(rel)) // makes the rename durable
 	return nil
 }
 
-// setAttr gives a shadowed file's copy, which replaces the host file at host on commit, the mode
-// and owner that in sets, and the times after its last write. f.mu must be held exclusively.
-func (f *openFile) setAttr(host string, in *fuse.SetAttrIn) error {
+// setAttr applies the mode, owner and times that in sets to the host file at rel, if named, and
+// to a shadowed file's copy, which replaces it on commit (the times after its last write). f.mu
+// must be held exclusively.
+func (f *openFile) setAttr(rel string, named bool, in *fuse.SetAttrIn) error {
+	if named {
+		if err := f.node.fsys.root.setAttr(rel, in); err != nil {
+			return err
+		}
+		f.ownChange()
+	}
 	if f.state != shadowed {
 		return nil
 	}
-	if err := setHostAttr(filepath.Join(filepath.Dir(host), f.temp), in); err != nil {
+	if err := setHostAttr(int(f.host.Fd()), in); err != nil {
 		return err
 	}
 	if ts, ok := timesOf(in); ok {
@@ -203,13 +282,14 @@ func (f *openFile) setAttr(host string, in *fuse.SetAttrIn) error {
 	return nil
 }
 
-// removed drops the name of a shadowed file's copy, in the host folder dir: the file is
-// orphaned. f.mu must be held exclusively.
+// removed notes that the file's name, in the folder dir, is gone. A shadowed file's copy loses
+// its name too: the file is orphaned. f.mu must be held exclusively.
 func (f *openFile) removed(dir string) {
+	f.ownChange() // the unlink moved its ctime
 	if f.state != shadowed {
 		return
 	}
-	os.Remove(filepath.Join(dir, f.temp))
+	f.node.fsys.root.remove(joinRel(dir, f.temp), 0)
 	f.node.fsys.dropTemp(f.temp)
 	f.state, f.temp = orphaned, ""
 }
@@ -220,7 +300,7 @@ func (f *openFile) moved(from, to string) error {
 	if f.state != shadowed || from == to {
 		return nil
 	}
-	return os.Rename(filepath.Join(from, f.temp), filepath.Join(to, f.temp))
+	return f.node.fsys.root.rename(joinRel(from, f.temp), joinRel(to, f.temp), 0)
 }
 
 // close closes the content after the last handle: it commits the changes, or drops a copy
@@ -232,13 +312,12 @@ func (f *openFile) close() syscall.Errno {
 		errno = f.fail("close", err)
 	}
 	if f.state == shadowed { // the commit failed: the host file keeps its old content
-		host, _, _ := f.node.where()
-		os.Remove(filepath.Join(filepath.Dir(host), f.temp))
+		rel, _ := f.node.where()
+		f.node.fsys.root.remove(joinRel(dirOf(rel), f.temp), 0)
 		f.node.fsys.dropTemp(f.temp)
 	}
-	var st syscall.Stat_t
-	if f.state == reading && syscall.Fstat(int(f.host.Fd()), &st) == nil {
-		f.node.id, f.node.size = idOf(&st), f.pf.Size()
+	if f.state == reading && f.unchanged() == nil {
+		f.node.id, f.node.size = f.seen.id, f.pf.Size()
 	}
 	f.ahead.stop()
 	f.pf.Close()
@@ -253,9 +332,9 @@ func (f *openFile) fail(op string, err error) syscall.Errno {
 		return errnoOf(err)
 	}
 	f.logged = err.Error()
-	host, _, ok := f.node.where()
-	if !ok {
-		host = "(unlinked)"
+	host := "(unlinked)"
+	if rel, ok := f.node.where(); ok {
+		host = f.node.fsys.root.name(rel)
 	}
 	return f.node.fsys.errno(host, op, err)
 }

@@ -2,10 +2,7 @@ package encfs
 
 import (
 	"context"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -34,54 +31,54 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 	np := newParent.(*dirNode)
 	s.ns.Lock()
 	defer s.ns.Unlock()
-	from, fromRel, errno := d.child(name)
+	fromRel, errno := d.child(name)
 	if errno != 0 {
 		return errno
 	}
-	to, toRel, errno := np.child(newName)
+	toRel, errno := np.child(newName)
 	if errno != 0 {
 		return errno
 	}
 	var st syscall.Stat_t
-	if err := syscall.Lstat(from, &st); err != nil {
-		return gofs.ToErrno(err)
+	if err := s.root.stat(fromRel, &st); err != nil {
+		return s.hostErrno(fromRel, "rename", err)
 	}
 	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-		if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, uint(flags)); err != nil {
-			return gofs.ToErrno(err)
+		if err := s.root.rename(fromRel, toRel, uint(flags)); err != nil {
+			return s.hostErrno(fromRel, "rename", err)
 		}
-		s.rebindTree(to, fromRel, toRel)
+		s.rebindTree(d.GetChild(name), fromRel, toRel)
 		return 0
 	}
 
-	p, hf, err := s.openBound(from, s.boundPath(fromRel))
+	p, hf, err := s.openBound(fromRel, s.boundPath(fromRel))
 	if err != nil {
-		return s.errno(from, "rename", err)
+		return s.errno(s.root.name(fromRel), "rename", err)
 	}
 	moved, _ := d.childFile(name)
 	replaced, _ := np.childFile(newName)
-	if err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, uint(flags)); err != nil {
+	if err := s.root.rename(fromRel, toRel, uint(flags)); err != nil {
 		p.Close()
 		hf.Close()
-		return gofs.ToErrno(err)
+		return s.hostErrno(fromRel, "rename", err)
 	}
 	if replaced != nil && replaced != moved {
-		replaced.removed(filepath.Dir(to))
+		replaced.removed(dirOf(toRel))
 	}
 	if moved != nil {
-		if err := moved.moved(filepath.Dir(from), filepath.Dir(to)); err != nil {
-			s.log.Error("encfs: cannot move a temporary file", "file", to, "err", err)
+		if err := moved.moved(dirOf(fromRel), dirOf(toRel)); err != nil {
+			s.log.Error("encfs: cannot move a temporary file", "file", s.root.name(toRel), "err", err)
 		}
 	}
-	if err := rebind(p, hf, s.boundPath(toRel)); err != nil {
-		return s.errno(to, "rename", err)
+	if err := s.rebind(moved, p, hf, s.boundPath(toRel)); err != nil {
+		return s.errno(s.root.name(toRel), "rename", err)
 	}
 	return 0
 }
 
-// openBound opens the protected file at host, bound to the path bound, for writing.
-func (s *fsys) openBound(host, bound string) (*pf.File, *os.File, error) {
-	hf, err := os.OpenFile(host, os.O_RDWR, 0)
+// openBound opens the protected file at rel, bound to the path bound, for writing.
+func (s *fsys) openBound(rel, bound string) (*pf.File, *os.File, error) {
+	hf, err := s.root.open(rel, os.O_RDWR, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,8 +95,10 @@ func (s *fsys) openBound(host, bound string) (*pf.File, *os.File, error) {
 }
 
 // rebind binds p, opened over hf, to the path to, makes that durable and closes both. Only the
-// metadata node is rewritten.
-func rebind(p *pf.File, hf *os.File, to string) error {
+// metadata node is rewritten. n is the file's node, or nil if the kernel does not know it; an
+// open file there takes the new header as seen (see openFile.rebound).
+func (s *fsys) rebind(n *fileNode, p *pf.File, hf *os.File, to string) error {
+	was := p.Header()
 	err := p.SetPath(to)
 	if err == nil {
 		err = p.Flush()
@@ -107,31 +106,44 @@ func rebind(p *pf.File, hf *os.File, to string) error {
 	if err == nil {
 		err = hf.Sync()
 	}
+	if err == nil && n != nil {
+		n.rebound(hf, was, p.Header(), to)
+	}
 	p.Close()
 	hf.Close()
 	return err
 }
 
-// rebindTree rebinds every protected file under the host folder dir, just moved from fromRel
-// to toRel inside the mount. Temporary copies are left alone: their files rebind them when
-// they commit.
-func (s *fsys) rebindTree(dir, fromRel, toRel string) {
-	filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil {
-			s.log.Error("encfs: cannot rebind the files of a moved folder", "file", path, "err", err)
-			return nil
+// rebindTree rebinds every protected file under the folder dirRel, just moved there from
+// fromRel; dir is its node, or nil if the kernel does not know it. Temporary copies are left
+// alone: their files rebind them when they commit.
+func (s *fsys) rebindTree(dir *gofs.Inode, fromRel, dirRel string) {
+	entries, err := s.root.readDir(dirRel)
+	if err != nil {
+		s.log.Error("encfs: cannot rebind the files of a moved folder", "file", s.root.name(dirRel), "err", err)
+		return
+	}
+	for _, e := range entries {
+		from, rel := fromRel+"/"+e.Name(), dirRel+"/"+e.Name()
+		var ch *gofs.Inode
+		if dir != nil {
+			ch = dir.GetChild(e.Name())
 		}
-		if !e.Type().IsRegular() || isTemp(e.Name()) {
-			return nil
+		switch {
+		case e.IsDir():
+			s.rebindTree(ch, from, rel)
+		case e.Type().IsRegular() && !isTemp(e.Name()):
+			var n *fileNode
+			if ch != nil {
+				n, _ = ch.Operations().(*fileNode)
+			}
+			p, hf, err := s.openBound(rel, s.boundPath(from))
+			if err == nil {
+				err = s.rebind(n, p, hf, s.boundPath(rel))
+			}
+			if err != nil {
+				s.log.Error("encfs: cannot rebind a moved file", "file", s.root.name(rel), "err", err)
+			}
 		}
-		sub := filepath.ToSlash(strings.TrimPrefix(path, dir))
-		p, hf, err := s.openBound(path, s.boundPath(fromRel+sub))
-		if err == nil {
-			err = rebind(p, hf, s.boundPath(toRel+sub))
-		}
-		if err != nil {
-			s.log.Error("encfs: cannot rebind a moved file", "file", path, "err", err)
-		}
-		return nil
-	})
+	}
 }
