@@ -1,17 +1,21 @@
 package provision
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ppml/ppml/store"
@@ -130,4 +134,97 @@ func sign(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.Pr
 	tmpl.SerialNumber = serial
 	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.AddDate(10, 0, 0)
 	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+}
+
+// SetupConfig is the name of the configuration file that WriteConfig writes in a server folder.
+const SetupConfig = "server.toml"
+
+// WriteConfig writes a configuration for the server that Setup made in dir, which must not have
+// one yet: it listens on listen and trusts the simulated platforms simPlatforms (folders,
+// relative to dir or absolute). It admits no workload yet: AddWorkload adds them.
+func WriteConfig(dir, listen string, simPlatforms []string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The provisioning server's configuration (docs/provisioning.md).\n")
+	fmt.Fprintf(&b, "listen = %q\ntls_cert = %q\ntls_key = %q\nstore = %q\nmaster_key_file = %q\n",
+		listen, SetupServerCert, SetupServerKey, "sqlite:ppml.db", SetupMasterKey)
+	if len(simPlatforms) > 0 {
+		fmt.Fprintf(&b, "sim_platforms = %s  # development only\n", tomlStrings(simPlatforms))
+	}
+	b.WriteString(`# collateral = "https://api.trustedservices.intel.com"   # genuine SGX platforms
+# tdx_collateral = "tdx"                                   # TDX trust domains
+# snp = true                                               # SEV-SNP guests
+
+# Workloads: ppml serve add-workload --config THIS_FILE MANIFEST, or [[workload]] by hand.
+`)
+	f, err := os.OpenFile(filepath.Join(dir, SetupConfig), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(b.String())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// AddWorkload adds w to the configuration file at path, as a [[workload]] table at its end. The
+// file is replaced only if the result is a valid configuration (a workload of that name is not
+// there yet, w's values are well formed), and atomically.
+func AddWorkload(path string, w Workload) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	text := append(bytes.TrimRight(old, "\n"), "\n\n"...)
+	text = append(text, w.toml()...)
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(text)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := LoadConfig(tmp.Name()); err != nil {
+		return fmt.Errorf("%s with workload %q: %w", path, w.Name, errors.Unwrap(err))
+	}
+	if info, err := os.Stat(path); err == nil {
+		os.Chmod(tmp.Name(), info.Mode().Perm())
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// toml returns w as a [[workload]] table, with the values it sets.
+func (w *Workload) toml() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[[workload]]\nname = %q\ntee = %q\n", w.Name, w.TEE)
+	if len(w.MREnclave) > 0 {
+		fmt.Fprintf(&b, "mrenclave = %s\n", tomlStrings(w.MREnclave))
+	}
+	if w.SigFile != "" {
+		fmt.Fprintf(&b, "sig_file = %q\n", w.SigFile)
+	}
+	fmt.Fprintf(&b, "allow_debug = %t\n", w.AllowDebug)
+	if w.AllowSimulated {
+		b.WriteString("allow_simulated = true   # development only: admits the simulated platforms' evidence\n")
+	}
+	accept := w.AcceptTCB
+	if len(accept) == 0 {
+		accept = []string{"UpToDate"}
+	}
+	fmt.Fprintf(&b, "accept_tcb = %s\nkeys = %s\n", tomlStrings(accept), tomlStrings(w.Keys))
+	return b.String()
+}
+
+// tomlStrings writes a TOML array of strings.
+func tomlStrings(values []string) string {
+	quoted := make([]string, len(values))
+	for i, v := range values {
+		quoted[i] = strconv.Quote(v)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }

@@ -73,7 +73,7 @@ rm tampered.pt
 
 step "Preparing secret provisioning (owner): a simulated SGX platform, the server's certificates"
 show ppml sim init sim
-show ppml serve setup secret_prov --host localhost
+show ppml serve setup secret_prov --host localhost --listen 127.0.0.1:$port --sim-platform sim
 mkdir ssl
 show cp secret_prov/ca.crt ssl/ca.crt
 
@@ -85,23 +85,7 @@ mrenclave=$(ppml manifest measure pytorch.manifest)
 echo "the workload's measurement (MRENCLAVE): $mrenclave"
 
 step "Steps 4-5 (owner): start the secret provisioning server, whose policy admits exactly that measurement"
-cat > secret_prov/server.toml <<TOML
-listen = "127.0.0.1:$port"
-tls_cert = "server.crt"
-tls_key = "server.key"
-store = "sqlite:ppml.db"
-master_key_file = "master.key"
-sim_platforms = ["../sim"]
-
-[[workload]]
-name = "pytorch"
-tee = "sgx"
-mrenclave = ["$mrenclave"]
-allow_debug = false
-accept_tcb = ["UpToDate"]
-allow_simulated = true
-keys = ["default"]
-TOML
+show ppml serve add-workload pytorch.manifest --config secret_prov/server.toml --tee sim
 cat secret_prov/server.toml
 show ppml key import default -w files/wrap_key --config secret_prov/server.toml
 ppml serve --config secret_prov/server.toml 2> secret_prov/server.log &

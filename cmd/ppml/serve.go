@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -21,7 +23,9 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/internal/harden"
+	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/provision"
+	"github.com/ppml/ppml/sandbox"
 	"github.com/ppml/ppml/store"
 )
 
@@ -48,7 +52,7 @@ authority, a server certificate and a master key.`,
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
-	cmd.AddCommand(newServeSetupCommand())
+	cmd.AddCommand(newServeSetupCommand(), newServeAddWorkloadCommand())
 	return cmd
 }
 
@@ -187,27 +191,133 @@ func openStore(cfg *provision.Config) (store.Store, error) {
 }
 
 func newServeSetupCommand() *cobra.Command {
-	var hosts []string
+	var hosts, simPlatforms []string
+	var listen string
 	cmd := &cobra.Command{
-		Use:   "setup DIR [--host NAME]...",
-		Short: "Make a CA, a server certificate and a master key for a new server",
+		Use:   "setup DIR [--host NAME]... [--listen ADDR] [--sim-platform DIR]...",
+		Short: "Make a CA, a server certificate, a master key and a configuration for a new server",
 		Long: `setup writes into DIR (made if missing) a certificate authority (ca.crt, and ca.key to keep
-offline), a server certificate it signs for the hosts named (server.crt, server.key) and a
-master key (master.key). Workloads trust ca.crt; Gramine's client checks the server's name
-against the host part of SECRET_PROVISION_SERVERS. Nothing is replaced.`,
+offline), a server certificate it signs for the hosts named (server.crt, server.key), a master
+key (master.key) and a configuration (server.toml) that uses them, listens on --listen and
+trusts the simulated platforms of --sim-platform. Workloads trust ca.crt; Gramine's client
+checks the server's name against the host part of SECRET_PROVISION_SERVERS. Add workloads with
+ppml serve add-workload. Nothing is replaced.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := os.MkdirAll(args[0], 0o700); err != nil {
+			dir := args[0]
+			if _, err := os.Stat(filepath.Join(dir, provision.SetupConfig)); err == nil {
+				return fmt.Errorf("%s already exists: not replacing it", filepath.Join(dir, provision.SetupConfig))
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
 			}
-			if err := provision.Setup(args[0], hosts, time.Now()); err != nil {
+			sims := make([]string, len(simPlatforms))
+			for i, p := range simPlatforms {
+				rel, err := relativeTo(dir, p)
+				if err != nil {
+					return err
+				}
+				sims[i] = rel
+			}
+			if err := provision.Setup(dir, hosts, time.Now()); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: ca.crt, ca.key, server.crt, server.key (for %s), master.key\n", args[0], strings.Join(hosts, ", "))
+			if err := provision.WriteConfig(dir, listen, sims); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: ca.crt, ca.key, server.crt, server.key (for %s), master.key, %s\n", dir, strings.Join(hosts, ", "), provision.SetupConfig)
 			return nil
 		},
 	}
 	cmd.Flags().StringSliceVar(&hosts, "host", []string{"localhost"}, "a name or address the server is reached by")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:4433", "the address the server listens on")
+	cmd.Flags().StringSliceVar(&simPlatforms, "sim-platform", nil, "a simulated platform to trust (development only)")
+	return cmd
+}
+
+// relativeTo returns the path p, given relative to the current folder, relative to dir.
+func relativeTo(dir, p string) (string, error) {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	absP, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Rel(absDir, absP)
+}
+
+func newServeAddWorkloadCommand() *cobra.Command {
+	var configPath, name, tee, sigFile string
+	var keys []string
+	var allowDebug bool
+	cmd := &cobra.Command{
+		Use:   "add-workload MANIFEST --config FILE --tee sim|sgx [--sig FILE] [--name NAME] [--key NAME]...",
+		Short: "Admit the workload of a manifest: its measurement, TEE and keys, into the server's policy",
+		Long: `add-workload adds a [[workload]] to the server's configuration that admits the workload of
+MANIFEST and gives it the keys of its encrypted mounts (or those of --key):
+
+  --tee sim   the manifest's measurement (ppml manifest measure) on the server's simulated
+              platforms: development only;
+  --tee sgx   the workload signed by gramine-sgx-sign, whose .sig file --sig names (its
+              MRENCLAVE, MRSIGNER, ISV_PROD_ID and ISV_SVN).
+
+A TDX or SEV-SNP workload is admitted by its VM's measurement (mrtd, measurement), which the
+manifest does not give: write its [[workload]] by hand (docs/provisioning.md). The name is the
+manifest's file name without its extension unless --name says otherwise. The configuration is
+replaced only if the result is valid; a running server takes it on SIGHUP.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlags(cmd, "config", "tee"); err != nil {
+				return err
+			}
+			m, err := manifest.ParseFile(args[0])
+			if err != nil {
+				return err
+			}
+			w := provision.Workload{Name: name, TEE: "sgx", Keys: keys, AllowDebug: allowDebug}
+			if w.Name == "" {
+				w.Name = strings.TrimSuffix(filepath.Base(args[0]), filepath.Ext(args[0]))
+			}
+			if len(w.Keys) == 0 {
+				w.Keys = sandbox.KeyNames(m)
+			}
+			if len(w.Keys) == 0 {
+				return usageError{fmt.Errorf("%s: %s has no encrypted mounts: name the keys it may have with --key", cmd.CommandPath(), args[0])}
+			}
+			switch {
+			case tee == "sim" && sigFile == "":
+				if err := m.CheckHashed(); err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				mrenclave := manifest.Measure(m)
+				w.MREnclave, w.AllowSimulated = []string{hex.EncodeToString(mrenclave[:])}, true
+			case tee == "sgx" && sigFile != "":
+				if w.SigFile, err = relativeTo(filepath.Dir(configPath), sigFile); err != nil {
+					return err
+				}
+			case tee == "sgx":
+				return usageError{fmt.Errorf("%s: --tee sgx needs --sig, the .sig file gramine-sgx-sign wrote for the manifest", cmd.CommandPath())}
+			case tee == "tdx" || tee == "snp":
+				return usageError{fmt.Errorf("%s: a %s workload is admitted by its VM's measurement, which the manifest does not give: write its [[workload]] by hand (docs/provisioning.md)", cmd.CommandPath(), strings.ToUpper(tee))}
+			default:
+				return usageError{fmt.Errorf("%s: --tee %q: want sim, or sgx with --sig", cmd.CommandPath(), tee)}
+			}
+			if err := provision.AddWorkload(configPath, w); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added workload %q to %s: keys %s\n", w.Name, configPath, strings.Join(w.Keys, ", "))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "the server configuration (TOML)")
+	f.StringVar(&tee, "tee", "", "sim (the manifest's measurement, simulated platforms) or sgx (with --sig)")
+	f.StringVar(&sigFile, "sig", "", "the .sig file of gramine-sgx-sign (--tee sgx)")
+	f.StringVar(&name, "name", "", "the workload's name (default: the manifest's file name)")
+	f.StringSliceVar(&keys, "key", nil, "a key it may have (default: its encrypted mounts' keys)")
+	f.BoolVar(&allowDebug, "allow-debug", false, "admit it as a debug enclave too (development only)")
 	return cmd
 }
 
