@@ -115,6 +115,9 @@ func (d *dirNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAt
 	if d.fsys.ro {
 		return syscall.EROFS
 	}
+	if errno := setattrAllowed(in, d.IsRoot()); errno != 0 {
+		return errno
+	}
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
 	rel, errno := d.rel()

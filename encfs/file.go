@@ -320,6 +320,9 @@ func (n *fileNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetA
 	if n.fsys.ro {
 		return syscall.EROFS
 	}
+	if errno := setattrAllowed(in, false); errno != 0 {
+		return errno
+	}
 	n.fsys.ns.RLock()
 	defer n.fsys.ns.RUnlock()
 	n.mu.Lock()

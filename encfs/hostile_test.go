@@ -293,3 +293,49 @@ func TestOwnChangesBeforeWrite(t *testing.T) {
 		t.Errorf("the mount logged:\n%s", logs)
 	}
 }
+
+// TestSetattrLimits: encfs acts on the host as root, so the workload may not use it to give a
+// host file away, make it set-user-ID, set-group-ID or sticky, or change the mount's own host
+// folder; it may set permission bits and times.
+func TestSetattrLimits(t *testing.T) {
+	host := t.TempDir()
+	encryptFile(t, host, "f", content(3, 100))
+	if err := os.Mkdir(filepath.Join(host, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mnt, _ := mount(t, host, testKey, Options{})
+	modeOf := func(name string) os.FileMode {
+		info, err := os.Stat(filepath.Join(host, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Mode()
+	}
+	rootMode, fileMode := modeOf("."), modeOf("f")
+	for _, tc := range []struct {
+		what string
+		err  error
+	}{
+		{"chmod 4755 f", syscall.Chmod(filepath.Join(mnt, "f"), 0o4755)},
+		{"chmod 2755 d", syscall.Chmod(filepath.Join(mnt, "d"), 0o2755)},
+		{"chmod 1777 d", syscall.Chmod(filepath.Join(mnt, "d"), 0o1777)},
+		{"chown 65534 f", os.Chown(filepath.Join(mnt, "f"), 65534, -1)},
+		{"chgrp 65534 d", os.Chown(filepath.Join(mnt, "d"), -1, 65534)},
+		{"chmod 777 of the mount", os.Chmod(mnt, 0o777)},
+	} {
+		if !errors.Is(tc.err, syscall.EPERM) {
+			t.Errorf("%s: %v, want EPERM", tc.what, tc.err)
+		}
+
+	}
+	if modeOf(".") != rootMode || modeOf("f") != fileMode || modeOf("d") != os.ModeDir|0o755 {
+		t.Errorf("host modes changed: folder %v, f %v, d %v", modeOf("."), modeOf("f"), modeOf("d"))
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(host, "f"), &st); err != nil || st.Uid != uint32(os.Getuid()) {
+		t.Errorf("host f owned by %d (%v)", st.Uid, err)
+	}
+	if err := os.Chmod(filepath.Join(mnt, "f"), 0o640); err != nil || modeOf("f") != 0o640 {
+		t.Errorf("chmod 640: %v, host mode %v", err, modeOf("f"))
+	}
+}

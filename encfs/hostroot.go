@@ -162,7 +162,7 @@ func (r *hostRoot) syncDir(rel string) error {
 	return unix.Fsync(fd)
 }
 
-// setAttr applies the mode, owner and times in in to the host file or folder rel.
+// setAttr applies the permission bits and times in in to the host file or folder rel.
 func (r *hostRoot) setAttr(rel string, in *fuse.SetAttrIn) error {
 	// Opened, as fchmodat cannot refuse to follow a link before Linux 6.6.
 	fd, err := r.openFD(rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
@@ -181,24 +181,25 @@ func (r *hostRoot) statfs(st *syscall.Statfs_t) error {
 	return syscall.Fstatfs(r.fd, st)
 }
 
-// setHostAttr applies the mode, owner and times in in to the open host file or folder fd.
+// setattrAllowed refuses, with EPERM, what encfs must not do on the host for the workload, since
+// it acts there as root: change an owner (the workload may not chown, as no user without
+// CAP_CHOWN may), set the set-user-ID, set-group-ID or sticky bit, or change the mode of the
+// mount's host folder itself. The rest (permission bits, times, size) is the workload's to set.
+func setattrAllowed(in *fuse.SetAttrIn, root bool) syscall.Errno {
+	_, uid := in.GetUID()
+	_, gid := in.GetGID()
+	mode, chmod := in.GetMode()
+	if uid || gid || chmod && (mode&07000 != 0 || root) {
+		return syscall.EPERM
+	}
+	return 0
+}
+
+// setHostAttr applies the permission bits and times in in to the open host file or folder fd;
+// setattrAllowed has refused the rest.
 func setHostAttr(fd int, in *fuse.SetAttrIn) error {
 	if mode, ok := in.GetMode(); ok {
-		if err := unix.Fchmod(fd, mode&07777); err != nil {
-			return err
-		}
-	}
-	uid, uok := in.GetUID()
-	gid, gok := in.GetGID()
-	if uok || gok {
-		u, g := -1, -1
-		if uok {
-			u = int(uid)
-		}
-		if gok {
-			g = int(gid)
-		}
-		if err := unix.Fchown(fd, u, g); err != nil {
+		if err := unix.Fchmod(fd, mode&0777); err != nil {
 			return err
 		}
 	}
