@@ -465,3 +465,27 @@ fs.mounts = [{ path = "/data", uri = "file:data", type = "encrypted" }]
 		}
 	}
 }
+
+// TestDeniedCalls runs system calls that the filter refuses and that a workload could otherwise
+// use on other processes or the user's terminal, and checks that each fails with EPERM.
+func TestDeniedCalls(t *testing.T) {
+	w := newWorld(t, map[string]string{"calls.py": `import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, nr, *args):
+    r = libc.syscall(nr, *args)
+    print(name, ctypes.get_errno() if r == -1 else "allowed")
+pidfd = os.pidfd_open(os.getpid())
+call("pidfd_getfd", 438, pidfd, 0, 0)
+call("kcmp", 312, os.getpid(), os.getpid(), 0, 0, 0)
+call("process_madvise", 440, pidfd, 0, 0, 0, 0)
+call("io_uring_setup", 425, 1, ctypes.create_string_buffer(120))
+call("ioctl TIOCSTI", 16, 0, 0x5412, ctypes.c_char_p(b"x"))
+`})
+	for _, user := range users {
+		out := w.run("calls.py", nil, user, "")
+		want := "pidfd_getfd 1\nkcmp 1\nprocess_madvise 1\nio_uring_setup 1\nioctl TIOCSTI 1\n"
+		if out != want {
+			t.Errorf("%q: the workload saw\n%s\nwant\n%s", user, out, want)
+		}
+	}
+}

@@ -16,7 +16,12 @@ import (
 //   - mounts and namespaces: mount, umount2, pivot_root, chroot, unshare, setns, the new mount
 //     API (open_tree, open_tree_attr, move_mount, fsopen, fsconfig, fsmount, fspick,
 //     mount_setattr), and clone with any CLONE_NEW* flag;
-//   - other processes: ptrace, process_vm_readv, process_vm_writev;
+//   - other processes: ptrace, process_vm_readv, process_vm_writev, pidfd_getfd (another
+//     process's descriptors), kcmp, process_madvise;
+//   - the terminal: ioctl TIOCSTI, which types input into the terminal for the shell that runs
+//     after ppml, and TIOCLINUX, which can do the same on a virtual console;
+//   - io_uring (io_uring_setup, io_uring_enter, io_uring_register), whose operations this filter
+//     would not see;
 //   - the kernel: bpf, kexec_load, kexec_file_load, init_module, finit_module, delete_module,
 //     keyctl, add_key, request_key, swapon, swapoff, reboot, syslog, perf_event_open,
 //     userfaultfd, acct, quotactl, quotactl_fd, lookup_dcookie, iopl, ioperm;
@@ -30,7 +35,8 @@ var deniedSyscalls = []uint32{
 	unix.SYS_MOUNT, unix.SYS_UMOUNT2, unix.SYS_PIVOT_ROOT, unix.SYS_CHROOT, unix.SYS_UNSHARE, unix.SYS_SETNS,
 	unix.SYS_OPEN_TREE, unix.SYS_OPEN_TREE_ATTR, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN, unix.SYS_FSCONFIG,
 	unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR,
-	unix.SYS_PTRACE, unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV,
+	unix.SYS_PTRACE, unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV, unix.SYS_PIDFD_GETFD, unix.SYS_KCMP,
+	unix.SYS_PROCESS_MADVISE, unix.SYS_IO_URING_SETUP, unix.SYS_IO_URING_ENTER, unix.SYS_IO_URING_REGISTER,
 	unix.SYS_BPF, unix.SYS_KEXEC_LOAD, unix.SYS_KEXEC_FILE_LOAD, unix.SYS_INIT_MODULE, unix.SYS_FINIT_MODULE,
 	unix.SYS_DELETE_MODULE, unix.SYS_KEYCTL, unix.SYS_ADD_KEY, unix.SYS_REQUEST_KEY, unix.SYS_SWAPON,
 	unix.SYS_SWAPOFF, unix.SYS_REBOOT, unix.SYS_SYSLOG, unix.SYS_PERF_EVENT_OPEN, unix.SYS_USERFAULTFD,
@@ -42,6 +48,9 @@ var deniedSyscalls = []uint32{
 const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
 	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
 
+// deniedIoctls are the requests of ioctl that the workload may not make.
+var deniedIoctls = []uint32{unix.TIOCSTI, unix.TIOCLINUX}
+
 // allowedPersonalities are the arguments of personality that the workload may give.
 var allowedPersonalities = []uint32{0xffffffff, 0} // query, PER_LINUX
 
@@ -50,6 +59,7 @@ const (
 	offNr   = 0
 	offArch = 4
 	offArg0 = 16 // the low half of the first argument, on a little-endian machine
+	offArg1 = 24 // the low half of the second (the kernel reads ioctl's request as 32 bits)
 )
 
 // x32Bit marks the system calls of the x32 ABI.
@@ -73,6 +83,7 @@ func seccompFilter() ([]unix.SockFilter, error) {
 	p.jump(unix.BPF_JEQ, unix.SYS_CLONE3, "enosys", "")
 	p.jump(unix.BPF_JEQ, unix.SYS_CLONE, "clone", "")
 	p.jump(unix.BPF_JEQ, unix.SYS_PERSONALITY, "personality", "")
+	p.jump(unix.BPF_JEQ, unix.SYS_IOCTL, "ioctl", "")
 	for _, nr := range deniedSyscalls {
 		p.jump(unix.BPF_JEQ, nr, "eperm", "")
 	}
@@ -81,6 +92,13 @@ func seccompFilter() ([]unix.SockFilter, error) {
 	p.label("clone")
 	p.load(offArg0)
 	p.jump(unix.BPF_JSET, namespaceFlags, "eperm", "allow")
+
+	p.label("ioctl")
+	p.load(offArg1)
+	for _, req := range deniedIoctls {
+		p.jump(unix.BPF_JEQ, req, "eperm", "")
+	}
+	p.ret(retAllow)
 
 	p.label("personality")
 	p.load(offArg0)

@@ -9,14 +9,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// run runs the classic BPF program p on a seccomp_data of arch, nr and the first argument arg0,
-// as the kernel would, and returns its result.
-func run(t *testing.T, p []unix.SockFilter, arch, nr uint32, arg0 uint64) uint32 {
+// run runs the classic BPF program p on a seccomp_data of arch, nr and the arguments args, as
+// the kernel would, and returns its result.
+func run(t *testing.T, p []unix.SockFilter, arch, nr uint32, args ...uint64) uint32 {
 	t.Helper()
 	var data [64]byte
 	binary.LittleEndian.PutUint32(data[offNr:], nr)
 	binary.LittleEndian.PutUint32(data[offArch:], arch)
-	binary.LittleEndian.PutUint64(data[offArg0:], arg0)
+	for i, arg := range args {
+		binary.LittleEndian.PutUint64(data[offArg0+8*i:], arg)
+	}
 	var a uint32
 	for pc := 0; pc < len(p); pc++ {
 		in := p[pc]
@@ -53,8 +55,8 @@ func TestSeccompFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Arch and number checks, clone, personality, the list, and the four results.
-	if want := 8 + len(deniedSyscalls) + 2 + 1 + len(allowedPersonalities) + 4; len(p) != want {
+	// Arch and number checks, clone, personality, ioctl, the list, and the four results.
+	if want := 9 + len(deniedSyscalls) + 2 + 1 + len(allowedPersonalities) + 2 + len(deniedIoctls) + 4; len(p) != want {
 		t.Errorf("%d instructions, want %d", len(p), want)
 	}
 	for i, in := range p {
@@ -102,6 +104,21 @@ func TestSeccompFilter(t *testing.T) {
 	} {
 		if got := run(t, p, tc.arch, tc.nr, tc.arg0); got != tc.want {
 			t.Errorf("%s: %#x, want %#x", tc.name, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		req  uint64
+		want uint32
+	}{
+		{"TCGETS", unix.TCGETS, retAllow},
+		{"TIOCGWINSZ", unix.TIOCGWINSZ, retAllow},
+		{"TIOCSTI", unix.TIOCSTI, retEPERM},
+		{"TIOCSTI, high half set", 0xffff_ffff_0000_0000 | unix.TIOCSTI, retEPERM}, // the kernel reads an int
+		{"TIOCLINUX", unix.TIOCLINUX, retEPERM},
+	} {
+		if got := run(t, p, x86, unix.SYS_IOCTL, 0, tc.req); got != tc.want {
+			t.Errorf("ioctl %s: %#x, want %#x", tc.name, got, tc.want)
 		}
 	}
 	for _, nr := range deniedSyscalls {
