@@ -9,6 +9,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -236,5 +238,48 @@ func TestSetupLeavesNothing(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("%d files left, want only the master key that was there", len(entries))
+	}
+}
+
+// flakyListener fails its first accepts as a process out of descriptors does.
+type flakyListener struct {
+	net.Listener
+	failures atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.failures.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptRetries: an accept that fails for want of descriptors does not end Serve, which
+// goes on serving once they are back; a closed listener still ends it.
+func TestAcceptRetries(t *testing.T) {
+	tb := newTestbed(t, byEnclave)
+	tb.server.Shutdown(context.Background())
+	srv, err := NewServer(tb.server.state.Load().cfg, tb.store, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := &flakyListener{Listener: ln}
+	flaky.failures.Store(3)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(flaky) }()
+	tb.server, tb.addr = srv, ln.Addr().String()
+	if _, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave}).Fetch(context.Background(), "default"); err != nil {
+		t.Fatalf("after failed accepts: %v", err)
+	}
+	if acceptCanRetry(net.ErrClosed) || !acceptCanRetry(&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.ENFILE)}) {
+		t.Error("acceptCanRetry: closed listener retried, or ENFILE not")
+	}
+	srv.Shutdown(context.Background())
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }

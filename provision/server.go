@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ppml/ppml/attest"
@@ -107,9 +108,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closing {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
+			if acceptCanRetry(err) {
+				// Out of descriptors, say: the connections in progress will free some.
+				s.log.Warn("accept failed; retrying", "err", err)
+				time.Sleep(50 * time.Millisecond)
 				continue
 			}
 			return err
@@ -146,6 +148,21 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.handle(conn, s.state.Load())
 		}()
 	}
+}
+
+// acceptCanRetry reports whether an error of Accept passes: a timeout, a connection aborted
+// before it was accepted, or a process or system out of descriptors or memory.
+func acceptCanRetry(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.ECONNABORTED, syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // abandonWait bounds the wait for the handlers of the connections that Shutdown closed: they end

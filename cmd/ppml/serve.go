@@ -108,7 +108,12 @@ func serveUntilStopped(ctx context.Context, server *provision.Server, ln net.Lis
 	go func() { served <- server.Serve(ln) }()
 	select {
 	case err := <-served:
-		return err
+		// The listener failed: the connections in progress still finish, and are audited,
+		// before the store closes.
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		server.Shutdown(shutdown)
+		return fmt.Errorf("accept connections: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("stopping: waiting for the connections in progress (interrupt again to stop at once)", "timeout", shutdownTimeout)
