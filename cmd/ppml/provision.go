@@ -2,9 +2,11 @@ package main
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -82,7 +84,7 @@ and --debug.`,
 				secrets, err = c.Fetch(cmd.Context(), keys...)
 			}
 			if err != nil {
-				return err
+				return explainServerCertificate(err)
 			}
 			defer func() {
 				for _, s := range secrets {
@@ -164,4 +166,26 @@ func writeSecrets(cmd *cobra.Command, out string, names []string, secrets [][]by
 		}
 	}
 	return nil
+}
+
+// explainServerCertificate adds to err, a failure to get keys from provisioning servers, what to
+// do when a server's certificate is what failed: the CA given is not the server's, the server is
+// reached by a name its certificate lacks (an IP address, typically), or the certificate expired.
+func explainServerCertificate(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("%w (the server's certificate is not signed by the CA certificate given: give the ca.crt that ppml serve setup made in the server's folder)", err)
+	case errors.As(err, &host):
+		names := append([]string{}, host.Certificate.DNSNames...)
+		for _, ip := range host.Certificate.IPAddresses {
+			names = append(names, ip.String())
+		}
+		return fmt.Errorf("%w (the server's certificate is for %s: reach it by that name, or make its certificate for %s with ppml serve setup --host %s)", err, strings.Join(names, ", "), host.Host, host.Host)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fmt.Errorf("%w (the server's certificate has expired: make a new one with ppml serve setup)", err)
+	}
+	return err
 }

@@ -97,7 +97,7 @@ reports the start-up's steps and their times on standard error, the trusted-file
 				Log:      slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
 			})
 			if err != nil {
-				return err
+				return explainServerCertificate(err)
 			}
 			if res.ExitCode != 0 {
 				return exitStatus{res.ExitCode}
