@@ -7,7 +7,7 @@
 // under a fresh random key; the metadata key is derived from the 16-byte key derivation key (the
 // "wrap key") with an AES-CMAC KDF.
 //
-// Format versions 1 (Gramine v1.0 to v1.8) and 2 (v1.9) are read; version 2 is written. A [File]
-// gives random access with bounded memory; [Encrypt] and [Decrypt] convert whole files using every
-// core.
+// Format versions 1 (Gramine v1.0 to v1.8) and 2 (v1.9, which reads both) are read and written:
+// version 2 unless [Options].Version says 1. A [File] gives random access with bounded memory;
+// [Encrypt] and [Decrypt] convert whole files using every core.
 package pf

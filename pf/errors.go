@@ -11,7 +11,8 @@ var (
 	// ErrNotProtected: the file is not a protected file (no magic, or a size that is not a
 	// multiple of 4096 bytes).
 	ErrNotProtected = errors.New("not a protected file")
-	// ErrVersion: the format version is not one this package reads.
+	// ErrVersion: the format version is not one this package reads, or Options.Version is not
+	// one it writes.
 	ErrVersion = errors.New("unsupported protected-file version")
 	// ErrKey: the metadata does not decrypt: the key is wrong or the metadata node is damaged.
 	ErrKey = errors.New("wrong key or damaged metadata")

@@ -27,6 +27,22 @@ type Options struct {
 	// Gramine compares against the normalized host path (see NormalizePath).
 	CheckPath bool
 	Path      string
+	// Version is the format major version that Create and Encrypt write, and that a File from
+	// Open writes when it flushes changes: 2 (the default, 0) for Gramine v1.9 and later, or 1
+	// for Gramine v1.0 to v1.8, which refuse version 2. Open reads both whatever Version says,
+	// and a file it opens keeps its version until a flush writes something.
+	Version uint8
+}
+
+// version returns the format version to write.
+func (o *Options) version() (uint8, error) {
+	if o == nil || o.Version == 0 {
+		return Version, nil
+	}
+	if headerSize(o.Version) == 0 {
+		return 0, fmt.Errorf("%w %d: protected files are written in version 1 (for Gramine v1.0 to v1.8) or 2 (for Gramine v1.9 and later)", ErrVersion, o.Version)
+	}
+	return o.Version, nil
 }
 
 func (o *Options) rand() io.Reader {
@@ -46,6 +62,7 @@ type File struct {
 	kdk      Key
 	rand     io.Reader
 	header   Header
+	version  uint8 // the format version that flushes write
 	meta     metadata
 	cache    nodeCache
 	hostLen  int64 // current length of the storage
@@ -63,11 +80,15 @@ func Create(s Storage, kdk Key, path string, opts *Options) (*File, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	version, err := opts.version()
+	if err != nil {
+		return nil, err
+	}
 	if err := s.Truncate(0); err != nil {
 		return nil, err
 	}
-	f := &File{r: s, w: s, kdk: kdk, rand: opts.rand(), changed: true}
-	f.header.Major = Version
+	f := &File{r: s, w: s, kdk: kdk, rand: opts.rand(), version: version, changed: true}
+	f.header.Major = version
 	f.meta.path = path
 	return f, nil
 }
@@ -93,7 +114,11 @@ func Open(r io.ReaderAt, hostSize int64, kdk Key, opts *Options) (*File, error) 
 	if hostSize%NodeSize != 0 {
 		return nil, fmt.Errorf("%w: its size %d is not a multiple of %d", ErrNotProtected, hostSize, NodeSize)
 	}
-	f := &File{r: r, kdk: kdk, rand: opts.rand(), hostLen: hostSize}
+	version, err := opts.version()
+	if err != nil {
+		return nil, err
+	}
+	f := &File{r: r, kdk: kdk, rand: opts.rand(), version: version, hostLen: hostSize}
 	f.w, _ = r.(Storage)
 	if err := f.readMetadata(); err != nil {
 		return nil, err
@@ -588,22 +613,21 @@ func (f *File) writeNode(n *node, off int64) (slot, error) {
 	return s, nil
 }
 
+// writeMetadata writes the metadata node in f.version, under a fresh nonce.
 func (f *File) writeMetadata() error {
 	h := &f.header
-	h.Major, h.Minor, h.Flags = Version, 0, 0
+	h.Major, h.Minor, h.Flags = f.version, 0, 0
 	if _, err := io.ReadFull(f.rand, h.Nonce[:]); err != nil {
 		return fmt.Errorf("random nonce: %w", err)
 	}
 	var node [NodeSize + MACSize]byte
-	copy(node[:], fileID)
-	node[8], node[9] = h.Major, h.Minor
-	copy(node[10:], h.Nonce[:])
-	enc := node[headerSizeV2:]
+	hs := headerSize(h.Major)
+	enc := node[hs:]
 	f.meta.marshal(enc)
 	mk := metadataKey(&f.kdk, &h.Nonce)
 	h.MAC = seal(&mk, enc, encMetaSize)
-	copy(node[42:], h.MAC[:])
-	clear(node[headerSizeV2+encMetaSize:]) // the tag seal appended: padding is zero
+	clear(node[hs+encMetaSize:]) // the tag seal appended: padding is zero
+	putHeader(node[:], h)
 	return f.writeAt(node[:NodeSize], 0)
 }
 

@@ -15,7 +15,8 @@ const (
 	MaxPathLen   = 771  // longest path that can be bound to a file, in bytes
 	MetaDataSize = 3072 // plaintext bytes held inside the metadata node
 
-	// Version is the format major version that this package writes.
+	// Version is the format major version that this package writes unless Options.Version
+	// says 1. Gramine v1.9 reads versions 1 and 2; v1.0 to v1.8 read only version 1.
 	Version = 2
 
 	fileID          = "GRAFS_PF"
@@ -55,15 +56,40 @@ func parseHeader(node []byte) (Header, []byte, error) {
 	h.Major, h.Minor = node[8], node[9]
 	copy(h.Nonce[:], node[10:42])
 	copy(h.MAC[:], node[42:58])
-	switch h.Major {
-	case 1:
-		return h, node[headerSizeV1 : headerSizeV1+encMetaSize], nil
-	case 2:
-		h.Flags = node[58]
-		return h, node[headerSizeV2 : headerSizeV2+encMetaSize], nil
-	default:
+	hs := headerSize(h.Major)
+	if hs == 0 {
 		return h, nil, fmt.Errorf("%w %d.%d (this reader knows 1 and 2)", ErrVersion, h.Major, h.Minor)
 	}
+	if h.Major == 2 {
+		h.Flags = node[58]
+	}
+	return h, node[hs : hs+encMetaSize], nil
+}
+
+// putHeader writes h at the start of node, whose encrypted part is in place: the feature flags
+// byte of version 2 is where version 1's encrypted part starts.
+func putHeader(node []byte, h *Header) {
+	copy(node, fileID)
+	node[8], node[9] = h.Major, h.Minor
+	copy(node[10:42], h.Nonce[:])
+	copy(node[42:58], h.MAC[:])
+	if h.Major == 2 {
+		node[58] = h.Flags
+	}
+}
+
+// headerSize returns the size of the plaintext header of format version major, where the
+// encrypted part starts, or 0 for a version this package does not know. Version 1 lacks the
+// feature flags byte; nothing else differs, so Gramine v1.9 reads version 1 by moving the
+// encrypted part one byte on.
+func headerSize(major uint8) int {
+	switch major {
+	case 1:
+		return headerSizeV1
+	case 2:
+		return headerSizeV2
+	}
+	return 0
 }
 
 // metadata is the decrypted part of the metadata node.

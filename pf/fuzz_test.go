@@ -3,6 +3,7 @@ package pf
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,7 +11,8 @@ import (
 )
 
 // FuzzOpen feeds arbitrary host files to Open, ReadAt and Decrypt: they must fail cleanly or
-// agree with each other, never panic or hang.
+// agree with each other, never panic or hang. A version 2 file and its version 1 counterpart
+// (toV1) must read alike.
 func FuzzOpen(f *testing.F) {
 	for _, name := range []string{"ct/ct_0.pf", "ct/ct_4097.pf", "neg/trunc_unaligned_1.pf", "neg/flip_meta_version_1048576.pf"} {
 		b, err := os.ReadFile(filepath.Join(vectors, name))
@@ -26,11 +28,19 @@ func FuzzOpen(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(big.b)
+	f.Add(toV1(big.b))
 	f.Fuzz(func(t *testing.T, host []byte) {
 		var out bytes.Buffer
 		n, derr := Decrypt(&out, bytes.NewReader(host), int64(len(host)), key, nil)
 		if n != int64(out.Len()) {
 			t.Fatalf("Decrypt reported %d bytes, wrote %d", n, out.Len())
+		}
+		if len(host) >= NodeSize && host[8] == 2 {
+			var out1 bytes.Buffer
+			_, err := Decrypt(&out1, bytes.NewReader(toV1(host)), int64(len(host)), key, nil)
+			if fmt.Sprint(err) != fmt.Sprint(derr) || !bytes.Equal(out1.Bytes(), out.Bytes()) {
+				t.Fatalf("version 1 (%v) and version 2 (%v) read differently", err, derr)
+			}
 		}
 		file, err := Open(bytes.NewReader(host), int64(len(host)), key, nil)
 		if err != nil {
@@ -47,13 +57,15 @@ func FuzzOpen(f *testing.F) {
 }
 
 // FuzzMetadata builds files whose metadata and root MHT node authenticate but hold arbitrary
-// contents, as a holder of the key could make them: sizes, paths and slots must be handled.
+// contents, as a holder of the key could make them, in either version: sizes, paths and slots
+// must be handled.
 func FuzzMetadata(f *testing.F) {
-	f.Add(make([]byte, encMetaSize), make([]byte, NodeSize), 3)
+	f.Add(make([]byte, encMetaSize), make([]byte, NodeSize), 3, false)
 	meta := make([]byte, encMetaSize)
 	meta[pathFieldSize] = 0x10 // 4112 bytes: one data node
-	f.Add(meta, make([]byte, NodeSize), 2)
-	f.Fuzz(func(t *testing.T, meta, root []byte, nodes int) {
+	f.Add(meta, make([]byte, NodeSize), 2, false)
+	f.Add(meta, make([]byte, NodeSize), 2, true)
+	f.Fuzz(func(t *testing.T, meta, root []byte, nodes int, v1 bool) {
 		if len(meta) < encMetaSize || len(root) < NodeSize || nodes < 1 || nodes > 64 {
 			return
 		}
@@ -61,6 +73,9 @@ func FuzzMetadata(f *testing.F) {
 		var nonce [NonceSize]byte
 		copy(host, fileID)
 		host[8] = Version
+		if v1 {
+			host[8] = 1
+		}
 		mk := metadataKey(&testKey, &nonce)
 		buf := make([]byte, encMetaSize+MACSize)
 		copy(buf, meta)
@@ -75,7 +90,7 @@ func FuzzMetadata(f *testing.F) {
 			copy(buf[pathFieldSize+24:], s.mac[:])
 		}
 		mac := seal(&mk, buf, encMetaSize)
-		copy(host[headerSizeV2:], buf[:encMetaSize])
+		copy(host[headerSize(host[8]):], buf[:encMetaSize])
 		copy(host[42:], mac[:])
 		var out bytes.Buffer
 		_, err := Decrypt(&out, bytes.NewReader(host), int64(len(host)), testKey, nil)

@@ -134,12 +134,13 @@ func TestRandomOps(t *testing.T) {
 	}
 }
 
-// randomOps runs steps random operations; with checkEachStep it flushes and decrypts the whole
-// file after each one.
+// randomOps runs steps random operations, in format version 1 for odd seeds and 2 for even ones;
+// with checkEachStep it flushes and decrypts the whole file after each one.
 func randomOps(t testing.TB, seed uint64, steps int, checkEachStep bool) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var s memStorage
-	f, err := Create(&s, testKey, "ops", nil)
+	version := uint8(2 - seed%2)
+	f, err := Create(&s, testKey, "ops", &Options{Version: version})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,10 @@ func randomOps(t testing.TB, seed uint64, steps int, checkEachStep bool) {
 			if got, want := s.size(), HostSize(int64(len(ref))); got != want {
 				t.Fatalf("seed %d step %d: host file is %d bytes, want %d", seed, step, got, want)
 			}
-			if f, err = Open(&s, s.size(), testKey, &Options{CheckPath: true, Path: "ops"}); err != nil {
+			if s.b[8] != version {
+				t.Fatalf("seed %d step %d: version %d, want %d", seed, step, s.b[8], version)
+			}
+			if f, err = Open(&s, s.size(), testKey, &Options{CheckPath: true, Path: "ops", Version: version}); err != nil {
 				t.Fatalf("seed %d step %d: reopen: %v", seed, step, err)
 			}
 		}
@@ -227,9 +231,7 @@ func randomOps(t testing.TB, seed uint64, steps int, checkEachStep bool) {
 func TestVersion1(t *testing.T) {
 	plain := plaintext(5000)
 	s := encryptBytes(t, plain, "v1")
-	copy(s.b[headerSizeV1:], s.b[headerSizeV2:headerSizeV2+encMetaSize])
-	s.b[8] = 1
-	clear(s.b[headerSizeV1+encMetaSize : NodeSize])
+	s.b = toV1(s.b)
 	f, err := Open(s, s.size(), testKey, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -155,33 +155,42 @@ func readKey(name string) (pf.Key, error) {
 func newEncryptCommand() *cobra.Command {
 	var c conversion
 	var bound string
+	var format int
 	cmd := &cobra.Command{
-		Use:   "encrypt -w KEY -i IN -o OUT",
+		Use:   "encrypt -w KEY -i IN -o OUT [--format 1]",
 		Short: "Encrypt a file or folder into protected files",
 		Long: `encrypt writes the protected file OUT for the plaintext file IN, or, when IN is a folder,
 one protected file under OUT for every regular file under IN.
 
 Each file is bound to its normalized output path (OUT, or OUT/NAME in a folder), which must be
-the path under which Gramine will open it; --path binds PATH (or PATH/NAME) instead.`,
+the path under which Gramine will open it; --path binds PATH (or PATH/NAME) instead.
+
+Files are written in format 2, which Gramine reads since v1.9. --format 1 writes the format of
+Gramine v1.0 to v1.8, which v1.9 reads too (and rewrites as format 2 when it changes a file).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != 1 && format != 2 {
+				return usageError{fmt.Errorf("%s: --format %d: want 1 (Gramine v1.0 to v1.8) or 2 (Gramine v1.9 and later)", cmd.CommandPath(), format)}
+			}
 			prefix := c.out
 			if cmd.Flags().Changed("path") {
 				prefix = bound
 			}
+			opts := &pf.Options{Version: uint8(format)}
 			return c.run(cmd, func(in, out, rel string) error {
-				return encryptFile(cmd, in, out, pf.BoundPath(filepath.ToSlash(prefix), rel), c.key)
+				return encryptFile(cmd, in, out, pf.BoundPath(filepath.ToSlash(prefix), rel), c.key, opts)
 			})
 		},
 	}
 	c.flags(cmd)
 	cmd.Flags().StringVar(&bound, "path", "", "bind this path instead of the output path")
+	cmd.Flags().IntVar(&format, "format", pf.Version, "protected-file format: 2 for Gramine v1.9 and later, 1 for v1.0 to v1.8")
 	return cmd
 }
 
-func encryptFile(cmd *cobra.Command, in, out, bound string, key pf.Key) error {
+func encryptFile(cmd *cobra.Command, in, out, bound string, key pf.Key, opts *pf.Options) error {
 	return convertFile(cmd, in, out, os.O_RDWR, 0o644, "encrypting", func(dst, src *os.File, _ int64, bar io.Writer) error {
-		_, err := pf.Encrypt(dst, io.TeeReader(src, bar), key, bound, nil)
+		_, err := pf.Encrypt(dst, io.TeeReader(src, bar), key, bound, opts)
 		return err
 	})
 }
@@ -333,6 +342,7 @@ type inspection struct {
 	MaxSize  int64   `json:"max_size"`
 	Path     *string `json:"path,omitempty"`
 	Size     *int64  `json:"size,omitempty"`
+	major    uint8   // the format's major version, which says what print shows
 }
 
 func inspectFile(name string, key *pf.Key) (*inspection, error) {
@@ -350,7 +360,7 @@ func inspectFile(name string, key *pf.Key) (*inspection, error) {
 		return nil, err
 	}
 	r := &inspection{
-		File: name, Version: fmt.Sprintf("%d.%d", info.Major, info.Minor), Flags: info.Flags,
+		File: name, Version: fmt.Sprintf("%d.%d", info.Major, info.Minor), major: info.Major, Flags: info.Flags,
 		Nonce: hex.EncodeToString(info.Nonce[:]), MAC: hex.EncodeToString(info.MAC[:]),
 		HostSize: info.HostSize, MinSize: info.MinSize, MaxSize: info.MaxSize,
 	}
@@ -367,7 +377,11 @@ func inspectFile(name string, key *pf.Key) (*inspection, error) {
 }
 
 func (r *inspection) print(w io.Writer) {
-	fmt.Fprintf(w, "%s: Gramine protected file, format version %s\n", r.File, r.Version)
+	readers := "Gramine v1.9 and later"
+	if r.major == 1 {
+		readers = "Gramine v1.0 and later"
+	}
+	fmt.Fprintf(w, "%s: Gramine protected file, format version %s (read by %s)\n", r.File, r.Version, readers)
 	fmt.Fprintf(w, "  host size:      %d bytes\n", r.HostSize)
 	if r.Size != nil {
 		fmt.Fprintf(w, "  plaintext size: %d bytes\n", *r.Size)
@@ -375,7 +389,11 @@ func (r *inspection) print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  plaintext size: %d to %d bytes (exact size and path need the key)\n", r.MinSize, r.MaxSize)
 	}
-	fmt.Fprintf(w, "  feature flags:  %#02x\n", r.Flags)
+	if r.major == 1 {
+		fmt.Fprintf(w, "  feature flags:  none in format 1\n")
+	} else {
+		fmt.Fprintf(w, "  feature flags:  %#02x\n", r.Flags)
+	}
 	fmt.Fprintf(w, "  KDF nonce:      %s\n", r.Nonce)
 	fmt.Fprintf(w, "  metadata MAC:   %s\n", r.MAC)
 }
