@@ -40,9 +40,14 @@ func (d *dirNode) rel() (string, syscall.Errno) {
 	return rel, 0
 }
 
+// hidden reports whether the entry name of d is not served (Options.Names).
+func (d *dirNode) hidden(name string) bool {
+	return d.fsys.names != nil && d.IsRoot() && !d.fsys.names[name]
+}
+
 // child returns the path inside the mount of the entry name; ns must be held.
 func (d *dirNode) child(name string) (string, syscall.Errno) {
-	if isTemp(name) {
+	if isTemp(name) || d.hidden(name) {
 		return "", syscall.ENOENT
 	}
 	dir, errno := d.rel()
@@ -163,6 +168,7 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		switch {
 		case isTemp(e.Name()):
 			d.fsys.removeStale(rel, e.Name())
+		case d.hidden(e.Name()):
 		case e.Type().IsRegular():
 			list = append(list, fuse.DirEntry{Name: e.Name(), Mode: syscall.S_IFREG})
 		case e.IsDir():
@@ -190,6 +196,9 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 	}
 	if isTemp(name) {
 		return nil, nil, 0, syscall.EPERM
+	}
+	if d.hidden(name) {
+		return nil, nil, 0, syscall.EACCES
 	}
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()
@@ -233,6 +242,9 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	}
 	if isTemp(name) {
 		return nil, syscall.EPERM
+	}
+	if d.hidden(name) {
+		return nil, syscall.EACCES
 	}
 	d.fsys.ns.RLock()
 	defer d.fsys.ns.RUnlock()

@@ -62,6 +62,11 @@ type Options struct {
 	// for it: fusermount allows it only where /etc/fuse.conf says user_allow_other. Whoever can
 	// reach the mount point can then read the plaintext: mount it where only they can.
 	AllowOther bool
+	// Names, when not empty, are the only names the mount serves at its root, whether or not
+	// the host folder holds them yet: the rest of the folder is hidden (ENOENT), and nothing
+	// else may be made there (EACCES). The sandbox serves single-file mounts so, so that a
+	// file that is absent looks absent and is created when the workload creates it.
+	Names []string
 }
 
 // Server is a mounted encfs filesystem.
@@ -102,6 +107,12 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 	}
 	s := &fsys{root: hr, prefix: opts.BoundPrefix, key: key, log: log, ro: opts.ReadOnly, temps: map[string]bool{},
 		readAheads: make(chan struct{}, maxReadAheads)}
+	if len(opts.Names) > 0 {
+		s.names = make(map[string]bool, len(opts.Names))
+		for _, name := range opts.Names {
+			s.names[name] = true
+		}
+	}
 	root := &dirNode{fsys: s}
 	timeout := cacheTimeout
 	fuseLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -188,6 +199,7 @@ type fsys struct {
 	prefix string    // Options.BoundPrefix
 	log    *slog.Logger
 	ro     bool
+	names  map[string]bool // Options.Names; nil serves every name
 
 	ns sync.RWMutex // the names, see above
 

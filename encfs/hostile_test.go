@@ -339,3 +339,43 @@ func TestSetattrLimits(t *testing.T) {
 		t.Errorf("chmod 640: %v, host mode %v", err, modeOf("f"))
 	}
 }
+
+// TestNames: a mount with Names serves those names alone, present or not: the rest of the host
+// folder is hidden, and nothing else may be made there.
+func TestNames(t *testing.T) {
+	host := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		encryptFile(t, host, name, content(4, 100))
+	}
+	mnt, _ := mount(t, host, testKey, Options{Names: []string{"a", "new"}})
+	entries, err := os.ReadDir(mnt)
+	if err != nil || len(entries) != 1 || entries[0].Name() != "a" {
+		t.Errorf("listing: %v, %v; want a alone", entries, err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mnt, "a")); err != nil {
+		t.Errorf("read a: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "b")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat b: %v, want it hidden", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "new")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat new: %v, want it absent", err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "new"), []byte("made"), 0o644); err != nil {
+		t.Errorf("create new: %v", err)
+	}
+	for what, err := range map[string]error{
+		"create other": os.WriteFile(filepath.Join(mnt, "other"), nil, 0o644),
+		"mkdir dir":    os.Mkdir(filepath.Join(mnt, "dir"), 0o755),
+		"rename a":     os.Rename(filepath.Join(mnt, "a"), filepath.Join(mnt, "other")),
+	} {
+		if !errors.Is(err, syscall.EACCES) {
+			t.Errorf("%s: %v, want EACCES", what, err)
+		}
+	}
+	for _, name := range []string{"other", "dir"} {
+		if _, err := os.Lstat(filepath.Join(host, name)); err == nil {
+			t.Errorf("%s was made on the host", name)
+		}
+	}
+}

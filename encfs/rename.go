@@ -29,6 +29,9 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		return syscall.EPERM
 	}
 	np := newParent.(*dirNode)
+	if np.hidden(newName) {
+		return syscall.EACCES
+	}
 	s.ns.Lock()
 	defer s.ns.Unlock()
 	fromRel, errno := d.child(name)

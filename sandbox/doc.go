@@ -48,8 +48,9 @@
 // host's PID, network, IPC, UTS and cgroup namespaces.
 //
 // A single-file encrypted mount whose file does not exist yet, such as the tutorial's
-// result.txt, gets an empty protected file first, since a mount needs something to mount;
-// Gramine creates it when the workload first opens it.
+// result.txt, looks absent, as in Gramine: its path is a symbolic link into the volume that
+// serves it (bound at /.ppml/encrypted/N in the view, serving its mounts' names alone), so that
+// the file is made on the host when the workload makes it. An encrypted folder must exist.
 //
 // # While it runs, and after
 //

@@ -299,3 +299,67 @@ func TestDamagedInput(t *testing.T) {
 		t.Errorf("exit status %d, output:\n%s", res.ExitCode, out.String())
 	}
 }
+
+// TestAbsentFiles: the file of a single-file encrypted mount that does not exist looks absent to
+// the workload and exists on the host only once the workload makes it, bound to its path; an
+// encrypted folder that does not exist stops the start, naming it.
+func TestAbsentFiles(t *testing.T) {
+	slow(t)
+	w := newWorld(t, map[string]string{"absent.py": `import os, sys
+print(os.path.exists("/made.txt"), os.path.exists("/left.txt"))
+try:
+    open("/left.txt").read()
+except OSError as e:
+    print("read", e.strerror)
+if sys.argv[1] == "make":
+    open("/made.txt", "w").write("made by the workload")
+`})
+	mounts := `
+  { path = "/made.txt", uri = "file:made.txt", type = "encrypted" },
+  { path = "/left.txt", uri = "file:left.txt", type = "encrypted" },`
+	runs := map[string]*manifest.Manifest{}
+	for _, arg := range []string{"look", "make"} {
+		runs[arg] = w.manifest(`loader.argv = ["python3", "/app/absent.py", "`+arg+`"]`, mounts, provisioning(w.addr), "")
+	}
+	folder := w.manifest(`loader.argv = ["python3", "-c", "pass"]`, `
+  { path = "/out/", uri = "file:out/", type = "encrypted" },`, provisioning(w.addr), "")
+	var measurements []string
+	for _, m := range []*manifest.Manifest{runs["look"], runs["make"], folder} {
+		measurements = append(measurements, fmt.Sprintf("%q", fmt.Sprintf("%x", manifest.Measure(m))))
+	}
+	w.servePolicy(fmt.Sprintf(`[[workload]]
+name = "test"
+tee = "sgx"
+mrenclave = [%s]
+keys = ["default", "model"]
+allow_simulated = true
+`, strings.Join(measurements, ", ")), nil)
+
+	for _, arg := range []string{"look", "make"} {
+		var out bytes.Buffer
+		res, err := sandbox.Run(context.Background(), runs[arg], w.options(runs[arg], &out))
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("%s: %v, %v\n%s", arg, res, err, out.String())
+		}
+		if want := "False False\nread No such file or directory\n"; out.String() != want {
+			t.Errorf("%s: the workload saw\n%s\nwant\n%s", arg, out.String(), want)
+		}
+		_, err = os.Stat("made.txt")
+		if made := err == nil; made != (arg == "make") {
+			t.Errorf("%s: made.txt on the host: %v", arg, err)
+		}
+		if _, err := os.Stat("left.txt"); err == nil {
+			t.Errorf("%s: left.txt was made on the host", arg)
+		}
+	}
+	if got := w.decrypt("made.txt", w.keys["default"]); string(got) != "made by the workload" {
+		t.Errorf("made.txt holds %q", got)
+	}
+
+	if _, err := sandbox.Run(context.Background(), folder, w.options(folder, &bytes.Buffer{})); err == nil || !strings.Contains(err.Error(), "the encrypted folder file:out/ does not exist: make it (mkdir -p out/) before ppml run") {
+		t.Errorf("an absent encrypted folder: %v", err)
+	}
+	if _, err := os.Stat("out"); err == nil {
+		t.Error("out was made on the host")
+	}
+}

@@ -143,7 +143,8 @@ func (c *stageConfig) volume(v volume) int {
 
 // encryptedVolume returns the encfs volume that serves the encrypted mount mt, and the name of
 // its file in the volume for a single-file mount. A host path that is not a folder, or does not
-// exist yet, is a single file: its volume is its folder. Relative host paths are relative to wd.
+// exist yet, is a single file: its volume is its folder. A path or URI that ends in "/" names a
+// folder, which must exist. Relative host paths are relative to wd.
 func encryptedVolume(mt manifest.Mount, wd string) (volume, string, error) {
 	uri := mt.HostPath()
 	v := volume{KeyName: mt.KeyName, Prefix: pf.NormalizePath(uri)}
@@ -156,6 +157,8 @@ func encryptedVolume(mt manifest.Mount, wd string) (volume, string, error) {
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return v, "", err
+	case strings.HasSuffix(uri, "/") || strings.HasSuffix(mt.Path, "/"):
+		return v, "", fmt.Errorf("the encrypted folder %s does not exist: make it (mkdir -p %s) before ppml run", mt.URI, uri)
 	}
 	dir, name := filepath.Split(inFolder(wd, uri))
 	if v.Host, err = filepath.EvalSymlinks(dir); err != nil {
@@ -221,4 +224,16 @@ func Environment(vars map[string]manifest.EnvVar) []string {
 		}
 	}
 	return env
+}
+
+// fileNames returns the names that the single-file encrypted mounts of volume i serve, or nil
+// for a folder's volume, which serves all it holds.
+func (c *stageConfig) fileNames(i int) []string {
+	var names []string
+	for _, sm := range c.Mounts {
+		if sm.Type == manifest.Encrypted && sm.Volume == i && sm.Source != "" {
+			names = append(names, sm.Source)
+		}
+	}
+	return names
 }

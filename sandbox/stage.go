@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -145,7 +146,14 @@ type view struct {
 	root    int             // an O_PATH descriptor of the root's tmpfs, or -1
 	mounted []stageMount    // the mounts made in the root so far, devices included
 	volumes []*encfs.Server // the encfs volumes
+	exposed map[int]bool    // the volumes bound at exposedDir in the root, for absent files
 }
+
+// exposedDir is where, in the workload's view, a volume of single-file encrypted mounts is
+// bound when one of its files is absent: the file's path is then a symbolic link into it, so
+// that the workload creates the file where encfs serves it. The volume serves the names of
+// its mounts alone (encfs.Options.Names).
+const exposedDir = "/.ppml/encrypted"
 
 // build builds the workload's view at rootDir.
 func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
@@ -180,7 +188,7 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		}
 		// The workload runs as another user: it needs allow_other. The volume is reachable only
 		// in this mount namespace, under volumesDir, which only root may enter.
-		s, err := encfs.Mount(mp, filepath.Join(hostDir, vol.Host), keys[slices.Index(cfg.KeyNames, vol.KeyName)], encfs.Options{BoundPrefix: vol.Prefix, Logger: v.log, AllowOther: true})
+		s, err := encfs.Mount(mp, filepath.Join(hostDir, vol.Host), keys[slices.Index(cfg.KeyNames, vol.KeyName)], encfs.Options{BoundPrefix: vol.Prefix, Logger: v.log, AllowOther: true, Names: cfg.fileNames(i)})
 		if err != nil {
 			return fmt.Errorf("encrypted mount of %s: %w", vol.Host, err)
 		}
@@ -223,11 +231,11 @@ func (v *view) mount(sm stageMount, attrs uint64) error {
 	source := filepath.Join(hostDir, sm.Source)
 	if sm.Type == manifest.Encrypted {
 		source = filepath.Join(volumesDir, strconv.Itoa(sm.Volume), sm.Source)
-		if err := createMissing(source); err != nil {
-			return err
-		}
 	}
 	info, err := os.Stat(source)
+	if sm.Type == manifest.Encrypted && sm.Source != "" && errors.Is(err, fs.ErrNotExist) {
+		return v.linkAbsent(sm)
+	}
 	if err != nil {
 		return err
 	}
@@ -247,8 +255,38 @@ func (v *view) mount(sm stageMount, attrs uint64) error {
 	return nil
 }
 
-// createMissing creates the file of a single-file encrypted mount, an empty protected file, if
-// it does not exist yet.
+// linkAbsent makes the path of sm, a single-file encrypted mount whose file is absent, a
+// symbolic link to where its volume serves it (exposedDir), so that the file looks absent and
+// is made when the workload makes it, as in Gramine.
+func (v *view) linkAbsent(sm stageMount) error {
+	exposed := path.Join(exposedDir, strconv.Itoa(sm.Volume))
+	if !v.exposed[sm.Volume] {
+		if err := v.mountPoint(exposed, true); err != nil {
+			return err
+		}
+		target := filepath.Join(rootDir, exposed)
+		if err := unix.Mount(filepath.Join(volumesDir, strconv.Itoa(sm.Volume)), target, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind mount: %w", err)
+		}
+		if err := unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}); err != nil {
+			return fmt.Errorf("set the mount's attributes: %w", err)
+		}
+		if v.exposed == nil {
+			v.exposed = map[int]bool{}
+		}
+		v.exposed[sm.Volume] = true
+	}
+	dir := path.Dir(sm.Path)
+	if err := v.mountPoint(dir, true); err != nil {
+		return err
+	}
+	if in, ok := v.mountOf(dir); ok && in.Type != manifest.Tmpfs {
+		return fmt.Errorf("%s does not exist, and ppml does not make its mount point in the %s mount at %s on the host", sm.Path, in.Type, in.Path)
+	}
+	return os.Symlink(path.Join(exposed, sm.Source), filepath.Join(rootDir, sm.Path))
+}
+
+// createMissing creates the file name, empty, if it does not exist yet.
 func createMissing(name string) error {
 	if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
 		return err
