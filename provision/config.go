@@ -24,8 +24,14 @@ type Config struct {
 	// skip_crl, tdx_collateral, snp, snp_certificates.
 	trust.Settings
 
-	MetricsListen    string   `toml:"metrics_listen"` // Prometheus metrics at /metrics; "" for none
-	MaxConnections   int      `toml:"max_connections"`
+	MetricsListen string `toml:"metrics_listen"` // Prometheus metrics at /metrics; "" for none
+	// MaxConnections are served at once; more wait to be accepted.
+	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerPeer are served at once from one IP address; more are closed at once.
+	MaxConnectionsPerPeer int `toml:"max_connections_per_peer"`
+	// FirstByteTimeout bounds the wait for a connection's first byte, HandshakeTimeout its TLS
+	// handshake, RequestTimeout its request and the answer.
+	FirstByteTimeout Duration `toml:"first_byte_timeout"`
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	RequestTimeout   Duration `toml:"request_timeout"`
 	// ExplainRefusals sends a refused client the reason (development only): by default it gets
@@ -49,10 +55,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // Defaults for what a configuration leaves out.
 const (
-	defaultListen           = "127.0.0.1:4433"
-	defaultMaxConnections   = 256
-	defaultHandshakeTimeout = 10 * time.Second
-	defaultRequestTimeout   = 10 * time.Second
+	defaultListen                = "127.0.0.1:4433"
+	defaultMaxConnections        = 256
+	defaultMaxConnectionsPerPeer = 32
+	defaultFirstByteTimeout      = 2 * time.Second
+	defaultHandshakeTimeout      = 10 * time.Second
+	defaultRequestTimeout        = 10 * time.Second
 )
 
 // LoadConfig reads and checks a configuration file. Unknown keys are errors, so that a typo does
@@ -80,17 +88,36 @@ func (c *Config) check() error {
 	if c.Listen == "" {
 		c.Listen = defaultListen
 	}
-	if c.MaxConnections < 0 || c.HandshakeTimeout.Duration < 0 || c.RequestTimeout.Duration < 0 {
-		return errors.New("max_connections, handshake_timeout and request_timeout must be positive")
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"max_connections", &c.MaxConnections, defaultMaxConnections},
+		{"max_connections_per_peer", &c.MaxConnectionsPerPeer, defaultMaxConnectionsPerPeer},
+	} {
+		if *f.v < 0 {
+			return fmt.Errorf("%s must be positive (leave it out for %d)", f.name, f.def)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
-	if c.MaxConnections == 0 {
-		c.MaxConnections = defaultMaxConnections
-	}
-	if c.HandshakeTimeout.Duration == 0 {
-		c.HandshakeTimeout.Duration = defaultHandshakeTimeout
-	}
-	if c.RequestTimeout.Duration == 0 {
-		c.RequestTimeout.Duration = defaultRequestTimeout
+	for _, f := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"first_byte_timeout", &c.FirstByteTimeout.Duration, defaultFirstByteTimeout},
+		{"handshake_timeout", &c.HandshakeTimeout.Duration, defaultHandshakeTimeout},
+		{"request_timeout", &c.RequestTimeout.Duration, defaultRequestTimeout},
+	} {
+		if *f.v < 0 {
+			return fmt.Errorf("%s must be positive (leave it out for %v)", f.name, f.def)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
 	for _, f := range []struct{ name, v string }{{"tls_cert", c.TLSCert}, {"tls_key", c.TLSKey}, {"store", c.Store}, {"master_key_file", c.MasterKeyFile}} {
 		if f.v == "" {

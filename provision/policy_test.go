@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ppml/ppml/attest"
 )
@@ -51,8 +52,8 @@ keys = ["default"]
 	if c.TLSCert != filepath.Join(dir, "server.crt") || c.Store != "sqlite:"+filepath.Join(dir, "ppml.db") || c.SimPlatforms[0] != filepath.Join(dir, "sim") {
 		t.Errorf("paths not resolved against the file's folder: %+v", c)
 	}
-	if c.HandshakeTimeout.Duration == 0 || c.MaxConnections == 0 {
-		t.Error("defaults not set")
+	if c.HandshakeTimeout.Duration != 10*time.Second || c.MaxConnections != 256 || c.MaxConnectionsPerPeer != 32 || c.FirstByteTimeout.Duration != 2*time.Second {
+		t.Errorf("defaults not set: %+v", c)
 	}
 	if len(c.Workloads) != 1 || c.Workloads[0].Keys[0] != "default" {
 		t.Errorf("workloads %+v", c.Workloads)
@@ -69,6 +70,8 @@ func TestConfigErrors(t *testing.T) {
 		{"[[workload]]\nname = \"w\"\ntee = \"sev\"\nkeys = [\"k\"]\n", `tee "sev" is not sgx, tdx or snp`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"_sgx_mrenclave\"]\n", `key "_sgx_mrenclave"`},
 		{"max_connections = -1\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", "must be positive"},
+		{"max_connections_per_peer = -1\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", "max_connections_per_peer must be positive"},
+		{"first_byte_timeout = \"-1s\"\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", "first_byte_timeout must be positive"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\naccept_tcb = [\"Fine\"]\nkeys = [\"k\"]\n", `accept_tcb "Fine"`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\nallow_debg = true\n", "unknown keys: workload.allow_debg"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", `two workloads are named "w"`},

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,12 @@ type Server struct {
 	now func() time.Time
 
 	state atomic.Pointer[state]
-	slots chan struct{} // one per connection allowed at once
+	// slots holds one token per connection served; Serve takes one before it accepts, so that
+	// over max_connections connections wait in the listen backlog.
+	slots chan struct{}
+	stop  chan struct{} // closed by Shutdown, which ends Serve's wait for a slot
+	// failures keeps the audit records of failed handshakes to a few per peer address.
+	failures failureLog
 	// abandon ends the context of every request in progress, and what it fetches, when
 	// Shutdown gives up waiting for them.
 	requests context.Context
@@ -41,6 +47,7 @@ type Server struct {
 	closing  bool
 	listener net.Listener
 	active   map[net.Conn]struct{} // the connections in progress, which Shutdown may close
+	peers    map[string]int        // the connections in progress by peer address
 	conns    sync.WaitGroup        // one per connection in progress
 }
 
@@ -60,7 +67,14 @@ func NewServer(cfg *Config, st store.Store, log *slog.Logger, metrics *Metrics) 
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	s := &Server{store: st, log: log, metrics: metrics, now: time.Now, slots: make(chan struct{}, cfg.MaxConnections)}
+	s := &Server{
+		store: st, log: log, metrics: metrics, now: time.Now,
+		slots:  make(chan struct{}, cfg.MaxConnections),
+		stop:   make(chan struct{}),
+		active: map[net.Conn]struct{}{},
+		peers:  map[string]int{},
+	}
+	s.failures = failureLog{interval: failureInterval, write: s.auditFailure}
 	s.requests, s.abandon = context.WithCancel(context.Background())
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
@@ -68,8 +82,9 @@ func NewServer(cfg *Config, st store.Store, log *slog.Logger, metrics *Metrics) 
 	return s, nil
 }
 
-// Reload replaces the server's configuration: its policy, trusted platforms and certificate.
-// The listening address and the connection limit stay as they were.
+// Reload replaces the server's configuration: its policy, trusted platforms, certificate,
+// timeouts and max_connections_per_peer. The listening address and max_connections stay as they
+// were.
 func (s *Server) Reload(cfg *Config) error {
 	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
@@ -91,6 +106,10 @@ func (s *Server) Reload(cfg *Config) error {
 
 // Serve accepts connections on ln until Shutdown.
 // Then it returns nil at once, without waiting for the connections in progress: Shutdown does.
+//
+// It serves max_connections at once: it accepts the next connection when one ends, and until
+// then new connections wait in ln's backlog. A connection from a peer address that already has
+// max_connections_per_peer is closed at once.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -100,8 +119,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.listener = ln
 	s.mu.Unlock()
 	for {
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.stop:
+			return nil
+		}
 		conn, err := ln.Accept()
 		if err != nil {
+			<-s.slots
 			s.mu.Lock()
 			closing := s.closing
 			s.mu.Unlock()
@@ -116,14 +141,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
-			s.log.Warn("connection refused: too many connections", "peer", conn.RemoteAddr().String())
-			s.metrics.rejected.Inc()
-			conn.Close()
-			continue
-		}
+		st, peer := s.state.Load(), peerAddr(conn.RemoteAddr())
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -131,21 +149,32 @@ func (s *Server) Serve(ln net.Listener) error {
 			conn.Close()
 			continue
 		}
-		s.conns.Add(1)
-		if s.active == nil {
-			s.active = map[net.Conn]struct{}{}
+		if s.peers[peer] >= st.cfg.MaxConnectionsPerPeer {
+			s.mu.Unlock()
+			<-s.slots
+			s.log.Debug("connection closed: its address has max_connections_per_peer", "peer", conn.RemoteAddr().String())
+			s.metrics.rejected.Inc()
+			conn.Close()
+			continue
 		}
+		s.peers[peer]++
 		s.active[conn] = struct{}{}
+		s.conns.Add(1)
 		s.mu.Unlock()
+		s.metrics.active.Inc()
 		go func() {
 			defer func() {
 				s.mu.Lock()
 				delete(s.active, conn)
+				if s.peers[peer]--; s.peers[peer] == 0 {
+					delete(s.peers, peer)
+				}
 				s.mu.Unlock()
+				s.metrics.active.Dec()
 				<-s.slots
 				s.conns.Done()
 			}()
-			s.handle(conn, s.state.Load())
+			s.handle(conn, peer, st)
 		}()
 	}
 }
@@ -165,6 +194,18 @@ func acceptCanRetry(err error) bool {
 	return false
 }
 
+// peerAddr is the IP address of a connection's peer: what max_connections_per_peer and the
+// summaries of failed handshakes count by.
+func peerAddr(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap().String()
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
+}
+
 // abandonWait bounds the wait for the handlers of the connections that Shutdown closed: they end
 // at once, as their connections and contexts do, and write their audit records.
 const abandonWait = 2 * time.Second
@@ -172,14 +213,19 @@ const abandonWait = 2 * time.Second
 // Shutdown stops accepting connections, which ends Serve, and waits for the connections in
 // progress to finish, each with its audit record. If ctx ends first, Shutdown closes those still
 // open, cancels what their requests fetch, waits up to abandonWait for their handlers to write
-// their audit records, and returns ctx.Err().
+// their audit records, and returns ctx.Err(). Last, it writes the summaries of failed handshakes
+// whose interval has not ended.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing = true
+	if !s.closing {
+		s.closing = true
+		close(s.stop)
+	}
 	if s.listener != nil {
 		s.listener.Close()
 	}
 	s.mu.Unlock()
+	defer s.failures.close()
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
 	select {
@@ -201,22 +247,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// handle serves one connection: handshake, verification of the client's RA-TLS certificate,
-// the request, the policy's decision, the answer and its audit record.
-func (s *Server) handle(conn net.Conn, st *state) {
+// handle serves one connection from the address peer: handshake, verification of the client's
+// RA-TLS certificate, the request, the policy's decision, the answer and its audit record.
+func (s *Server) handle(conn net.Conn, peer string, st *state) {
 	defer conn.Close()
 	start := time.Now()
 	rec := store.AuditRecord{Time: s.now(), Peer: conn.RemoteAddr().String(), Decision: store.Deny}
 
-	conn.SetDeadline(start.Add(st.cfg.HandshakeTimeout.Duration))
-	tc := tls.Server(conn, st.tls)
-	if err := tc.Handshake(); errors.Is(err, io.EOF) {
-		// A connection closed before the handshake (a port probe) asked for nothing.
-		s.log.Debug("connection closed before the handshake", "peer", rec.Peer)
+	// A TLS client speaks first: a connection that sends nothing gives its slot back after
+	// first_byte_timeout, well before handshake_timeout.
+	silence := min(st.cfg.FirstByteTimeout.Duration, st.cfg.HandshakeTimeout.Duration)
+	conn.SetDeadline(start.Add(silence))
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		// A connection closed before sending anything (a port probe) asked for nothing.
+		s.log.Debug("connection closed before sending anything", "peer", rec.Peer)
+		s.metrics.empty.Inc()
+		return
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.handshakeFailed(peer, &rec, causeSilent, fmt.Errorf("nothing received within %v", silence))
 		return
 	} else if err != nil {
-		rec.Reason = "TLS handshake: " + err.Error()
-		s.finish(&rec, start, false)
+		s.handshakeFailed(peer, &rec, causeError, err)
+		return
+	}
+	conn.SetDeadline(start.Add(st.cfg.HandshakeTimeout.Duration))
+	tc := tls.Server(&replayConn{Conn: conn, first: first[:]}, st.tls)
+	if err := tc.Handshake(); err != nil {
+		cause := causeError
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			cause = causeTimeout
+		}
+		s.handshakeFailed(peer, &rec, cause, err)
 		return
 	}
 	audited := false
@@ -275,6 +337,44 @@ func (s *Server) handle(conn net.Conn, st *state) {
 		return
 	}
 	tc.Close() // close_notify, as Gramine's server sends
+}
+
+// replayConn is a connection whose first bytes, read before, are read again.
+type replayConn struct {
+	net.Conn
+	first []byte
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(b, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// handshakeReason starts the reason of a failed handshake's audit record.
+const handshakeReason = "TLS handshake: "
+
+// handshakeFailed counts and audits the failed handshake of a connection from the address
+// peer. It showed no evidence: the failures that follow another from the same address are
+// summarized (failureLog).
+func (s *Server) handshakeFailed(peer string, rec *store.AuditRecord, cause string, err error) {
+	rec.Reason = handshakeReason + err.Error()
+	s.metrics.handshakeFailures.WithLabelValues(cause).Inc()
+	if !s.failures.add(peer, *rec) {
+		s.log.Debug("TLS handshake failed", "peer", rec.Peer, "reason", rec.Reason)
+	}
+}
+
+// auditFailure writes rec, the record of a failed handshake or a summary of several, to the audit
+// log and the log.
+func (s *Server) auditFailure(rec store.AuditRecord) {
+	if _, err := s.store.AppendAudit(context.Background(), rec); err != nil {
+		s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
+	}
+	s.log.Warn("TLS handshake failed", "peer", rec.Peer, "reason", rec.Reason)
 }
 
 // refuse records rec, a refusal, and answers the client. The client learns the number of the

@@ -182,6 +182,7 @@ store = "sqlite:ppml.db"
 master_key_file = "master.key"
 sim_platforms = ["sim"]
 max_connections = 1024
+max_connections_per_peer = 1024
 
 [[workload]]
 name = "bench"

@@ -8,11 +8,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,23 @@ func TestScripts(t *testing.T) {
 				c, err := tls.Dial("tcp", args[0], &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{throwawayCertificate(ts)}})
 				ts.Check(err)
 				ts.Defer(func() { c.Close() })
+			},
+			// garbage HOST:PORT N opens N connections there that send bytes that are not TLS,
+			// each until the server closes it.
+			"garbage": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: garbage HOST:PORT N")
+				}
+				n, err := strconv.Atoi(args[1])
+				ts.Check(err)
+				for range n {
+					c, err := net.Dial("tcp", args[0])
+					ts.Check(err)
+					c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					io.Copy(io.Discard, c)
+					c.Close()
+				}
 			},
 		},
 		// [cvm]: this machine is a confidential VM, with configfs-tsm reports or /dev/sev-guest.

@@ -106,7 +106,7 @@ and --debug.`,
 	f.Uint16Var(&enclave.ISVProdID, "isv-prod-id", 0, "the claimed ISV_PROD_ID (--tee sim)")
 	f.Uint16Var(&enclave.ISVSVN, "isv-svn", 0, "the claimed ISV_SVN (--tee sim)")
 	f.BoolVar(&enclave.Debug, "debug", false, "claim a debug enclave (--tee sim)")
-	f.DurationVar(&timeout, "timeout", 30*time.Second, "per server")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "per server, its tries together")
 	return cmd
 }
 

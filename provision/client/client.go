@@ -12,7 +12,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ppml/ppml/attest"
@@ -23,11 +27,19 @@ import (
 // Client asks provisioning servers for keys, proving what it is with its Attester. It makes its
 // RA-TLS certificate (with a P-256 key) on first use and presents it on every connection;
 // servers verify it each time. A Client is safe for concurrent use.
+//
+// A server that cannot be reached, or that closes the connection during the TLS handshake (as
+// one does that is restarting or over its limits), is tried again after Backoff, then twice as
+// long each time (jittered, up to half as long again), Tries times in all, within Timeout; then
+// the next server is. A server whose certificate does not verify, or that ends the handshake
+// with a TLS alert, is not tried again: it would answer the same.
 type Client struct {
 	Servers  []string       // "host:port", tried in order until one answers
 	Roots    *x509.CertPool // the certificate authorities of the servers' certificates
 	Attester attest.Attester
-	Timeout  time.Duration // per server; 0 means 30 seconds
+	Timeout  time.Duration // per server, all its tries together; 0 means 30 seconds
+	Tries    int           // per server; 0 means 4
+	Backoff  time.Duration // the wait before the second try; 0 means 100 ms
 
 	mu   sync.Mutex
 	cert *tls.Certificate
@@ -54,8 +66,8 @@ func (c *Client) certificate() (tls.Certificate, error) {
 }
 
 // Fetch returns the named keys, in order, with ppml's protocol. A server that cannot be reached
-// or fails the handshake is skipped for the next; a refusal ends the search (wire.ErrRefused, with
-// the server's reason).
+// or fails the handshake, after its tries, is skipped for the next; a refusal ends the search
+// (wire.ErrRefused, with the server's reason), as the end of ctx does.
 func (c *Client) Fetch(ctx context.Context, names ...string) ([][]byte, error) {
 	return c.fetch(ctx, &wire.Request{Keys: names})
 }
@@ -89,14 +101,25 @@ func (c *Client) fetch(ctx context.Context, req *wire.Request) ([][]byte, error)
 			return secrets, err
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", server, err))
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	return nil, errors.Join(errs...)
 }
 
+// ask asks one server, trying it again while it cannot be reached or closes the connection
+// during the handshake.
 func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, req *wire.Request, msg []byte) ([][]byte, error) {
-	timeout := c.Timeout
-	if timeout == 0 {
+	timeout, tries, wait := c.Timeout, c.Tries, c.Backoff
+	if timeout <= 0 {
 		timeout = 30 * time.Second
+	}
+	if tries <= 0 {
+		tries = 4
+	}
+	if wait <= 0 {
+		wait = 100 * time.Millisecond
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -104,16 +127,61 @@ func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, r
 	if err != nil {
 		return nil, err
 	}
-	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", server)
+	for try := 1; ; try++ {
+		conn, err := connect(ctx, server, cfg)
+		if err == nil {
+			defer conn.Close()
+			if deadline, ok := ctx.Deadline(); ok {
+				conn.SetDeadline(deadline)
+			}
+			if _, err := conn.Write(msg); err != nil {
+				return nil, err
+			}
+			return wire.ReadResponse(conn, req)
+		}
+		if try > 1 {
+			err = fmt.Errorf("%w (try %d of %d)", err, try, tries)
+		}
+		if try == tries || !errors.Is(err, errTransient) || ctx.Err() != nil {
+			return nil, err
+		}
+		d := wait + mrand.N(wait/2+1)
+		if deadline, _ := ctx.Deadline(); time.Until(deadline) < d {
+			return nil, fmt.Errorf("%w; not tried again: the next try would come after the deadline", err)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w; not tried again: %w", err, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// errTransient marks the errors of a connection worth trying again.
+var errTransient = errors.New("worth trying again")
+
+// transient is an error that connect may try again.
+type transient struct{ error }
+
+func (e transient) Unwrap() []error { return []error{e.error, errTransient} }
+
+// connect opens a TLS connection to server. Its error is transient if the server could not be
+// reached or closed the connection during the handshake.
+func connect(ctx context.Context, server string, cfg *tls.Config) (*tls.Conn, error) {
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", server)
 	if err != nil {
+		return nil, transient{err}
+	}
+	conn := tls.Client(raw, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+			return nil, transient{err}
+		}
 		return nil, err
 	}
-	defer conn.Close()
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
-	if _, err := conn.Write(msg); err != nil {
-		return nil, err
-	}
-	return wire.ReadResponse(conn, req)
+	return conn, nil
 }
