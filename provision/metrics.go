@@ -23,6 +23,9 @@ const (
 	causeSilent  = "silent"  // no byte within first_byte_timeout
 	causeTimeout = "timeout" // no handshake within handshake_timeout
 	causeError   = "error"   // anything else: not TLS, no client certificate, an alert, a hang-up
+	// The client refused the server's certificate (an alert about it): no decision of the
+	// server's, so not audited, but logged (at most once a minute) for the owner to act on.
+	causeServerCertificate = "server_certificate"
 )
 
 // NewMetrics makes the server's metrics and registers them with reg, if not nil. Each
@@ -34,10 +37,11 @@ const (
 //	  max_connections_per_peer connections)
 //	ppml_provision_connections_empty_total (closed by the peer before sending a byte, as port
 //	  probes and health checks are; not audited)
-//	ppml_provision_handshake_failures_total{cause="silent|timeout|error"} (TLS handshakes that
-//	  failed: no byte within first_byte_timeout, no handshake within handshake_timeout, or an
-//	  error; audited: the first from an address at once, those that follow within a minute
-//	  in one summary)
+//	ppml_provision_handshake_failures_total{cause="silent|timeout|error|server_certificate"}
+//	  (TLS handshakes that failed: no byte within first_byte_timeout, no handshake within
+//	  handshake_timeout, an error, audited: the first from an address at once, those that
+//	  follow within a minute in one summary; or the client's refusal of the server's
+//	  certificate, which is not a decision of the server's and is only logged)
 //	ppml_provision_decisions_total{decision="allow|deny",tee="sgx|tdx|snp|"} (connections whose
 //	  handshake succeeded, each with its audit record)
 //	ppml_provision_request_seconds (histogram of those, from accept to the answer)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,8 @@ type Server struct {
 	stop  chan struct{} // closed by Shutdown, which ends Serve's wait for a slot
 	// failures keeps the audit records of failed handshakes to a few per peer address.
 	failures failureLog
+	// certificateRefused logs, rarely, the clients that refused the server's certificate.
+	certificateRefused rareLog
 	// abandon ends the context of every request in progress, and what it fetches, when
 	// Shutdown gives up waiting for them.
 	requests context.Context
@@ -274,6 +277,11 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 	conn.SetDeadline(start.Add(st.cfg.HandshakeTimeout.Duration))
 	tc := tls.Server(&replayConn{Conn: conn, first: first[:]}, st.tls)
 	if err := tc.Handshake(); err != nil {
+		if clientRefusedCertificate(err) {
+			s.metrics.handshakeFailures.WithLabelValues(causeServerCertificate).Inc()
+			s.certificateRefused.log(s.log, rec.Peer, err)
+			return
+		}
 		cause := causeError
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			cause = causeTimeout
@@ -352,6 +360,48 @@ func (c *replayConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(b)
+}
+
+// clientRefusedCertificate reports whether err, a failed handshake, is the client's refusal of
+// the server's certificate: a TLS alert about certificates, as a client that does not trust the
+// server's CA, or reaches it by a name the certificate lacks, sends.
+func clientRefusedCertificate(err error) bool {
+	// crypto/tls returns an alert it receives as a net.OpError "remote error" around its own
+	// unexported alert type, a uint8 holding the alert's code (RFC 8446 §6).
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" {
+		return false
+	}
+	code := reflect.ValueOf(op.Err)
+	if code.Kind() != reflect.Uint8 {
+		return false
+	}
+	switch code.Uint() {
+	case 42, 43, 44, 45, 46, 48: // bad, unsupported, revoked, expired, unknown certificate; unknown CA
+		return true
+	}
+	return false
+}
+
+// rareLog logs a message at most once an interval, saying how many it left out, so that peers
+// cannot flood the log with it.
+type rareLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+// log logs that the client at peer refused the server's certificate with err.
+func (r *rareLog) log(log *slog.Logger, peer string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.last) < time.Minute {
+		r.skipped++
+		return
+	}
+	log.Warn("a client refused the server's certificate: check that clients have the server's ca.crt and reach it by a name its certificate has (ppml serve setup --host)",
+		"peer", peer, "err", err, "since_last_logged", r.skipped)
+	r.last, r.skipped = time.Now(), 0
 }
 
 // handshakeReason starts the reason of a failed handshake's audit record.
