@@ -25,8 +25,11 @@ import (
 )
 
 // Client asks provisioning servers for keys, proving what it is with its Attester. It makes its
-// RA-TLS certificate (with a P-256 key) on first use and presents it on every connection;
-// servers verify it each time. A Client is safe for concurrent use.
+// RA-TLS certificate on first use and presents it on every connection; servers verify it each
+// time. For ppml's protocol the certificate's key is P-256, which costs both sides of every
+// handshake a fraction of a P-384 one; for Gramine's it is P-384, as Gramine's own client
+// makes, since Gramine's verifier accepts P-256 only from v1.8. A Client is safe for
+// concurrent use.
 //
 // A server that cannot be reached, or that closes the connection during the TLS handshake (as
 // one does that is restarting or over its limits), is tried again after Backoff, then twice as
@@ -41,28 +44,35 @@ type Client struct {
 	Tries    int           // per server; 0 means 4
 	Backoff  time.Duration // the wait before the second try; 0 means 100 ms
 
-	mu   sync.Mutex
-	cert *tls.Certificate
+	mu    sync.Mutex
+	certs map[elliptic.Curve]*tls.Certificate // by the curve of their key
 }
 
-// certificate returns the client's RA-TLS certificate, making it the first time.
-func (c *Client) certificate() (tls.Certificate, error) {
+// certificate returns the client's RA-TLS certificate for req: with a P-384 key for Gramine's
+// protocol, P-256 for ppml's. It makes each the first time it is needed.
+func (c *Client) certificate(req *wire.Request) (tls.Certificate, error) {
+	curve := elliptic.P256()
+	if req.Gramine {
+		curve = elliptic.P384()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cert == nil {
-		// A P-256 key, which ppml's server and Gramine's verifier accept, costs both sides of
-		// every handshake a fraction of the P-384 key that Gramine's own client makes.
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return tls.Certificate{}, err
-		}
-		cert, err := ratls.NewCertificateWithKey(c.Attester, key)
-		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("RA-TLS certificate: %w", err)
-		}
-		c.cert = &cert
+	if cert := c.certs[curve]; cert != nil {
+		return *cert, nil
 	}
-	return *c.cert, nil
+	key, err := ecdsa.GenerateKey(curve, rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := ratls.NewCertificateWithKey(c.Attester, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("RA-TLS certificate: %w", err)
+	}
+	if c.certs == nil {
+		c.certs = map[elliptic.Curve]*tls.Certificate{}
+	}
+	c.certs[curve] = &cert
+	return cert, nil
 }
 
 // Fetch returns the named keys, in order, with ppml's protocol. A server that cannot be reached
@@ -90,7 +100,7 @@ func (c *Client) fetch(ctx context.Context, req *wire.Request) ([][]byte, error)
 	if len(c.Servers) == 0 {
 		return nil, errors.New("no server to ask")
 	}
-	cert, err := c.certificate()
+	cert, err := c.certificate(req)
 	if err != nil {
 		return nil, err
 	}
