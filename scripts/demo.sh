@@ -64,7 +64,10 @@ done
 step "Step 2 (cloud): the encrypted files on the untrusted machine: all it can tell, and tampering is caught"
 show ppml pf inspect alexnet-pretrained.pt
 cp alexnet-pretrained.pt tampered.pt
-printf 'X' | dd of=tampered.pt bs=1 seek=100000000 conv=notrunc status=none
+# Flip every bit of one byte in the middle (writing a fixed byte would change nothing where the
+# ciphertext already holds it, once in 256 runs).
+byte=$(dd if=tampered.pt bs=1 skip=100000000 count=1 status=none | od -An -tu1)
+printf "\\$(printf %03o $((byte ^ 255)))" | dd of=tampered.pt bs=1 seek=100000000 conv=notrunc status=none
 if ppml pf decrypt -w files/wrap_key -i tampered.pt -o tampered.out; then
 	fail "tampering went unnoticed"
 fi
