@@ -93,6 +93,9 @@ func (c *conversion) run(cmd *cobra.Command, convert func(in, out, rel string) e
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
 	}
+	if info.IsDir() && inside(c.out, c.in) {
+		return usageError{fmt.Errorf("%s: -o %s is inside the input folder %s: write the output outside it", cmd.CommandPath(), c.out, c.in)}
+	}
 	out, err := atomicfile.New(c.out, info.IsDir(), c.force)
 	if err != nil {
 		return forceHint(err)
@@ -102,6 +105,20 @@ func (c *conversion) run(cmd *cobra.Command, convert func(in, out, rel string) e
 		return err
 	}
 	return forceHint(out.Commit())
+}
+
+// inside reports whether the path p, which may not exist yet, lies below the folder dir.
+func inside(p, dir string) bool {
+	abs := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+		p, _ = filepath.Abs(p)
+		return p
+	}
+	p = filepath.Clean(p)
+	rel, err := filepath.Rel(abs(dir), filepath.Join(abs(filepath.Dir(p)), filepath.Base(p)))
+	return err == nil && rel != "." && filepath.IsLocal(rel)
 }
 
 func (c *conversion) convertAll(cmd *cobra.Command, dir bool, temp string, convert func(in, out, rel string) error) error {
