@@ -61,6 +61,9 @@ reports the start-up's steps and their times on standard error, the trusted-file
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if tee == "sgx" || tee == "gramine" {
+				return usageError{fmt.Errorf("%s: --tee %s: %s; ppml run attests with tdx, snp or sim", cmd.CommandPath(), tee, underGramine)}
+			}
 			if !slices.Contains([]string{"", "sim", "tdx", "snp"}, tee) {
 				return usageError{fmt.Errorf("%s: --tee %q: want tdx, snp or sim", cmd.CommandPath(), tee)}
 			}
