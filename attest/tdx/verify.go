@@ -304,7 +304,7 @@ func newBundleServer(b *collateral.Bundle, fmspc string, skipCRL bool) (*bundleS
 		return s, nil
 	}
 	if len(b.PCKCRL) == 0 || len(b.RootCACRL) == 0 {
-		return nil, fmt.Errorf("%w: the PCK CRL or the root CA CRL is missing (set SkipCRL to verify without revocation checks)", ErrNoRevocationData)
+		return nil, fmt.Errorf("%w: the collateral lacks the PCK CRL or the root CA CRL", ErrNoRevocationData)
 	}
 	if s.pckCRLHeader, _, err = issuerHeader("Sgx-Pck-Crl-Issuer-Chain", b.PCKCRLIssuerChain); err != nil {
 		return nil, fmt.Errorf("PCK CRL issuer chain: %w", err)

@@ -67,11 +67,11 @@ and --debug.`,
 			}
 			pem, err := os.ReadFile(caPath)
 			if err != nil {
-				return err
+				return fmt.Errorf("--ca: %w", err)
 			}
 			roots := x509.NewCertPool()
 			if !roots.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("%s: no PEM certificate", caPath)
+				return fmt.Errorf("--ca %s holds no PEM certificate", caPath)
 			}
 			c := &client.Client{Servers: servers, Roots: roots, Attester: a, Timeout: timeout}
 			var secrets [][]byte

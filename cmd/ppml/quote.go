@@ -101,32 +101,33 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 					return usageError{fmt.Errorf("--at: %w", err)}
 				}
 			}
-			kind, settings := attest.SGX, trust.Settings{SkipCRL: skipCRL}
+			// flag is the one whose roots of trust verify the quote.
+			kind, settings, flag := attest.SGX, trust.Settings{SkipCRL: skipCRL}, ""
 			switch {
 			case len(snpCerts) > 0 || snpReport:
-				kind, settings.SNP, settings.SNPCertificates = attest.SNP, true, snpCerts
+				kind, settings.SNP, settings.SNPCertificates, flag = attest.SNP, true, snpCerts, "--snp-cert"
 			case isTDXQuote(quote):
 				if collateralDir == "" {
 					return usageError{errors.New("a TDX quote needs --collateral DIR (its TDX TCB info and TD_QE identity)")}
 				}
-				kind, settings.TDXCollateral = attest.TDX, collateralDir
+				kind, settings.TDXCollateral, flag = attest.TDX, collateralDir, "--collateral"
 			case simDir != "":
-				settings.SimPlatforms = []string{simDir}
+				settings.SimPlatforms, flag = []string{simDir}, "--sim-platform"
 			case collateralDir != "":
-				settings.Collateral = collateralDir
+				settings.Collateral, flag = collateralDir, "--collateral"
 			default:
 				settings.Collateral = collateral.IntelPCS // through the cache
 			}
 			registry, err := settings.Registry()
+			if err != nil && flag != "" {
+				err = fmt.Errorf("%s: %w", flag, err)
+			}
 			if err != nil {
-				return err
+				return skipCRLHint(err)
 			}
 			claims, err := registry.Verify(cmd.Context(), kind, quote, when)
-			if errors.Is(err, sgx.ErrNoRevocationData) {
-				err = fmt.Errorf("%w (--skip-crl accepts that)", err)
-			}
 			if err != nil {
-				return fmt.Errorf("%s does not verify: %w", args[0], err)
+				return fmt.Errorf("%s does not verify: %w", args[0], skipCRLHint(err))
 			}
 			if asJSON {
 				b, _ := json.Marshal(claims)
@@ -146,6 +147,15 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 	f.BoolVar(&snpReport, "snp", false, "FILE is a SEV-SNP attestation report")
 	f.StringSliceVar(&snpCerts, "snp-cert", nil, "a VCEK or VLEK certificate for a report that carries none (implies --snp)")
 	return cmd
+}
+
+// skipCRLHint adds to err, when it says that revocation cannot be checked, the flag that accepts
+// that.
+func skipCRLHint(err error) error {
+	if errors.Is(err, sgx.ErrNoRevocationData) {
+		return fmt.Errorf("%w (--skip-crl accepts that)", err)
+	}
+	return err
 }
 
 // isTDXQuote reports whether a quote's header names a TDX trust domain (TEE type 0x81).
