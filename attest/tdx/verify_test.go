@@ -110,7 +110,7 @@ func TestVersion5Unsupported(t *testing.T) {
 // TestTCBLevels checks the TCB level matching on TDX-1's platform (TEE_TCB_SVN module TDX_01)
 // against altered copies of its TCB info: go-tdx-guest has checked the genuine one before.
 func TestTCBLevels(t *testing.T) {
-	q, err := parseQuote(read(t, oasisQuote))
+	q, err := ParseQuote(read(t, oasisQuote))
 	if err != nil {
 		t.Fatal(err)
 	}
