@@ -18,7 +18,7 @@ import (
 // one quote.
 func fakeTSM(t *testing.T, provider string) configfsi.Client {
 	quote := read(t, oasisQuote)
-	q, err := parseQuote(quote)
+	q, err := ParseQuote(quote)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func fakeTSM(t *testing.T, provider string) configfsi.Client {
 
 func TestAttester(t *testing.T) {
 	quote := read(t, oasisQuote)
-	q, err := parseQuote(quote)
+	q, err := ParseQuote(quote)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 	if at.IsZero() {
 		return nil, errors.New("no verification time given")
 	}
-	q, err := parseQuote(evidence)
+	q, err := ParseQuote(evidence)
 	if err != nil {
 		return nil, fmt.Errorf("parse TDX quote: %w", err)
 	}
@@ -150,8 +150,9 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 	return c, nil
 }
 
-// parseQuote parses a quote of version 4, the only version go-tdx-guest verifies.
-func parseQuote(b []byte) (*pb.QuoteV4, error) {
+// ParseQuote parses a TDX quote, without verifying it, into go-tdx-guest's form: version 4, the
+// only one go-tdx-guest reads. A malformed quote is an error, never a panic.
+func ParseQuote(b []byte) (*pb.QuoteV4, error) {
 	if len(b) >= 2 && binary.LittleEndian.Uint16(b) != 4 {
 		return nil, fmt.Errorf("%w quote version %d (go-tdx-guest verifies version 4)", ErrUnsupported, binary.LittleEndian.Uint16(b))
 	}
@@ -304,7 +305,7 @@ func newBundleServer(b *collateral.Bundle, fmspc string, skipCRL bool) (*bundleS
 		return s, nil
 	}
 	if len(b.PCKCRL) == 0 || len(b.RootCACRL) == 0 {
-		return nil, fmt.Errorf("%w: the PCK CRL or the root CA CRL is missing (set SkipCRL to verify without revocation checks)", ErrNoRevocationData)
+		return nil, fmt.Errorf("%w: the collateral lacks the PCK CRL or the root CA CRL", ErrNoRevocationData)
 	}
 	if s.pckCRLHeader, _, err = issuerHeader("Sgx-Pck-Crl-Issuer-Chain", b.PCKCRLIssuerChain); err != nil {
 		return nil, fmt.Errorf("PCK CRL issuer chain: %w", err)

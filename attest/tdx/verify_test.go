@@ -110,7 +110,7 @@ func TestVersion5Unsupported(t *testing.T) {
 // TestTCBLevels checks the TCB level matching on TDX-1's platform (TEE_TCB_SVN module TDX_01)
 // against altered copies of its TCB info: go-tdx-guest has checked the genuine one before.
 func TestTCBLevels(t *testing.T) {
-	q, err := parseQuote(read(t, oasisQuote))
+	q, err := ParseQuote(read(t, oasisQuote))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestWrongRoot(t *testing.T) {
 func TestRevocation(t *testing.T) {
 	// Without CRLs, verification needs SkipCRL.
 	_, err := NewVerifier(Options{Collateral: oasisBundle(t)})
-	wantErr(t, err, ErrNoRevocationData, "SkipCRL")
+	wantErr(t, err, ErrNoRevocationData, "revocation cannot be checked: the collateral lacks the PCK CRL or the root CA CRL")
 
 	// TDX-8's PCK CRL is stale after 2025-07-19T10:00:35Z, its TCB info and QE identity last
 	// until 10:16:03 and 10:32:27.

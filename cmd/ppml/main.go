@@ -66,10 +66,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitFailure
 }
 
-// abort ends ppml on signal sig: it removes the unfinished outputs, says why on stderr and exits
-// with 128+N, N the signal's number.
+// abort ends ppml on signal sig: it removes the unfinished outputs, erases the progress bar,
+// says why on stderr and exits with 128+N, N the signal's number.
 func abort(stderr io.Writer, sig os.Signal, why string) {
 	atomicfile.AbortAll()
+	clearProgress()
 	fmt.Fprintf(stderr, "ppml: %s\n", why)
 	os.Exit(128 + int(sig.(syscall.Signal)))
 }

@@ -91,7 +91,11 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		// [cvm]: this machine is a confidential VM, with configfs-tsm reports or /dev/sev-guest.
+		// [root]: the tests run as root.
 		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Geteuid() == 0, nil
+			}
 			if cond != "cvm" {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}

@@ -35,17 +35,15 @@ func newManifestRenderCommand() *cobra.Command {
 	var out string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "render TEMPLATE -D NAME=VALUE... -o MANIFEST",
+		Use:   "render TEMPLATE [-D NAME=VALUE]... [-o MANIFEST]",
 		Short: "Fill a manifest template and hash its trusted files, as gramine-manifest does",
 		Long: `render fills TEMPLATE, a gramine-manifest (Jinja) template, with the -D definitions
 ("-D NAME" alone defines NAME as True), checks the manifest, hashes its trusted files (folders
-recursively) and writes it in canonical form: the SHA-256 of MANIFEST is its measurement.
-Relative trusted-file paths are relative to the current folder, as for gramine-manifest.`,
+recursively) and writes it in canonical form to MANIFEST, or to standard output without -o (or
+with -o -): the SHA-256 of MANIFEST is its measurement. Relative trusted-file paths are relative
+to the current folder, as for gramine-manifest.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireFlags(cmd, "output"); err != nil {
-				return err
-			}
 			vars := map[string]string{}
 			for _, d := range defines {
 				name, value, ok := strings.Cut(d, "=")
@@ -66,6 +64,10 @@ Relative trusted-file paths are relative to the current folder, as for gramine-m
 			if err != nil {
 				return err
 			}
+			if out == "" || out == "-" {
+				_, err := cmd.OutOrStdout().Write(b)
+				return err
+			}
 			if err := atomicfile.WriteFile(out, b, 0o644, force); err != nil {
 				return forceHint(err)
 			}
@@ -74,7 +76,7 @@ Relative trusted-file paths are relative to the current folder, as for gramine-m
 		},
 	}
 	cmd.Flags().StringArrayVarP(&defines, "define", "D", nil, "define NAME as VALUE in the template (repeatable)")
-	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the manifest")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the manifest (default: standard output)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing manifest")
 	return cmd
 }

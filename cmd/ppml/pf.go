@@ -93,6 +93,9 @@ func (c *conversion) run(cmd *cobra.Command, convert func(in, out, rel string) e
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
 	}
+	if info.IsDir() && inside(c.out, c.in) {
+		return usageError{fmt.Errorf("%s: -o %s is inside the input folder %s: write the output outside it", cmd.CommandPath(), c.out, c.in)}
+	}
 	out, err := atomicfile.New(c.out, info.IsDir(), c.force)
 	if err != nil {
 		return forceHint(err)
@@ -102,6 +105,29 @@ func (c *conversion) run(cmd *cobra.Command, convert func(in, out, rel string) e
 		return err
 	}
 	return forceHint(out.Commit())
+}
+
+// inside reports whether the path p, which may not exist yet, lies below the folder dir.
+func inside(p, dir string) bool {
+	abs := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+		p, _ = filepath.Abs(p)
+		return p
+	}
+	p = filepath.Clean(p)
+	rel, err := filepath.Rel(abs(dir), filepath.Join(abs(filepath.Dir(p)), filepath.Base(p)))
+	return err == nil && rel != "." && filepath.IsLocal(rel)
+}
+
+// filesAsFlags is the Args of encrypt and decrypt, which name their files with flags, as
+// gramine-sgx-pf-crypt does.
+func filesAsFlags(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%s: name the input with -i and the output with -o, not as arguments: %s %s", cmd.CommandPath(), cmd.Parent().CommandPath(), cmd.Use)}
+	}
+	return nil
 }
 
 func (c *conversion) convertAll(cmd *cobra.Command, dir bool, temp string, convert func(in, out, rel string) error) error {
@@ -167,7 +193,7 @@ the path under which Gramine will open it; --path binds PATH (or PATH/NAME) inst
 
 Files are written in format 2, which Gramine reads since v1.9. --format 1 writes the format of
 Gramine v1.0 to v1.8, which v1.9 reads too (and rewrites as format 2 when it changes a file).`,
-		Args: exactArgs(0),
+		Args: filesAsFlags,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != 1 && format != 2 {
 				return usageError{fmt.Errorf("%s: --format %d: want 1 (Gramine v1.0 to v1.8) or 2 (Gramine v1.9 and later)", cmd.CommandPath(), format)}
@@ -236,7 +262,7 @@ is an error, and then no output is written.
 With -V the path bound into each file must equal its normalized input path, as Gramine checks.
 With -o - the plaintext of one file goes to standard output as it is checked; a failure midway
 has then written part of it, and the exit status says so.`,
-		Args: exactArgs(0),
+		Args: filesAsFlags,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pathOf := func(rel string) *pf.Options {
 				return &pf.Options{CheckPath: verify, Path: pf.BoundPath(filepath.ToSlash(c.in), rel)}

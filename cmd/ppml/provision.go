@@ -67,11 +67,11 @@ and --debug.`,
 			}
 			pem, err := os.ReadFile(caPath)
 			if err != nil {
-				return err
+				return fmt.Errorf("--ca: %w", err)
 			}
 			roots := x509.NewCertPool()
 			if !roots.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("%s: no PEM certificate", caPath)
+				return fmt.Errorf("--ca %s holds no PEM certificate", caPath)
 			}
 			c := &client.Client{Servers: servers, Roots: roots, Attester: a, Timeout: timeout}
 			var secrets [][]byte
@@ -110,6 +110,9 @@ and --debug.`,
 	return cmd
 }
 
+// underGramine is what --tee sgx is told.
+const underGramine = "SGX workloads run under Gramine (gramine-sgx), with ppml serve as their provisioning server"
+
 // attester returns the attester that --tee names. For --tee sim it attests, on the simulated
 // platform of --sim-platform, as the enclave that simEnclave returns; for tdx and snp the error
 // says what this machine lacks.
@@ -117,6 +120,8 @@ func attester(cmd *cobra.Command, tee, simDir string, simEnclave func() (sim.Enc
 	switch tee {
 	case "gramine":
 		return gramine.Attester{}, nil
+	case "sgx":
+		return nil, usageError{fmt.Errorf("--tee sgx: %s; inside a Gramine enclave, fetch with --tee gramine", underGramine)}
 	case "tdx":
 		a, err := tdx.OpenAttester()
 		if err != nil {

@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	pb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/attest/trust"
 	"github.com/ppml/ppml/collateral"
 )
@@ -28,46 +30,216 @@ func newQuoteCommand() *cobra.Command {
 }
 
 func newQuoteViewCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "view FILE",
-		Short: "Print the fields of an SGX quote, without verifying it",
-		Args:  exactArgs(1),
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "view FILE [--json]",
+		Short: "Print the fields of an SGX or TDX quote, without verifying it",
+		Long: `view prints what an SGX or TDX DCAP quote says, without verifying it: its header, the
+attested enclave (SGX) or trust domain (TDX: MRTD, the RTMRs, the report data, ...), the quoting
+enclave and the PCK certificate chain. FILE is the binary quote as the TEE wrote it. SGX quotes
+of version 3 and 4 are read, TDX quotes of version 4 (with go-tdx-guest).`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			q, err := sgx.ParseQuote(b)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
+			var v *quoteView
+			switch {
+			case isTDXQuote(b):
+				q, err := tdx.ParseQuote(b)
+				if err != nil {
+					return fmt.Errorf("%s: TDX quote: %w", args[0], err)
+				}
+				v = viewTDXQuote(q)
+			case isSGXQuote(b):
+				q, err := sgx.ParseQuote(b)
+				if err != nil {
+					return fmt.Errorf("%s: SGX quote: %w", args[0], err)
+				}
+				v = viewSGXQuote(q)
+			default:
+				return fmt.Errorf("%s is not an SGX or TDX quote: it does not begin with a DCAP quote header (give the binary quote, not base64 or hex)", args[0])
 			}
-			printQuote(cmd.OutOrStdout(), q)
+			if asJSON {
+				b, _ := json.Marshal(v)
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			v.print(cmd.OutOrStdout())
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
 }
 
-func printQuote(w io.Writer, q *sgx.Quote) {
+// quoteView is what quote view shows of a quote.
+type quoteView struct {
+	TEE        attest.Kind  `json:"tee"`
+	Version    uint16       `json:"version"`
+	QESVN      uint16       `json:"qe_svn"`
+	PCESVN     uint16       `json:"pce_svn"`
+	QEVendorID attest.Hex   `json:"qe_vendor_id"`
+	Enclave    *enclaveView `json:"enclave,omitempty"` // SGX
+	TD         *tdView      `json:"td,omitempty"`      // TDX
+	QE         qeView       `json:"quoting_enclave"`
+	// PCKChain is the PCK certificate chain, leaf first, and PCK the leaf's SGX extension; or
+	// PCKError says why the chain does not parse.
+	PCKChain []pckCertView `json:"pck_chain,omitempty"`
+	PCK      *pckView      `json:"pck,omitempty"`
+	PCKError string        `json:"pck_chain_error,omitempty"`
+}
+
+// enclaveView is the attested SGX enclave.
+type enclaveView struct {
+	MREnclave  attest.Hex `json:"mrenclave"`
+	MRSigner   attest.Hex `json:"mrsigner"`
+	ISVProdID  uint16     `json:"isv_prod_id"`
+	ISVSVN     uint16     `json:"isv_svn"`
+	Attributes attest.Hex `json:"attributes"`
+	Debug      bool       `json:"debug"`
+	CPUSVN     attest.Hex `json:"cpu_svn"`
+	MiscSelect uint32     `json:"miscselect"`
+	ReportData attest.Hex `json:"report_data"`
+}
+
+// tdView is the attested TDX trust domain.
+type tdView struct {
+	MRTD           attest.Hex   `json:"mrtd"`
+	RTMRs          []attest.Hex `json:"rtmrs"`
+	ReportData     attest.Hex   `json:"report_data"`
+	TDAttributes   attest.Hex   `json:"td_attributes"`
+	Debug          bool         `json:"debug"`
+	XFAM           attest.Hex   `json:"xfam"`
+	MRConfigID     attest.Hex   `json:"mr_config_id"`
+	MROwner        attest.Hex   `json:"mr_owner"`
+	MROwnerConfig  attest.Hex   `json:"mr_owner_config"`
+	TEETCBSVN      attest.Hex   `json:"tee_tcb_svn"`
+	MRSEAM         attest.Hex   `json:"mr_seam"`
+	MRSignerSEAM   attest.Hex   `json:"mr_signer_seam"`
+	SEAMAttributes attest.Hex   `json:"seam_attributes"`
+}
+
+// qeView is the quoting enclave.
+type qeView struct {
+	MRSigner  attest.Hex `json:"mrsigner"`
+	ISVProdID uint16     `json:"isv_prod_id"`
+	ISVSVN    uint16     `json:"isv_svn"`
+}
+
+type pckCertView struct {
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+type pckView struct {
+	FMSPC         attest.Hex `json:"fmspc"`
+	PCEID         attest.Hex `json:"pce_id"`
+	TCBComponents [16]uint8  `json:"tcb_components"`
+	PCESVN        uint16     `json:"pce_svn"`
+}
+
+func viewSGXQuote(q *sgx.Quote) *quoteView {
 	h, b := &q.Header, &q.Body
-	fmt.Fprintf(w, "SGX DCAP quote, version %d\n", h.Version)
-	fmt.Fprintf(w, "  QE SVN %d, PCE SVN %d, QE vendor %x\n", h.QESVN, h.PCESVN, h.QEVendorID)
-	fmt.Fprintf(w, "enclave\n")
-	fmt.Fprintf(w, "  mrenclave    %x\n  mrsigner     %x\n", b.MREnclave, b.MRSigner)
-	fmt.Fprintf(w, "  isv_prod_id  %d\n  isv_svn      %d\n", b.ISVProdID, b.ISVSVN)
-	fmt.Fprintf(w, "  attributes   %x (debug %v)\n  cpu_svn      %x\n  miscselect   %#08x\n", b.Attributes, b.Debug(), b.CPUSVN, b.MiscSelect)
-	fmt.Fprintf(w, "  report_data  %x\n", b.ReportData)
-	fmt.Fprintf(w, "quoting enclave\n  mrsigner     %x\n  isv_prod_id  %d\n  isv_svn      %d\n", q.QEReport.MRSigner, q.QEReport.ISVProdID, q.QEReport.ISVSVN)
+	v := &quoteView{
+		TEE: attest.SGX, Version: h.Version, QESVN: h.QESVN, PCESVN: h.PCESVN, QEVendorID: h.QEVendorID[:],
+		Enclave: &enclaveView{
+			MREnclave: b.MREnclave[:], MRSigner: b.MRSigner[:], ISVProdID: b.ISVProdID, ISVSVN: b.ISVSVN,
+			Attributes: b.Attributes[:], Debug: b.Debug(), CPUSVN: b.CPUSVN[:], MiscSelect: b.MiscSelect,
+			ReportData: b.ReportData[:],
+		},
+		QE: qeView{MRSigner: q.QEReport.MRSigner[:], ISVProdID: q.QEReport.ISVProdID, ISVSVN: q.QEReport.ISVSVN},
+	}
+	v.viewPCKChain(q)
+	return v
+}
+
+func viewTDXQuote(q *pb.QuoteV4) *quoteView {
+	h, b := q.GetHeader(), q.GetTdQuoteBody()
+	cert := q.GetSignedData().GetCertificationData().GetQeReportCertificationData()
+	qe := cert.GetQeReport()
+	v := &quoteView{
+		TEE: attest.TDX, Version: uint16(h.GetVersion()), QESVN: le16(h.GetQeSvn()), PCESVN: le16(h.GetPceSvn()),
+		QEVendorID: h.GetQeVendorId(),
+		TD: &tdView{
+			MRTD: b.GetMrTd(), ReportData: b.GetReportData(), TDAttributes: b.GetTdAttributes(),
+			Debug: b.GetTdAttributes()[0]&1 != 0, // TD_ATTRIBUTES.DEBUG, bit 0
+			XFAM:  b.GetXfam(), MRConfigID: b.GetMrConfigId(), MROwner: b.GetMrOwner(),
+			MROwnerConfig: b.GetMrOwnerConfig(), TEETCBSVN: b.GetTeeTcbSvn(), MRSEAM: b.GetMrSeam(),
+			MRSignerSEAM: b.GetMrSignerSeam(), SEAMAttributes: b.GetSeamAttributes(),
+		},
+		QE: qeView{MRSigner: qe.GetMrSigner(), ISVProdID: uint16(qe.GetIsvProdId()), ISVSVN: uint16(qe.GetIsvSvn())},
+	}
+	for _, r := range b.GetRtmrs() {
+		v.TD.RTMRs = append(v.TD.RTMRs, r)
+	}
+	v.viewPCKChain(&sgx.Quote{PCKChain: cert.GetPckCertificateChainData().GetPckCertChain()})
+	return v
+}
+
+// viewPCKChain adds the PCK chain of q's certification data, parsed by attest/sgx.
+func (v *quoteView) viewPCKChain(q *sgx.Quote) {
 	certs, err := q.PCKCertificates()
 	if err != nil {
-		fmt.Fprintf(w, "PCK chain: %v\n", err)
+		v.PCKError = err.Error()
+		return
+	}
+	for _, c := range certs {
+		v.PCKChain = append(v.PCKChain, pckCertView{Subject: c.Subject.CommonName, NotAfter: c.NotAfter})
+	}
+	if ext, err := sgx.PCKExtensionOf(certs[0]); err == nil {
+		v.PCK = &pckView{FMSPC: ext.FMSPC[:], PCEID: ext.PCEID[:], TCBComponents: ext.TCBComponents, PCESVN: ext.PCESVN}
+	}
+}
+
+// le16 decodes the 2-byte little-endian SVNs of go-tdx-guest's quote header.
+func le16(b []byte) uint16 {
+	if len(b) < 2 {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func (v *quoteView) print(w io.Writer) {
+	fmt.Fprintf(w, "%s DCAP quote, version %d\n", strings.ToUpper(string(v.TEE)), v.Version)
+	fmt.Fprintf(w, "  QE SVN %d, PCE SVN %d, QE vendor %s\n", v.QESVN, v.PCESVN, v.QEVendorID)
+	if e := v.Enclave; e != nil {
+		fmt.Fprintf(w, "enclave\n")
+		fmt.Fprintf(w, "  mrenclave    %s\n  mrsigner     %s\n", e.MREnclave, e.MRSigner)
+		fmt.Fprintf(w, "  isv_prod_id  %d\n  isv_svn      %d\n", e.ISVProdID, e.ISVSVN)
+		fmt.Fprintf(w, "  attributes   %s (debug %v)\n  cpu_svn      %s\n  miscselect   %#08x\n", e.Attributes, e.Debug, e.CPUSVN, e.MiscSelect)
+		fmt.Fprintf(w, "  report_data  %s\n", e.ReportData)
+	}
+	if td := v.TD; td != nil {
+		line := func(name string, value any) { fmt.Fprintf(w, "  %-16s %v\n", name, value) }
+		fmt.Fprintf(w, "trust domain\n")
+		line("mrtd", td.MRTD)
+		for i, r := range td.RTMRs {
+			line(fmt.Sprintf("rtmr%d", i), r)
+		}
+		line("report_data", td.ReportData)
+		line("td_attributes", fmt.Sprintf("%s (debug %v)", td.TDAttributes, td.Debug))
+		line("xfam", td.XFAM)
+		line("mr_config_id", td.MRConfigID)
+		line("mr_owner", td.MROwner)
+		line("mr_owner_config", td.MROwnerConfig)
+		line("tee_tcb_svn", td.TEETCBSVN)
+		line("mr_seam", td.MRSEAM)
+		line("mr_signer_seam", td.MRSignerSEAM)
+		line("seam_attributes", td.SEAMAttributes)
+	}
+	fmt.Fprintf(w, "quoting enclave\n  mrsigner     %s\n  isv_prod_id  %d\n  isv_svn      %d\n", v.QE.MRSigner, v.QE.ISVProdID, v.QE.ISVSVN)
+	if v.PCKError != "" {
+		fmt.Fprintf(w, "PCK chain: %s\n", v.PCKError)
 		return
 	}
 	fmt.Fprintf(w, "PCK chain\n")
-	for _, c := range certs {
-		fmt.Fprintf(w, "  %s (until %s)\n", c.Subject.CommonName, c.NotAfter.Format(time.DateOnly))
+	for _, c := range v.PCKChain {
+		fmt.Fprintf(w, "  %s (until %s)\n", c.Subject, c.NotAfter.Format(time.DateOnly))
 	}
-	if ext, err := sgx.PCKExtensionOf(certs[0]); err == nil {
-		fmt.Fprintf(w, "  FMSPC %X, PCE ID %x, TCB components %v, PCE SVN %d\n", ext.FMSPC, ext.PCEID, ext.TCBComponents, ext.PCESVN)
+	if p := v.PCK; p != nil {
+		fmt.Fprintf(w, "  FMSPC %X, PCE ID %s, TCB components %v, PCE SVN %d\n", []byte(p.FMSPC), p.PCEID, p.TCBComponents, p.PCESVN)
 	}
 }
 
@@ -101,32 +273,33 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 					return usageError{fmt.Errorf("--at: %w", err)}
 				}
 			}
-			kind, settings := attest.SGX, trust.Settings{SkipCRL: skipCRL}
+			// flag is the one whose roots of trust verify the quote.
+			kind, settings, flag := attest.SGX, trust.Settings{SkipCRL: skipCRL}, ""
 			switch {
 			case len(snpCerts) > 0 || snpReport:
-				kind, settings.SNP, settings.SNPCertificates = attest.SNP, true, snpCerts
+				kind, settings.SNP, settings.SNPCertificates, flag = attest.SNP, true, snpCerts, "--snp-cert"
 			case isTDXQuote(quote):
 				if collateralDir == "" {
 					return usageError{errors.New("a TDX quote needs --collateral DIR (its TDX TCB info and TD_QE identity)")}
 				}
-				kind, settings.TDXCollateral = attest.TDX, collateralDir
+				kind, settings.TDXCollateral, flag = attest.TDX, collateralDir, "--collateral"
 			case simDir != "":
-				settings.SimPlatforms = []string{simDir}
+				settings.SimPlatforms, flag = []string{simDir}, "--sim-platform"
 			case collateralDir != "":
-				settings.Collateral = collateralDir
+				settings.Collateral, flag = collateralDir, "--collateral"
 			default:
 				settings.Collateral = collateral.IntelPCS // through the cache
 			}
 			registry, err := settings.Registry()
+			if err != nil && flag != "" {
+				err = fmt.Errorf("%s: %w", flag, err)
+			}
 			if err != nil {
-				return err
+				return skipCRLHint(err)
 			}
 			claims, err := registry.Verify(cmd.Context(), kind, quote, when)
-			if errors.Is(err, sgx.ErrNoRevocationData) {
-				err = fmt.Errorf("%w (--skip-crl accepts that)", err)
-			}
 			if err != nil {
-				return fmt.Errorf("%s does not verify: %w", args[0], err)
+				return fmt.Errorf("%s does not verify: %w", args[0], skipCRLHint(err))
 			}
 			if asJSON {
 				b, _ := json.Marshal(claims)
@@ -148,9 +321,27 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 	return cmd
 }
 
+// skipCRLHint adds to err, when it says that revocation cannot be checked, the flag that accepts
+// that.
+func skipCRLHint(err error) error {
+	if errors.Is(err, sgx.ErrNoRevocationData) {
+		return fmt.Errorf("%w (--skip-crl accepts that)", err)
+	}
+	return err
+}
+
 // isTDXQuote reports whether a quote's header names a TDX trust domain (TEE type 0x81).
 func isTDXQuote(quote []byte) bool {
 	return len(quote) >= 8 && binary.LittleEndian.Uint32(quote[4:8]) == 0x81
+}
+
+// isSGXQuote reports whether b begins as an SGX DCAP quote does: version 3 to 5, TEE type 0.
+func isSGXQuote(b []byte) bool {
+	if len(b) < 8 {
+		return false
+	}
+	version := binary.LittleEndian.Uint16(b)
+	return version >= 3 && version <= 5 && binary.LittleEndian.Uint32(b[4:8]) == 0
 }
 
 func printClaims(w io.Writer, c *attest.Claims) {

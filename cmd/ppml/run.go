@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -57,6 +61,9 @@ reports the start-up's steps and their times on standard error, the trusted-file
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if tee == "sgx" || tee == "gramine" {
+				return usageError{fmt.Errorf("%s: --tee %s: %s; ppml run attests with tdx, snp or sim", cmd.CommandPath(), tee, underGramine)}
+			}
 			if !slices.Contains([]string{"", "sim", "tdx", "snp"}, tee) {
 				return usageError{fmt.Errorf("%s: --tee %q: want tdx, snp or sim", cmd.CommandPath(), tee)}
 			}
@@ -97,7 +104,7 @@ reports the start-up's steps and their times on standard error, the trusted-file
 				Log:      slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
 			})
 			if err != nil {
-				return explainServerCertificate(err)
+				return fromManifestFolder(explainServerCertificate(err), args[0], m)
 			}
 			if res.ExitCode != 0 {
 				return exitStatus{res.ExitCode}
@@ -129,4 +136,38 @@ func runAttester(cmd *cobra.Command, name string, m *manifest.Manifest, tee, sim
 		}
 		return sim.WorkloadEnclave(m, sig), nil
 	})
+}
+
+// fromManifestFolder adds where to run ppml to err, an error about a missing file, when a relative
+// URI of m, read from the file name, that does not resolve from the current folder does from the
+// manifest's: ppml was run from another folder than the one the manifest was made for.
+func fromManifestFolder(err error, name string, m *manifest.Manifest) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var uris []string
+	for _, tf := range m.TrustedFiles {
+		uris = append(uris, tf.Path())
+	}
+	for _, mt := range m.Mounts {
+		if mt.Type != manifest.Tmpfs {
+			uris = append(uris, mt.HostPath())
+		}
+	}
+	for _, uri := range m.AllowedFiles {
+		uris = append(uris, strings.TrimPrefix(uri, "file:"))
+	}
+	dir := filepath.Dir(name)
+	for _, p := range uris {
+		if p == "" || filepath.IsAbs(p) {
+			continue
+		}
+		if _, here := os.Stat(p); !errors.Is(here, fs.ErrNotExist) {
+			continue
+		}
+		if _, there := os.Stat(filepath.Join(dir, p)); there == nil {
+			return fmt.Errorf("%w (relative URIs are resolved from the current folder; run ppml in %s)", err, dir)
+		}
+	}
+	return err
 }

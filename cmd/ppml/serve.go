@@ -373,6 +373,27 @@ func newKeyCommand() *cobra.Command {
 			}),
 		}
 	}
+	var asJSON bool
+	listCmd := &cobra.Command{
+		Use: "list --config FILE [--json]", Short: "List the keys: names, versions, dates", Args: exactArgs(0),
+		RunE: withStore(func(cmd *cobra.Command, st store.Store, _ []string) error {
+			keys, err := st.ListKeys(cmd.Context())
+			for _, k := range keys {
+				if asJSON {
+					b, _ := json.Marshal(k)
+					fmt.Fprintln(cmd.OutOrStdout(), string(b))
+					continue
+				}
+				rotated := "never rotated"
+				if !k.Rotated.IsZero() {
+					rotated = "rotated " + k.Rotated.Format(time.RFC3339)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%-24s version %d, created %s, %s\n", k.Name, k.Version, k.Created.Format(time.RFC3339), rotated)
+			}
+			return err
+		}),
+	}
+	listCmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
 	cmd.AddCommand(importCmd,
 		one("create NAME --config FILE", "Store a new random key under NAME", "created",
 			func(ctx context.Context, st store.Store, name string) (store.KeyInfo, error) {
@@ -392,20 +413,7 @@ func newKeyCommand() *cobra.Command {
 				return nil
 			}),
 		},
-		&cobra.Command{
-			Use: "list --config FILE", Short: "List the keys: names, versions, dates", Args: exactArgs(0),
-			RunE: withStore(func(cmd *cobra.Command, st store.Store, _ []string) error {
-				keys, err := st.ListKeys(cmd.Context())
-				for _, k := range keys {
-					rotated := "never rotated"
-					if !k.Rotated.IsZero() {
-						rotated = "rotated " + k.Rotated.Format(time.RFC3339)
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "%-24s version %d, created %s, %s\n", k.Name, k.Version, k.Created.Format(time.RFC3339), rotated)
-				}
-				return err
-			}),
-		},
+		listCmd,
 	)
 	return cmd
 }

@@ -30,11 +30,17 @@ var (
 
 // New reserves a temporary name for final, in the same folder, as a file (dir false) or a folder.
 // Unless force is set, final must not exist; with force, it is replaced when Commit is called.
+// A file never replaces a folder, nor a folder a file.
 func New(final string, dir, force bool) (*Pending, error) {
 	if info, err := os.Stat(final); err == nil {
+		switch {
 		// Never replace a device, a pipe or a link to one (such as /dev/stdout).
-		if !info.Mode().IsRegular() && !info.IsDir() {
+		case !info.Mode().IsRegular() && !info.IsDir():
 			return nil, fmt.Errorf("%s is not a regular file or folder: not replacing it", final)
+		case info.IsDir() && !dir:
+			return nil, fmt.Errorf("%s is a folder: a file does not replace it (name the output file itself, in the folder or elsewhere)", final)
+		case !info.IsDir() && dir:
+			return nil, fmt.Errorf("%s is a file: a folder does not replace it (remove it, or name another output)", final)
 		}
 	}
 	if _, err := os.Lstat(final); err == nil && !force {
@@ -45,7 +51,7 @@ func New(final string, dir, force bool) (*Pending, error) {
 		parent = "."
 	}
 	if info, err := os.Stat(parent); err != nil || !info.IsDir() {
-		return nil, fmt.Errorf("%s: the folder %s does not exist", final, filepath.Clean(parent))
+		return nil, fmt.Errorf("%s: %w", final, missingFolder(parent))
 	}
 	pattern := "." + base + ".ppml-tmp-*"
 	var temp string
@@ -72,8 +78,10 @@ func New(final string, dir, force bool) (*Pending, error) {
 }
 
 // Commit moves the temporary output to its final path. A folder replaces an existing folder's
-// files one by one, leaving files that it does not contain. If Commit fails, what was not moved
-// yet is removed: a folder replaced with force may then be replaced in part.
+// files one by one, leaving files that it does not contain; if one of its files lies where the
+// existing folder has a folder, or one of its folders where that has a file, Commit replaces
+// nothing. If Commit fails, what was not moved yet is removed: a folder replaced with force may
+// then be replaced in part.
 func (p *Pending) Commit() error {
 	err := p.commit()
 	if err != nil {
@@ -94,6 +102,9 @@ func (p *Pending) commit() error {
 	if _, err := os.Stat(p.final); errors.Is(err, fs.ErrNotExist) {
 		return os.Rename(p.Temp, p.final)
 	}
+	if err := p.checkClashes(); err != nil {
+		return err
+	}
 	err = filepath.WalkDir(p.Temp, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || path == p.Temp {
 			return err
@@ -109,6 +120,56 @@ func (p *Pending) commit() error {
 		return err
 	}
 	return os.RemoveAll(p.Temp)
+}
+
+// checkClashes refuses, before anything is moved, a folder output whose file lies where the
+// existing folder has a folder, or whose folder where it has a file or anything else.
+func (p *Pending) checkClashes() error {
+	return filepath.WalkDir(p.Temp, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == p.Temp {
+			return err
+		}
+		rel, _ := filepath.Rel(p.Temp, path)
+		dst := filepath.Join(p.final, rel)
+		info, err := os.Stat(dst)
+		switch {
+		case err != nil:
+			return nil // missing, or reported when moving
+		case d.IsDir() && !info.IsDir():
+			return fmt.Errorf("%s is a file, where the output has a folder: nothing was replaced (remove it, or write the output elsewhere)", dst)
+		case !d.IsDir() && info.IsDir():
+			return fmt.Errorf("%s is a folder, where the output has a file: nothing was replaced (remove it, or write the output elsewhere)", dst)
+		}
+		return nil
+	})
+}
+
+// missingFolder says which folder of parent, a path as given, does not exist or is no folder:
+// the first one, as written (the kernel resolves "sub/.." only if sub exists).
+func missingFolder(parent string) error {
+	for i := range len(parent) {
+		if parent[i] != filepath.Separator || i == 0 {
+			continue
+		}
+		if err := isFolder(parent[:i]); err != nil {
+			return err
+		}
+	}
+	if err := isFolder(parent); err != nil {
+		return err
+	}
+	return fmt.Errorf("the folder %s does not exist", parent)
+}
+
+func isFolder(name string) error {
+	info, err := os.Stat(name)
+	switch {
+	case err == nil && !info.IsDir():
+		return fmt.Errorf("%s is not a folder", name)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("the folder %s does not exist", name)
+	}
+	return err
 }
 
 // move renames src to dst. Without force it links first, which fails if dst appeared meanwhile.

@@ -85,9 +85,78 @@ func TestAbortAll(t *testing.T) {
 	assertOnly(t, dir)
 }
 
+// TestMissingFolder: the error names the first folder missing as the path writes it, before the
+// kernel would resolve "sub/.." (only where sub exists).
 func TestMissingFolder(t *testing.T) {
-	if _, err := New(filepath.Join(t.TempDir(), "no", "out"), false, false); err == nil {
-		t.Fatal("no error for a missing output folder")
+	t.Chdir(t.TempDir())
+	os.WriteFile("file", nil, 0o600)
+	for final, want := range map[string]string{
+		"no/out":          "no/out: the folder no does not exist",
+		"./sub/../x.jpg":  "./sub/../x.jpg: the folder ./sub does not exist",
+		"./x//y/z.pf":     "./x//y/z.pf: the folder ./x does not exist",
+		"file/out":        "file/out: file is not a folder",
+		"file/../sub/out": "file/../sub/out: file is not a folder",
+	} {
+		if _, err := New(final, false, false); err == nil || err.Error() != want {
+			t.Errorf("New(%q): %v, want %q", final, err, want)
+		}
+	}
+}
+
+// TestKindMismatch: a file never replaces a folder, nor a folder a file, even with force, and
+// the error says so before anything is written.
+func TestKindMismatch(t *testing.T) {
+	dir := t.TempDir()
+	folder, file := filepath.Join(dir, "folder"), filepath.Join(dir, "file")
+	os.Mkdir(folder, 0o755)
+	os.WriteFile(file, []byte("x"), 0o600)
+	for _, force := range []bool{false, true} {
+		if _, err := New(folder, false, force); err == nil || err.Error() != folder+" is a folder: a file does not replace it (name the output file itself, in the folder or elsewhere)" {
+			t.Errorf("file over a folder (force %v): %v", force, err)
+		}
+		if _, err := New(file, true, force); err == nil || err.Error() != file+" is a file: a folder does not replace it (remove it, or name another output)" {
+			t.Errorf("folder over a file (force %v): %v", force, err)
+		}
+	}
+	assertOnly(t, dir, "file", "folder")
+}
+
+// TestFolderClash: with force, a folder output whose file lies where the existing folder has a
+// folder, or whose folder where it has a file, replaces nothing and leaves no temporary output.
+func TestFolderClash(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		existing func(final string)
+		want     string
+	}{
+		{"file over folder", func(final string) { os.MkdirAll(filepath.Join(final, "b", "c"), 0o755) },
+			"b is a folder, where the output has a file: nothing was replaced (remove it, or write the output elsewhere)"},
+		{"folder over file", func(final string) { os.WriteFile(filepath.Join(final, "sub"), []byte("old"), 0o600) },
+			"sub is a file, where the output has a folder: nothing was replaced (remove it, or write the output elsewhere)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			final := filepath.Join(dir, "tree")
+			os.Mkdir(final, 0o755)
+			os.WriteFile(filepath.Join(final, "a"), []byte("old"), 0o600)
+			tc.existing(final)
+			p, err := New(final, true, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// "a" sorts first: it would be replaced before the clash is met.
+			os.WriteFile(filepath.Join(p.Temp, "a"), []byte("new"), 0o600)
+			os.WriteFile(filepath.Join(p.Temp, "b"), []byte("new"), 0o600)
+			os.MkdirAll(filepath.Join(p.Temp, "sub"), 0o755)
+			os.WriteFile(filepath.Join(p.Temp, "sub", "c"), []byte("new"), 0o600)
+			if err := p.Commit(); err == nil || err.Error() != filepath.Join(final, tc.want) {
+				t.Fatalf("Commit: %v, want %q", err, filepath.Join(final, tc.want))
+			}
+			if b, _ := os.ReadFile(filepath.Join(final, "a")); string(b) != "old" {
+				t.Errorf("a was replaced: %q", b)
+			}
+			assertOnly(t, dir, "tree")
+		})
 	}
 }
 

@@ -6,13 +6,16 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // TestErrorPrefixes holds every error message of the module's non-test code to the rule of
@@ -216,4 +219,62 @@ func g(err error) {
 	if !slices.Equal(got, want) {
 		t.Errorf("messages = %v, want %v", got, want)
 	}
+}
+
+// TestErrorFieldNames holds error messages to another rule of docs/design.md: they name flags
+// and configuration keys, never Go fields. It collects the settings' Go names, the exported
+// fields of struct types named Options, Settings or Config and every field with a toml tag,
+// whose names are in mixed case with two capitals or more (SkipCRL; not SGX, an acronym, nor
+// Debug, a word), and fails on a message literal that holds one as a word.
+func TestErrorFieldNames(t *testing.T) {
+	files := parseModule(t, moduleRoot(t))
+	fields := map[string]bool{}
+	for _, f := range files {
+		ast.Inspect(f.ast, func(n ast.Node) bool {
+			spec, ok := n.(*ast.TypeSpec)
+			if !ok {
+				return true
+			}
+			st, ok := spec.Type.(*ast.StructType)
+			if !ok {
+				return true
+			}
+			settings := slices.Contains([]string{"Options", "Settings", "Config"}, spec.Name.Name)
+			for _, field := range st.Fields.List {
+				tagged := field.Tag != nil && strings.Contains(field.Tag.Value, `toml:"`)
+				for _, name := range field.Names {
+					if name.IsExported() && (settings || tagged) && mixedCase(name.Name) {
+						fields[name.Name] = true
+					}
+				}
+			}
+			return true
+		})
+	}
+	if !fields["SkipCRL"] || !fields["TLSCert"] {
+		t.Fatalf("the settings' fields found lack SkipCRL or TLSCert: %v", slices.Sorted(maps.Keys(fields)))
+	}
+	word := regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+	for _, f := range files {
+		for _, lit := range messages(f.ast) {
+			s, _ := strconv.Unquote(lit.Value)
+			for _, w := range word.FindAllString(s, -1) {
+				if fields[w] {
+					pos := f.fset.Position(lit.Pos())
+					t.Errorf("%s:%d: %s names the Go field %s: name the flag or configuration key", filepath.Join(f.dir, filepath.Base(pos.Filename)), pos.Line, lit.Value, w)
+				}
+			}
+		}
+	}
+}
+
+// mixedCase reports whether name has two capitals or more and a lower-case letter.
+func mixedCase(name string) bool {
+	upper := 0
+	for _, r := range name {
+		if unicode.IsUpper(r) {
+			upper++
+		}
+	}
+	return upper >= 2 && strings.ToUpper(name) != name
 }
