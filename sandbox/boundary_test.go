@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -397,11 +398,16 @@ for p in sys.argv[1:]:
 // TestSandboxMemory checks that the sandbox process, which holds the keys and serves the
 // plaintext, keeps its memory locked in RAM and cannot be dumped or read by the workload.
 func TestSandboxMemory(t *testing.T) {
+	// The host's /proc, mounted, names processes by their host PIDs: the workload's parent is its
+	// init, whose parent is the sandbox process.
 	w := newWorld(t, map[string]string{"parent.py": `import os
-status = dict(l.split(":", 1) for l in open("/proc/%d/status" % os.getppid()).read().splitlines())
-print("VmLck", status["VmLck"].split()[0])
+def status(pid):
+    return dict(l.split(":", 1) for l in open("/proc/%s/status" % pid).read().splitlines())
+init = status(os.readlink("/proc/self"))["PPid"].strip()
+sandbox = status(init)["PPid"].strip()
+print("VmLck", status(sandbox)["VmLck"].split()[0])
 try:
-    open("/proc/%d/mem" % os.getppid(), "rb").read(1)
+    open("/proc/%s/mem" % sandbox, "rb").read(1)
     print("mem read")
 except OSError as e:
     print("mem", e.strerror)
@@ -486,6 +492,42 @@ call("ioctl TIOCSTI", 16, 0, 0x5412, ctypes.c_char_p(b"x"))
 		want := "pidfd_getfd 1\nkcmp 1\nprocess_madvise 1\nio_uring_setup 1\nioctl TIOCSTI 1\n"
 		if out != want {
 			t.Errorf("%q: the workload saw\n%s\nwant\n%s", user, out, want)
+		}
+	}
+}
+
+// TestPIDNamespace checks that the workload has a PID namespace of its own: it cannot signal
+// the host's processes, not even those of its own user, and a process it puts in a session of
+// its own, out of its process group, does not outlive it.
+func TestPIDNamespace(t *testing.T) {
+	w := newWorld(t, map[string]string{"pids.py": `import os, signal, subprocess
+subprocess.Popen(["/usr/bin/python3", "-c", "import time; time.sleep(100)  # escapee"], start_new_session=True)
+print("pid", os.getpid(), "parent", os.getppid())
+try:
+    os.kill(-1, signal.SIGTERM)  # every process it may signal, but itself and its init
+except OSError as e:
+    print("kill", e.strerror)
+`})
+	for _, user := range users {
+		// A process of the host, root's, as the workload is with loader.uid = 0.
+		bystander := exec.Command("/bin/sleep", "100")
+		if err := bystander.Start(); err != nil {
+			t.Fatal(err)
+		}
+		out := w.run("pids.py", nil, user, "")
+		if !regexp.MustCompile(`^pid \d+ parent 1\n`).MatchString(out) {
+			t.Errorf("%q: the workload saw\n%s\nwant to be the child of its init, process 1", user, out)
+		}
+		if err := bystander.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Errorf("%q: the workload killed a process of the host: %v", user, err)
+		}
+		bystander.Process.Kill()
+		bystander.Wait()
+		for i := 0; processRunning(t, "import time; time.sleep(100)  # escapee") != 0; i++ {
+			if i == 100 {
+				t.Fatalf("%q: a process of the workload outlived it", user)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

@@ -38,14 +38,16 @@
 //     drops every capability (the bounding and ambient sets included, with locked securebits so
 //     that user 0 gains none on exec); sets no_new_privs; marks every descriptor but the
 //     standard ones close-on-exec; installs the system-call filter of seccomp.go; changes to
-//     fs.start_dir and executes libos.entrypoint. A failure before the exec comes back to the
-//     sandbox process on a close-on-exec pipe, which closes without a word when the exec
-//     succeeds, and from Run as an error.
+//     fs.start_dir and starts libos.entrypoint as its child, which inherits all of that. A
+//     failure before the entrypoint runs comes back to the sandbox process on a pipe, which the
+//     init closes without a word once it does, and from Run as an error.
 //
 // Every mount of the view is nosuid and nodev but the device files. The workload reads and
 // writes plain mounts with the host's permissions for its user; encrypted mounts (FUSE's
-// allow_other) and tmpfs mounts (mode 1777) let any user in. The workload still shares the
-// host's PID, network, IPC, UTS and cgroup namespaces.
+// allow_other) and tmpfs mounts (mode 1777) let any user in. The init is process 1 of a PID
+// namespace of its own, with the workload its child: it reaps the workload's orphans and ends
+// with the workload's status, and every process left in the namespace with it. The workload
+// still shares the host's network, IPC, UTS and cgroup namespaces.
 //
 // A single-file encrypted mount whose file does not exist yet, such as the tutorial's
 // result.txt, looks absent, as in Gramine: its path is a symbolic link into the volume that

@@ -229,8 +229,8 @@ func TestRefusals(t *testing.T) {
 func TestSandboxDies(t *testing.T) {
 	slow(t)
 	w := newWorkWorld(t, newCanary())
-	w.write("app/pids.py", `import os, time
-print(os.getppid(), os.getpid(), flush=True)
+	w.write("app/pids.py", `import time
+print("running", flush=True)
 for _ in range(600):
     time.sleep(0.05)
 `)
@@ -242,16 +242,13 @@ for _ in range(600):
 		t.Fatal(err)
 	}
 	defer r.Close()
+	// Once the workload runs, the sandbox process (this process's child) and the workload (its
+	// PID namespace hides their host PIDs from it) are found in the host's /proc.
 	pids := make(chan []int, 1)
 	go func() {
-		buf := make([]byte, 100)
-		n, _ := r.Read(buf)
-		var ids []int
-		for _, f := range strings.Fields(string(buf[:n])) {
-			id, _ := strconv.Atoi(f)
-			ids = append(ids, id)
-		}
-		if len(ids) == 2 {
+		r.Read(make([]byte, 100))
+		ids := []int{childNamed(t, os.Getpid(), "ppml-sandbox"), processRunning(t, "/app/pids.py")}
+		if ids[0] > 0 {
 			syscall.Kill(ids[0], syscall.SIGKILL)
 		}
 		pids <- ids
@@ -265,8 +262,8 @@ for _ in range(600):
 		t.Errorf("Run: %v, %v; want an error saying the sandbox died", res, err)
 	}
 	ids := <-pids
-	if len(ids) != 2 {
-		t.Fatalf("the workload printed %v", ids)
+	if ids[0] <= 0 || ids[1] <= 0 {
+		t.Fatalf("sandbox process %d, workload %d: not found", ids[0], ids[1])
 	}
 	for i := 0; alive(ids[1]); i++ {
 		if i == 100 {
@@ -275,6 +272,44 @@ for _ in range(600):
 		time.Sleep(10 * time.Millisecond)
 	}
 	sameMounts(t, before)
+}
+
+// childNamed returns the PID of the child of parent whose command line starts with name, or 0.
+func childNamed(t *testing.T, parent int, name string) int {
+	for _, pid := range processes(t) {
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(status), fmt.Sprintf("\nPPid:\t%d\n", parent)) && strings.HasPrefix(string(cmdline), name) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// processRunning returns the PID of a process whose command line holds arg, or 0.
+func processRunning(t *testing.T, arg string) int {
+	for _, pid := range processes(t) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmdline), "\x00"+arg) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// processes returns the host's process IDs.
+func processes(t *testing.T) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // TestDamagedInput checks that a damaged protected file fails the workload's read, and that the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"syscall"
 	"unsafe"
 
@@ -26,10 +27,12 @@ type workloadConfig struct {
 }
 
 // startWorkload starts the workload in the view at rootDir: ppml again, as the workload's init,
-// in a mount namespace of its own, which makes the view its root, drops every privilege and
-// executes the entrypoint (see workloadInit). It returns once the entrypoint runs, or with the
-// error that stopped the init before. The workload has a process group of its own, the
-// terminal's foreground one when tty is true, and dies with the thread that starts it.
+// in a mount namespace and a PID namespace of its own, which makes the view its root, drops
+// every privilege and starts the entrypoint as its child (see workloadInit). It returns once
+// the entrypoint runs, or with the error that stopped the init before. The init and the
+// workload have a process group of their own, the terminal's foreground one when tty is true;
+// the init dies with the thread that starts it, and every process of the workload with the
+// init. The init's exit status is the workload's (128+N when signal N killed it).
 func startWorkload(cfg *stageConfig, tty bool) (*exec.Cmd, error) {
 	configR, configW, err := os.Pipe()
 	if err != nil {
@@ -51,7 +54,7 @@ func startWorkload(cfg *stageConfig, tty bool) (*exec.Cmd, error) {
 		Path: "/proc/self/exe", Args: []string{workloadName}, Env: []string{},
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		ExtraFiles:  []*os.File{configR, errW}, // configFD, reportFD
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID, Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	}
 	if tty {
 		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
@@ -66,7 +69,7 @@ func startWorkload(cfg *stageConfig, tty bool) (*exec.Cmd, error) {
 		Path: cfg.Path, Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, UID: int(cfg.UID), GID: int(cfg.GID),
 	})
 	configW.Close()
-	// The init's report pipe closes on exec: an empty report means the entrypoint runs.
+	// The init closes its report pipe once the entrypoint runs: an empty report means it does.
 	msg, _ := io.ReadAll(errR)
 	if len(msg) == 0 && sendErr == nil {
 		return cmd, nil
@@ -79,51 +82,94 @@ func startWorkload(cfg *stageConfig, tty bool) (*exec.Cmd, error) {
 	return nil, errors.New(string(msg))
 }
 
-// workloadInit is the workload's init: it reads its configuration from configFD and, on the
-// thread that package initialisation runs on, which stays locked to it, makes rootDir its root,
-// drops its privileges and executes the entrypoint. It returns only when that failed, after
-// reporting why on reportFD.
+// workloadInit is the workload's init, process 1 of the workload's PID namespace: it reads its
+// configuration from configFD and, on the thread that package initialisation runs on, which
+// stays locked to it, makes rootDir its root, drops its privileges and starts the entrypoint
+// as its child, which inherits all of that. It then reaps the namespace's orphans until the
+// workload ends, and returns the workload's status; its own exit ends every process left in
+// the namespace, also one that left the workload's process group. A failure before the
+// workload runs is reported on reportFD.
 func workloadInit() int {
 	syscall.CloseOnExec(reportFD)
-	err := execWorkload(os.NewFile(configFD, "config"))
-	os.NewFile(reportFD, "report").WriteString(err.Error())
-	return 1
+	report := os.NewFile(reportFD, "report")
+	// The sandbox process signals the process group, the workload included; the init, whose
+	// handlers an exec would reset, lets those signals pass it by.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	pid, err := startEntrypoint(os.NewFile(configFD, "config"))
+	if err != nil {
+		report.WriteString(err.Error())
+		return 1
+	}
+	report.Close()
+	return reap(pid)
 }
 
-// execWorkload executes the workload as its configuration says, and returns only on failure.
-func execWorkload(config *os.File) error {
+// reap waits for the children of the init, the workload's orphans among them, until pid ends,
+// and returns its exit status, or 128+N when signal N killed it.
+func reap(pid int) int {
+	for {
+		var ws syscall.WaitStatus
+		child, err := syscall.Wait4(-1, &ws, 0, nil)
+		switch {
+		case err == syscall.EINTR:
+		case err != nil:
+			return 1 // no child left: cannot happen while pid lives
+		case child == pid && ws.Signaled():
+			return 128 + int(ws.Signal())
+		case child == pid:
+			return ws.ExitStatus()
+		}
+	}
+}
+
+// startEntrypoint starts the workload as its configuration says, and returns its process ID.
+func startEntrypoint(config *os.File) (int, error) {
 	var cfg workloadConfig
 	err := json.NewDecoder(config).Decode(&cfg)
 	config.Close()
 	if err != nil {
-		return fmt.Errorf("start the workload: read its configuration: %w", err)
+		return 0, fmt.Errorf("start the workload: read its configuration: %w", err)
 	}
-	parent := os.Getppid()
 	if err := enterRoot(rootDir); err != nil {
-		return fmt.Errorf("start the workload: make its view the root: %w", err)
+		return 0, fmt.Errorf("start the workload: make its view the root: %w", err)
 	}
 	if err := dropPrivileges(cfg.UID, cfg.GID); err != nil {
-		return fmt.Errorf("start the workload as user %d, group %d: %w", cfg.UID, cfg.GID, err)
+		return 0, fmt.Errorf("start the workload as user %d, group %d: %w", cfg.UID, cfg.GID, err)
 	}
 	// Changing the user cleared the parent-death signal: set it again, and see that the
-	// sandbox process did not die meanwhile.
+	// sandbox process did not die meanwhile. Its parent being outside its PID namespace, the
+	// init cannot tell by getppid; the report pipe tells, having no reader left.
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return fmt.Errorf("start the workload: set its parent-death signal: %w", err)
+		return 0, fmt.Errorf("start the workload: set its parent-death signal: %w", err)
 	}
-	if os.Getppid() != parent {
+	if readerGone(reportFD) {
 		os.Exit(1)
 	}
 	if err := unix.Chdir(cfg.Dir); err != nil {
-		return fmt.Errorf("start the workload (fs.start_dir): chdir %s: %w", cfg.Dir, err)
+		return 0, fmt.Errorf("start the workload (fs.start_dir): chdir %s: %w", cfg.Dir, err)
 	}
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("start the workload: mark its descriptors close-on-exec: %w", err)
+		return 0, fmt.Errorf("start the workload: mark its descriptors close-on-exec: %w", err)
 	}
 	if err := installSeccomp(); err != nil {
-		return fmt.Errorf("start the workload: install its system-call filter: %w", err)
+		return 0, fmt.Errorf("start the workload: install its system-call filter: %w", err)
 	}
-	err = syscall.Exec(cfg.Path, cfg.Args, cfg.Env)
-	return fmt.Errorf("start the workload (libos.entrypoint): exec %s: %w", cfg.Path, err)
+	// From this thread, whose bounding set, securebits, no_new_privs and filter the child
+	// inherits; in the init's process group, and dying with the init.
+	pid, err := syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
+		Env: cfg.Env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("start the workload (libos.entrypoint): exec %s: %w", cfg.Path, err)
+	}
+	return pid, nil
+}
+
+// readerGone reports whether the pipe whose write end is fd has no reader left.
+func readerGone(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
 }
 
 // enterRoot makes the folder root the root of the calling process's mount namespace, and
