@@ -72,6 +72,6 @@
 // A program that imports this package serves as its own sandbox process and as the workload's
 // init: Run starts the running executable again with a name in argv[0] that the package's init
 // function recognises ("ppml-sandbox", "ppml-workload"), and such a process never reaches the
-// program's main. Run therefore needs Linux, root (or CAP_SYS_ADMIN)
-// and /dev/fuse.
+// program's main. Run therefore needs Linux 5.12 or later, root (Run checks it first) and
+// /dev/fuse for encrypted mounts.
 package sandbox

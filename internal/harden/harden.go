@@ -19,7 +19,8 @@ import (
 //     large reservations from being populated up front.
 //
 // Locking needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK; ppml run and ppml serve run as
-// root. None of this is inherited across execve, so a workload starts without it.
+// root. The memory lock and non-dumpability do not survive execve; RLIMIT_CORE 0 does, in the
+// processes the caller starts.
 func Process() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("make the process non-dumpable: %w", err)
