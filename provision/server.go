@@ -427,11 +427,12 @@ func (s *Server) auditFailure(rec store.AuditRecord) {
 	s.log.Warn("TLS handshake failed", "peer", rec.Peer, "reason", rec.Reason)
 }
 
-// refuse records rec, a refusal, and answers the client. The client learns the number of the
-// audit record and nothing of the policy (workloads, constraints, key names), since any peer
-// whose evidence verifies would learn it too; the owner reads the reason in the audit log. With
-// explain_refusals (development) the reason goes to the client as well. It reports whether the
-// record was written.
+// refuse records rec, a refusal, and answers the client. The client learns the reference of
+// the audit record (store.AuditRef) and nothing of the policy (workloads, constraints, key
+// names), since any peer whose evidence verifies would learn it too, nor how many decisions
+// the server made; the owner finds the reason with ppml audit --ref. With explain_refusals
+// (development) the reason goes to the client as well. It reports whether the record was
+// written.
 func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.AuditRecord) bool {
 	id, err := s.store.AppendAudit(context.Background(), *rec)
 	var answer string
@@ -440,9 +441,9 @@ func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.Au
 		s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
 		answer = "the server cannot record its decision"
 	case st.cfg.ExplainRefusals:
-		answer = fmt.Sprintf("%s (audit record %d)", rec.Reason, id)
+		answer = fmt.Sprintf("%s (audit record %s)", rec.Reason, s.store.AuditRef(id))
 	default:
-		answer = fmt.Sprintf("see audit record %d: the data owner reads why with ppml audit", id)
+		answer = fmt.Sprintf("see audit record %s: the data owner reads why with ppml audit --ref %[1]s", s.store.AuditRef(id))
 	}
 	if b := wire.Refusal(req, answer); b != nil {
 		w.Write(b)

@@ -244,7 +244,7 @@ keys = ["default"]
 				t.Errorf("audit: %s: %q", rec.Decision, rec.Reason)
 			}
 			// The client is told where the reason is, and nothing of the policy.
-			ref := fmt.Sprintf("see audit record %d", rec.ID)
+			ref := fmt.Sprintf("see audit record %s: the data owner reads why with ppml audit --ref %[1]s", tb.store.AuditRef(rec.ID))
 			if !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), ref) {
 				t.Fatalf("client: err = %v, want a refusal saying %q", err, ref)
 			}
@@ -270,7 +270,7 @@ func TestExplainRefusals(t *testing.T) {
 	seen := len(tb.audit(t))
 	_, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: e}).Fetch(context.Background(), "default")
 	rec := tb.lastAudit(t, seen)
-	if want := fmt.Sprintf("%s (audit record %d)", rec.Reason, rec.ID); !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), want) {
+	if want := fmt.Sprintf("%s (audit record %s)", rec.Reason, tb.store.AuditRef(rec.ID)); !errors.Is(err, wire.ErrRefused) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("client: err = %v, want %q", err, want)
 	}
 }

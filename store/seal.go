@@ -3,7 +3,10 @@ package store
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 )
 
@@ -12,13 +15,15 @@ import (
 // data binds the key's name and version, so a record moved to another name or version fails
 // to open. Backends store sealed keys and the check value, never key bytes.
 type sealer struct {
-	aead cipher.AEAD
+	aead   cipher.AEAD
+	refKey []byte // HMAC-SHA256 key of the audit references, derived from the master key
 }
 
 // Additional data: a purpose label, then, for keys, the name's length, the name and the version.
 const (
 	keyLabel   = "ppml store key v1\x00"
 	checkLabel = "ppml store master key check v1\x00"
+	refLabel   = "ppml store audit reference v1\x00"
 )
 
 func newSealer(masterKey []byte) (*sealer, error) {
@@ -30,7 +35,17 @@ func newSealer(masterKey []byte) (*sealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	return &sealer{aead: aead}, nil
+	ref := hmac.New(sha256.New, masterKey)
+	ref.Write([]byte(refLabel))
+	return &sealer{aead: aead, refKey: ref.Sum(nil)}, nil
+}
+
+// auditRef returns the reference of audit record id: 12 hex digits of a MAC of the ID under a
+// key derived from the master key.
+func (s *sealer) auditRef(id int64) string {
+	mac := hmac.New(sha256.New, s.refKey)
+	mac.Write(binary.BigEndian.AppendUint64(nil, uint64(id)))
+	return hex.EncodeToString(mac.Sum(nil)[:6])
 }
 
 func keyAD(name string, version int) []byte {

@@ -228,6 +228,8 @@ func (s *sqliteStore) migrate(ctx context.Context) error {
 	return tx.Commit()
 }
 
+func (s *sqliteStore) AuditRef(id int64) string { return s.seal.auditRef(id) }
+
 func (s *sqliteStore) Close() error {
 	if s.stop != nil {
 		s.stop()

@@ -68,6 +68,10 @@ type Store interface {
 	// AuditRecords yields the audit records that f selects, oldest first. An error ends the
 	// sequence.
 	AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2[AuditRecord, error]
+	// AuditRef returns the reference of the audit record with ID id, which a refused client is
+	// given: whoever holds the master key finds the record by it, and it tells nobody else how
+	// many records there are, as the ID would.
+	AuditRef(id int64) string
 
 	// Close releases the store's resources.
 	Close() error

@@ -669,3 +669,33 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAuditRef: a record's reference is the same for every store opened with the same master
+// key, differs from record to record, and is another under another master key. (serve.txtar
+// checks the references of a known master key, computed apart.)
+func TestAuditRef(t *testing.T) {
+	s, path := newStore(t)
+	seen := map[string]bool{}
+	for id := int64(1); id <= 1000; id++ {
+		ref := s.AuditRef(id)
+		if len(ref) != 12 || seen[ref] {
+			t.Fatalf("reference %q of record %d: not 12 hex digits, or seen before", ref, id)
+		}
+		seen[ref] = true
+	}
+	s.Close()
+	again := openAt(t, path, masterKey(1))
+	defer again.Close()
+	if again.AuditRef(7) != s.AuditRef(7) {
+		t.Error("the reference of a record changed when the store was opened again")
+	}
+	other, _ := func() (Store, string) {
+		p := filepath.Join(t.TempDir(), "other.db")
+		o := openAt(t, p, masterKey(2))
+		t.Cleanup(func() { o.Close() })
+		return o, p
+	}()
+	if other.AuditRef(7) == s.AuditRef(7) {
+		t.Error("the same reference under another master key")
+	}
+}

@@ -419,21 +419,31 @@ func newKeyCommand() *cobra.Command {
 }
 
 func newAuditCommand() *cobra.Command {
-	var configPath string
+	var configPath, ref string
 	var asJSON bool
 	var tail int
 	cmd := &cobra.Command{
-		Use:   "audit --config FILE [--json] [--tail N]",
+		Use:   "audit --config FILE [--json] [--tail N] [--ref REF]",
 		Short: "Print the server's audit log, one decision per line",
-		Args:  exactArgs(0),
+		Long: `audit prints the server's audit log, one decision per line, oldest first. A refused client
+is told the reference of its record, not its number: --ref prints that record alone.`,
+		Args: exactArgs(0),
 		RunE: withConfigStore(&configPath, func(cmd *cobra.Command, st store.Store, _ []string) error {
 			out := cmd.OutOrStdout()
+			found := false
 			for r, err := range st.AuditRecords(cmd.Context(), store.AuditFilter{Limit: tail, Tail: tail > 0}) {
 				if err != nil {
 					return err
 				}
+				if ref != "" && st.AuditRef(r.ID) != ref {
+					continue
+				}
+				found = true
 				if asJSON {
-					b, _ := json.Marshal(r)
+					b, _ := json.Marshal(struct {
+						store.AuditRecord
+						Ref string `json:"ref"`
+					}{r, st.AuditRef(r.ID)})
 					fmt.Fprintln(out, string(b))
 					continue
 				}
@@ -454,12 +464,16 @@ func newAuditCommand() *cobra.Command {
 				}
 				fmt.Fprintf(out, "%s %-5s %s %s %s workload=%s %s\n", r.Time.Format(time.RFC3339), r.Decision, r.Peer, tee, short(id), workload, what)
 			}
+			if ref != "" && !found {
+				return fmt.Errorf("no audit record has the reference %s (a refused client gives the one it was told)", ref)
+			}
 			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N records")
+	cmd.Flags().StringVar(&ref, "ref", "", "only the record of this reference, as a refused client was told it")
 	return cmd
 }
 
