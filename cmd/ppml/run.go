@@ -91,7 +91,10 @@ reports the start-up's steps and their times on standard error, the trusted-file
 			signals := make(chan os.Signal, 1)
 			signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 			defer signal.Stop(signals)
-			defer stopBy(cmd.Context(), forwardSignals)() // sandbox.Run passes the signals on
+			// sandbox.Run passes the signals on, until the command ends: not restored, so that
+			// a signal still on its way when the workload ends does not turn its status into
+			// ppml's 128+N.
+			stopBy(cmd.Context(), forwardSignals)
 			// The workload, told of the signals, decides when it stops: the first one, which
 			// cancels the command's context, must not kill it.
 			res, err := sandbox.Run(context.WithoutCancel(cmd.Context()), m, sandbox.Options{
