@@ -181,24 +181,6 @@ func (m *Manifest) ReadTrustedFile(p string) ([]byte, error) {
 	return b, nil
 }
 
-// CheckTrustedFile checks that the host file p is a trusted file and still has the content the
-// manifest hashed; the error names the file. Relative paths, in p and in the manifest, are
-// relative to the current folder.
-func (m *Manifest) CheckTrustedFile(p string) error {
-	want, err := m.trustedHash(p)
-	if err != nil {
-		return err
-	}
-	got, err := hashFile(p)
-	if err != nil {
-		return fmt.Errorf("trusted file %s: %w", p, err)
-	}
-	if got != want {
-		return fmt.Errorf("trusted file %s has changed since the manifest was made: its SHA-256 is %s, the manifest has %s", p, got, want)
-	}
-	return nil
-}
-
 // trustedHash returns the hash that the manifest gives the trusted file p.
 func (m *Manifest) trustedHash(p string) (string, error) {
 	m.indexOnce.Do(func() {

@@ -158,33 +158,3 @@ func TestReadTrustedFile(t *testing.T) {
 		t.Errorf("an unhashed file: %v", err)
 	}
 }
-
-func TestCheckTrustedFile(t *testing.T) {
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"model.pt": "weights", "sub/classes.txt": "cat", "other.txt": "x"})
-	t.Chdir(dir)
-	m, err := mustParse(t, minimal+`sgx.trusted_files = ["file:model.pt", "file:`+dir+`/sub/"]`).HashTrustedFiles("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{"model.pt", "./model.pt", dir + "/model.pt", "sub/classes.txt", dir + "/sub/../sub/classes.txt"} {
-		if err := m.CheckTrustedFile(p); err != nil {
-			t.Errorf("CheckTrustedFile(%s): %v", p, err)
-		}
-	}
-	if err := m.CheckTrustedFile("other.txt"); err == nil || err.Error() != "other.txt is not a trusted file of the manifest" {
-		t.Errorf("an untrusted file: %v", err)
-	}
-	writeFiles(t, dir, map[string]string{"model.pt": "poisoned"})
-	if err := m.CheckTrustedFile("model.pt"); err == nil || !strings.Contains(err.Error(), "trusted file model.pt has changed since the manifest was made: its SHA-256 is "+sum("poisoned")+", the manifest has "+sum("weights")) {
-		t.Errorf("a changed file: %v", err)
-	}
-	os.Remove("model.pt")
-	if err := m.CheckTrustedFile("model.pt"); err == nil || !strings.Contains(err.Error(), "trusted file model.pt: open model.pt: no such file") {
-		t.Errorf("a removed file: %v", err)
-	}
-	unhashed := mustParse(t, minimal+`sgx.trusted_files = ["file:other.txt"]`)
-	if err := unhashed.CheckTrustedFile("other.txt"); err == nil || !strings.Contains(err.Error(), "has no hash") {
-		t.Errorf("an unhashed file: %v", err)
-	}
-}
