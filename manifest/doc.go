@@ -21,6 +21,8 @@
 //	                                       key_name = "default" (encrypted only) }
 //	sgx.trusted_files                    "file:PATH", "file:FOLDER/" or { uri, sha256 }
 //	sgx.allowed_files                    "file:PATH"
+//	sgx.file_check_policy                strict (default): plain mounts hold only trusted and
+//	                                     allowed files; allow_all_but_log: their other files too
 //	sgx.debug, sgx.isvprodid, sgx.isvsvn reported with the measurement
 //	sgx.remote_attestation               none (default) or dcap
 //
@@ -32,7 +34,7 @@
 // Keys that mean something only to an SGX enclave or to Gramine's LibOS are accepted, checked
 // for type and ignored: loader.log_file, loader.insecure__disable_aslr,
 // libos.check_invalid_pointers, every other sgx.* key (enclave_size, max_threads, edmm_enable,
-// use_exinfo, cpu_features, file_check_policy, profile, seal_key, ...) and all of sys.*; so is
+// use_exinfo, cpu_features, profile, seal_key, ...) and all of sys.*; so is
 // loader.entrypoint, Gramine's LibOS, in any form.
 // The Gramine keys whose meaning ppml cannot honour are errors that say what to do instead:
 // loader.argv_src_file, loader.env_src_file, loader.insecure__use_host_env, fs.root,

@@ -44,6 +44,10 @@ type Manifest struct {
 	TrustedFiles []TrustedFile
 	// AllowedFiles is sgx.allowed_files: "file:" URIs the workload may use unchecked.
 	AllowedFiles []string
+	// FileCheckPolicy is sgx.file_check_policy: Strict (the default), under which the
+	// workload's plain mounts hold only its trusted and allowed files, or AllowAllButLog, under
+	// which they also hold their other files, unchecked.
+	FileCheckPolicy string
 	// Debug is sgx.debug: the workload reports itself as debuggable.
 	Debug bool
 	// ISVProdID and ISVSVN are sgx.isvprodid and sgx.isvsvn, reported with MRSIGNER.
@@ -87,6 +91,12 @@ func (e *EnvVar) UnmarshalTOML(v any) error {
 	}
 	return errors.New(`an environment variable is "VALUE", { value = "VALUE" } or { passthrough = true }`)
 }
+
+// File-check policies (sgx.file_check_policy).
+const (
+	Strict         = "strict"
+	AllowAllButLog = "allow_all_but_log"
+)
 
 // Mount types.
 const (
@@ -224,6 +234,7 @@ func Parse(b []byte) (*Manifest, error) {
 		Mounts:            d.FS.Mounts,
 		TrustedFiles:      d.SGX.TrustedFiles,
 		AllowedFiles:      d.SGX.AllowedFiles,
+		FileCheckPolicy:   cmp.Or(d.SGX.FileCheckPolicy, Strict),
 		Debug:             d.SGX.Debug,
 		ISVProdID:         d.SGX.ISVProdID,
 		ISVSVN:            d.SGX.ISVSVN,
@@ -268,6 +279,8 @@ func (m *Manifest) check() error {
 		return errors.New(`sgx.remote_attestation "epid": EPID attestation is retired; use "dcap"`)
 	case m.RemoteAttestation != "none" && m.RemoteAttestation != "dcap":
 		return fmt.Errorf("sgx.remote_attestation %q is not none or dcap", m.RemoteAttestation)
+	case m.FileCheckPolicy != Strict && m.FileCheckPolicy != AllowAllButLog:
+		return fmt.Errorf("sgx.file_check_policy %q is not %s or %s", m.FileCheckPolicy, Strict, AllowAllButLog)
 	}
 	for i := range m.Mounts {
 		if err := m.Mounts[i].check(); err != nil {

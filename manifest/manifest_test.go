@@ -95,7 +95,7 @@ func TestParseTutorial(t *testing.T) {
 
 func TestParseDefaults(t *testing.T) {
 	m := mustParse(t, minimal)
-	if m.LogLevel != "error" || m.StartDir != "/" || m.RemoteAttestation != "none" || m.Env == nil || m.Argv != nil || m.UID != 65534 || m.GID != 65534 {
+	if m.LogLevel != "error" || m.StartDir != "/" || m.RemoteAttestation != "none" || m.Env == nil || m.Argv != nil || m.UID != 65534 || m.GID != 65534 || m.FileCheckPolicy != Strict {
 		t.Errorf("defaults: %+v", m)
 	}
 	if want := []string{"localhost:4433"}; !reflect.DeepEqual(m.Provisioning.Servers, want) || m.Provisioning.CAChainPath != "" || m.Provisioning.SetKey != "" {
@@ -107,9 +107,10 @@ fs.start_dir = "/work"
 sgx.debug = true
 loader.uid = 0
 loader.gid = 1000
+sgx.file_check_policy = "allow_all_but_log"
 `)
-	if !reflect.DeepEqual(m.Argv, []string{"app", "--x"}) || m.StartDir != "/work" || !m.Debug || m.UID != 0 || m.GID != 1000 {
-		t.Errorf("argv %q, start dir %q, debug %v, uid %d, gid %d", m.Argv, m.StartDir, m.Debug, m.UID, m.GID)
+	if !reflect.DeepEqual(m.Argv, []string{"app", "--x"}) || m.StartDir != "/work" || !m.Debug || m.UID != 0 || m.GID != 1000 || m.FileCheckPolicy != AllowAllButLog {
+		t.Errorf("argv %q, start dir %q, debug %v, uid %d, gid %d, file-check policy %q", m.Argv, m.StartDir, m.Debug, m.UID, m.GID, m.FileCheckPolicy)
 	}
 }
 
@@ -147,6 +148,7 @@ func TestParseErrors(t *testing.T) {
 		{"start dir", minimal + `fs.start_dir = "work"`, `fs.start_dir "work" is not an absolute path`},
 		{"epid", minimal + `sgx.remote_attestation = "epid"`, "EPID attestation is retired"},
 		{"attestation", minimal + `sgx.remote_attestation = "tdx"`, `sgx.remote_attestation "tdx" is not none or dcap`},
+		{"file-check policy", minimal + `sgx.file_check_policy = "allow_all"`, `sgx.file_check_policy "allow_all" is not strict or allow_all_but_log`},
 		{"env passthrough false", minimal + "loader.env.A = { passthrough = false }", `(last key "loader.env.A"): an environment variable is "VALUE", { value = "VALUE" } or { passthrough = true }`},
 		{"env value type", minimal + "loader.env.A = { value = 1 }", "an environment variable is"},
 		{"env both", minimal + "loader.env.A = { value = \"1\", passthrough = true }", "an environment variable is"},

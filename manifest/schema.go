@@ -43,6 +43,7 @@ type document struct {
 		ISVProdID         uint16        `toml:"isvprodid"`
 		ISVSVN            uint16        `toml:"isvsvn"`
 		RemoteAttestation string        `toml:"remote_attestation"`
+		FileCheckPolicy   string        `toml:"file_check_policy"`
 		// ignored
 		CPUFeatures struct {
 			AVX    string `toml:"avx"`
@@ -54,7 +55,6 @@ type document struct {
 		EDMMEnable                  bool   `toml:"edmm_enable"`
 		EnableStats                 bool   `toml:"enable_stats"`
 		EnclaveSize                 string `toml:"enclave_size"`
-		FileCheckPolicy             string `toml:"file_check_policy"`
 		AllowMemfaultsWithoutExinfo bool   `toml:"insecure__allow_memfaults_without_exinfo"`
 		RPCThreadNum                int64  `toml:"insecure__rpc_thread_num"`
 		MaxThreads                  int64  `toml:"max_threads"`

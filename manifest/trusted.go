@@ -161,10 +161,28 @@ func (m *Manifest) CheckHashed() error {
 	return nil
 }
 
-// CheckTrustedFile checks that the host file p is a trusted file and still has the content the
-// manifest hashed; the error names the file. Relative paths, in p and in the manifest, are
-// relative to the current folder.
-func (m *Manifest) CheckTrustedFile(p string) error {
+// ReadTrustedFile returns the content of the host file p, which must be a trusted file, as it
+// read it: the bytes it returns are the ones it hashed and found to be the manifest's, however
+// the file changes meanwhile. The error names the file. Relative paths, in p and in the
+// manifest, are relative to the current folder.
+func (m *Manifest) ReadTrustedFile(p string) ([]byte, error) {
+	want, err := m.trustedHash(p)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("trusted file %s: %w", p, err)
+	}
+	h := sha256.Sum256(b)
+	if got := hex.EncodeToString(h[:]); got != want {
+		return nil, fmt.Errorf("trusted file %s has changed since the manifest was made: its SHA-256 is %s, the manifest has %s", p, got, want)
+	}
+	return b, nil
+}
+
+// trustedHash returns the hash that the manifest gives the trusted file p.
+func (m *Manifest) trustedHash(p string) (string, error) {
 	m.indexOnce.Do(func() {
 		m.index = make(map[string]string, len(m.TrustedFiles))
 		for _, tf := range m.TrustedFiles {
@@ -177,25 +195,18 @@ func (m *Manifest) CheckTrustedFile(p string) error {
 		}
 	})
 	if m.indexErr != nil {
-		return m.indexErr
+		return "", m.indexErr
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		return err
+		return "", err
 	}
 	want, ok := m.index[abs]
 	switch {
 	case !ok:
-		return fmt.Errorf("%s is not a trusted file of the manifest", p)
+		return "", fmt.Errorf("%s is not a trusted file of the manifest", p)
 	case want == "":
-		return fmt.Errorf("trusted file %s has no hash (ppml manifest render hashes the trusted files)", p)
+		return "", fmt.Errorf("trusted file %s has no hash (ppml manifest render hashes the trusted files)", p)
 	}
-	got, err := hashFile(p)
-	if err != nil {
-		return fmt.Errorf("trusted file %s: %w", p, err)
-	}
-	if got != want {
-		return fmt.Errorf("trusted file %s has changed since the manifest was made: its SHA-256 is %s, the manifest has %s", p, got, want)
-	}
-	return nil
+	return want, nil
 }

@@ -127,7 +127,9 @@ func TestHashTrustedFilesSkipsUnreadable(t *testing.T) {
 	}
 }
 
-func TestCheckTrustedFile(t *testing.T) {
+// TestReadTrustedFile: a trusted file reads as the manifest hashed it, by any path that names
+// it; a file that is not trusted, has changed, is gone or has no hash is an error naming it.
+func TestReadTrustedFile(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"model.pt": "weights", "sub/classes.txt": "cat", "other.txt": "x"})
 	t.Chdir(dir)
@@ -135,24 +137,24 @@ func TestCheckTrustedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"model.pt", "./model.pt", dir + "/model.pt", "sub/classes.txt", dir + "/sub/../sub/classes.txt"} {
-		if err := m.CheckTrustedFile(p); err != nil {
-			t.Errorf("CheckTrustedFile(%s): %v", p, err)
+	for p, want := range map[string]string{"model.pt": "weights", "./model.pt": "weights", dir + "/model.pt": "weights", "sub/classes.txt": "cat", dir + "/sub/../sub/classes.txt": "cat"} {
+		if b, err := m.ReadTrustedFile(p); err != nil || string(b) != want {
+			t.Errorf("ReadTrustedFile(%s): %q, %v; want %q", p, b, err, want)
 		}
 	}
-	if err := m.CheckTrustedFile("other.txt"); err == nil || err.Error() != "other.txt is not a trusted file of the manifest" {
+	if _, err := m.ReadTrustedFile("other.txt"); err == nil || err.Error() != "other.txt is not a trusted file of the manifest" {
 		t.Errorf("an untrusted file: %v", err)
 	}
 	writeFiles(t, dir, map[string]string{"model.pt": "poisoned"})
-	if err := m.CheckTrustedFile("model.pt"); err == nil || !strings.Contains(err.Error(), "trusted file model.pt has changed since the manifest was made: its SHA-256 is "+sum("poisoned")+", the manifest has "+sum("weights")) {
-		t.Errorf("a changed file: %v", err)
+	if b, err := m.ReadTrustedFile("model.pt"); err == nil || b != nil || !strings.Contains(err.Error(), "trusted file model.pt has changed since the manifest was made: its SHA-256 is "+sum("poisoned")+", the manifest has "+sum("weights")) {
+		t.Errorf("a changed file: %q, %v", b, err)
 	}
 	os.Remove("model.pt")
-	if err := m.CheckTrustedFile("model.pt"); err == nil || !strings.Contains(err.Error(), "trusted file model.pt: open model.pt: no such file") {
+	if _, err := m.ReadTrustedFile("model.pt"); err == nil || !strings.Contains(err.Error(), "trusted file model.pt: open model.pt: no such file") {
 		t.Errorf("a removed file: %v", err)
 	}
 	unhashed := mustParse(t, minimal+`sgx.trusted_files = ["file:other.txt"]`)
-	if err := unhashed.CheckTrustedFile("other.txt"); err == nil || !strings.Contains(err.Error(), "has no hash") {
+	if _, err := unhashed.ReadTrustedFile("other.txt"); err == nil || !strings.Contains(err.Error(), "has no hash") {
 		t.Errorf("an unhashed file: %v", err)
 	}
 }

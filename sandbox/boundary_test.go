@@ -459,7 +459,7 @@ fs.mounts = [{ path = "/data", uri = "file:data", type = "encrypted" }]
 		want string
 	}{
 		{"nobody", &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}, "ppml run needs root: it builds the workload's view in a mount namespace of its own (run it with sudo)"},
-		{"nofuse", &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Unshareflags: syscall.CLONE_NEWNS}, "ppml run needs /dev/fuse for the encrypted mounts (load the fuse module"},
+		{"nofuse", &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Unshareflags: syscall.CLONE_NEWNS}, "ppml run needs /dev/fuse to serve the encrypted mounts and the plain ones (load the fuse module"},
 	} {
 		cmd := exec.Command(bin, "-test.run=^TestHostRequirements$")
 		cmd.Dir = filepath.Dir(bin)

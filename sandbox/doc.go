@@ -1,18 +1,18 @@
-// Package sandbox launches a workload from its manifest, as Gramine's loader does: it checks the
-// trusted files, provisions the keys of the encrypted mounts, builds the workload's view of the
-// filesystem from fs.mounts in a private mount namespace, and runs libos.entrypoint there with
-// the manifest's arguments and environment.
+// Package sandbox launches a workload from its manifest, as Gramine's loader does: it provisions
+// the keys of the encrypted mounts, builds the workload's view of the filesystem from fs.mounts
+// in a private mount namespace, where each trusted file is checked when first opened, and runs
+// libos.entrypoint there with the manifest's arguments and environment.
 //
 // # Start-up
 //
 // Run goes through these steps, each of which stops the start with an error naming what failed:
 //
-//  1. Every trusted file is hashed, on every core, and compared with the manifest
-//     (CheckTrustedFiles). The time this takes is reported apart from the rest of the start-up
-//     (Timing), since it grows with the size of the installation.
+//  1. Every trusted file is found on the host, its symbolic links resolved; a missing one stops
+//     the start. Its content is checked when the workload first opens it (step 4).
 //  2. When the manifest has encrypted mounts, their keys (KeyNames) are fetched from the servers of
 //     loader.env.SECRET_PROVISION_SERVERS over RA-TLS, trusting the CA certificate at
-//     SECRET_PROVISION_CA_CHAIN_PATH, which must be a trusted file inside one of the mounts. The
+//     SECRET_PROVISION_CA_CHAIN_PATH, which must be a trusted file inside one of the mounts, read
+//     once and checked as it is read (manifest.Manifest.ReadTrustedFile). The
 //     workload attests with Options.Attester, which the caller chooses (for the simulated
 //     platform, package attest/sim and its WorkloadEnclave). Without encrypted mounts nothing is attested, as with gramine-direct.
 //     An existing file of a single-file encrypted mount must then open with its key, so that a
@@ -23,11 +23,16 @@
 //     encrypted filesystems hold it, and they wipe theirs when unmounted.
 //  4. The sandbox process makes every mount private, mounts a tmpfs on /tmp (of its own
 //     namespace) with a recursive copy of the host's tree at /tmp/host and the workload's root,
-//     an empty read-only tmpfs, at /tmp/root. In it, in the manifest's order, it bind-mounts each
-//     chroot mount's host path at its declared path (read-only, with each sgx.allowed_files entry
-//     inside it bound writable over itself), serves each encrypted mount with package encfs (files bound to the
-//     mount's URI path as Gramine binds them, relative to the folder ppml runs in) and mounts an
-//     empty tmpfs for each tmpfs mount. Like Gramine's LibOS it also provides /dev/null,
+//     an empty read-only tmpfs, at /tmp/root. It serves the read-only chroot mounts with package
+//     trustfs, one filesystem at /tmp/trustfs that holds each mount's trusted files as
+//     sgx.file_check_policy says (see stageConfig.check), each checked when first opened and
+//     served as it was checked. In the root, in the manifest's order, it bind-mounts each chroot
+//     mount at its declared path: what trustfs serves of it, read-only, with each
+//     sgx.allowed_files entry inside it bound writable over itself, or the host path as it is for
+//     a mount the workload may write, or one without trusted files under allow_all_but_log;
+//     serves each encrypted mount with package encfs (files bound to the mount's URI path as
+//     Gramine binds them, relative to the folder ppml runs in) and mounts an empty tmpfs for
+//     each tmpfs mount. Like Gramine's LibOS it also provides /dev/null,
 //     /dev/zero, /dev/full, /dev/random and /dev/urandom, which a mount at /dev hides. Nothing
 //     else of the host is in the view: no /proc, /sys or /etc unless the manifest mounts them.
 //  5. The sandbox process starts ppml once more, as the workload's init, in a mount namespace
@@ -43,11 +48,12 @@
 //     init closes without a word once it does, and from Run as an error.
 //
 // Every mount of the view is nosuid and nodev but the device files. The workload reads and
-// writes plain mounts with the host's permissions for its user; encrypted mounts (FUSE's
-// allow_other) and tmpfs mounts (mode 1777) let any user in. The init is process 1 of a PID
-// namespace of its own, with the workload its child: it reaps the workload's orphans and ends
-// with the workload's status, and every process left in the namespace with it. The workload
-// still shares the host's network, IPC, UTS and cgroup namespaces.
+// writes plain mounts with the host's permissions for its user (trustfs has the kernel check
+// them); encrypted mounts (FUSE's allow_other) and tmpfs mounts (mode 1777) let any user in.
+// The init is process 1 of a PID namespace of its own, with the workload its child: it reaps
+// the workload's orphans and ends with the workload's status, and every process left in the
+// namespace with it. The workload still shares the host's network, IPC, UTS and cgroup
+// namespaces.
 //
 // A single-file encrypted mount whose file does not exist yet, such as the tutorial's
 // result.txt, looks absent, as in Gramine: its path is a symbolic link into the volume that
@@ -59,8 +65,9 @@
 // The workload's standard input, output and error are Run's. The signals of Options.Signals are
 // forwarded to the workload's process group. When the workload ends, the sandbox process kills
 // what is left of its process group, unmounts the encrypted filesystems (which commits what was
-// written and wipes their keys) and reports the exit status: the workload's, or 128+N when signal
-// N killed it.
+// written and wipes their keys) and the trusted files' one, and reports the exit status (the
+// workload's, or 128+N when signal N killed it) with what checking the trusted files it opened
+// took (Result.Checked).
 //
 // Every way out leaves nothing behind on the host: the mounts exist only in the sandbox's mount
 // namespace, which goes away with its last process. The sandbox process dies with ppml, and the

@@ -130,7 +130,7 @@ func TestEndToEnd(t *testing.T) {
 	if found := findOnDisk(t, canary, start, []string{w.dir, w.server}, []string{os.TempDir()}); len(found) > 0 {
 		t.Errorf("plaintext on the host's disk: %v", found)
 	}
-	t.Logf("trusted files %v (%d bytes), keys %v, sandbox %v, start-up %v", res.TrustedFiles, res.TrustedBytes, res.Keys, res.Sandbox, res.Startup)
+	t.Logf("keys %v, sandbox %v, start-up %v; trusted files checked %+v", res.Keys, res.Sandbox, res.Startup, res.Checked)
 
 	// A second run opens the first one's output, and replaces it.
 	if res, err = sandbox.Run(context.Background(), m, w.options(m, &out)); err != nil || res.ExitCode != 0 {
@@ -139,9 +139,11 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // TestRefusals checks that the workload does not start, with an error saying why ({dir}, {addr}
-// and {mrenclave} standing for the work folder, the server and the workload's), when a trusted
-// file changed, the key is wrong, the server refuses the workload (also a TD's, attesting through
-// configfs-tsm) or cannot be reached; and that nothing stays mounted.
+// and {mrenclave} standing for the work folder, the server and the workload's), when the CA
+// certificate of the provisioning servers changed, the key is wrong, the server refuses the
+// workload (also a TD's, attesting through configfs-tsm) or cannot be reached; and that nothing
+// stays mounted. (Another trusted file that changed is refused when the workload opens it:
+// TestChangedScript.)
 func TestRefusals(t *testing.T) {
 	slow(t)
 	for _, tc := range []struct {
@@ -154,9 +156,12 @@ func TestRefusals(t *testing.T) {
 		audit    string // what the server's audit record says, when it refuses
 	}{
 		{
-			name:   "changed trusted file",
-			change: func(w *world) { w.write("app/work.py", workScript+"# changed\n") },
-			want:   "trusted file app/work.py has changed since the manifest was made",
+			name: "changed CA certificate",
+			change: func(w *world) {
+				ca, _ := os.ReadFile("app/ca.crt")
+				w.write("app/ca.crt", string(ca)+"\n")
+			},
+			want: "SECRET_PROVISION_CA_CHAIN_PATH: trusted file app/ca.crt has changed since the manifest was made",
 		},
 		{
 			name: "wrong key",
@@ -258,7 +263,7 @@ for _ in range(600):
 	opts.Stdout = wr
 	res, err := sandbox.Run(context.Background(), m, opts)
 	wr.Close()
-	if err == nil || !strings.Contains(err.Error(), "the sandbox process, which serves the encrypted mounts, died (signal: killed); the workload died with it") {
+	if err == nil || !strings.Contains(err.Error(), "the sandbox process, which serves the workload's mounts, died (signal: killed); the workload died with it") {
 		t.Errorf("Run: %v, %v; want an error saying the sandbox died", res, err)
 	}
 	ids := <-pids

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -38,7 +37,8 @@ func fetchKeys(ctx context.Context, m *manifest.Manifest, a attest.Attester, nam
 	if err != nil {
 		return nil, err
 	}
-	pem, err := os.ReadFile(ca)
+	// The bytes checked are the bytes used: the host may change the file meanwhile.
+	pem, err := m.ReadTrustedFile(ca)
 	if err != nil {
 		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %w", err)
 	}

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,10 +12,12 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
+	"github.com/ppml/ppml/trustfs"
 )
 
 // stageConfig is what the sandbox process needs to build the workload's view and start it. It
@@ -29,6 +33,9 @@ type stageConfig struct {
 	UID, GID uint32
 	// KeyNames are the names of the keys that follow the configuration on its pipe.
 	KeyNames []string
+	// Trusted are the entries of the trusted files' filesystem (package trustfs), which serves
+	// the chroot mounts whose Checked is set.
+	Trusted []trustfs.Entry
 }
 
 // volume is one encfs filesystem: a host folder of protected files.
@@ -47,6 +54,9 @@ type stageMount struct {
 	Source   string
 	Volume   int  // encrypted: the index of its volume
 	ReadOnly bool // chroot: it lies in no sgx.allowed_files entry
+	// Checked is, for a chroot mount that the trusted files' filesystem serves, its name at that
+	// filesystem's root; "" binds Source as it is.
+	Checked string
 }
 
 // plan resolves m for the sandbox process. args are the command line's arguments.
@@ -66,6 +76,10 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 	if err != nil {
 		return nil, err
 	}
+	if err := m.CheckHashed(); err != nil {
+		return nil, err
+	}
+	files := trustedFiles(m, wd)
 	allowed := make([]string, len(m.AllowedFiles))
 	for i, uri := range m.AllowedFiles {
 		allowed[i] = inFolder(wd, strings.TrimPrefix(uri, "file:"))
@@ -83,7 +97,9 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 			if sm.ReadOnly {
 				var writable []stageMount
 				if writable, err = allowedIn(sm, allowed); err == nil {
-					cfg.Mounts = append(cfg.Mounts, sm)
+					if cfg.check(&sm, inFolder(wd, mt.HostPath()), files, writable, m.FileCheckPolicy, log) {
+						cfg.Mounts = append(cfg.Mounts, sm)
+					}
 					cfg.Mounts = append(cfg.Mounts, writable...)
 					continue
 				}
@@ -102,7 +118,153 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 	if err := checkOverlap(cfg); err != nil {
 		return nil, err
 	}
+	for _, f := range files {
+		if f.err != nil {
+			return nil, f.err
+		}
+	}
+	if err := cfg.mountPoints(); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// trustedFile is a trusted file of the manifest.
+type trustedFile struct {
+	path string // its absolute host path, as the manifest names it
+	host string // its absolute host path without symbolic links
+	err  error  // why it has none: it does not exist, say
+	sum  [sha256.Size]byte
+}
+
+// trustedFiles resolves the trusted files of m, which are hashed, on the host, relative paths
+// being relative to the folder wd. Each must exist, but its content is checked only when the
+// workload opens it.
+func trustedFiles(m *manifest.Manifest, wd string) []trustedFile {
+	files := make([]trustedFile, len(m.TrustedFiles))
+	folders := resolver{}
+	for i, tf := range m.TrustedFiles {
+		f := &files[i]
+		f.path = inFolder(wd, tf.Path())
+		if f.host, f.err = folders.resolve(f.path); f.err != nil {
+			f.err = fmt.Errorf("trusted file %s: %w", tf.Path(), f.err)
+		}
+		hex.Decode(f.sum[:], []byte(tf.SHA256)) // 64 hex digits, as Parse checked
+	}
+	return files
+}
+
+// resolver resolves clean absolute host paths as filepath.EvalSymlinks does, remembering the
+// folders it resolved: the trusted files of an installation share a few.
+type resolver map[string]string
+
+// resolve returns p without symbolic links.
+func (r resolver) resolve(p string) (string, error) {
+	if p == "/" {
+		return p, nil
+	}
+	dir, ok := r[filepath.Dir(p)]
+	if !ok {
+		var err error
+		if dir, err = r.resolve(filepath.Dir(p)); err != nil {
+			return "", err
+		}
+		r[filepath.Dir(p)] = dir
+	}
+	q := filepath.Join(dir, filepath.Base(p))
+	info, err := os.Lstat(q)
+	switch {
+	case err != nil:
+		return "", err
+	case info.Mode()&fs.ModeSymlink != 0:
+		return filepath.EvalSymlinks(q)
+	}
+	return q, nil
+}
+
+// check makes the trusted files' filesystem serve sm, a read-only chroot mount whose URI names
+// the absolute host path uri, adding its entries to c.Trusted: the trusted files in it (by
+// their paths as the manifest names them, as Gramine finds them) and, as mount points, the
+// sgx.allowed_files entries in it, which writable binds cover. Under allow_all_but_log, the
+// mount's other files are served too, unchecked, and a mount that holds no trusted file is
+// bound as it is instead. It reports false for a mount that serves nothing, which the workload
+// does not see: under strict, a single file that is not trusted.
+func (c *stageConfig) check(sm *stageMount, uri string, files []trustedFile, writable []stageMount, policy string, log *slog.Logger) bool {
+	name := strconv.Itoa(len(c.Mounts))
+	var entries []trustfs.Entry
+	for _, f := range files {
+		if rel, ok := within(uri, f.path); ok && f.err == nil {
+			entries = append(entries, trustfs.Entry{Path: path.Join(name, rel), Kind: trustfs.Trusted, Host: f.host[1:], SHA256: f.sum})
+		}
+	}
+	info, err := os.Stat(sm.Source)
+	dir := err == nil && info.IsDir()
+	switch {
+	case policy == manifest.AllowAllButLog && len(entries) == 0:
+		log.Info("sgx.file_check_policy allow_all_but_log: a plain mount that holds no trusted file is served unchecked", "mount", sm.Path, "host", sm.Source)
+		return true
+	case policy == manifest.AllowAllButLog && dir:
+		log.Info("sgx.file_check_policy allow_all_but_log: the files of a plain mount that are not trusted are served unchecked", "mount", sm.Path, "host", sm.Source)
+		entries = append([]trustfs.Entry{{Path: name, Kind: trustfs.Unchecked, Host: sm.Source[1:]}}, entries...)
+	case len(entries) == 0 && !dir:
+		log.Warn("a plain mount's file is not trusted: the workload does not see it (sgx.file_check_policy is strict)", "mount", sm.Path, "host", sm.Source)
+		return false
+	case len(entries) == 0:
+		log.Warn("a plain mount holds no trusted file: the workload sees it empty (sgx.file_check_policy is strict; allow_all_but_log would serve its files unchecked)", "mount", sm.Path, "host", sm.Source)
+		entries = append(entries, trustfs.Entry{Path: name, Kind: trustfs.Folder})
+	}
+	for _, w := range writable {
+		rel, _ := within(sm.Path, w.Path)
+		p := path.Join(name, rel)
+		if !slices.ContainsFunc(entries, func(e trustfs.Entry) bool { return e.Path == p }) {
+			entries = append(entries, trustfs.Entry{Path: p, Kind: trustfs.Unchecked, Host: w.Source[1:]})
+		}
+	}
+	sm.Checked = name
+	c.Trusted = append(c.Trusted, entries...)
+	return true
+}
+
+// mountPoints adds to the trusted files' filesystem the mount points that the mounts need in
+// the mounts it serves that hold nothing of the host folder but trusted and allowed files: an
+// empty folder or file where a later mount lies inside one, unless it serves something there
+// already. A mount that serves its host folder unchecked (allow_all_but_log) holds the mount
+// points that the host folder does, as a bind mount would.
+func (c *stageConfig) mountPoints() error {
+	served := map[string]trustfs.Kind{}
+	for _, e := range c.Trusted {
+		served[e.Path] = e.Kind
+	}
+	for i, in := range c.Mounts {
+		if kind, ok := served[in.Checked]; in.Checked == "" || ok && kind == trustfs.Unchecked {
+			continue
+		}
+		for _, sm := range c.Mounts[i+1:] {
+			rel, ok := within(in.Path, sm.Path)
+			p := path.Join(in.Checked, rel)
+			if _, done := served[p]; !ok || rel == "" || done {
+				continue
+			}
+			kind := trustfs.Folder
+			switch sm.Type {
+			case manifest.Chroot:
+				info, err := os.Stat(sm.Source)
+				if err != nil {
+					return err
+				}
+				if !info.IsDir() {
+					kind = trustfs.File
+				}
+			case manifest.Encrypted:
+				if sm.Source != "" {
+					kind = trustfs.File
+				}
+			}
+			c.Trusted = append(c.Trusted, trustfs.Entry{Path: p, Kind: kind})
+			served[p] = kind
+		}
+	}
+	return nil
 }
 
 // allowedIn returns the writable mounts of the sgx.allowed_files entries (absolute host paths)

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"crypto/sha256"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
+	"github.com/ppml/ppml/trustfs"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -81,7 +83,7 @@ sgx.allowed_files = ["file:app/log.txt", "file:out/"]
 		t.Errorf("volumes\n%+v\nwant\n%+v", cfg.Volumes, wantVolumes)
 	}
 	wantMounts := []stageMount{
-		{Type: "chroot", Path: "/app", Source: dir + "/app", ReadOnly: true},
+		{Type: "chroot", Path: "/app", Source: dir + "/app", ReadOnly: true, Checked: "0"},
 		{Type: "chroot", Path: "/app/log.txt", Source: dir + "/app/log.txt"},
 		{Type: "chroot", Path: "/out", Source: dir + "/out"},
 		{Type: "encrypted", Path: "/data", Volume: 0},
@@ -92,6 +94,11 @@ sgx.allowed_files = ["file:app/log.txt", "file:out/"]
 	}
 	if !slices.Equal(cfg.Mounts, wantMounts) {
 		t.Errorf("mounts\n%+v\nwant\n%+v", cfg.Mounts, wantMounts)
+	}
+	// Without a trusted file, /app is empty but for the mount point of the allowed file.
+	wantTrusted := []trustfs.Entry{{Path: "0", Kind: trustfs.Folder}, {Path: "0/log.txt", Kind: trustfs.Unchecked, Host: dir[1:] + "/app/log.txt"}}
+	if !slices.Equal(cfg.Trusted, wantTrusted) {
+		t.Errorf("trusted files' entries\n%+v\nwant\n%+v", cfg.Trusted, wantTrusted)
 	}
 	if !slices.Equal(cfg.Args, []string{"/app/run"}) {
 		t.Errorf("argv %q", cfg.Args)
@@ -133,33 +140,96 @@ sgx.trusted_files = [`+tc.trusted+`]
 	}
 }
 
-func TestCheckTrustedFiles(t *testing.T) {
-	t.Chdir(t.TempDir())
-	os.MkdirAll("app/lib", 0o755)
-	for i := range 20 {
-		os.WriteFile(filepath.Join("app/lib", strings.Repeat("x", i+1)), []byte(strings.Repeat("y", i)), 0o644)
+// TestPlanTrusted: each read-only plain mount is served by the trusted files' filesystem with
+// the trusted files that the manifest names in it, by the paths it names them (a symbolic link
+// among them served as the file it leads to). Under strict, it also holds the mount points of
+// the mounts inside it, and a mount without trusted files is empty, or absent for a file; under
+// allow_all_but_log it is bound as it is, and a mount with trusted files serves its other files,
+// mount points included, unchecked. A trusted file must exist.
+func TestPlanTrusted(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for name, content := range map[string]string{"app/run.py": "run", "app/extra.py": "extra", "lib/ld.so": "ld", "lib/libc.so": "libc",
+		"usrlib/libz.so": "z", "py/os.py": "os", "bin/tool": "tool", "enc/model.pt": "model", "enc/data/x": "x", "app/data/.keep": "", "app/model.pt": ""} {
+		os.MkdirAll(filepath.Dir(name), 0o755)
+		os.WriteFile(name, []byte(content), 0o644)
 	}
-	m, err := parse(t, `libos.entrypoint = "/app/run"
-sgx.trusted_files = ["file:app/"]
-`).HashTrustedFiles("")
+	os.MkdirAll("lib64", 0o755)
+	os.Symlink("../lib/ld.so", "lib64/ld.so")
+	os.MkdirAll("usrlib/python", 0o755)
+	text := `libos.entrypoint = "/app/run"
+fs.mounts = [
+  { path = "/app", uri = "file:app" },
+  { path = "/lib64", uri = "file:lib64" },
+  { path = "/usr/lib", uri = "file:usrlib" },
+  { path = "/usr/lib/python", uri = "file:py" },
+  { path = "/bin/tool", uri = "file:bin/tool" },
+  { path = "/app/data", uri = "file:enc/data", type = "encrypted" },
+  { path = "/app/model.pt", uri = "file:enc/model.pt", type = "encrypted" },
+]
+sgx.trusted_files = ["file:app/run.py", "file:lib64/ld.so", "file:py/", "file:lib/libc.so"]
+`
+	m, err := parse(t, text).HashTrustedFiles("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := CheckTrustedFiles(m); err != nil || n != 190 {
-		t.Errorf("CheckTrustedFiles: %d bytes, %v", n, err)
+	sum := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+	cfg, err := plan(m, nil, discard)
+	if err != nil {
+		t.Fatal(err)
 	}
-	os.WriteFile("app/lib/xxxxx", []byte("changed"), 0o644)
-	if _, err := CheckTrustedFiles(m); err == nil || !strings.Contains(err.Error(), "trusted file app/lib/xxxxx has changed") {
-		t.Errorf("a changed file: %v", err)
+	want := []trustfs.Entry{
+		{Path: "0/run.py", Kind: trustfs.Trusted, Host: dir[1:] + "/app/run.py", SHA256: sum("run")},
+		{Path: "1/ld.so", Kind: trustfs.Trusted, Host: dir[1:] + "/lib/ld.so", SHA256: sum("ld")},
+		{Path: "2", Kind: trustfs.Folder},
+		{Path: "3/os.py", Kind: trustfs.Trusted, Host: dir[1:] + "/py/os.py", SHA256: sum("os")},
+		{Path: "0/data", Kind: trustfs.Folder},
+		{Path: "0/model.pt", Kind: trustfs.File},
+		{Path: "2/python", Kind: trustfs.Folder},
 	}
-	os.Remove("app/lib/xxxxx")
-	if _, err := CheckTrustedFiles(m); err == nil || !strings.Contains(err.Error(), "app/lib/xxxxx") {
-		t.Errorf("a missing file: %v", err)
+	if !slices.Equal(cfg.Trusted, want) {
+		t.Errorf("strict: entries\n%+v\nwant\n%+v", cfg.Trusted, want)
 	}
-	unhashed := parse(t, `libos.entrypoint = "/app/run"
-sgx.trusted_files = ["file:app/"]
-`)
-	if _, err := CheckTrustedFiles(unhashed); err == nil || !strings.Contains(err.Error(), "has no hash") {
+	var checked []string
+	for _, sm := range cfg.Mounts {
+		checked = append(checked, sm.Path+"="+sm.Checked)
+	}
+	// The untrusted /bin/tool is not mounted.
+	if want := []string{"/app=0", "/lib64=1", "/usr/lib=2", "/usr/lib/python=3", "/app/data=", "/app/model.pt="}; !slices.Equal(checked, want) {
+		t.Errorf("strict: mounts %q, want %q", checked, want)
+	}
+
+	m, err = parse(t, text+`sgx.file_check_policy = "allow_all_but_log"`).HashTrustedFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = plan(m, nil, discard); err != nil {
+		t.Fatal(err)
+	}
+	want = []trustfs.Entry{
+		{Path: "0", Kind: trustfs.Unchecked, Host: dir[1:] + "/app"},
+		{Path: "0/run.py", Kind: trustfs.Trusted, Host: dir[1:] + "/app/run.py", SHA256: sum("run")},
+		{Path: "1", Kind: trustfs.Unchecked, Host: dir[1:] + "/lib64"},
+		{Path: "1/ld.so", Kind: trustfs.Trusted, Host: dir[1:] + "/lib/ld.so", SHA256: sum("ld")},
+		{Path: "3", Kind: trustfs.Unchecked, Host: dir[1:] + "/py"},
+		{Path: "3/os.py", Kind: trustfs.Trusted, Host: dir[1:] + "/py/os.py", SHA256: sum("os")},
+	}
+	if !slices.Equal(cfg.Trusted, want) {
+		t.Errorf("allow_all_but_log: entries\n%+v\nwant\n%+v", cfg.Trusted, want)
+	}
+	checked = nil
+	for _, sm := range cfg.Mounts {
+		checked = append(checked, sm.Path+"="+sm.Checked)
+	}
+	if want := []string{"/app=0", "/lib64=1", "/usr/lib=", "/usr/lib/python=3", "/bin/tool=", "/app/data=", "/app/model.pt="}; !slices.Equal(checked, want) {
+		t.Errorf("allow_all_but_log: mounts %q, want %q", checked, want)
+	}
+
+	os.Remove("lib/ld.so")
+	if _, err := plan(m, nil, discard); err == nil || !strings.Contains(err.Error(), "trusted file lib64/ld.so: lstat "+dir+"/lib/ld.so: no such file or directory") {
+		t.Errorf("a missing trusted file: %v", err)
+	}
+	if _, err := plan(parse(t, text), nil, discard); err == nil || !strings.Contains(err.Error(), "has no hash") {
 		t.Errorf("an unhashed manifest: %v", err)
 	}
 }

@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
+	"github.com/ppml/ppml/trustfs"
 )
 
 // Options configure Run.
@@ -43,33 +46,34 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// Result tells how the workload ended and where the time before it started went.
+// Result tells how the workload ended, where the time before it started went, and what
+// checking its trusted files took.
 type Result struct {
 	// ExitCode is the workload's exit status, or 128+N when signal N killed it.
 	ExitCode int
+	// Checked is what checking the trusted files took while the workload ran: each was checked
+	// when the workload first opened it.
+	Checked trustfs.Stats
 	Timing
 }
 
 // Timing is where the time before the workload started went.
 type Timing struct {
-	// TrustedFiles is the time spent checking the TrustedBytes bytes of trusted files. It grows
-	// with the size of the installation, so it is counted apart from Startup.
-	TrustedFiles time.Duration
-	TrustedBytes int64
 	// Keys is the time spent attesting, fetching the keys and checking that they open the
 	// existing files of single-file encrypted mounts; zero without encrypted mounts.
 	Keys time.Duration
 	// Sandbox is the time from starting the sandbox process to the workload's start: the mount
 	// namespace, the mounts and the workload's exec.
 	Sandbox time.Duration
-	// Startup is the time from Run's call to the workload's start, the trusted-file check aside.
+	// Startup is the time from Run's call to the workload's start.
 	Startup time.Duration
 }
 
-// Run checks m's trusted files, provisions the keys of its encrypted mounts, builds the
-// workload's view in a private mount namespace and runs the workload there until it ends (see
-// the package documentation). Relative host paths of m are relative to the current folder, to
-// which the protected files of encrypted mounts are bound as Gramine binds them.
+// Run provisions the keys of m's encrypted mounts, builds the workload's view in a private
+// mount namespace, where each trusted file is checked when first opened, and runs the workload
+// there until it ends (see the package documentation). Relative host paths of m are relative to
+// the current folder, to which the protected files of encrypted mounts are bound as Gramine
+// binds them.
 //
 // An error means the workload did not start, or that the sandbox process died under it; the
 // workload's own failures are its exit status. Cancelling ctx kills the sandbox, and with it the
@@ -88,17 +92,9 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 		return nil, err
 	}
 	res := &Result{}
-	t := time.Now()
-	res.TrustedBytes, err = CheckTrustedFiles(m)
-	res.TrustedFiles = time.Since(t)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("trusted files checked", "files", len(m.TrustedFiles), "bytes", res.TrustedBytes, "time", res.TrustedFiles)
-
 	var keys map[string]pf.Key
 	if names := KeyNames(m); len(names) > 0 {
-		t = time.Now()
+		t := time.Now()
 		keys, err = fetchKeys(ctx, m, opts.Attester, names)
 		if err != nil {
 			return nil, err
@@ -111,27 +107,29 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 		log.Info("keys provisioned", "keys", names, "time", res.Keys)
 	}
 
-	t = time.Now()
-	res.ExitCode, err = runStage(ctx, cfg, keys, opts, func() {
+	t := time.Now()
+	res.ExitCode, res.Checked, err = runStage(ctx, cfg, keys, opts, func() {
 		res.Sandbox = time.Since(t)
-		res.Startup = time.Since(begin) - res.TrustedFiles
-		log.Info("workload started", "sandbox", res.Sandbox, "startup", res.Startup, "trusted_files", res.TrustedFiles)
+		res.Startup = time.Since(begin)
+		log.Info("workload started", "sandbox", res.Sandbox, "startup", res.Startup)
 	})
 	if err != nil {
 		return nil, err
 	}
+	log.Info("trusted files checked", "files", res.Checked.Files, "bytes", res.Checked.Bytes, "time", res.Checked.Time)
 	return res, nil
 }
 
 // canRun checks, before anything is attested or started, that this process can build the
-// workload's view: it needs root, for the mount namespace, and /dev/fuse for encrypted mounts.
+// workload's view: it needs root, for the mount namespace, and /dev/fuse for the mounts it
+// serves: the encrypted ones, and the plain ones, which hold the trusted files.
 func canRun(cfg *stageConfig) error {
 	if os.Geteuid() != 0 {
 		return errors.New("ppml run needs root: it builds the workload's view in a mount namespace of its own (run it with sudo)")
 	}
-	if len(cfg.Volumes) > 0 {
+	if len(cfg.Volumes) > 0 || len(cfg.Trusted) > 0 {
 		if _, err := os.Stat("/dev/fuse"); err != nil {
-			return fmt.Errorf("ppml run needs /dev/fuse for the encrypted mounts (load the fuse module: modprobe fuse; in a container, pass the device: --device /dev/fuse): %w", err)
+			return fmt.Errorf("ppml run needs /dev/fuse to serve the encrypted mounts and the plain ones (load the fuse module: modprobe fuse; in a container, pass the device: --device /dev/fuse): %w", err)
 		}
 	}
 	return nil
@@ -198,9 +196,10 @@ func openProtected(host string, key pf.Key, bound string) error {
 // report is a message of the sandbox process: one when the workload has started, then one
 // when it has ended, or one saying why it could not start it.
 type report struct {
-	PID   int    `json:"pid,omitempty"`   // the workload started with this process ID
-	Exit  *int   `json:"exit,omitempty"`  // the workload ended with this status
-	Error string `json:"error,omitempty"` // the sandbox could not start it
+	PID     int           `json:"pid,omitempty"`   // the workload started with this process ID
+	Exit    *int          `json:"exit,omitempty"`  // the workload ended with this status
+	Checked trustfs.Stats `json:"checked"`         // and its trusted files took this to check
+	Error   string        `json:"error,omitempty"` // the sandbox could not start it
 }
 
 // Descriptors of the sandbox process: its configuration comes in on one pipe, and its reports
@@ -211,17 +210,19 @@ const (
 )
 
 // runStage starts the sandbox process, sends it cfg and the keys, forwards signals to the
-// workload and returns its exit status. started is called when the workload has started.
-func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, opts Options, started func()) (int, error) {
+// workload and returns its exit status and what checking its trusted files took. started is
+// called when the workload has started.
+func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, opts Options, started func()) (int, trustfs.Stats, error) {
+	var none trustfs.Stats
 	configR, configW, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return 0, none, err
 	}
 	defer configW.Close()
 	reportR, reportW, err := os.Pipe()
 	if err != nil {
 		configR.Close()
-		return 0, err
+		return 0, none, err
 	}
 	defer reportR.Close()
 
@@ -240,7 +241,7 @@ func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, opt
 	configR.Close()
 	reportW.Close()
 	if err != nil {
-		return 0, fmt.Errorf("start the sandbox process: %w", err)
+		return 0, none, fmt.Errorf("start the sandbox process: %w", err)
 	}
 	sendErr := sendConfig(configW, cfg, keys)
 	configW.Close()
@@ -286,28 +287,30 @@ func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, opt
 	waitErr := cmd.Wait()
 	switch {
 	case last != nil && last.Error != "":
-		return 0, errors.New(last.Error)
+		return 0, none, errors.New(last.Error)
 	case last != nil && last.Exit != nil:
-		return *last.Exit, nil
+		return *last.Exit, last.Checked, nil
 	case interrupted != nil:
-		return 0, fmt.Errorf("interrupted (%v) before the workload started", interrupted)
+		return 0, none, fmt.Errorf("interrupted (%v) before the workload started", interrupted)
 	case ctx.Err() != nil:
-		return 0, ctx.Err()
+		return 0, none, ctx.Err()
 	case sendErr != nil:
-		return 0, fmt.Errorf("configure the sandbox process: %w (it ended: %v)", sendErr, waitErr)
+		return 0, none, fmt.Errorf("configure the sandbox process: %w (it ended: %v)", sendErr, waitErr)
 	}
-	return 0, fmt.Errorf("the sandbox process, which serves the encrypted mounts, died (%v); the workload died with it", waitErr)
+	return 0, none, fmt.Errorf("the sandbox process, which serves the workload's mounts, died (%v); the workload died with it", waitErr)
 }
 
-// sendConfig writes cfg to the sandbox process: its length, its JSON, then the 16 bytes of each
-// key in the order of cfg.KeyNames. The keys go straight from keys to the pipe, with no copy
-// left behind in an encoder's buffers.
+// sendConfig writes cfg to the sandbox process: its length, its gob encoding (quicker to decode
+// than JSON for the hashes of thousands of trusted files), then the 16 bytes of each key in the
+// order of cfg.KeyNames. The keys go straight from keys to the pipe, with no copy left behind in
+// an encoder's buffers.
 func sendConfig(w io.Writer, cfg *stageConfig, keys map[string]pf.Key) error {
 	cfg.KeyNames = slices.Sorted(maps.Keys(keys))
-	b, err := json.Marshal(cfg)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(cfg); err != nil {
 		return err
 	}
+	b := buf.Bytes()
 	if _, err := w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b)))); err != nil {
 		return err
 	}

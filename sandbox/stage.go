@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +29,7 @@ import (
 	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
+	"github.com/ppml/ppml/trustfs"
 )
 
 // stageName is argv[0] of the sandbox process, by which init recognises it.
@@ -51,17 +54,19 @@ func init() {
 
 // Where the sandbox process builds the workload's view, in its own mount namespace.
 const (
-	scratchDir = "/tmp"       // a tmpfs holding the rest
-	hostDir    = "/tmp/host"  // a copy of the host's mount tree
-	rootDir    = "/tmp/root"  // the workload's root
-	volumesDir = "/tmp/encfs" // the encfs volumes, as /tmp/encfs/INDEX
+	scratchDir = "/tmp"         // a tmpfs holding the rest
+	hostDir    = "/tmp/host"    // a copy of the host's mount tree
+	rootDir    = "/tmp/root"    // the workload's root
+	volumesDir = "/tmp/encfs"   // the encfs volumes, as /tmp/encfs/INDEX
+	trustedDir = "/tmp/trustfs" // the trusted files' filesystem
 )
 
 // devices are the device files that the workload's /dev holds, as Gramine's LibOS provides them.
 var devices = []string{"null", "zero", "full", "random", "urandom"}
 
-// unmountTimeout bounds the wait for the encrypted filesystems to go away once the workload has
-// ended: only a process of the workload that escaped its process group can hold them longer.
+// unmountTimeout bounds the wait for the filesystems that the sandbox serves to go away once the
+// workload has ended: only a process of the workload that escaped its process group can hold
+// them longer.
 const unmountTimeout = 5 * time.Second
 
 // stage is the sandbox process. It reports to Run on reportFD and returns its own exit status.
@@ -87,34 +92,40 @@ func stage() int {
 		out.Encode(report{Error: err.Error()})
 		return 1
 	}
-	code, err := serve(os.NewFile(configFD, "config"), log, func(pid int) { out.Encode(report{PID: pid}) })
+	code, checked, err := serve(os.NewFile(configFD, "config"), log, func(pid int) { out.Encode(report{PID: pid}) })
 	if err != nil {
 		out.Encode(report{Error: err.Error()})
 		return 1
 	}
-	out.Encode(report{Exit: &code})
+	out.Encode(report{Exit: &code, Checked: checked})
 	return 0
 }
 
 // serve reads its configuration from config, builds the workload's view, runs the workload,
-// calling started with its process ID, and returns its exit status.
-func serve(config *os.File, log *slog.Logger, started func(pid int)) (int, error) {
+// calling started with its process ID, and returns its exit status and what checking the
+// trusted files it opened took.
+func serve(config *os.File, log *slog.Logger, started func(pid int)) (int, trustfs.Stats, error) {
 	cfg, keys, err := readConfig(config)
 	config.Close()
 	defer clear(keys)
 	if err != nil {
-		return 0, fmt.Errorf("sandbox configuration: %w", err)
+		return 0, trustfs.Stats{}, fmt.Errorf("sandbox configuration: %w", err)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return 0, fmt.Errorf("make the sandbox's mounts private: %w", err)
+		return 0, trustfs.Stats{}, fmt.Errorf("make the sandbox's mounts private: %w", err)
 	}
 	v := &view{log: log, root: -1}
 	defer v.teardown()
 	if err := v.build(cfg, keys); err != nil {
-		return 0, err
+		return 0, trustfs.Stats{}, err
 	}
 	clear(keys)
-	return runWorkload(cfg, started)
+	code, err := runWorkload(cfg, started)
+	var checked trustfs.Stats
+	if v.trusted != nil {
+		checked = v.trusted.Stats()
+	}
+	return code, checked, err
 }
 
 // readConfig reads what sendConfig wrote.
@@ -128,7 +139,7 @@ func readConfig(r io.Reader) (*stageConfig, []pf.Key, error) {
 		return nil, nil, err
 	}
 	var cfg stageConfig
-	if err := json.Unmarshal(b, &cfg); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&cfg); err != nil {
 		return nil, nil, err
 	}
 	keys := make([]pf.Key, len(cfg.KeyNames))
@@ -146,6 +157,7 @@ type view struct {
 	root    int             // an O_PATH descriptor of the root's tmpfs, or -1
 	mounted []stageMount    // the mounts made in the root so far, devices included
 	volumes []*encfs.Server // the encfs volumes
+	trusted *trustfs.Server // the trusted files' filesystem, or nil
 	exposed map[int]bool    // the volumes bound at exposedDir in the root, for absent files
 }
 
@@ -166,7 +178,7 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 	if err := mountTmpfs(scratchDir, "mode=0700"); err != nil {
 		return err
 	}
-	for _, dir := range []string{hostDir, rootDir, volumesDir} {
+	for _, dir := range []string{hostDir, rootDir, volumesDir, trustedDir} {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
@@ -181,6 +193,13 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		return err
 	}
 
+	if len(cfg.Trusted) > 0 {
+		// allow_other for the workload, as for the volumes below.
+		v.trusted, err = trustfs.Mount(trustedDir, hostDir, cfg.Trusted, trustfs.Options{Logger: v.log, AllowOther: true})
+		if err != nil {
+			return err
+		}
+	}
 	for i, vol := range cfg.Volumes {
 		mp := filepath.Join(volumesDir, strconv.Itoa(i))
 		if err := os.Mkdir(mp, 0o700); err != nil {
@@ -229,8 +248,11 @@ func (v *view) mount(sm stageMount, attrs uint64) error {
 		return nil
 	}
 	source := filepath.Join(hostDir, sm.Source)
-	if sm.Type == manifest.Encrypted {
+	switch {
+	case sm.Type == manifest.Encrypted:
 		source = filepath.Join(volumesDir, strconv.Itoa(sm.Volume), sm.Source)
+	case sm.Checked != "":
+		source = filepath.Join(trustedDir, sm.Checked)
 	}
 	info, err := os.Stat(source)
 	if sm.Type == manifest.Encrypted && sm.Source != "" && errors.Is(err, fs.ErrNotExist) {
@@ -345,13 +367,13 @@ func (v *view) mountOf(p string) (stageMount, bool) {
 }
 
 // teardown unmounts the workload's root, then the encrypted filesystems, which commit what was
-// written to them and wipe their keys.
+// written to them and wipe their keys, and the trusted files' filesystem.
 func (v *view) teardown() {
 	if v.root >= 0 {
 		unix.Close(v.root)
 	}
-	// The binds in the root would keep the encrypted filesystems alive: they go first, with
-	// whatever a mount at / stacked on the root.
+	// The binds in the root would keep the filesystems alive: they go first, with whatever a
+	// mount at / stacked on the root.
 	for unix.Unmount(rootDir, unix.MNT_DETACH) == nil {
 	}
 	done := make(chan struct{})
@@ -362,12 +384,18 @@ func (v *view) teardown() {
 			}
 			s.Wait()
 		}
+		if s := v.trusted; s != nil {
+			if err := s.Unmount(); err != nil {
+				v.log.Warn("unmount", "err", err)
+			}
+			s.Wait()
+		}
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(unmountTimeout):
-		v.log.Warn("the encrypted filesystems are still in use after the workload ended; they go away with the sandbox")
+		v.log.Warn("the filesystems of the sandbox are still in use after the workload ended; they go away with the sandbox")
 	}
 }
 

@@ -78,6 +78,9 @@ type world struct {
 	addr   string // localhost:PORT
 	keys   map[string]pf.Key
 	store  store.Store // the server's, once it serves
+	// policy is the manifests' sgx.file_check_policy: allow_all_but_log unless a test sets
+	// strict, since they leave Python's standard library out of the trusted files.
+	policy string
 }
 
 // newWorld makes a work folder with app/ holding the server's CA certificate and the files
@@ -85,7 +88,7 @@ type world struct {
 func newWorld(t testing.TB, app map[string]string) *world {
 	t.Helper()
 	needRoot(t)
-	w := &world{t: t, dir: t.TempDir(), server: t.TempDir(), keys: map[string]pf.Key{}}
+	w := &world{t: t, dir: t.TempDir(), server: t.TempDir(), keys: map[string]pf.Key{}, policy: manifest.AllowAllButLog}
 	t.Chdir(w.dir)
 	if err := provision.Setup(w.server, []string{"localhost"}, time.Now()); err != nil {
 		t.Fatal(err)
@@ -161,7 +164,8 @@ func (w *world) decrypt(name string, key pf.Key) []byte {
 // manifest writes the manifest app.manifest: the workload runs python with the arguments that the
 // loader line args gives (loader.argv or loader.insecure__use_cmdline_argv) in /app, with
 // the mounts given after python's and app/, and the environment given; trusted lists trusted
-// files after python's and app/. It returns the manifest with its trusted files hashed.
+// files after python's and app/, and w.policy is the file-check policy. It returns the manifest
+// with its trusted files hashed.
 func (w *world) manifest(args, mounts, env, trusted string) *manifest.Manifest {
 	w.t.Helper()
 	text := fmt.Sprintf(`libos.entrypoint = %q
@@ -176,7 +180,8 @@ fs.mounts = [%s
 sgx.trusted_files = [%s
   "file:app/", %s
 ]
-`, python, args, env, pythonMounts, mounts, pythonTrusted, trusted)
+sgx.file_check_policy = %q
+`, python, args, env, pythonMounts, mounts, pythonTrusted, trusted, w.policy)
 	m, err := manifest.Parse([]byte(text))
 	if err != nil {
 		w.t.Fatalf("%v\n%s", err, text)
@@ -340,7 +345,7 @@ func sameMounts(t testing.TB, before []string) {
 		if slices.Contains(before, line) || len(fields) < 5 {
 			continue
 		}
-		if mp := fields[4]; mp == "/tmp" || strings.HasPrefix(mp, "/tmp/host") || strings.HasPrefix(mp, "/tmp/root") || strings.HasPrefix(mp, "/tmp/encfs") || strings.Contains(line, wd) {
+		if mp := fields[4]; mp == "/tmp" || strings.HasPrefix(mp, "/tmp/host") || strings.HasPrefix(mp, "/tmp/root") || strings.HasPrefix(mp, "/tmp/encfs") || strings.HasPrefix(mp, "/tmp/trustfs") || strings.Contains(line, wd) {
 			t.Errorf("left mounted on the host: %s", line)
 		}
 	}

@@ -5,7 +5,8 @@
 # server admits exactly the measurement of the workload she approves; on the untrusted machine
 # ppml run checks the workload, attests over RA-TLS, receives the key and runs PyTorch with the
 # encrypted files decrypted transparently, writing result.txt encrypted; a changed script is
-# refused; the owner reads the audit log, decrypts result.txt and finds what a native run writes.
+# refused, when the workload opens it or by the server; the owner reads the audit log, decrypts
+# result.txt and finds what a native run writes.
 #
 # It works in one folder laid out as the tutorial's (plaintext/, files/wrap_key, ssl/ca.crt, the
 # encrypted files next to pytorchexample.py), demo/ by default, which each run starts afresh.
@@ -105,7 +106,8 @@ show ppml pf inspect result.txt
 step "A changed script (cloud) is refused"
 echo 'print(open("classes.txt").read())  # leak the classes' >> pytorchexample.py
 show tail -n 2 pytorchexample.py
-echo "-- with the approved manifest, ppml run sees that a trusted file changed:"
+echo "-- with the approved manifest, the workload gets its key, but the script, checked when it opens it, is refused"
+echo "   (Permission denied), and ppml's log names it:"
 if ppml run pytorch.manifest --tee sim --sim-platform sim; then
 	fail "the changed script ran"
 fi

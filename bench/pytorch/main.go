@@ -2,10 +2,10 @@
 // under ppml run on the simulated platform, in the same run, the two alternating:
 //
 //   - the wall time of the whole run: natively, /usr/bin/python3 pytorchexample.py on the
-//     plaintext files; under ppml, ppml run pytorch.manifest, which adds ppml's own start, the
-//     trusted-file check, attestation over RA-TLS and the key fetch from a provisioning server
-//     (ppml serve, on loopback), the sandbox's mounts, and reading the model, image and classes
-//     through the encrypted filesystem;
+//     plaintext files; under ppml, ppml run pytorch.manifest, which adds ppml's own start,
+//     attestation over RA-TLS and the key fetch from a provisioning server (ppml serve, on
+//     loopback), the sandbox's mounts, the check of each trusted file that the workload opens,
+//     and reading the model, image and classes through the encrypted filesystem;
 //   - the steady-state inference time: steady.py runs the example, then times the forward pass
 //     of its model on its input again after a warm-up and prints the median.
 //
@@ -167,7 +167,7 @@ func run(ppml string, runs int, dir string, port int) error {
 	fmt.Printf("%-34s %14s %14s\n", "  min – max", ms(slices.Min(nativeWall))+" – "+ms(slices.Max(nativeWall)), ms(slices.Min(ppmlWall))+" – "+ms(slices.Max(ppmlWall)))
 	fmt.Printf("%-34s %14s %14s %7.3f×\n", "forward pass, steady state, median", ms(median(nativeForward)), ms(median(ppmlForward)), steadyRatio)
 	fmt.Printf("%-34s %14s %14s\n", "  min – max", ms(slices.Min(nativeForward))+" – "+ms(slices.Max(nativeForward)), ms(slices.Min(ppmlForward))+" – "+ms(slices.Max(ppmlForward)))
-	fmt.Printf("\nppml run's start-up, median: %s, of which attestation and key fetch %s; trusted-file check beside it %s (%s)\n",
+	fmt.Printf("\nppml run's start-up, median: %s, of which attestation and key fetch %s; trusted files checked while it ran %s (%s)\n",
 		ms(medianOf(startups, func(s startup) time.Duration { return s.total })),
 		ms(medianOf(startups, func(s startup) time.Duration { return s.keys })),
 		ms(medianOf(startups, func(s startup) time.Duration { return s.trusted })), startups[0].trustedSize)

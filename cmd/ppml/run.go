@@ -28,10 +28,13 @@ func newRunCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run MANIFEST [-- ARGS...]",
 		Short: "Run a workload confidentially, as its manifest describes",
-		Long: `run checks the trusted files of MANIFEST, fetches the keys of its encrypted mounts from the
-provisioning servers that it names, attesting with --tee, and runs libos.entrypoint in a view
-of the filesystem that holds exactly the manifest's mounts: encrypted files are decrypted as the
-workload reads them, and what it writes under an encrypted mount is encrypted. ppml exits with
+		Long: `run fetches the keys of the encrypted mounts of MANIFEST from the provisioning servers that
+it names, attesting with --tee, and runs libos.entrypoint in a view of the filesystem that holds
+exactly the manifest's mounts: encrypted files are decrypted as the workload reads them, and
+what it writes under an encrypted mount is encrypted; a plain mount holds its trusted files,
+each checked when the workload first opens it and refused (Permission denied, and a log line)
+if it changed, and, with sgx.file_check_policy = "allow_all_but_log", its other files unchecked
+(docs/run.md, "Trusted files"). ppml exits with
 the workload's exit status, 128+N when signal N killed it, and passes SIGINT, SIGTERM and SIGHUP
 on to it. ARGS reach the workload only if the manifest sets loader.insecure__use_cmdline_argv.
 
@@ -46,14 +49,15 @@ bound to them as Gramine binds them: run ppml where gramine-sgx would run.
 /dev/sev-guest for SEV-SNP). The evidence covers the VM's image as measured when it started
 (TDX: MRTD and the RTMRs; SEV-SNP: the launch measurement), not MANIFEST: MANIFEST and ppml must
 be part of that image for a policy naming it to mean anything. The trusted files are checked
-against MANIFEST all the same.
+against MANIFEST all the same, when the workload opens them.
 
 --tee sim attests with the simulated platform in --sim-platform, reporting the manifest's
 measurement (ppml manifest measure) as MRENCLAVE and the signer of MANIFEST.sig, if there is
 one, as MRSIGNER. It protects nothing: it is for development.
 
 A manifest without encrypted mounts runs without attestation, as with gramine-direct. --verbose
-reports the start-up's steps and their times on standard error, the trusted-file check apart.`,
+reports the start-up's steps and their times on standard error and, when the workload ends,
+the trusted files it opened and the time checking them took.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 || cmd.ArgsLenAtDash() == 0 {
 				return usageError{fmt.Errorf("%s: name the manifest to run", cmd.CommandPath())}

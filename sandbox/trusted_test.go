@@ -1,0 +1,256 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/sandbox"
+)
+
+// The tests of this file attack the trusted files as a host would: it changes them once ppml
+// has started, or drops files of its own beside them.
+
+// runLater is the workload of TestChangedScript: it says when it is ready, waits for a line on
+// its standard input, then runs /app/work.py by executing it and by importing it. With "read",
+// it reads work.py before it is ready.
+const runLater = `import subprocess, sys
+if sys.argv[1] == "read":
+    open("/app/work.py").read()
+print("ready", flush=True)
+sys.stdin.readline()
+r = subprocess.run(["/usr/bin/python3", "/app/work.py"], capture_output=True, text=True)
+print("exec", r.returncode, r.stdout.strip(), r.stderr.strip()[-80:], flush=True)
+try:
+    import work
+except Exception as e:
+    print("import", type(e).__name__, e)
+`
+
+// The trusted script, and what the host puts in its place: of the same size, so that only the
+// bytes differ.
+const (
+	original = `print("ORIGINAL")` + "\n"
+	swapped  = `print("SWAPPED!")` + "\n"
+)
+
+// onReady is the workload's standard output: when the workload says it is ready, it calls
+// ready, once.
+type onReady struct {
+	mu    sync.Mutex
+	out   bytes.Buffer
+	ready func()
+}
+
+func (o *onReady) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.out.Write(p)
+	if o.ready != nil && strings.Contains(o.out.String(), "ready\n") {
+		o.ready()
+		o.ready = nil
+	}
+	return len(p), nil
+}
+
+func (o *onReady) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.out.String()
+}
+
+// TestChangedScript: a host that changes a trusted script, before ppml starts or once the
+// workload runs, in place or by a rename, before or after the workload first read it, never
+// gets its bytes run: the workload is refused the file (EACCES, with a log line naming it),
+// or reads the bytes that were checked.
+func TestChangedScript(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before bool // changed before ppml starts
+		read   bool // the workload reads work.py before the change
+		rename bool // the change is a rename over work.py
+	}{
+		{name: "before the start", before: true},
+		{name: "in place"},
+		{name: "by a rename", rename: true},
+		{name: "in place, after a read", read: true},
+		{name: "by a rename, after a read", read: true, rename: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, map[string]string{"main.py": runLater, "work.py": original})
+			arg := map[bool]string{true: "read", false: "first"}[tc.read]
+			m := w.manifest(`loader.argv = ["python3", "/app/main.py", "`+arg+`"]`, "", "", "")
+			change := func() {
+				if tc.rename {
+					w.write("app/work.py.new", swapped)
+					if err := os.Rename("app/work.py.new", "app/work.py"); err != nil {
+						t.Error(err)
+					}
+					return
+				}
+				f, err := os.OpenFile("app/work.py", os.O_WRONLY, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				f.WriteAt([]byte(swapped), 0)
+				f.Close()
+			}
+			stdin, stdinW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			defer stdinW.Close()
+			out := &onReady{ready: func() {
+				if !tc.before {
+					change()
+				}
+				stdinW.Write([]byte("go\n"))
+			}}
+			if tc.before {
+				change()
+			}
+			res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdin: stdin, Stdout: out, Stderr: out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := out.String()
+			if strings.Contains(got, "SWAPPED") || res.ExitCode != 0 {
+				t.Errorf("exit status %d: the host's script ran, or the workload failed:\n%s", res.ExitCode, got)
+			}
+			if tc.read {
+				// Read before the change, the script is served as it was checked.
+				if !strings.Contains(got, "exec 0 ORIGINAL") {
+					t.Errorf("the checked script did not run:\n%s", got)
+				}
+				return
+			}
+			for _, want := range []string{
+				"exec 2  /usr/bin/python3: can't open file '/app/work.py': [Errno 13] Permission denied",
+				"import PermissionError [Errno 13] Permission denied: '/app/work.py'",
+				`msg="trustfs: trusted file refused: its SHA-256 is not the manifest's" file=` + w.dir + "/app/work.py sha256=",
+			} {
+				if !strings.Contains(got, want) {
+					t.Errorf("the output lacks %q:\n%s", want, got)
+				}
+			}
+		})
+	}
+}
+
+// TestUntrustedAbsent: under the strict file-check policy, a file that the host drops into a
+// mounted folder after the manifest was made is absent for the workload, even a .pth file that
+// Python would run; and a mount inside a mount of trusted files gets its mount point there.
+func TestUntrustedAbsent(t *testing.T) {
+	w := newWorld(t, map[string]string{"absent.py": `import os, site, sys
+print("site", sorted(os.listdir("/site")))
+print("app", sorted(os.listdir("/app")))
+site.addsitedir("/site")
+import mod
+for p in ["/site/evil.pth", "/site/evil.py", "/app/dropped.py", "/site/sub/evil.py"]:
+    try:
+        open(p).read()
+        print(p, "read")
+    except OSError as e:
+        print(p, e.strerror)
+open("/site/tmp/x", "w").write("x")
+print("tmpfs ok")
+`})
+	w.policy = manifest.Strict
+	w.write("site/mod.py", `print("trusted module")`)
+	m := w.manifest(`loader.argv = ["python3", "/app/absent.py"]`, `
+  { path = "/site", uri = "file:site" },
+  { path = "/site/tmp", type = "tmpfs" },`, "", `"file:/usr/lib/python3.11/", "file:site/mod.py",`)
+	w.write("site/evil.pth", `import sys; print("PTH RAN")`)
+	w.write("site/evil.py", `print("EVIL")`)
+	w.write("site/sub/evil.py", `print("EVIL")`)
+	w.write("app/dropped.py", `print("EVIL")`)
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `site ['mod.py', 'tmp']
+app ['absent.py', 'ca.crt']
+trusted module
+/site/evil.pth No such file or directory
+/site/evil.py No such file or directory
+/app/dropped.py No such file or directory
+/site/sub/evil.py No such file or directory
+tmpfs ok
+`
+	if res.ExitCode != 0 || out.String() != want {
+		t.Errorf("exit status %d, the workload saw\n%s\nwant\n%s", res.ExitCode, out.String(), want)
+	}
+}
+
+// changedWhileOpen is the workload of TestChangedWhileOpen: it opens /app/lib.bin, reads its
+// first page and maps it, says when it is ready and, once told to go on, reads the last chunk
+// (1 MiB) and has a child read it through the map made before.
+const changedWhileOpen = `import mmap, os, sys
+f = open("/app/lib.bin", "rb")
+f.read(4096)
+m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+print("first", m[0], flush=True)
+print("ready", flush=True)
+sys.stdin.readline()
+f.seek(3 << 20)
+try:
+    print("read", f.read(16).hex(), flush=True)
+except OSError as e:
+    print("read", e.strerror, flush=True)
+pid = os.fork()
+if pid == 0:
+    print("mapped", m[3 << 20], flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child", os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exited")
+`
+
+// TestChangedWhileOpen: a host that changes a trusted file in place while the workload has it
+// open and mapped gets EIO for the workload's reads and SIGBUS for its map, never its bytes.
+func TestChangedWhileOpen(t *testing.T) {
+	lib := make([]byte, 4<<20)
+	for i := range lib {
+		lib[i] = byte(i * 7)
+	}
+	w := newWorld(t, map[string]string{"main.py": changedWhileOpen, "lib.bin": string(lib)})
+	m := w.manifest(`loader.argv = ["python3", "/app/main.py"]`, "", "", "")
+	stdin, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	defer stdinW.Close()
+	out := &onReady{ready: func() {
+		f, err := os.OpenFile("app/lib.bin", os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+		} else {
+			f.WriteAt([]byte("EVIL-EVIL-EVIL-!"), 3<<20)
+			f.Close()
+		}
+		stdinW.Write([]byte("go\n"))
+	}}
+	res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdin: stdin, Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder // the workload's lines, without the sandbox's log lines
+	for line := range strings.Lines(out.String()) {
+		if !strings.HasPrefix(line, "time=") {
+			got.WriteString(line)
+		}
+	}
+	if want := "first 0\nready\nread Input/output error\nchild 7\n"; res.ExitCode != 0 || got.String() != want { // 7: SIGBUS
+		t.Errorf("exit status %d, the workload saw\n%s\nwant\n%s", res.ExitCode, got.String(), want)
+	}
+	if got := out.String(); !strings.Contains(got, "msg=\"trustfs: read of a trusted file failed: it changed since it was checked\" file="+w.dir+"/app/lib.bin offset=3145728") {
+		t.Errorf("the failure is not logged, naming the file:\n%s", got)
+	}
+}

@@ -1,0 +1,372 @@
+package trustfs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// trusted is a trusted file: a host file and the hash the manifest gives it.
+type trusted struct {
+	host string
+	want [sha256.Size]byte
+
+	checking sync.Mutex              // held while the file is checked: its opens wait for the check
+	checked  atomic.Pointer[checked] // what the check found, once the file has passed it
+}
+
+// checked is what the check of a trusted file found, which every later read is compared with.
+type checked struct {
+	size int64
+	sums [][sha256.Size]byte // the hash of each chunk
+	attr fuse.Attr           // the host file's status when it was checked
+}
+
+// fileNode is a trusted file.
+type fileNode struct {
+	gofs.Inode
+	fsys *fsys
+	file *trusted
+}
+
+var (
+	_ gofs.NodeGetattrer = (*fileNode)(nil)
+	_ gofs.NodeOpener    = (*fileNode)(nil)
+)
+
+func (n *fileNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.SetTimeout(cacheTimeout)
+	if c := n.file.checked.Load(); c != nil {
+		out.Attr = c.attr
+		return 0
+	}
+	var st syscall.Stat_t
+	if err := n.fsys.root.stat(n.file.host, &st); err != nil {
+		return n.fsys.hostErrno(n.file.host, "stat", err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return syscall.ENOENT // no longer a file: a link, say, which is not followed
+	}
+	hostAttr(&st, &out.Attr)
+	return 0
+}
+
+func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, 0, syscall.EROFS
+	}
+	f, err := n.fsys.root.open(n.file.host)
+	if err != nil {
+		return nil, 0, n.fsys.hostErrno(n.file.host, "open", err)
+	}
+	c, errno := n.fsys.check(n.file, f)
+	if errno != 0 {
+		f.Close()
+		return nil, 0, errno
+	}
+	// The kernel caches only what Read replied, which is the checked content: it may keep it.
+	return &handle{fsys: n.fsys, file: n.file, host: f, checked: c}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// check checks the trusted file t, whose host file f has just been opened: on its first open,
+// f's content against the manifest's hash, and later that f has the size it had then. A file
+// that fails is EACCES and a log line.
+func (s *fsys) check(t *trusted, f *os.File) (*checked, syscall.Errno) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, s.hostErrno(t.host, "stat", err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		s.log.Error("trustfs: trusted file refused: it is not a regular file", "file", s.root.name(t.host))
+		return nil, syscall.EACCES
+	}
+	c := t.checked.Load()
+	if c == nil {
+		t.checking.Lock()
+		defer t.checking.Unlock()
+		if c = t.checked.Load(); c == nil { // unless checked while this open waited
+			return s.checkFirst(t, f, &st)
+		}
+	}
+	if st.Size != c.size {
+		s.log.Error("trustfs: trusted file refused: it changed since it was checked", "file", s.root.name(t.host), "size", st.Size, "checked_size", c.size)
+		return nil, syscall.EACCES
+	}
+	return c, 0
+}
+
+// checkFirst checks the content of f, the host file of t, whose status is st, against the
+// manifest's hash. t.checking must be held.
+func (s *fsys) checkFirst(t *trusted, f *os.File, st *syscall.Stat_t) (*checked, syscall.Errno) {
+	begin := time.Now()
+	sums, whole, err := hashChunks(f, st.Size)
+	if err != nil {
+		s.log.Error("trustfs: trusted file refused: it cannot be read", "file", s.root.name(t.host), "err", err)
+		return nil, syscall.EACCES
+	}
+	if whole != t.want {
+		s.log.Error("trustfs: trusted file refused: its SHA-256 is not the manifest's", "file", s.root.name(t.host),
+			"sha256", hex.EncodeToString(whole[:]), "manifest", hex.EncodeToString(t.want[:]))
+		return nil, syscall.EACCES
+	}
+	c := &checked{size: st.Size, sums: sums}
+	hostAttr(st, &c.attr)
+	t.checked.Store(c)
+	s.counted(st.Size, time.Since(begin))
+	return c, 0
+}
+
+// hashChunks reads the size bytes of f in chunks of ChunkSize and returns the SHA-256 of each,
+// and of the whole. Workers on every core read and hash several chunks at once, while the
+// whole's hash, which cannot be split, takes them in order; 2 chunks a worker are in memory at
+// most.
+func hashChunks(f io.ReaderAt, size int64) ([][sha256.Size]byte, [sha256.Size]byte, error) {
+	n := int((size + ChunkSize - 1) / ChunkSize)
+	sums := make([][sha256.Size]byte, n)
+	switch n {
+	case 0:
+		return sums, sha256.Sum256(nil), nil
+	case 1: // the chunk's hash is the whole's
+		b := make([]byte, size)
+		_, err := f.ReadAt(b, 0)
+		sums[0] = sha256.Sum256(b)
+		return sums, sums[0], err
+	}
+	type job struct {
+		i int
+		b []byte
+	}
+	type piece struct {
+		b   []byte
+		err error
+	}
+	workers := min(runtime.GOMAXPROCS(0), n)
+	free := make(chan []byte, min(2*workers, n))
+	for range cap(free) {
+		free <- make([]byte, ChunkSize)
+	}
+	ready := make([]chan piece, n)
+	for i := range ready {
+		ready[i] = make(chan piece, 1)
+	}
+	jobs := make(chan job)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// Chunks get their buffers in order, so that the one the whole's hash waits for has one.
+	wg.Go(func() {
+		defer close(jobs)
+		for i := range n {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			select {
+			case jobs <- job{i, b}:
+			case <-stop:
+				return
+			}
+		}
+	})
+	for range workers {
+		wg.Go(func() {
+			for j := range jobs {
+				off := int64(j.i) * ChunkSize
+				b := j.b[:min(ChunkSize, size-off)]
+				_, err := f.ReadAt(b, off)
+				if err == nil {
+					sums[j.i] = sha256.Sum256(b)
+				}
+				ready[j.i] <- piece{b, err}
+			}
+		})
+	}
+	h := sha256.New()
+	var err error
+	for i := range n {
+		p := <-ready[i]
+		if err = p.err; err != nil {
+			break
+		}
+		h.Write(p.b)
+		free <- p.b[:ChunkSize]
+	}
+	close(stop)
+	wg.Wait()
+	var whole [sha256.Size]byte
+	h.Sum(whole[:0])
+	return sums, whole, err
+}
+
+// handle is an open trusted file.
+type handle struct {
+	fsys    *fsys
+	file    *trusted
+	host    *os.File
+	checked *checked
+}
+
+var (
+	_ gofs.FileReader   = (*handle)(nil)
+	_ gofs.FileReleaser = (*handle)(nil)
+)
+
+// Read serves what the checked chunks hold, each verified again unless verified lately.
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	end := min(off+int64(len(dest)), h.checked.size)
+	n := 0
+	for pos := off; pos < end; {
+		i := pos / ChunkSize
+		b, errno := h.chunk(i)
+		if errno != 0 {
+			return nil, errno
+		}
+		start := i * ChunkSize
+		n += copy(dest[n:], b[pos-start:min(end-start, int64(len(b)))])
+		pos = start + ChunkSize
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// chunk returns the content of chunk i, read from the host file and checked against its hash
+// unless the cache holds it. A chunk that changed is EIO and a log line.
+func (h *handle) chunk(i int64) ([]byte, syscall.Errno) {
+	key := chunkKey{h.file, i}
+	if b := h.fsys.cache.get(key); b != nil {
+		return b, 0
+	}
+	b := make([]byte, min(ChunkSize, h.checked.size-i*ChunkSize))
+	if _, err := h.host.ReadAt(b, i*ChunkSize); err != nil {
+		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.name(h.file.host), "offset", i*ChunkSize, "err", err)
+		return nil, syscall.EIO
+	}
+	if sha256.Sum256(b) != h.checked.sums[i] {
+		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.name(h.file.host), "offset", i*ChunkSize)
+		return nil, syscall.EIO
+	}
+	h.fsys.cache.put(key, b)
+	return b, 0
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.host.Close()
+	return 0
+}
+
+// emptyFile is an empty file of the filesystem's own: a mount point.
+type emptyFile struct {
+	gofs.Inode
+	fsys *fsys
+}
+
+var _ gofs.NodeGetattrer = (*emptyFile)(nil)
+
+func (n *emptyFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.SetTimeout(cacheTimeout)
+	n.fsys.ownAttr(syscall.S_IFREG, &out.Attr)
+	return 0
+}
+
+// hostFile is a host file served unchecked.
+type hostFile struct {
+	gofs.Inode
+	fsys *fsys
+	host string
+}
+
+var (
+	_ gofs.NodeGetattrer = (*hostFile)(nil)
+	_ gofs.NodeOpener    = (*hostFile)(nil)
+)
+
+func (n *hostFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := n.fsys.root.stat(n.host, &st); err != nil {
+		return n.fsys.hostErrno(n.host, "stat", err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return syscall.ENOENT // no longer a file
+	}
+	hostAttr(&st, &out.Attr)
+	return 0
+}
+
+func (n *hostFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, 0, syscall.EROFS
+	}
+	f, err := n.fsys.root.open(n.host)
+	if err != nil {
+		return nil, 0, n.fsys.hostErrno(n.host, "open", err)
+	}
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, syscall.ENOENT // no longer a file
+	}
+	// No FOPEN_KEEP_CACHE: each open sees what the host holds then.
+	return &hostHandle{f}, 0, 0
+}
+
+// hostHandle is an open host file served unchecked.
+type hostHandle struct{ f *os.File }
+
+var (
+	_ gofs.FileReader   = (*hostHandle)(nil)
+	_ gofs.FileReleaser = (*hostHandle)(nil)
+)
+
+func (h *hostHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.f.ReadAt(dest, off)
+	if err != nil && err != io.EOF {
+		return nil, errnoOf(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *hostHandle) Release(ctx context.Context) syscall.Errno {
+	h.f.Close()
+	return 0
+}
+
+// hostLink is a host symbolic link served unchecked: the reader resolves it where it is.
+type hostLink struct {
+	gofs.Inode
+	fsys *fsys
+	host string
+}
+
+var (
+	_ gofs.NodeGetattrer  = (*hostLink)(nil)
+	_ gofs.NodeReadlinker = (*hostLink)(nil)
+)
+
+func (n *hostLink) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := n.fsys.root.stat(n.host, &st); err != nil {
+		return n.fsys.hostErrno(n.host, "stat", err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+		return syscall.ENOENT // no longer a link
+	}
+	hostAttr(&st, &out.Attr)
+	return 0
+}
+
+func (n *hostLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	target, err := n.fsys.root.readlink(n.host)
+	if err != nil {
+		return nil, n.fsys.hostErrno(n.host, "readlink", err)
+	}
+	return target, 0
+}

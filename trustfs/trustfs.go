@@ -1,0 +1,347 @@
+// Package trustfs serves the trusted files of a manifest, read-only, as a FUSE filesystem, as
+// the chroot mounts of Gramine's LibOS serve them under its strict file-check policy: a file is
+// there only if the manifest trusts it, and it is served only as it was when it was checked.
+// Every other host file is absent (ENOENT), but for what an Entry lets in unchecked.
+//
+// # Checking
+//
+// A trusted file is checked when it is first opened, not before: its host file is read once,
+// in chunks of ChunkSize, several at once on every core for a large file, and the SHA-256 of
+// the whole compared with the manifest's. A file that does not match is refused (EACCES) with a
+// log line naming it, and checked again at its next open. A file that matches keeps the
+// SHA-256 of each of its chunks, in memory, for as long as it is mounted, and from then on every
+// read re-reads the chunks it covers from the host file, hashes them and compares: a host that
+// changes the file after the check gets EIO for the reader, and a log line, never its bytes. The
+// file is thus served as it was checked without being copied. A later open of a file whose size
+// changed is refused (EACCES) at once. The chunks last verified are kept, CacheChunks of them
+// for the whole filesystem, so that the kernel's requests, smaller than a chunk, read and hash
+// each chunk once.
+//
+// # The kernel's page cache
+//
+// A trusted file is opened with FOPEN_KEEP_CACHE: the kernel keeps what it has cached of it
+// across opens, and memory maps (the dynamic loader maps libraries) work as on any file. This
+// is safe because the kernel caches only what trustfs replied, which is the checked content:
+// that never changes, so nothing cached goes stale, and what the kernel drops it reads again
+// through trustfs, which checks it again. A page of a memory map that the kernel reads after
+// the host changed the file fails: the process gets SIGBUS. Direct I/O (FOPEN_DIRECT_IO), which
+// would send every read to trustfs, is not used: it breaks shared memory maps. A file served
+// unchecked is opened without FOPEN_KEEP_CACHE, so that each open sees the host's bytes.
+//
+// # Host files
+//
+// Host paths are resolved beneath the host folder given to Mount, never through a symbolic
+// link (openat2 with RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS): Entry.Host names a host file
+// by a path without a link, resolved beforehand, and a link that the host plants there later
+// fails the open (EIO, logged). The files keep their host owner and permission bits, and the
+// kernel checks them for the caller (default_permissions), so that a user reads what it may
+// read on the host. The folders that only lead to entries are the filesystem's own: owned by
+// root and readable by all, they list only those entries.
+package trustfs
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Kind is what an Entry serves.
+type Kind int
+
+const (
+	// Trusted is a host file served only while its content is what Entry.SHA256 says.
+	Trusted Kind = iota
+	// Unchecked is a host file, folder or symbolic link served as the host has it, a folder
+	// with everything in it: an sgx.allowed_files entry, or what sgx.file_check_policy
+	// "allow_all_but_log" lets in.
+	Unchecked
+	// Folder is an empty folder of the filesystem's own, and File an empty file: mount points
+	// for what is mounted over them.
+	Folder
+	File
+)
+
+// An Entry is one thing that a filesystem serves; the folders that lead to it are served too.
+type Entry struct {
+	// Path is where it is served: slash-separated, relative to the filesystem's root and clean.
+	Path string
+	Kind Kind
+	// Host is the host file of Trusted and Unchecked entries, relative to the host folder given
+	// to Mount, without a symbolic link on its path.
+	Host string
+	// SHA256 is the hash of a Trusted entry's content.
+	SHA256 [sha256.Size]byte
+}
+
+// Options configure a mount.
+type Options struct {
+	// Logger receives the files refused and what the reader saw only as an errno; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// AllowOther lets users other than the one that mounts it use the mount (FUSE's
+	// allow_other), as the sandbox's workload, which runs as another user, must. Mount as root
+	// for it.
+	AllowOther bool
+}
+
+// ChunkSize is the size of the chunks that a trusted file is checked in: each has its hash.
+const ChunkSize = 1 << 20
+
+// CacheChunks is how many verified chunks a filesystem keeps in memory, at most.
+const CacheChunks = 32
+
+// Stats say what checking the trusted files took.
+type Stats struct {
+	Files int           // the trusted files checked: those opened
+	Bytes int64         // their size
+	Time  time.Duration // the time spent checking them, added up
+}
+
+// Server is a mounted filesystem.
+type Server struct {
+	srv        *fuse.Server
+	mountpoint string
+	fsys       *fsys
+	done       chan struct{}
+}
+
+// cacheTimeout is how long the kernel may trust the entries and attributes of the tree's
+// folders and files. What is served unchecked it may not cache: each lookup, status and open
+// sees the host as it is then, as through a bind mount.
+const cacheTimeout = time.Second
+
+// Mount serves entries, files of the host folder host, at mountpoint until Unmount. It returns
+// once the mount is ready. Two entries must not have the same Path, nor one lie inside a file.
+func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, error) {
+	t, err := newTree(entries)
+	if err != nil {
+		return nil, err
+	}
+	host, err = filepath.Abs(host)
+	if err != nil {
+		return nil, err
+	}
+	hr, err := openRoot(host)
+	if err != nil {
+		return nil, fmt.Errorf("host folder of the trusted files: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &fsys{root: hr, log: log, cache: newChunkCache(CacheChunks), files: map[fileKey]*trusted{}, mounted: time.Now()}
+	root := &dirNode{fsys: s, own: true, tree: t}
+	fuseLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv, err := gofs.Mount(mountpoint, root, &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName: host,
+			Name:   "trustfs",
+			// root calls mount(2) itself; anyone else needs fusermount.
+			DirectMountStrict: os.Geteuid() == 0,
+			MaxWrite:          ChunkSize, // which sets the largest read request too
+			MaxReadAhead:      ChunkSize,
+			// Replies come from memory, never from a file descriptor that could be spliced.
+			DisableSplice: true,
+			Logger:        fuseLog,
+			AllowOther:    opts.AllowOther,
+			Options:       []string{"ro", "default_permissions"},
+		},
+		// The host's permission bits as they are, 0 included.
+		NullPermissions: true,
+		Logger:          fuseLog,
+	})
+	if err != nil {
+		hr.close()
+		return nil, fmt.Errorf("mount the trusted files of %s on %s: %w", host, mountpoint, err)
+	}
+	server := &Server{srv: srv, mountpoint: mountpoint, fsys: s, done: make(chan struct{})}
+	go func() {
+		srv.Wait()
+		hr.close()
+		close(server.done)
+	}()
+	return server, nil
+}
+
+// Unmount unmounts the filesystem. If files are still open it detaches the mount instead, which
+// then goes away when the last of them is closed; either way the mount point is free when
+// Unmount returns without an error.
+func (s *Server) Unmount() error {
+	if err := s.srv.Unmount(); err == nil {
+		return nil
+	}
+	err := syscall.Unmount(s.mountpoint, syscall.MNT_DETACH)
+	if err != nil && err != syscall.EINVAL { // EINVAL: no longer mounted
+		return fmt.Errorf("unmount the trusted files at %s: %w", s.mountpoint, err)
+	}
+	return nil
+}
+
+// Wait returns when the filesystem is unmounted and no longer served.
+func (s *Server) Wait() { <-s.done }
+
+// Stats returns what checking the trusted files has taken so far.
+func (s *Server) Stats() Stats {
+	s.fsys.statsMu.Lock()
+	defer s.fsys.statsMu.Unlock()
+	return s.fsys.stats
+}
+
+// fsys is the state that every node of a mount shares.
+//
+// The locks of a mount, each taken only before those below it:
+//   - dirNode.entriesMu, while a folder of the tree makes the node of one of its entries;
+//   - fsys.filesMu, the trusted files by host file and hash;
+//   - trusted.checking, while a trusted file is checked, which its other opens wait for;
+//   - fsys.statsMu, the statistics;
+//   - chunkCache.mu, the chunks verified last.
+//
+// Reads take no lock but the cache's: what a file's check found (trusted.checked) never changes
+// once it is set.
+type fsys struct {
+	root    *hostRoot
+	log     *slog.Logger
+	cache   *chunkCache
+	mounted time.Time // the times of the filesystem's own folders and files
+
+	filesMu sync.Mutex // guards files
+	// files are the trusted files, one for each host file and hash, however many entries
+	// serve it.
+	files map[fileKey]*trusted
+
+	statsMu sync.Mutex // guards stats
+	stats   Stats
+}
+
+// counted adds the check of a file of size bytes, which took d, to the statistics.
+func (s *fsys) counted(size int64, d time.Duration) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	s.stats.Files++
+	s.stats.Bytes += size
+	s.stats.Time += d
+}
+
+// fileKey names a trusted file: its host file and hash.
+type fileKey struct {
+	host string
+	sum  [sha256.Size]byte
+}
+
+// trustedFile returns the state of the trusted file of e, shared by the entries that serve the
+// same host file with the same hash.
+func (s *fsys) trustedFile(e Entry) *trusted {
+	s.filesMu.Lock()
+	defer s.filesMu.Unlock()
+	key := fileKey{e.Host, e.SHA256}
+	t := s.files[key]
+	if t == nil {
+		t = &trusted{host: e.Host, want: e.SHA256}
+		s.files[key] = t
+	}
+	return t
+}
+
+// hostErrno returns what the caller sees of err, a failure of op on the host file rel: a host
+// error keeps its errno; anything else, above all a symbolic link on the path (errLink), is
+// logged and EIO.
+func (s *fsys) hostErrno(rel, op string, err error) syscall.Errno {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	s.log.Error("trustfs: "+op+" failed", "file", s.root.name(rel), "err", err)
+	return syscall.EIO
+}
+
+// tree is what a filesystem serves before any host folder is listed: its entries, and the
+// folders that lead to them.
+type tree struct {
+	entry    *Entry // nil for a folder that only leads to entries
+	children map[string]*tree
+}
+
+// newTree builds the tree of entries.
+func newTree(entries []Entry) (*tree, error) {
+	root := &tree{}
+	for i := range entries {
+		e := &entries[i]
+		if e.Path == "" || e.Path == "." || path.Clean(e.Path) != e.Path || path.IsAbs(e.Path) || e.Path == ".." || strings.HasPrefix(e.Path, "../") {
+			return nil, fmt.Errorf("trusted-file entry %q: not a clean relative path", e.Path)
+		}
+		t := root
+		for part := range strings.SplitSeq(e.Path, "/") {
+			if t.isFile() {
+				return nil, fmt.Errorf("trusted-file entry %s lies inside the file %s", e.Path, t.entry.Path)
+			}
+			ch := t.children[part]
+			if ch == nil {
+				ch = &tree{}
+				if t.children == nil {
+					t.children = map[string]*tree{}
+				}
+				t.children[part] = ch
+			}
+			t = ch
+		}
+		if t.entry != nil {
+			return nil, fmt.Errorf("two trusted-file entries at %s", e.Path)
+		}
+		t.entry = e
+		if t.isFile() && len(t.children) > 0 {
+			return nil, fmt.Errorf("trusted-file entries lie inside the file %s", e.Path)
+		}
+	}
+	return root, nil
+}
+
+// isFile reports whether t is a file: a Trusted or File entry.
+func (t *tree) isFile() bool {
+	return t.entry != nil && (t.entry.Kind == Trusted || t.entry.Kind == File)
+}
+
+// node returns the node that serves t, the entry name of the folder d, and its type; nil for
+// an Unchecked entry that is not on the host, or not something served.
+func (s *fsys) node(d *dirNode, name string, t *tree) (gofs.InodeEmbedder, uint32) {
+	host, backed := joinRel(d.host, name), d.backed
+	switch e := t.entry; {
+	case e == nil:
+	case e.Kind == Folder:
+		backed = false
+	case e.Kind == Trusted:
+		return &fileNode{fsys: s, file: s.trustedFile(*e)}, syscall.S_IFREG
+	case e.Kind == File:
+		return &emptyFile{fsys: s}, syscall.S_IFREG
+	case e.Kind == Unchecked:
+		host, backed = e.Host, true
+		if len(t.children) == 0 {
+			var st syscall.Stat_t
+			if err := s.root.stat(host, &st); err != nil {
+				s.log.Warn("trustfs: a file served unchecked is not on the host", "file", s.root.name(host), "err", err)
+				return nil, 0
+			}
+			return unchecked(s, host, st.Mode)
+		}
+	}
+	return &dirNode{fsys: s, own: true, tree: t, host: host, backed: backed}, syscall.S_IFDIR
+}
+
+// errnoOf returns the errno of err, EIO for an error without one.
+func errnoOf(err error) syscall.Errno {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	return syscall.EIO
+}
