@@ -44,12 +44,16 @@ var (
 	_ gofs.NodeOpener    = (*fileNode)(nil)
 )
 
+// Getattr gives the checked file's status, which the kernel may keep; before the check, the host
+// file's, which it may not: a size the host shows before the check (a prefix, say) must not
+// outlive it and cut the reads of the checked content short, nor extend them.
 func (n *fileNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.SetTimeout(cacheTimeout)
 	if c := n.file.checked.Load(); c != nil {
+		out.SetTimeout(cacheTimeout)
 		out.Attr = c.attr
 		return 0
 	}
+	out.SetTimeout(0)
 	var st syscall.Stat_t
 	if err := n.fsys.root.stat(n.file.host, &st); err != nil {
 		return n.fsys.hostErrno(n.file.host, "stat", err)

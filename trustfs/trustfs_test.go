@@ -639,3 +639,24 @@ func TestReadThroughCache(t *testing.T) {
 		t.Errorf("the cache holds %d chunks, want %d", n, CacheChunks)
 	}
 }
+
+// TestSizeBeforeCheck: a size the host shows before the first check (a prefix of the trusted
+// file, then restored) does not stay with the kernel to cut the checked content's reads short.
+func TestSizeBeforeCheck(t *testing.T) {
+	full := bytes.Repeat([]byte("A"), 10000)
+	host := hostFolder(t, map[string][]byte{"f": full})
+	_, mnt, _ := mount(t, host, []Entry{trustedEntry("f", "f", full)})
+	if err := os.WriteFile(filepath.Join(host, "f"), full[:100], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(mnt, "f")); err != nil || st.Size() != 100 {
+		t.Fatalf("stat of the prefix: %v, %v", st, err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "f"), full, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(mnt, "f"))
+	if err != nil || !bytes.Equal(b, full) {
+		t.Errorf("read %d bytes, %v; want the %d checked", len(b), err, len(full))
+	}
+}
