@@ -10,6 +10,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/pf"
 )
 
@@ -51,7 +52,7 @@ func (d *dirNode) child(name string) (string, syscall.Errno) {
 		return "", syscall.ENOENT
 	}
 	dir, errno := d.rel()
-	return joinRel(dir, name), errno
+	return hostdir.Join(dir, name), errno
 }
 
 func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
@@ -62,7 +63,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		return nil, errno
 	}
 	var st syscall.Stat_t
-	if err := d.fsys.root.stat(rel, &st); err != nil {
+	if err := d.fsys.root.Stat(rel, &st); err != nil {
 		return nil, d.fsys.hostErrno(rel, "lookup", err)
 	}
 	mode := st.Mode & syscall.S_IFMT
@@ -100,7 +101,7 @@ func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 // getattr fills out with the status of the host folder rel; ns must be held.
 func (d *dirNode) getattr(rel string, out *fuse.Attr) syscall.Errno {
 	var st syscall.Stat_t
-	if err := d.fsys.root.stat(rel, &st); err != nil {
+	if err := d.fsys.root.Stat(rel, &st); err != nil {
 		return d.fsys.hostErrno(rel, "stat", err)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
@@ -129,7 +130,7 @@ func (d *dirNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAt
 	if errno != 0 {
 		return errno
 	}
-	if err := d.fsys.root.setAttr(rel, in); err != nil {
+	if err := setAttr(d.fsys.root, rel, in); err != nil {
 		return d.fsys.hostErrno(rel, "setattr", err)
 	}
 	return d.getattr(rel, &out.Attr)
@@ -159,7 +160,7 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	entries, err := d.fsys.root.readDir(rel)
+	entries, err := d.fsys.root.ReadDir(rel)
 	if err != nil {
 		return nil, d.fsys.hostErrno(rel, "readdir", err)
 	}
@@ -184,9 +185,9 @@ func (s *fsys) removeStale(dir, name string) {
 	if s.ro || s.liveTemp(name) {
 		return
 	}
-	rel := joinRel(dir, name)
-	if err := s.root.remove(rel, 0); err == nil {
-		s.log.Info("encfs: removed a temporary file left by an earlier run", "file", s.root.name(rel))
+	rel := hostdir.Join(dir, name)
+	if err := s.root.Remove(rel, 0); err == nil {
+		s.log.Info("encfs: removed a temporary file left by an earlier run", "file", s.root.Name(rel))
 	}
 }
 
@@ -207,7 +208,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 		return nil, nil, 0, errno
 	}
 	// Like Gramine, the host file is readable and writable by its owner whatever the mode.
-	hf, err := d.fsys.root.open(rel, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode&0777|0600)
+	hf, err := d.fsys.root.OpenFile(rel, os.O_RDWR|os.O_CREATE|os.O_EXCL, mode&0777|0600)
 	if err != nil {
 		return nil, nil, 0, d.fsys.hostErrno(rel, "create", err)
 	}
@@ -226,8 +227,8 @@ func (d *dirNode) Create(ctx context.Context, name string, flags, mode uint32, o
 			f.Close()
 		}
 		hf.Close()
-		d.fsys.root.remove(rel, 0)
-		return nil, nil, 0, d.fsys.errno(d.fsys.root.name(rel), "create", err)
+		d.fsys.root.Remove(rel, 0)
+		return nil, nil, 0, d.fsys.errno(d.fsys.root.Name(rel), "create", err)
 	}
 	n := &fileNode{fsys: d.fsys}
 	file := n.opened(f, hf, hostSeen{id: idOf(&st), header: f.Header(), path: bound})
@@ -252,7 +253,7 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if errno != 0 {
 		return nil, errno
 	}
-	if err := d.fsys.root.mkdir(rel, mode&0777); err != nil {
+	if err := d.fsys.root.Mkdir(rel, mode&0777); err != nil {
 		return nil, d.fsys.hostErrno(rel, "mkdir", err)
 	}
 	if errno := d.getattr(rel, &out.Attr); errno != 0 {
@@ -272,11 +273,11 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		return errno
 	}
 	// Unlinking works whatever the file holds, even when it is not a protected file.
-	if err := d.fsys.root.remove(rel, 0); err != nil {
+	if err := d.fsys.root.Remove(rel, 0); err != nil {
 		return d.fsys.hostErrno(rel, "unlink", err)
 	}
 	if n, ok := d.childFile(name); ok {
-		n.removed(dirOf(rel))
+		n.removed(hostdir.Dir(rel))
 	}
 	return 0
 }
@@ -301,16 +302,16 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
-	err := d.fsys.root.remove(rel, unix.AT_REMOVEDIR)
+	err := d.fsys.root.Remove(rel, unix.AT_REMOVEDIR)
 	if errors.Is(err, syscall.ENOTEMPTY) {
 		// Left-over temporary files are not shown, so they must not keep the folder alive.
-		if entries, rerr := d.fsys.root.readDir(rel); rerr == nil {
+		if entries, rerr := d.fsys.root.ReadDir(rel); rerr == nil {
 			for _, e := range entries {
 				if isTemp(e.Name()) {
 					d.fsys.removeStale(rel, e.Name())
 				}
 			}
-			err = d.fsys.root.remove(rel, unix.AT_REMOVEDIR)
+			err = d.fsys.root.Remove(rel, unix.AT_REMOVEDIR)
 		}
 	}
 	if err != nil {
@@ -321,7 +322,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var st syscall.Statfs_t
-	if err := d.fsys.root.statfs(&st); err != nil {
+	if err := d.fsys.root.Statfs(&st); err != nil {
 		return gofs.ToErrno(err)
 	}
 	out.FromStatfsT(&st)

@@ -22,8 +22,9 @@
 // Renaming a file inside the mount moves the host file and rebinds it to its new path, as
 // Gramine does. Two mounts must not serve overlapping host folders.
 //
-// Host paths are resolved beneath the host folder, never through a symbolic link (see
-// hostRoot): links in the host folder are not served, and one on a path is EIO and logged.
+// Host paths are resolved beneath the host folder, never through a symbolic link (package
+// internal/hostdir): links in the host folder are not served, and one on a path is EIO and
+// logged.
 package encfs
 
 import (
@@ -44,6 +45,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/pf"
 )
 
@@ -101,7 +103,7 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 	if log == nil {
 		log = slog.Default()
 	}
-	hr, err := openRoot(host)
+	hr, err := hostdir.Open(host)
 	if err != nil {
 		return nil, fmt.Errorf("host folder of the encrypted filesystem: %w", err)
 	}
@@ -138,7 +140,7 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 		Logger:       fuseLog,
 	})
 	if err != nil {
-		hr.close()
+		hr.Close()
 		return nil, fmt.Errorf("mount the encrypted filesystem of %s on %s: %w", host, mountpoint, err)
 	}
 	raiseReadAhead(mountpoint, log)
@@ -146,7 +148,7 @@ func Mount(mountpoint, hostDir string, key pf.Key, opts Options) (*Server, error
 	go func() {
 		srv.Wait()
 		s.wipe()
-		hr.close()
+		hr.Close()
 		close(server.done)
 	}()
 	return server, nil
@@ -195,8 +197,8 @@ func (s *Server) Wait() { <-s.done }
 //   - fileReadAhead.mu, then readAhead.mu: an open file's read-ahead.
 //   - fsys.mu, the key and the temporary names.
 type fsys struct {
-	root   *hostRoot // the host folder
-	prefix string    // Options.BoundPrefix
+	root   *hostdir.Root // the host folder
+	prefix string        // Options.BoundPrefix
 	log    *slog.Logger
 	ro     bool
 	names  map[string]bool // Options.Names; nil serves every name
@@ -290,12 +292,12 @@ func (s *fsys) errno(host, op string, err error) syscall.Errno {
 }
 
 // hostErrno returns what the caller sees of err, a failure of op on the host file at rel: a host
-// error keeps its errno; anything else, above all a symbolic link on the path (errLink), is
+// error keeps its errno; anything else, above all a symbolic link on the path (hostdir.ErrLink), is
 // logged and EIO.
 func (s *fsys) hostErrno(rel, op string, err error) syscall.Errno {
 	var en syscall.Errno
 	if errors.As(err, &en) {
 		return en
 	}
-	return s.errno(s.root.name(rel), op, err)
+	return s.errno(s.root.Name(rel), op, err)
 }

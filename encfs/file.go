@@ -93,7 +93,7 @@ func hostAttr(st *syscall.Stat_t, out *fuse.Attr) {
 // file that does not open reads as empty; opening it fails.
 func (n *fileNode) load(rel string, id hostID) {
 	n.id, n.size = id, 0
-	hf, err := n.fsys.root.open(rel, os.O_RDONLY, 0)
+	hf, err := n.fsys.root.OpenFile(rel, os.O_RDONLY, 0)
 	if err != nil {
 		return
 	}
@@ -130,7 +130,7 @@ func (n *fileNode) getattr(out *fuse.AttrOut) syscall.Errno {
 	if !ok {
 		return syscall.ENOENT
 	}
-	if err := n.fsys.root.stat(rel, &st); err != nil {
+	if err := n.fsys.root.Stat(rel, &st); err != nil {
 		return n.fsys.hostErrno(rel, "stat", err)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -172,7 +172,7 @@ func (n *fileNode) acquire() (f *openFile, keep bool, errno syscall.Errno) {
 	if !ok {
 		return nil, false, syscall.ENOENT
 	}
-	hf, err := n.fsys.root.open(rel, os.O_RDONLY, 0)
+	hf, err := n.fsys.root.OpenFile(rel, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, false, n.fsys.hostErrno(rel, "open", err)
 	}
@@ -187,7 +187,7 @@ func (n *fileNode) acquire() (f *openFile, keep bool, errno syscall.Errno) {
 	if err != nil {
 		hf.Close()
 		n.id, n.size = id, 0
-		return nil, false, n.fsys.errno(n.fsys.root.name(rel), "open", err)
+		return nil, false, n.fsys.errno(n.fsys.root.Name(rel), "open", err)
 	}
 	n.id, n.size = id, p.Size()
 	return n.opened(p, hf, hostSeen{id: id, header: p.Header(), path: bound}), keep, 0
@@ -339,7 +339,7 @@ func (n *fileNode) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetA
 		err = f.setAttr(rel, named, in)
 		f.mu.Unlock()
 	} else if named {
-		err = n.fsys.root.setAttr(rel, in)
+		err = setAttr(n.fsys.root, rel, in)
 	}
 	if err != nil {
 		return n.fsys.hostErrno(rel, "setattr", err)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/pf"
 )
 
@@ -229,7 +230,7 @@ func TestHostPlantsSymlinks(t *testing.T) {
 			t.Errorf("%s outside changed (%v)", name, err)
 		}
 	}
-	if !strings.Contains(logs.String(), errLink.Error()) {
+	if !strings.Contains(logs.String(), hostdir.ErrLink.Error()) {
 		t.Errorf("no log line tells of a planted link:\n%s", logs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/pf"
 )
 
@@ -152,7 +153,7 @@ func (f *openFile) change(empty bool) error {
 	rel, named := f.node.where()
 	dir := "" // an orphan's copy is made in the host folder, and gets no name
 	if named {
-		dir = dirOf(rel)
+		dir = hostdir.Dir(rel)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.host.Fd()), &st); err != nil {
@@ -162,8 +163,8 @@ func (f *openFile) change(empty bool) error {
 		return errChanged
 	}
 	name := s.newTemp()
-	temp := joinRel(dir, name)
-	tf, err := s.root.open(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, st.Mode&0777)
+	temp := hostdir.Join(dir, name)
+	tf, err := s.root.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, st.Mode&0777)
 	if err != nil {
 		s.dropTemp(name)
 		return err
@@ -175,13 +176,13 @@ func (f *openFile) change(empty bool) error {
 	p, err := f.copyTo(tf, st.Size, empty)
 	if err != nil {
 		tf.Close()
-		s.root.remove(temp, 0)
+		s.root.Remove(temp, 0)
 		s.dropTemp(name)
 		return err
 	}
 	state := shadowed
 	if !named {
-		s.root.remove(temp, 0)
+		s.root.Remove(temp, 0)
 		s.dropTemp(name)
 		name, state = "", orphaned
 	}
@@ -244,7 +245,7 @@ func (f *openFile) commit() error {
 		err = f.host.Sync()
 	}
 	if err == nil {
-		err = s.root.rename(joinRel(dirOf(rel), f.temp), rel, 0)
+		err = s.root.Rename(hostdir.Join(hostdir.Dir(rel), f.temp), rel, 0)
 	}
 	if err != nil {
 		return err
@@ -252,8 +253,8 @@ func (f *openFile) commit() error {
 	s.dropTemp(f.temp)
 	f.state, f.temp, f.times = reading, "", nil
 	f.seen = hostSeen{header: f.pf.Header(), path: bound}
-	f.seen.id, _ = f.hostID()  // after the rename, which moves its ctime
-	s.root.syncDir(dirOf(rel)) // makes the rename durable
+	f.seen.id, _ = f.hostID()        // after the rename, which moves its ctime
+	s.root.SyncDir(hostdir.Dir(rel)) // makes the rename durable
 	return nil
 }
 
@@ -262,7 +263,7 @@ func (f *openFile) commit() error {
 // must be held exclusively.
 func (f *openFile) setAttr(rel string, named bool, in *fuse.SetAttrIn) error {
 	if named {
-		if err := f.node.fsys.root.setAttr(rel, in); err != nil {
+		if err := setAttr(f.node.fsys.root, rel, in); err != nil {
 			return err
 		}
 		f.ownChange()
@@ -289,7 +290,7 @@ func (f *openFile) removed(dir string) {
 	if f.state != shadowed {
 		return
 	}
-	f.node.fsys.root.remove(joinRel(dir, f.temp), 0)
+	f.node.fsys.root.Remove(hostdir.Join(dir, f.temp), 0)
 	f.node.fsys.dropTemp(f.temp)
 	f.state, f.temp = orphaned, ""
 }
@@ -300,7 +301,7 @@ func (f *openFile) moved(from, to string) error {
 	if f.state != shadowed || from == to {
 		return nil
 	}
-	return f.node.fsys.root.rename(joinRel(from, f.temp), joinRel(to, f.temp), 0)
+	return f.node.fsys.root.Rename(hostdir.Join(from, f.temp), hostdir.Join(to, f.temp), 0)
 }
 
 // close closes the content after the last handle: it commits the changes, or drops a copy
@@ -313,7 +314,7 @@ func (f *openFile) close() syscall.Errno {
 	}
 	if f.state == shadowed { // the commit failed: the host file keeps its old content
 		rel, _ := f.node.where()
-		f.node.fsys.root.remove(joinRel(dirOf(rel), f.temp), 0)
+		f.node.fsys.root.Remove(hostdir.Join(hostdir.Dir(rel), f.temp), 0)
 		f.node.fsys.dropTemp(f.temp)
 	}
 	if f.state == reading && f.unchanged() == nil {
@@ -334,7 +335,7 @@ func (f *openFile) fail(op string, err error) syscall.Errno {
 	f.logged = err.Error()
 	host := "(unlinked)"
 	if rel, ok := f.node.where(); ok {
-		host = f.node.fsys.root.name(rel)
+		host = f.node.fsys.root.Name(rel)
 	}
 	return f.node.fsys.errno(host, op, err)
 }

@@ -8,6 +8,7 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"golang.org/x/sys/unix"
 
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/pf"
 )
 
@@ -43,11 +44,11 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 		return errno
 	}
 	var st syscall.Stat_t
-	if err := s.root.stat(fromRel, &st); err != nil {
+	if err := s.root.Stat(fromRel, &st); err != nil {
 		return s.hostErrno(fromRel, "rename", err)
 	}
 	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
-		if err := s.root.rename(fromRel, toRel, uint(flags)); err != nil {
+		if err := s.root.Rename(fromRel, toRel, uint(flags)); err != nil {
 			return s.hostErrno(fromRel, "rename", err)
 		}
 		s.rebindTree(d.GetChild(name), fromRel, toRel)
@@ -56,32 +57,32 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent gofs.InodeE
 
 	p, hf, err := s.openBound(fromRel, s.boundPath(fromRel))
 	if err != nil {
-		return s.errno(s.root.name(fromRel), "rename", err)
+		return s.errno(s.root.Name(fromRel), "rename", err)
 	}
 	moved, _ := d.childFile(name)
 	replaced, _ := np.childFile(newName)
-	if err := s.root.rename(fromRel, toRel, uint(flags)); err != nil {
+	if err := s.root.Rename(fromRel, toRel, uint(flags)); err != nil {
 		p.Close()
 		hf.Close()
 		return s.hostErrno(fromRel, "rename", err)
 	}
 	if replaced != nil && replaced != moved {
-		replaced.removed(dirOf(toRel))
+		replaced.removed(hostdir.Dir(toRel))
 	}
 	if moved != nil {
-		if err := moved.moved(dirOf(fromRel), dirOf(toRel)); err != nil {
-			s.log.Error("encfs: cannot move a temporary file", "file", s.root.name(toRel), "err", err)
+		if err := moved.moved(hostdir.Dir(fromRel), hostdir.Dir(toRel)); err != nil {
+			s.log.Error("encfs: cannot move a temporary file", "file", s.root.Name(toRel), "err", err)
 		}
 	}
 	if err := s.rebind(moved, p, hf, s.boundPath(toRel)); err != nil {
-		return s.errno(s.root.name(toRel), "rename", err)
+		return s.errno(s.root.Name(toRel), "rename", err)
 	}
 	return 0
 }
 
 // openBound opens the protected file at rel, bound to the path bound, for writing.
 func (s *fsys) openBound(rel, bound string) (*pf.File, *os.File, error) {
-	hf, err := s.root.open(rel, os.O_RDWR, 0)
+	hf, err := s.root.OpenFile(rel, os.O_RDWR, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,9 +122,9 @@ func (s *fsys) rebind(n *fileNode, p *pf.File, hf *os.File, to string) error {
 // fromRel; dir is its node, or nil if the kernel does not know it. Temporary copies are left
 // alone: their files rebind them when they commit.
 func (s *fsys) rebindTree(dir *gofs.Inode, fromRel, dirRel string) {
-	entries, err := s.root.readDir(dirRel)
+	entries, err := s.root.ReadDir(dirRel)
 	if err != nil {
-		s.log.Error("encfs: cannot rebind the files of a moved folder", "file", s.root.name(dirRel), "err", err)
+		s.log.Error("encfs: cannot rebind the files of a moved folder", "file", s.root.Name(dirRel), "err", err)
 		return
 	}
 	for _, e := range entries {
@@ -145,7 +146,7 @@ func (s *fsys) rebindTree(dir *gofs.Inode, fromRel, dirRel string) {
 				err = s.rebind(n, p, hf, s.boundPath(rel))
 			}
 			if err != nil {
-				s.log.Error("encfs: cannot rebind a moved file", "file", s.root.name(rel), "err", err)
+				s.log.Error("encfs: cannot rebind a moved file", "file", s.root.Name(rel), "err", err)
 			}
 		}
 	}

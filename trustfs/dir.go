@@ -10,6 +10,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ppml/ppml/internal/hostdir"
 )
 
 // dirNode is a folder: one of the tree, which serves its entries, or a folder of the host that
@@ -73,9 +75,9 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if !d.backed {
 		return nil, syscall.ENOENT
 	}
-	host := joinRel(d.host, name)
+	host := hostdir.Join(d.host, name)
 	var st syscall.Stat_t
-	if err := d.fsys.root.stat(host, &st); err != nil {
+	if err := d.fsys.root.Stat(host, &st); err != nil {
 		return nil, d.fsys.hostErrno(host, "lookup", err)
 	}
 	mode := st.Mode & syscall.S_IFMT
@@ -128,7 +130,7 @@ func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 	}
 	if d.backed {
 		var st syscall.Stat_t
-		err := d.fsys.root.stat(d.host, &st)
+		err := d.fsys.root.Stat(d.host, &st)
 		if err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 			hostAttr(&st, &out.Attr)
 			return 0
@@ -154,7 +156,7 @@ func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 		}
 	}
 	if d.backed {
-		entries, err := d.fsys.root.readDir(d.host)
+		entries, err := d.fsys.root.ReadDir(d.host)
 		if err != nil && !d.own {
 			return nil, d.fsys.hostErrno(d.host, "readdir", err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // trusted is a trusted file: a host file and the hash the manifest gives it.
@@ -44,6 +45,11 @@ var (
 	_ gofs.NodeOpener    = (*fileNode)(nil)
 )
 
+// hostReadFlags open a host file for reading: never through a link at the end of its path, and
+// without blocking or making a terminal the caller's, whatever the host put there; the caller
+// checks what opened.
+const hostReadFlags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY
+
 // Getattr gives the checked file's status, which the kernel may keep; before the check, the host
 // file's, which it may not: a size the host shows before the check (a prefix, say) must not
 // outlive it and cut the reads of the checked content short, nor extend them.
@@ -55,7 +61,7 @@ func (n *fileNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 	}
 	out.SetTimeout(0)
 	var st syscall.Stat_t
-	if err := n.fsys.root.stat(n.file.host, &st); err != nil {
+	if err := n.fsys.root.Stat(n.file.host, &st); err != nil {
 		return n.fsys.hostErrno(n.file.host, "stat", err)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -69,7 +75,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
 	}
-	f, err := n.fsys.root.open(n.file.host)
+	f, err := n.fsys.root.OpenFile(n.file.host, hostReadFlags, 0)
 	if err != nil {
 		return nil, 0, n.fsys.hostErrno(n.file.host, "open", err)
 	}
@@ -91,7 +97,7 @@ func (s *fsys) check(t *trusted, f *os.File) (*checked, syscall.Errno) {
 		return nil, s.hostErrno(t.host, "stat", err)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		s.log.Error("trustfs: trusted file refused: it is not a regular file", "file", s.root.name(t.host))
+		s.log.Error("trustfs: trusted file refused: it is not a regular file", "file", s.root.Name(t.host))
 		return nil, syscall.EACCES
 	}
 	c := t.checked.Load()
@@ -103,7 +109,7 @@ func (s *fsys) check(t *trusted, f *os.File) (*checked, syscall.Errno) {
 		}
 	}
 	if st.Size != c.size {
-		s.log.Error("trustfs: trusted file refused: it changed since it was checked", "file", s.root.name(t.host), "size", st.Size, "checked_size", c.size)
+		s.log.Error("trustfs: trusted file refused: it changed since it was checked", "file", s.root.Name(t.host), "size", st.Size, "checked_size", c.size)
 		return nil, syscall.EACCES
 	}
 	return c, 0
@@ -115,11 +121,11 @@ func (s *fsys) checkFirst(t *trusted, f *os.File, st *syscall.Stat_t) (*checked,
 	begin := time.Now()
 	sums, whole, err := hashChunks(f, st.Size)
 	if err != nil {
-		s.log.Error("trustfs: trusted file refused: it cannot be read", "file", s.root.name(t.host), "err", err)
+		s.log.Error("trustfs: trusted file refused: it cannot be read", "file", s.root.Name(t.host), "err", err)
 		return nil, syscall.EACCES
 	}
 	if whole != t.want {
-		s.log.Error("trustfs: trusted file refused: its SHA-256 is not the manifest's", "file", s.root.name(t.host),
+		s.log.Error("trustfs: trusted file refused: its SHA-256 is not the manifest's", "file", s.root.Name(t.host),
 			"sha256", hex.EncodeToString(whole[:]), "manifest", hex.EncodeToString(t.want[:]))
 		return nil, syscall.EACCES
 	}
@@ -252,11 +258,11 @@ func (h *handle) chunk(i int64) ([]byte, syscall.Errno) {
 	}
 	b := make([]byte, min(ChunkSize, h.checked.size-i*ChunkSize))
 	if _, err := h.host.ReadAt(b, i*ChunkSize); err != nil {
-		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.name(h.file.host), "offset", i*ChunkSize, "err", err)
+		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.Name(h.file.host), "offset", i*ChunkSize, "err", err)
 		return nil, syscall.EIO
 	}
 	if sha256.Sum256(b) != h.checked.sums[i] {
-		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.name(h.file.host), "offset", i*ChunkSize)
+		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.Name(h.file.host), "offset", i*ChunkSize)
 		return nil, syscall.EIO
 	}
 	h.fsys.cache.put(key, b)
@@ -296,7 +302,7 @@ var (
 
 func (n *hostFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	if err := n.fsys.root.stat(n.host, &st); err != nil {
+	if err := n.fsys.root.Stat(n.host, &st); err != nil {
 		return n.fsys.hostErrno(n.host, "stat", err)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
@@ -310,7 +316,7 @@ func (n *hostFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
 	}
-	f, err := n.fsys.root.open(n.host)
+	f, err := n.fsys.root.OpenFile(n.host, hostReadFlags, 0)
 	if err != nil {
 		return nil, 0, n.fsys.hostErrno(n.host, "open", err)
 	}
@@ -357,7 +363,7 @@ var (
 
 func (n *hostLink) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	if err := n.fsys.root.stat(n.host, &st); err != nil {
+	if err := n.fsys.root.Stat(n.host, &st); err != nil {
 		return n.fsys.hostErrno(n.host, "stat", err)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFLNK {
@@ -368,7 +374,7 @@ func (n *hostLink) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 }
 
 func (n *hostLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	target, err := n.fsys.root.readlink(n.host)
+	target, err := n.fsys.root.Readlink(n.host)
 	if err != nil {
 		return nil, n.fsys.hostErrno(n.host, "readlink", err)
 	}

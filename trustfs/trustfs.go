@@ -54,6 +54,8 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ppml/ppml/internal/hostdir"
 )
 
 // Kind is what an Entry serves.
@@ -132,7 +134,7 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	hr, err := openRoot(host)
+	hr, err := hostdir.Open(host)
 	if err != nil {
 		return nil, fmt.Errorf("host folder of the trusted files: %w", err)
 	}
@@ -162,13 +164,13 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 		Logger:          fuseLog,
 	})
 	if err != nil {
-		hr.close()
+		hr.Close()
 		return nil, fmt.Errorf("mount the trusted files of %s on %s: %w", host, mountpoint, err)
 	}
 	server := &Server{srv: srv, mountpoint: mountpoint, fsys: s, done: make(chan struct{})}
 	go func() {
 		srv.Wait()
-		hr.close()
+		hr.Close()
 		close(server.done)
 	}()
 	return server, nil
@@ -210,7 +212,7 @@ func (s *Server) Stats() Stats {
 // Reads take no lock but the cache's: what a file's check found (trusted.checked) never changes
 // once it is set.
 type fsys struct {
-	root    *hostRoot
+	root    *hostdir.Root
 	log     *slog.Logger
 	cache   *chunkCache
 	mounted time.Time // the times of the filesystem's own folders and files
@@ -254,14 +256,14 @@ func (s *fsys) trustedFile(e Entry) *trusted {
 }
 
 // hostErrno returns what the caller sees of err, a failure of op on the host file rel: a host
-// error keeps its errno; anything else, above all a symbolic link on the path (errLink), is
+// error keeps its errno; anything else, above all a symbolic link on the path (hostdir.ErrLink), is
 // logged and EIO.
 func (s *fsys) hostErrno(rel, op string, err error) syscall.Errno {
 	var en syscall.Errno
 	if errors.As(err, &en) {
 		return en
 	}
-	s.log.Error("trustfs: "+op+" failed", "file", s.root.name(rel), "err", err)
+	s.log.Error("trustfs: "+op+" failed", "file", s.root.Name(rel), "err", err)
 	return syscall.EIO
 }
 
@@ -314,7 +316,7 @@ func (t *tree) isFile() bool {
 // node returns the node that serves t, the entry name of the folder d, and its type; nil for
 // an Unchecked entry that is not on the host, or not something served.
 func (s *fsys) node(d *dirNode, name string, t *tree) (gofs.InodeEmbedder, uint32) {
-	host, backed := joinRel(d.host, name), d.backed
+	host, backed := hostdir.Join(d.host, name), d.backed
 	switch e := t.entry; {
 	case e == nil:
 	case e.Kind == Folder:
@@ -327,8 +329,8 @@ func (s *fsys) node(d *dirNode, name string, t *tree) (gofs.InodeEmbedder, uint3
 		host, backed = e.Host, true
 		if len(t.children) == 0 {
 			var st syscall.Stat_t
-			if err := s.root.stat(host, &st); err != nil {
-				s.log.Warn("trustfs: a file served unchecked is not on the host", "file", s.root.name(host), "err", err)
+			if err := s.root.Stat(host, &st); err != nil {
+				s.log.Warn("trustfs: a file served unchecked is not on the host", "file", s.root.Name(host), "err", err)
 				return nil, 0
 			}
 			return unchecked(s, host, st.Mode)
