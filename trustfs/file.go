@@ -60,14 +60,20 @@ func (n *fileNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 		return 0
 	}
 	out.SetTimeout(0)
+	return n.fsys.hostGetattr(n.file.host, syscall.S_IFREG, &out.Attr)
+}
+
+// hostGetattr fills out with the status of the host entry host, which must still be of the
+// type kind (S_IFREG, S_IFLNK): one that changed type, a file swapped for a link say, is ENOENT.
+func (s *fsys) hostGetattr(host string, kind uint32, out *fuse.Attr) syscall.Errno {
 	var st syscall.Stat_t
-	if err := n.fsys.root.Stat(n.file.host, &st); err != nil {
-		return n.fsys.hostErrno(n.file.host, "stat", err)
+	if err := s.root.Stat(host, &st); err != nil {
+		return s.hostErrno(host, "stat", err)
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return syscall.ENOENT // no longer a file: a link, say, which is not followed
+	if st.Mode&syscall.S_IFMT != kind {
+		return syscall.ENOENT
 	}
-	hostAttr(&st, &out.Attr)
+	hostAttr(&st, out)
 	return 0
 }
 
@@ -301,15 +307,7 @@ var (
 )
 
 func (n *hostFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	var st syscall.Stat_t
-	if err := n.fsys.root.Stat(n.host, &st); err != nil {
-		return n.fsys.hostErrno(n.host, "stat", err)
-	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return syscall.ENOENT // no longer a file
-	}
-	hostAttr(&st, &out.Attr)
-	return 0
+	return n.fsys.hostGetattr(n.host, syscall.S_IFREG, &out.Attr)
 }
 
 func (n *hostFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -362,15 +360,7 @@ var (
 )
 
 func (n *hostLink) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	var st syscall.Stat_t
-	if err := n.fsys.root.Stat(n.host, &st); err != nil {
-		return n.fsys.hostErrno(n.host, "stat", err)
-	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFLNK {
-		return syscall.ENOENT // no longer a link
-	}
-	hostAttr(&st, &out.Attr)
-	return 0
+	return n.fsys.hostGetattr(n.host, syscall.S_IFLNK, &out.Attr)
 }
 
 func (n *hostLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
