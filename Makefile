@@ -28,6 +28,7 @@ bench: build
 	go run ./bench/pf
 	go run ./bench/provision
 	go run ./bench/pytorch
+	go run ./bench/torchload
 	go test -run '^$$' -bench . ./pf
 	go test -run '^$$' -bench 'Verify$$' -cpu 1 ./attest/sgx ./attest/sim
 

@@ -1,18 +1,24 @@
 // Command torchload measures torch.load of a PyTorch state dict (issue 5) read through encfs
-// against the same file read directly, in the same run, the two alternating:
+// against the same file read directly and, as the peer yardstick, through gocryptfs (Debian's
+// package), in the same run, the three alternating:
 //
 //   - it makes a state dict of about 233 MiB (torch.save of a seeded model's state_dict: four
 //     3904×3904 Linear layers), encrypts it with package pf and mounts the folder that holds it
 //     with encfs (read-only, as ppml run mounts a model);
 //   - each run is a fresh /usr/bin/python3 that imports torch and then times torch.load of the
 //     file alone (the import, 2 s here, costs the same on both sides and is left out);
-//   - before each run through encfs, the kernel's cache of the mount's plaintext is dropped
-//     (posix_fadvise DONTNEED), so every run goes through encfs; the plaintext file and the
-//     protected file stay in the host's page cache, so that the figures compare encfs's work
-//     (FUSE and decryption) with reading from memory, not disk speeds.
+//   - it writes the same file through a read-write gocryptfs mount (a fresh cipher folder with
+//     gocryptfs's defaults: AES-256-GCM, 4 KiB blocks) and mounts that folder again read-only;
+//   - before each run through a FUSE mount (encfs or gocryptfs), the kernel's cache of the
+//     mount's plaintext is dropped (posix_fadvise DONTNEED), so every run goes through the
+//     filesystem; the plaintext file and the ciphertext files stay in the host's page cache, so
+//     that the figures compare the filesystems' work (FUSE and decryption) with reading from
+//     memory, not disk speeds.
 //
-// It prints the medians and their ratio against the target (under 1.3×), and checks once that
-// both loads give the same tensors. Run it as root (or wherever /dev/fuse may be mounted):
+// It prints the medians and their ratios: encfs against the plaintext file (the target: under
+// 1.3×) and against gocryptfs, and checks once that every load gives the same tensors. Without
+// gocryptfs on the PATH it says so and measures the other two. Run it as root (or wherever
+// /dev/fuse may be mounted):
 //
 //	go run ./bench/torchload [-runs 10] [-dir /tmp]
 package main
@@ -65,7 +71,7 @@ if "check" in sys.argv[2:]:
 `
 
 func main() {
-	runs := flag.Int("runs", 10, "runs of each, natively and through encfs")
+	runs := flag.Int("runs", 10, "runs of each way: the plaintext file, encfs and gocryptfs")
 	dir := flag.String("dir", "", "where to make the work folder (default: the temporary folder)")
 	flag.Parse()
 	if err := run(*runs, *dir); err != nil {
@@ -101,7 +107,20 @@ func run(runs int, dir string) error {
 		return err
 	}
 	defer s.Unmount()
-	enc := filepath.Join(mnt, "model.pt")
+	ways := []*way{
+		{name: "plaintext file", path: plain},
+		{name: "through encfs", path: filepath.Join(mnt, "model.pt"), drop: true},
+	}
+	if _, err := exec.LookPath("gocryptfs"); err != nil {
+		fmt.Println("gocryptfs is not installed (apt-get install gocryptfs): measuring without the peer yardstick")
+	} else {
+		gmnt, unmount, err := gocryptfsCopy(work, plain)
+		if err != nil {
+			return err
+		}
+		defer unmount()
+		ways = append(ways, &way{name: "through gocryptfs", path: filepath.Join(gmnt, "model.pt"), drop: true})
+	}
 
 	torch, err := output(exec.Command(python, "-c", "import torch; print(torch.__version__)"))
 	if err != nil {
@@ -110,49 +129,101 @@ func run(runs int, dir string) error {
 	fmt.Printf("machine: %d cores; torch %s; state dict %.1f MiB; %d runs of each, alternating\n",
 		runtime.NumCPU(), strings.TrimSpace(torch), float64(size)/(1<<20), runs)
 
-	// One run of each first, not counted, which also checks that both give the same tensors.
-	_, sumPlain, err := torchLoad(plain, "check")
-	if err != nil {
-		return err
-	}
-	_, sumEnc, err := torchLoad(enc, "check", "drop")
-	if err != nil {
-		return err
-	}
-	if sumPlain != sumEnc {
-		return fmt.Errorf("the state dict loads differently through encfs:\n%s\n%s", sumPlain, sumEnc)
-	}
-
-	var native, through []time.Duration
-	for i := range runs {
-		for _, n := range []bool{i%2 == 0, i%2 != 0} {
-			if n {
-				d, _, err := torchLoad(plain, "-")
-				if err != nil {
-					return err
-				}
-				native = append(native, d)
-			} else {
-				d, _, err := torchLoad(enc, "-", "drop")
-				if err != nil {
-					return err
-				}
-				through = append(through, d)
-			}
+	// One run of each first, not counted, which also checks that all give the same tensors.
+	var sums []string
+	for _, w := range ways {
+		_, sum, err := w.load("check")
+		if err != nil {
+			return err
+		}
+		sums = append(sums, sum)
+		if sum != sums[0] {
+			return fmt.Errorf("the state dict loads differently %s:\n%s\n%s", w.name, sums[0], sum)
 		}
 	}
-	mn, me := median(native), median(through)
-	ratio := me.Seconds() / mn.Seconds()
+
+	for i := range runs {
+		for j := range ways {
+			w := ways[(i+j)%len(ways)] // each goes first in turn
+			d, _, err := w.load("-")
+			if err != nil {
+				return err
+			}
+			w.times = append(w.times, d)
+		}
+	}
+	for _, w := range ways {
+		fmt.Printf("torch.load, %-18s median %v (%v–%v)\n", w.name+":", w.median().Round(time.Millisecond),
+			slices.Min(w.times).Round(time.Millisecond), slices.Max(w.times).Round(time.Millisecond))
+	}
+	ratio := ways[1].median().Seconds() / ways[0].median().Seconds()
 	verdict := "met"
 	if ratio >= maxRatio {
 		verdict = "NOT met"
 	}
-	fmt.Printf("torch.load, plaintext file: median %v (%v–%v)\n", mn.Round(time.Millisecond),
-		slices.Min(native).Round(time.Millisecond), slices.Max(native).Round(time.Millisecond))
-	fmt.Printf("torch.load, through encfs:  median %v (%v–%v)\n", me.Round(time.Millisecond),
-		slices.Min(through).Round(time.Millisecond), slices.Max(through).Round(time.Millisecond))
-	fmt.Printf("ratio %.2f× (target under %.1f×: %s)\n", ratio, maxRatio, verdict)
+	fmt.Printf("encfs against the plaintext file: %.2f× (target under %.1f×: %s)\n", ratio, maxRatio, verdict)
+	if len(ways) == 3 {
+		g := ways[2].median().Seconds()
+		fmt.Printf("gocryptfs against the plaintext file: %.2f×; encfs against gocryptfs: %.2f×\n",
+			g/ways[0].median().Seconds(), ways[1].median().Seconds()/g)
+	}
 	return nil
+}
+
+// way is one way of reading the state dict, and the times torch.load took that way.
+type way struct {
+	name  string
+	path  string
+	drop  bool // drop the kernel's cache of the file before each load: it is on a FUSE mount
+	times []time.Duration
+}
+
+func (w *way) load(mode string) (time.Duration, string, error) {
+	args := []string{mode}
+	if w.drop {
+		args = append(args, "drop")
+	}
+	return torchLoad(w.path, args...)
+}
+
+func (w *way) median() time.Duration { return median(w.times) }
+
+// gocryptfsCopy makes a gocryptfs cipher folder in work holding a copy of the file plain, written
+// through a read-write mount, mounts it again read-only, and returns the mount point and how to
+// unmount it.
+func gocryptfsCopy(work, plain string) (string, func(), error) {
+	cipher, mnt := filepath.Join(work, "gocryptfs-cipher"), filepath.Join(work, "gocryptfs-mnt")
+	pass := filepath.Join(work, "gocryptfs-pass")
+	for _, d := range []string{cipher, mnt} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return "", nil, err
+		}
+	}
+	var pw [16]byte
+	rand.Read(pw[:])
+	if err := os.WriteFile(pass, []byte(fmt.Sprintf("%x\n", pw)), 0o600); err != nil {
+		return "", nil, err
+	}
+	unmount := func() { exec.Command("fusermount", "-u", mnt).Run() }
+	gocryptfs := func(args ...string) error {
+		_, err := output(exec.Command("gocryptfs", append([]string{"-q", "-passfile", pass}, args...)...))
+		return err
+	}
+	if err := gocryptfs("-init", "-scryptn", "10", cipher); err != nil {
+		return "", nil, err
+	}
+	if err := gocryptfs(cipher, mnt); err != nil {
+		return "", nil, err
+	}
+	_, err := output(exec.Command("cp", plain, filepath.Join(mnt, "model.pt")))
+	unmount()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := gocryptfs("-ro", cipher, mnt); err != nil {
+		return "", nil, err
+	}
+	return mnt, unmount, nil
 }
 
 // encrypt writes the plaintext file at from to a protected file at to, bound to its base name
