@@ -59,7 +59,7 @@ func (c *ocspChecker) checkOne(cert, issuer *x509.Certificate) error {
 	name := cert.Subject.CommonName
 	der, err := c.src.OCSP(cert)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: no OCSP response for %q (%s): fetch it with `ppml gpu fetch`", ErrNoRevocationData, name, OCSPFileName(cert))
+		return fmt.Errorf("%w: no OCSP response for %q (%s): record it in the OCSP folder", ErrNoRevocationData, name, OCSPFileName(cert))
 	}
 	if err != nil {
 		return fmt.Errorf("OCSP response for %q: %w", name, err)
