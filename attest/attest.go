@@ -85,8 +85,9 @@ type Claims struct {
 	MRTD  Hex   `json:"mrtd,omitempty"`
 	RTMRs []Hex `json:"rtmrs,omitempty"`
 
-	// SEV-SNP launch measurement.
-	Measurement Hex `json:"measurement,omitempty"`
+	// SEV-SNP launch measurement, and the rest of the report (SNP).
+	Measurement Hex        `json:"measurement,omitempty"`
+	SNP         *SNPClaims `json:"snp,omitempty"`
 
 	Debug       bool     `json:"debug"`
 	TCBStatus   string   `json:"tcb_status"`

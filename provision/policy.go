@@ -38,8 +38,9 @@ type Workload struct {
 	MRTD  []string `toml:"mrtd"`
 	RTMRs []string `toml:"rtmrs"`
 
-	// SEV-SNP: any of Measurement.
+	// SEV-SNP: any of Measurement, and the constraints of SNPWorkload.
 	Measurement []string `toml:"measurement"`
+	SNPWorkload
 
 	// AllowSimulated admits evidence from the simulated platforms the server trusts
 	// (sim_platforms): development only, since anyone holding such a platform's folder can
@@ -71,7 +72,7 @@ func (w *Workload) check(dir string) error {
 		size   int
 	}{
 		{"mrenclave", w.MREnclave, 32}, {"mrsigner", nonEmpty(w.MRSigner), 32}, {"mrtd", w.MRTD, 48},
-		{"rtmrs", nonEmpty(w.RTMRs...), 48}, {"measurement", w.Measurement, 48},
+		{"rtmrs", nonEmpty(w.RTMRs...), 48}, {"measurement", w.Measurement, 48}, {"host_data", w.HostData, 32},
 	} {
 		for _, v := range list.values {
 			if b, err := hex.DecodeString(v); err != nil || len(b) != list.size {
@@ -95,6 +96,9 @@ func (w *Workload) check(dir string) error {
 		identified = len(w.Measurement) > 0
 	default:
 		return fail("tee %q is not sgx, tdx or snp", w.TEE)
+	}
+	if err := w.checkSNP(w.TEE); err != nil {
+		return fail("%v", err)
 	}
 	if !identified {
 		return fail("no measurement: it would admit any %s workload (give mrenclave, mrsigner and isv_prod_id, sig_file, mrtd or measurement)", w.TEE)
@@ -192,8 +196,18 @@ func (w *Workload) admits(c *attest.Claims) error {
 	if c.Debug && !w.AllowDebug {
 		return errors.New("debug enclaves are not allowed (allow_debug = false)")
 	}
-	if !slices.Contains(w.AcceptTCB, c.TCBStatus) {
-		return fmt.Errorf("TCB status %s is not accepted (accept_tcb = %q)", c.TCBStatus, w.AcceptTCB)
+	status, why := c.TCBStatus, ""
+	if w.TEE == string(attest.SNP) {
+		var err error
+		if status, why, err = w.admitsSNP(c); err != nil {
+			return err
+		}
+	}
+	if !slices.Contains(w.AcceptTCB, status) {
+		if why != "" {
+			why = ": " + why
+		}
+		return fmt.Errorf("TCB status %s is not accepted (accept_tcb = %q)%s", status, w.AcceptTCB, why)
 	}
 	return nil
 }
