@@ -22,10 +22,17 @@ func FuzzParseQuote(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(q.signed) != headerSize+reportBodySize || len(q.qeReport) != reportBodySize {
+		body := map[uint16]int{BodySGX: reportBodySize, BodyTD10: td10Size, BodyTD15: td15Size}[q.BodyType]
+		if q.Header.Version == 5 {
+			body += descriptorSize
+		}
+		if len(q.signed) != headerSize+body || len(q.qeReport) != reportBodySize || (q.TD != nil) != (q.BodyType != BodySGX) {
 			t.Fatalf("signed %d bytes, QE report %d bytes", len(q.signed), len(q.qeReport))
 		}
 		enc := q.Marshal()
+		if !bytes.Equal(enc, b[:len(b)-q.Trailing]) {
+			t.Fatalf("Marshal gives other bytes than those parsed")
+		}
 		if q2, err := ParseQuote(enc); err != nil || !bytes.Equal(q2.Marshal(), enc) {
 			t.Fatalf("Marshal does not round-trip: %v", err)
 		}
