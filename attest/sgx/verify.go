@@ -313,13 +313,22 @@ func (v *Verifier) Verify(quote []byte, at time.Time) (*Verdict, error) {
 	}
 	q, err := ParseQuote(quote)
 	if err != nil {
-		return nil, &Error{Step: StepQuote, Err: err}
+		return nil, &Error{Step: StepQuote, Err: err, TEE: teeOf(quote)}
 	}
 	vd, err := v.verify(q, at)
 	if e := (*Error)(nil); errors.As(err, &e) && q.IsTD() {
 		e.TEE = "TDX"
 	}
 	return vd, err
+}
+
+// teeOf names the TEE that the header of a quote, parsed or not, names: "TDX" for TEE type
+// 0x81, "" (SGX) otherwise.
+func teeOf(quote []byte) string {
+	if len(quote) >= 8 && binary.LittleEndian.Uint32(quote[4:]) == TEETypeTDX {
+		return "TDX"
+	}
+	return ""
 }
 
 // verify runs the steps of Verify on a parsed quote.
