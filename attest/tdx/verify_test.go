@@ -15,6 +15,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
+	"github.com/ppml/ppml/collateral"
 	"github.com/ppml/ppml/internal/testfiles"
 )
 
@@ -203,4 +204,27 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestIntelVerifier checks the verifier of genuine platforms: it asks the source for the TDX
+// collateral of the quote's platform, and refuses SGX quotes.
+func TestIntelVerifier(t *testing.T) {
+	s, b := set(t, "TDX-1")
+	var asked []collateral.Platform
+	v := NewIntelVerifier(func(_ context.Context, p collateral.Platform) (*collateral.Bundle, error) {
+		asked = append(asked, p)
+		return b, nil
+	}, true)
+	if v.Kind() != attest.TDX {
+		t.Fatalf("kind %q", v.Kind())
+	}
+	c, err := v.Verify(context.Background(), s.ReadQuote(t), s.At)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TEE != attest.TDX || c.TCBStatus != "UpToDate" || len(asked) != 1 || asked[0].TEE != collateral.TDX || asked[0].FMSPC != "C0806F000000" {
+		t.Errorf("claims %+v, asked %v", c, asked)
+	}
+	_, err = v.Verify(context.Background(), read(t, "sgx/oasis-core/quote_v3_ecdsa_p256_pck_chain.bin"), s.At)
+	wantErr(t, err, sgx.ErrUnsupported, "SGX quote format: unsupported: an SGX quote, want TDX")
 }
