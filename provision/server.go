@@ -459,7 +459,7 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *wire.
 	}
 	w, err := st.cfg.Workloads.Admit(claims)
 	if err != nil {
-		return nil, err.Error()
+		return nil, refusal(err, claims)
 	}
 	rec.Workload = w.Name
 	if req.Gramine {
@@ -471,6 +471,15 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *wire.
 		}
 	}
 	return req.Keys, ""
+}
+
+// refusal is the audit reason of a policy's refusal: with evidence whose TCB is not UpToDate,
+// what the TCB status means and what to update, as ppml quote verify says it.
+func refusal(err error, c *attest.Claims) string {
+	if c.TCBStatus == "UpToDate" && len(c.Behind) == 0 || c.TCBStatus == "" {
+		return err.Error()
+	}
+	return err.Error() + "; TCB " + c.TCBExplanation()
 }
 
 // finish writes the audit record (unless it is written already), the log line and the metrics

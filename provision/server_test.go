@@ -231,7 +231,7 @@ keys = ["default"]
 		{"lower svn", with(func(e *sim.Enclave) { e.ISVSVN = 1 }), nil, "isv_svn 1 is below 2"},
 		{"debug", with(func(e *sim.Enclave) { e.Debug = true }), nil, "debug enclaves are not allowed"},
 		{"untrusted platform", sim.Attester{Platform: other, Enclave: tb.enclave}, nil, "does not lead to a trusted root"},
-		{"outdated TCB", sim.Attester{Platform: outdated, Enclave: tb.enclave}, nil, "TCB status OutOfDate is not accepted"},
+		{"outdated TCB", sim.Attester{Platform: outdated, Enclave: tb.enclave}, nil, `TCB status OutOfDate is not accepted (accept_tcb = ["UpToDate"])); TCB OutOfDate: the platform has known vulnerabilities that an update fixes`},
 		{"not bound to the TLS key", unbound{with(func(*sim.Enclave) {})}, nil, "not bound"},
 		{"key not in the policy", with(func(*sim.Enclave) {}), []string{"other"}, `may not have key "other"`},
 	} {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -173,15 +172,4 @@ func printPieces(w io.Writer, pieces []collateral.Piece) {
 			fmt.Fprintf(w, "%s: certificates of %s, valid until %s\n", p.File, p.ID, date(p.NextUpdate))
 		}
 	}
-}
-
-// parseTime reads a time in RFC 3339 or Unix seconds; "" is now.
-func parseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Now(), nil
-	}
-	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(secs, 0), nil
-	}
-	return time.Parse(time.RFC3339, s)
 }

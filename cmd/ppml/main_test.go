@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 func TestMain(m *testing.M) {
@@ -43,6 +45,20 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// tdxset NAME DIR writes the collateral folder of a TDX set of
+			// testdata/attestation/README.md (TDX-1 ... TDX-11) at DIR.
+			"tdxset": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: tdxset NAME DIR")
+				}
+				for _, s := range testfiles.TDXSets() {
+					if s.Name == args[0] {
+						s.CollateralDir(t, ts.MkAbs(args[1]))
+						return
+					}
+				}
+				ts.Fatalf("no TDX set %s", args[0])
+			},
 			// waitfor HOST:PORT waits until something listens there, and ! waitfor HOST:PORT
 			// until nothing does any more, for up to 20 seconds.
 			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
