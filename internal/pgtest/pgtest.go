@@ -56,6 +56,15 @@ func binDir() (string, error) {
 	return filepath.Dir(found[len(found)-1]), nil
 }
 
+// Installed reports whether PostgreSQL's binaries are here.
+func Installed() bool {
+	_, err := binDir()
+	return err == nil
+}
+
+// New starts a new server, which the caller stops with Close.
+func New() (*Server, error) { return start() }
+
 // Start starts a new server for t, stopped when t ends. It skips t where PostgreSQL is not
 // installed.
 func Start(t testing.TB) *Server {
@@ -177,16 +186,25 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // NewDatabase makes a new, empty database and returns its URL.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("test_%d", s.dbs.Add(1))
-	conn, err := pgx.Connect(context.Background(), s.URL("postgres"))
+	url, err := s.CreateDatabase()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return url
+}
+
+// CreateDatabase makes a new, empty database and returns its URL.
+func (s *Server) CreateDatabase() (string, error) {
+	name := fmt.Sprintf("test_%d", s.dbs.Add(1))
+	conn, err := pgx.Connect(context.Background(), s.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	return s.URL(name)
+	return s.URL(name), nil
 }
 
 // Stop stops the server at once, as a crash would (SIGQUIT: immediate shutdown, no
