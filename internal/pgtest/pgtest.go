@@ -1,4 +1,4 @@
-// Package pgtest is for tests only: it runs a real PostgreSQL server of its own, from the
+// Package pgtest is for tests and benchmarks only: it runs a real PostgreSQL server of its own, from the
 // binaries of Debian's postgresql package, in a temporary folder, and makes databases in it.
 //
 // The server runs as the postgres user when the test runs as root (PostgreSQL refuses to run as
@@ -18,6 +18,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -266,4 +267,45 @@ func Main(m *testing.M) int {
 		shared.s.Close()
 	}
 	return code
+}
+
+// CPUTime is the CPU time that the server's processes have used so far: the postmaster, its
+// running children (backends, writers) and those it has waited for. It reads /proc, in clock
+// ticks of 10 ms.
+func (s *Server) CPUTime() (time.Duration, error) {
+	if s.cmd == nil {
+		return 0, errors.New("the server is not running")
+	}
+	pid := s.cmd.Process.Pid
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return 0, err
+	}
+	var ticks int64
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the process ended
+		}
+		// The fields after the command's closing parenthesis: state, ppid, ...; utime, stime,
+		// cutime and cstime are the 14th to 17th fields of the line.
+		_, rest, ok := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 15 {
+			continue
+		}
+		self := path == fmt.Sprintf("/proc/%d/stat", pid)
+		if ppid, _ := strconv.Atoi(f[1]); ppid != pid && !self {
+			continue
+		}
+		last := 12 // utime, stime
+		if self {
+			last = 14 // and cutime, cstime: the children it has waited for
+		}
+		for _, v := range f[11 : last+1] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
