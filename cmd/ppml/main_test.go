@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"fmt"
 	"io"
 	"math/big"
@@ -19,11 +20,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/ppml/ppml/internal/pgtest"
 	"github.com/ppml/ppml/internal/testfiles"
 )
 
@@ -42,6 +45,17 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The scripts' PostgreSQL server, started by the first pgdb.
+	var pg struct {
+		once sync.Once
+		s    *pgtest.Server
+		err  error
+	}
+	t.Cleanup(func() {
+		if pg.s != nil {
+			pg.s.Close()
+		}
+	})
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -58,6 +72,38 @@ func TestScripts(t *testing.T) {
 					}
 				}
 				ts.Fatalf("no TDX set %s", args[0])
+			},
+			// pgdb VAR makes a new PostgreSQL database and sets $VAR to its URL.
+			"pgdb": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: pgdb VAR")
+				}
+				pg.once.Do(func() { pg.s, pg.err = pgtest.New() })
+				ts.Check(pg.err)
+				url, err := pg.s.CreateDatabase()
+				ts.Check(err)
+				ts.Setenv(args[0], url)
+			},
+			// sql STORE STATEMENT runs a statement on a store's database directly, as someone
+			// with access to it could: STORE is sqlite:PATH or a PostgreSQL URL.
+			"sql": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: sql STORE STATEMENT")
+				}
+				driver, dsn := "pgx", args[0]
+				if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+					driver, dsn = "sqlite", ts.MkAbs(path)
+				}
+				db, err := sql.Open(driver, dsn)
+				ts.Check(err)
+				defer db.Close()
+				res, err := db.Exec(args[1])
+				ts.Check(err)
+				n, err := res.RowsAffected()
+				ts.Check(err)
+				if n == 0 {
+					ts.Fatalf("%s: no row changed", args[1])
+				}
 			},
 			// waitfor HOST:PORT waits until something listens there, and ! waitfor HOST:PORT
 			// until nothing does any more, for up to 20 seconds.
@@ -120,10 +166,13 @@ func TestScripts(t *testing.T) {
 			},
 		},
 		// [cvm]: this machine is a confidential VM, with configfs-tsm reports or /dev/sev-guest.
-		// [root]: the tests run as root.
+		// [root]: the tests run as root. [postgres]: PostgreSQL is installed (pgdb works).
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
 				return os.Geteuid() == 0, nil
+			}
+			if cond == "postgres" {
+				return pgtest.Installed(), nil
 			}
 			if cond != "cvm" {
 				return false, fmt.Errorf("unknown condition %q", cond)
