@@ -77,6 +77,12 @@ type document struct {
 		TrustedFilesCacheSize string `toml:"trusted_files_cache_size"`
 	} `toml:"sgx"`
 
+	// ppml's own keys, which Gramine does not know.
+	PPML struct {
+		Network string `toml:"network"`
+		Job     string `toml:"job"`
+	} `toml:"ppml"`
+
 	// ignored, all of it
 	Sys struct {
 		AllowedIoctls []struct {
