@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/internal/capture"
 )
 
 // needNet skips the tests that make network namespaces where they cannot.
@@ -112,7 +114,10 @@ func TestMesh(t *testing.T) {
 		b, _ := io.ReadAll(c)
 		got <- b
 	}()
-	capture := captureLoopback(t)
+	capture, err := capture.Start("lo", canaryHex)
+	if err != nil {
+		t.Fatal(err)
+	}
 	in(t, a, func() {
 		c, err := net.DialTimeout("tcp", "10.99.0.2:7000", 10*time.Second)
 		if err != nil {
@@ -131,91 +136,15 @@ func TestMesh(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("nothing received over the mesh")
 	}
-	seen := capture()
-	if seen.udp == 0 {
+	seen := capture.Stop()
+	if seen.UDP == 0 {
 		t.Fatal("the capture saw no WireGuard packet on the host's loopback")
 	}
-	if seen.plain {
+	if seen.Found {
 		t.Fatal("a packet on the host's loopback holds the canary in plaintext")
 	}
-	t.Logf("%d UDP packets, %d bytes captured, no canary", seen.udp, seen.bytes)
+	t.Logf("%d UDP packets, %d bytes captured, no canary", seen.UDP, seen.Bytes)
 }
-
-// captured is what captureLoopback saw.
-type captured struct {
-	udp, bytes int
-	plain      bool // a packet held the canary's pattern
-}
-
-// captureLoopback captures the packets on this namespace's loopback until the returned
-// function is called, which reports what it saw and whether any packet held hex digits of the
-// canary in the clear: the workload's payload is 32 hex digits repeated.
-func captureLoopback(t *testing.T) func() captured {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lo, err := net.InterfaceByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: lo.Index}); err != nil {
-		t.Fatal(err)
-	}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
-	stop := make(chan struct{})
-	result := make(chan captured)
-	go func() {
-		var c captured
-		buf := make([]byte, 1<<17)
-		for {
-			select {
-			case <-stop:
-				unix.Close(fd)
-				result <- c
-				return
-			default:
-			}
-			n, _, err := unix.Recvfrom(fd, buf, 0)
-			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			if err != nil {
-				unix.Close(fd)
-				result <- c
-				return
-			}
-			c.bytes += n
-			if n > 14+20 && buf[14+9] == unix.IPPROTO_UDP {
-				c.udp++
-			}
-			if hexRun(buf[:n]) >= 32 {
-				c.plain = true
-			}
-		}
-	}()
-	return func() captured {
-		close(stop)
-		return <-result
-	}
-}
-
-// hexRun is the length of the longest run of lower-case hex digits in b.
-func hexRun(b []byte) int {
-	longest, run := 0, 0
-	for _, c := range b {
-		if c >= '0' && c <= '9' || c >= 'a' && c <= 'f' {
-			run++
-			longest = max(longest, run)
-		} else {
-			run = 0
-		}
-	}
-	return longest
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // TestIsolated checks that a workload's namespace reaches nothing outside its mesh: not the
 // host's loopback, not another address, and in mode none nothing but its own loopback.
