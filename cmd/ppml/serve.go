@@ -87,6 +87,8 @@ func serve(cmd *cobra.Command, configPath string) error {
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET "+provision.HealthzPath, provision.Healthz)
+		mux.HandleFunc("GET "+provision.ReadyzPath, server.Readyz)
 		metrics := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := metrics.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
