@@ -59,6 +59,9 @@ CREATE TABLE audit (
 	reason      TEXT NOT NULL
 );
 CREATE INDEX audit_time ON audit (time_ns);
+`, `
+-- What each GPU's evidence said (GPURecord), as JSON: an array, or null.
+ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
 `}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather
@@ -160,8 +163,8 @@ func (s *sqliteStore) prepare() error {
 	}
 	s.insertAudit, err = s.w.Prepare(`INSERT INTO audit (time_ns, peer, tee, platform,
 		mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement,
-		tcb_status, debug, workload, keys, decision, reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		tcb_status, debug, workload, keys, decision, reason, gpus)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	return err
 }
 
@@ -463,9 +466,13 @@ func (s *sqliteStore) commitAudit(ctx context.Context, batch []*pendingRecord) {
 			r := &p.r
 			rtmrs, _ := json.Marshal(r.RTMRs) // a []string always marshals
 			keys, _ := json.Marshal(r.Keys)
+			gpus, err := json.Marshal(r.GPUs)
+			if err != nil {
+				return err
+			}
 			res, err := stmt.ExecContext(ctx, r.Time.UnixNano(), r.Peer, r.TEE, r.Platform,
 				r.MREnclave, r.MRSigner, r.ISVProdID, r.ISVSVN, r.MRTD, string(rtmrs), r.Measurement,
-				r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision), r.Reason)
+				r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision), r.Reason, string(gpus))
 			if err != nil {
 				return err
 			}
@@ -491,7 +498,7 @@ func (s *sqliteStore) AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2
 			limit = f.Limit
 		}
 		const cols = `id, time_ns, peer, tee, platform, mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs,
-			measurement, tcb_status, debug, workload, keys, decision, reason`
+			measurement, tcb_status, debug, workload, keys, decision, reason, gpus`
 		q := `SELECT ` + cols + ` FROM audit WHERE id > ? AND time_ns >= ? ORDER BY id LIMIT ?`
 		if f.Tail {
 			q = `SELECT * FROM (SELECT ` + cols + ` FROM audit WHERE id > ? AND time_ns >= ? ORDER BY id DESC LIMIT ?) ORDER BY id`
@@ -505,10 +512,10 @@ func (s *sqliteStore) AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2
 		for rows.Next() {
 			var r AuditRecord
 			var t int64
-			var rtmrs, keys string
+			var rtmrs, keys, gpus string
 			var prodID, svn sql.Null[uint16]
 			if err := rows.Scan(&r.ID, &t, &r.Peer, &r.TEE, &r.Platform, &r.MREnclave, &r.MRSigner, &prodID, &svn,
-				&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &r.Decision, &r.Reason); err != nil {
+				&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &r.Decision, &r.Reason, &gpus); err != nil {
 				yield(AuditRecord{}, fmt.Errorf("read audit records: %w", err))
 				return
 			}
@@ -519,7 +526,7 @@ func (s *sqliteStore) AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2
 			if svn.Valid {
 				r.ISVSVN = &svn.V
 			}
-			if err := errors.Join(json.Unmarshal([]byte(rtmrs), &r.RTMRs), json.Unmarshal([]byte(keys), &r.Keys)); err != nil {
+			if err := errors.Join(json.Unmarshal([]byte(rtmrs), &r.RTMRs), json.Unmarshal([]byte(keys), &r.Keys), json.Unmarshal([]byte(gpus), &r.GPUs)); err != nil {
 				yield(AuditRecord{}, fmt.Errorf("read audit record %d: %w", r.ID, err))
 				return
 			}
