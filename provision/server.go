@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -47,6 +48,9 @@ type Server struct {
 	requests context.Context
 	abandon  context.CancelFunc
 
+	// lastCheckpoint is the ID of the newest record this server signed a checkpoint of.
+	lastCheckpoint atomic.Int64
+
 	mu       sync.Mutex
 	closing  bool
 	listener net.Listener
@@ -61,6 +65,7 @@ type state struct {
 	registry attest.Registry
 	gpus     []nvidia.Anchor // the roots of trust of GPU evidence
 	tls      *tls.Config
+	signer   crypto.Signer // the TLS key, which signs the audit chain's checkpoints
 }
 
 // NewServer makes a server for cfg with keys and audit records in st. log and metrics may be
@@ -84,8 +89,47 @@ func NewServer(cfg *Config, st store.Store, log *slog.Logger, metrics *Metrics) 
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
+	go s.checkpoints(cfg.AuditCheckpointInterval.Duration)
 	return s, nil
 }
+
+// checkpoints signs a checkpoint of the audit chain every interval until Shutdown.
+func (s *Server) checkpoints(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.checkpoint()
+		}
+	}
+}
+
+// checkpoint signs a checkpoint of the audit chain's head, unless this server signed one of
+// the same head already.
+func (s *Server) checkpoint() {
+	ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+	defer cancel()
+	id, _, err := s.store.AuditHead(ctx)
+	if err == nil && (id == 0 || id == s.lastCheckpoint.Load()) {
+		return
+	}
+	var c store.Checkpoint
+	if err == nil {
+		c, err = store.SignCheckpoint(ctx, s.store, s.state.Load().signer)
+	}
+	if err != nil {
+		s.log.Error("audit checkpoint not signed", "err", err)
+		return
+	}
+	s.lastCheckpoint.Store(c.RecordID)
+	s.log.Debug("audit checkpoint signed", "record", c.RecordID)
+}
+
+// checkpointTimeout bounds the signing of one checkpoint.
+const checkpointTimeout = 10 * time.Second
 
 // Reload replaces the server's configuration: its policy, trusted platforms, certificate,
 // timeouts and max_connections_per_peer. The listening address and max_connections stay as they
@@ -94,6 +138,10 @@ func (s *Server) Reload(cfg *Config) error {
 	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
+	}
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return fmt.Errorf("server key %s: a %T cannot sign", cfg.TLSKey, cert.PrivateKey)
 	}
 	registry, err := cfg.Registry()
 	if err != nil {
@@ -105,6 +153,7 @@ func (s *Server) Reload(cfg *Config) error {
 	}
 	s.state.Store(&state{
 		cfg:      cfg,
+		signer:   signer,
 		registry: registry,
 		gpus:     gpus,
 		// The client's certificate is verified after the handshake (handle), so that a ppml
@@ -224,7 +273,7 @@ const abandonWait = 2 * time.Second
 // progress to finish, each with its audit record. If ctx ends first, Shutdown closes those still
 // open, cancels what their requests fetch, waits up to abandonWait for their handlers to write
 // their audit records, and returns ctx.Err(). Last, it writes the summaries of failed handshakes
-// whose interval has not ended.
+// whose interval has not ended, and signs a checkpoint of the audit chain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
@@ -235,6 +284,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.listener.Close()
 	}
 	s.mu.Unlock()
+	defer s.checkpoint()
 	defer s.failures.close()
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -473,7 +523,7 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUI
 	w, gpuRecords, err := st.cfg.Workloads.AdmitWithGPUs(claims, gpus)
 	rec.GPUs = gpuRecords
 	if err != nil {
-		return nil, err.Error()
+		return nil, refusal(err, claims)
 	}
 	rec.Workload = w.Name
 	if req.Gramine {
@@ -485,6 +535,15 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUI
 		}
 	}
 	return req.Keys, ""
+}
+
+// refusal is the audit reason of a policy's refusal: with evidence whose TCB is not UpToDate,
+// what the TCB status means and what to update, as ppml quote verify says it.
+func refusal(err error, c *attest.Claims) string {
+	if c.TCBStatus == "UpToDate" && len(c.Behind) == 0 || c.TCBStatus == "" {
+		return err.Error()
+	}
+	return err.Error() + "; TCB " + c.TCBExplanation()
 }
 
 // finish writes the audit record (unless it is written already), the log line and the metrics

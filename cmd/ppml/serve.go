@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/internal/atomicfile"
 	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/provision"
@@ -85,6 +90,8 @@ func serve(cmd *cobra.Command, configPath string) error {
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET "+provision.HealthzPath, provision.Healthz)
+		mux.HandleFunc("GET "+provision.ReadyzPath, server.Readyz)
 		metrics := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := metrics.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -361,6 +368,50 @@ func newKeyCommand() *cobra.Command {
 		}),
 	}
 	importCmd.Flags().StringVarP(&keyFile, "wrap-key", "w", "", "the key file")
+	var version int
+	var force bool
+	exportCmd := &cobra.Command{
+		Use:   "export NAME -w KEYFILE [--version N] --config FILE",
+		Short: "Write a version of NAME (by default the current one) to a key file, for ppml pf rekey",
+		Long: `export writes version N of the key NAME, or its current version, to KEYFILE (16 raw bytes, mode
+0600), as ppml pf gen-key writes a key: after ppml key rotate, export the version before and the
+current one, re-encrypt the files with ppml pf rekey -w OLD -W NEW, then remove both files.
+Workloads always get the current version.`,
+		Args: exactArgs(1),
+		RunE: withStore(func(cmd *cobra.Command, st store.Store, args []string) error {
+			if err := requireFlags(cmd, "wrap-key"); err != nil {
+				return err
+			}
+			name := args[0]
+			if version < 0 {
+				return usageError{fmt.Errorf("%s: --version %d: versions start at 1", cmd.CommandPath(), version)}
+			}
+			if version == store.Current {
+				keys, err := st.ListKeys(cmd.Context())
+				if err != nil {
+					return err
+				}
+				i := slices.IndexFunc(keys, func(k store.KeyInfo) bool { return k.Name == name })
+				if i < 0 {
+					return fmt.Errorf("key %q: %w", name, store.ErrNotFound)
+				}
+				version = keys[i].Version
+			}
+			key, err := st.Key(cmd.Context(), name, version)
+			if err != nil {
+				return err
+			}
+			defer clear(key)
+			if err := atomicfile.WriteFile(keyFile, key, 0o600, force); err != nil {
+				return forceHint(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key %q version %d written to %s\n", name, version, keyFile)
+			return nil
+		}),
+	}
+	exportCmd.Flags().StringVarP(&keyFile, "wrap-key", "w", "", "the key file to write")
+	exportCmd.Flags().IntVar(&version, "version", store.Current, "the version to write (default: the current one)")
+	exportCmd.Flags().BoolVar(&force, "force", false, "replace an existing key file")
 	one := func(use, short, verb string, f func(context.Context, store.Store, string) (store.KeyInfo, error)) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Args: exactArgs(1),
@@ -394,7 +445,7 @@ func newKeyCommand() *cobra.Command {
 		}),
 	}
 	listCmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
-	cmd.AddCommand(importCmd,
+	cmd.AddCommand(importCmd, exportCmd,
 		one("create NAME --config FILE", "Store a new random key under NAME", "created",
 			func(ctx context.Context, st store.Store, name string) (store.KeyInfo, error) {
 				return st.CreateKey(ctx, name)
@@ -471,10 +522,83 @@ is told the reference of its record, not its number: --ref prints that record al
 		}),
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line, with the record's chain hashes")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N records")
 	cmd.Flags().StringVar(&ref, "ref", "", "only the record of this reference, as a refused client was told it")
+	cmd.AddCommand(newAuditVerifyCommand())
 	return cmd
+}
+
+func newAuditVerifyCommand() *cobra.Command {
+	var configPath string
+	var certs []string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify --config FILE [--cert FILE]... [--json]",
+		Short: "Check that no audit record was changed, deleted or inserted since it was written",
+		Long: `verify checks the whole audit log: each record against the hash it carries and the hash of
+the record before it, and each checkpoint that the servers signed against its signer's
+certificate and the record it covers. It names the first record that does not fit. Checkpoints
+are signed with the servers' TLS keys: the configuration's tls_cert, and, after the key was
+changed, the earlier certificates that --cert names. See docs/provisioning.md#audit.`,
+		Args: exactArgs(0),
+		RunE: withConfigStore(&configPath, func(cmd *cobra.Command, st store.Store, _ []string) error {
+			cfg, err := provision.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			var keys []crypto.PublicKey
+			for _, path := range append([]string{cfg.TLSCert}, certs...) {
+				cert, err := readCertificate(path)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, cert.PublicKey)
+			}
+			rep, err := store.VerifyAudit(cmd.Context(), st, keys)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				b, _ := json.Marshal(rep)
+				fmt.Fprintln(out, string(b))
+				return nil
+			}
+			fmt.Fprintf(out, "audit log verified: %d records, %d checkpoints\n", rep.Records, rep.Checkpoints)
+			if rep.Unchained > 0 {
+				fmt.Fprintf(out, "%d records from before the chain (up to record %d) are not protected\n", rep.Unchained, rep.Unchained)
+			}
+			if rep.Covered > 0 {
+				fmt.Fprintf(out, "records up to %d are signed; the last checkpoint was made %s\n", rep.Covered, rep.LastSigned.Format(time.RFC3339))
+			}
+			if rep.Unsigned > 0 {
+				fmt.Fprintf(out, "the last %d records are chained but no checkpoint signs them yet\n", rep.Unsigned)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
+	cmd.Flags().StringSliceVar(&certs, "cert", nil, "an earlier server certificate whose key signed checkpoints")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "the summary as JSON")
+	return cmd
+}
+
+// readCertificate reads a PEM certificate file.
+func readCertificate(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: not a PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cert, nil
 }
 
 // short abbreviates a measurement for a one-line display.
