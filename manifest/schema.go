@@ -103,6 +103,11 @@ type document struct {
 			Limit int64 `toml:"limit"`
 		} `toml:"fds"`
 	} `toml:"sys"`
+
+	// ppml's own keys, outside Gramine's schema (gpu.go).
+	PPML struct {
+		GPUCount any `toml:"gpus"`
+	} `toml:"ppml"`
 }
 
 // freeForm are the keys whose content is not checked.

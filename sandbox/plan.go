@@ -36,6 +36,9 @@ type stageConfig struct {
 	// Trusted are the entries of the trusted files' filesystem (package trustfs), which serves
 	// the chroot mounts whose Checked is set.
 	Trusted []trustfs.Entry
+	// Devices are the host's device nodes that ppml.gpus gives the workload, relative to /dev
+	// (gpu.go).
+	Devices []string
 }
 
 // volume is one encfs filesystem: a host folder of protected files.
@@ -80,11 +83,25 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 		return nil, err
 	}
 	files := trustedFiles(m, wd)
+	mounts := m.Mounts
+	if m.GPUs != 0 {
+		ldconfig, err := ldconfigCache()
+		if err != nil {
+			return nil, err
+		}
+		g, err := planGPUs(m, "/dev", ldconfig)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Devices = g.devices
+		files = append(files, g.files...)
+		mounts = append(slices.Clone(mounts), g.mounts...)
+	}
 	allowed := make([]string, len(m.AllowedFiles))
 	for i, uri := range m.AllowedFiles {
 		allowed[i] = inFolder(wd, strings.TrimPrefix(uri, "file:"))
 	}
-	for i, mt := range m.Mounts {
+	for i, mt := range mounts {
 		sm := stageMount{Type: mt.Type, Path: path.Clean(mt.Path)}
 		switch mt.Type {
 		case manifest.Chroot:

@@ -219,7 +219,7 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		}
 		v.volumes = append(v.volumes, s)
 	}
-	for _, dev := range devices {
+	for _, dev := range append(slices.Clone(devices), cfg.Devices...) {
 		if _, err := os.Stat(filepath.Join(hostDir, "dev", dev)); err != nil {
 			continue // not on this host
 		}
