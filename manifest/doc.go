@@ -32,6 +32,7 @@
 //	                                     loopback only; host: the host's network; mesh:
 //	                                     loopback and an encrypted tunnel to the job's nodes
 //	ppml.job                             with mesh: the job of the server's policy to join
+//	ppml.gpus                            "all", or how many NVIDIA GPUs the workload gets
 //
 // and it takes the secret-provisioning settings from the variables of Gramine's
 // libsecret_prov_attest.so: loader.env.SECRET_PROVISION_SERVERS (host:port list separated by

@@ -54,6 +54,9 @@ type Manifest struct {
 	ISVProdID, ISVSVN uint16
 	// RemoteAttestation is sgx.remote_attestation: "none" (the default) or "dcap".
 	RemoteAttestation string
+	// GPUs is ppml.gpus: how many of the host's NVIDIA GPUs the workload gets, AllGPUs for all
+	// of them, 0 (the default) for none (gpu.go).
+	GPUs int
 	// Provisioning is where the keys of encrypted mounts come from.
 	Provisioning Provisioning
 	// Network is ppml.network: NetworkNone (the default), NetworkHost or NetworkMesh.
@@ -257,6 +260,9 @@ func Parse(b []byte) (*Manifest, error) {
 	}
 	if m.Env == nil {
 		m.Env = map[string]EnvVar{}
+	}
+	if m.GPUs, err = parseGPUs(d.PPML.GPUCount); err != nil {
+		return nil, err
 	}
 	if err := m.check(); err != nil {
 		return nil, err

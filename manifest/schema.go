@@ -77,12 +77,6 @@ type document struct {
 		TrustedFilesCacheSize string `toml:"trusted_files_cache_size"`
 	} `toml:"sgx"`
 
-	// ppml's own keys, which Gramine does not know.
-	PPML struct {
-		Network string `toml:"network"`
-		Job     string `toml:"job"`
-	} `toml:"ppml"`
-
 	// ignored, all of it
 	Sys struct {
 		AllowedIoctls []struct {
@@ -109,6 +103,13 @@ type document struct {
 			Limit int64 `toml:"limit"`
 		} `toml:"fds"`
 	} `toml:"sys"`
+
+	// ppml's own keys, outside Gramine's schema (gpu.go).
+	PPML struct {
+		GPUCount any    `toml:"gpus"`
+		Network  string `toml:"network"` // none, host or mesh
+		Job      string `toml:"job"`     // the job of a mesh
+	} `toml:"ppml"`
 }
 
 // freeForm are the keys whose content is not checked.

@@ -48,6 +48,9 @@ type Workload struct {
 	// claim any measurement.
 	AllowSimulated bool `toml:"allow_simulated"`
 
+	// GPU, if set, says the GPUs the TEE must have attached ([GPUPolicy], gpu.go).
+	GPU *GPUPolicy `toml:"gpus"`
+
 	AllowDebug bool     `toml:"allow_debug"`
 	AcceptTCB  []string `toml:"accept_tcb"` // default: UpToDate only
 	Keys       []string `toml:"keys"`       // the keys it receives; the first is Gramine's
@@ -146,6 +149,11 @@ func (w *Workload) check(dir string) error {
 	for _, s := range w.AcceptTCB {
 		if !slices.Contains(tcbStatuses, s) {
 			return fail("accept_tcb %q is not one of %s", s, strings.Join(tcbStatuses, ", "))
+		}
+	}
+	if w.GPU != nil {
+		if err := w.GPU.check(dir); err != nil {
+			return fail("%v", err)
 		}
 	}
 	if len(w.Keys) == 0 {
@@ -325,18 +333,9 @@ func optional(v *uint16) string {
 type Policy []Workload
 
 // Admit returns the first workload that admits the claims, or an error giving every workload's
-// reason for refusing them.
+// reason for refusing them. A workload that requires GPUs refuses them: AdmitWithGPUs (gpu.go)
+// checks GPU evidence too.
 func (p Policy) Admit(c *attest.Claims) (*Workload, error) {
-	var reasons []string
-	for i := range p {
-		err := p[i].admits(c)
-		if err == nil {
-			return &p[i], nil
-		}
-		reasons = append(reasons, fmt.Sprintf("%s: %v", p[i].Name, err))
-	}
-	if len(reasons) == 0 {
-		return nil, errors.New("no workload is configured")
-	}
-	return nil, fmt.Errorf("no workload admits it (%s)", strings.Join(reasons, "; "))
+	w, _, err := p.AdmitWithGPUs(c, nil)
+	return w, err
 }

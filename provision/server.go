@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/nvidia"
 	"github.com/ppml/ppml/provision/wire"
 	"github.com/ppml/ppml/ratls"
 	"github.com/ppml/ppml/store"
@@ -65,6 +66,7 @@ type Server struct {
 type state struct {
 	cfg      *Config
 	registry attest.Registry
+	gpus     []nvidia.Anchor // the roots of trust of GPU evidence
 	tls      *tls.Config
 	signer   crypto.Signer // the TLS key, which signs the audit chain's checkpoints
 }
@@ -148,10 +150,15 @@ func (s *Server) Reload(cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	gpus, err := cfg.GPUAnchors()
+	if err != nil {
+		return err
+	}
 	s.state.Store(&state{
 		cfg:      cfg,
 		signer:   signer,
 		registry: registry,
+		gpus:     gpus,
 		// The client's certificate is verified after the handshake (handle), so that a ppml
 		// client can be told why it is refused; nothing is released before.
 		tls: ratls.ServerConfig(cert),
@@ -362,7 +369,13 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 		}
 		return
 	}
-	names, reason := s.decide(st, claims, verr, req, &rec)
+	var gpus *GPUInput
+	if verr == nil {
+		if gpus, err = gpuInput(tc.ConnectionState(), st.gpus, s.now()); err != nil {
+			verr = err
+		}
+	}
+	names, reason := s.decide(st, claims, verr, gpus, req, &rec)
 	if reason != "" {
 		rec.Reason = reason
 		audited = s.refuse(tc, st, req, &rec, false)
@@ -511,11 +524,12 @@ func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.Au
 
 // decide applies the policy: it returns the names of the keys to release, or the reason to
 // refuse.
-func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *wire.Request, rec *store.AuditRecord) ([]string, string) {
+func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUInput, req *wire.Request, rec *store.AuditRecord) ([]string, string) {
 	if verr != nil {
 		return nil, "attestation failed: " + verr.Error()
 	}
-	w, err := st.cfg.Workloads.Admit(claims)
+	w, gpuRecords, err := st.cfg.Workloads.AdmitWithGPUs(claims, gpus)
+	rec.GPUs = gpuRecords
 	if err != nil {
 		return nil, refusal(err, claims)
 	}

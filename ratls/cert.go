@@ -55,6 +55,10 @@ func mustMarshal(v any) []byte {
 // binds SHA-256 of the claims {"pubkey-hash": [1, SHA-256 of the key]}. Other kinds get the
 // tagged evidence only, under the tag of their kind ([TagIntelQuote] for TDX, [TagSNPReport]
 // for SEV-SNP).
+//
+// When a is also an [attest.GPUAttester] (such as [attest.WithGPUs]), the certificate carries
+// the evidence of its GPUs too, in ppml's GPU extension after the others, each GPU's SPDM nonce
+// the key binding of the CPU evidence: SHA-256 of the claims buffer ([GPUEvidence]).
 func NewCertificate(a attest.Attester) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
@@ -87,11 +91,19 @@ func NewCertificateWithKey(a attest.Attester, key *ecdsa.PrivateKey) (tls.Certif
 		}
 		evidence = append(evidence, pkix.Extension{Id: oidGramineQuote, Value: quote})
 	}
-	tagged, err := taggedExtension(a, tag, spki)
+	tagged, binding, err := taggedExtension(a, tag, spki)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	evidence = append(evidence, tagged)
+	if g, ok := a.(attest.GPUAttester); ok {
+		// Each GPU's nonce is the key binding of the CPU evidence's report data.
+		ext, err := gpuExtension(g, binding)
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		evidence = append(evidence, ext)
+	}
 
 	keyID, err := subjectKeyID(key)
 	if err != nil {
@@ -136,21 +148,22 @@ func subjectKeyID(key *ecdsa.PrivateKey) ([]byte, error) {
 }
 
 // taggedExtension attests to a claims buffer binding spki and returns the tagged evidence
-// extension.
-func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension, error) {
+// extension and the binding, SHA-256 of the claims buffer.
+func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension, [32]byte, error) {
 	claims, err := claimsBuffer(spki)
 	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("claims buffer: %w", err)
+		return pkix.Extension{}, [32]byte{}, fmt.Errorf("claims buffer: %w", err)
 	}
-	evidence, err := attestTo(a, sha256.Sum256(claims))
+	binding := sha256.Sum256(claims)
+	evidence, err := attestTo(a, binding)
 	if err != nil {
-		return pkix.Extension{}, err
+		return pkix.Extension{}, binding, err
 	}
 	value, err := taggedEvidence(tag, evidence, claims)
 	if err != nil {
-		return pkix.Extension{}, fmt.Errorf("%s: %w", Tagged, err)
+		return pkix.Extension{}, binding, fmt.Errorf("%s: %w", Tagged, err)
 	}
-	return pkix.Extension{Id: oidTaggedEvidence, Value: value}, nil
+	return pkix.Extension{Id: oidTaggedEvidence, Value: value}, binding, nil
 }
 
 // attestTo gets evidence whose report data is binding followed by 32 zero bytes.

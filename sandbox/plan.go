@@ -39,6 +39,9 @@ type stageConfig struct {
 	// NetNS says that the workload has a network namespace of its own, which the sandbox
 	// process receives at netnsFD; Mesh, that it is ppml.network "mesh".
 	NetNS, Mesh bool
+	// Devices are the host's device nodes that ppml.gpus gives the workload, relative to /dev
+	// (gpu.go).
+	Devices []string
 }
 
 // volume is one encfs filesystem: a host folder of protected files.
@@ -83,11 +86,25 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 		return nil, err
 	}
 	files := trustedFiles(m, wd)
+	mounts := m.Mounts
+	if m.GPUs != 0 {
+		ldconfig, err := ldconfigCache()
+		if err != nil {
+			return nil, err
+		}
+		g, err := planGPUs(m, "/dev", ldconfig)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Devices = g.devices
+		files = append(files, g.files...)
+		mounts = append(slices.Clone(mounts), g.mounts...)
+	}
 	allowed := make([]string, len(m.AllowedFiles))
 	for i, uri := range m.AllowedFiles {
 		allowed[i] = inFolder(wd, strings.TrimPrefix(uri, "file:"))
 	}
-	for i, mt := range m.Mounts {
+	for i, mt := range mounts {
 		sm := stageMount{Type: mt.Type, Path: path.Clean(mt.Path)}
 		switch mt.Type {
 		case manifest.Chroot:

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -108,6 +109,11 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 	list(r.Keys)
 	str(string(r.Decision))
 	str(r.Reason)
+	if len(r.GPUs) > 0 {
+		// Only records with GPUs carry them: the hashes of records without stay as they were.
+		gpus, _ := json.Marshal(r.GPUs) // plain fields always marshal, in a fixed order
+		str(string(gpus))
+	}
 	return b
 }
 

@@ -145,6 +145,8 @@ func testChainTamper(t *testing.T, b backend) {
 	}{
 		{"changed", []string{`UPDATE audit SET reason = 'fine' WHERE id = 4`}, 4, 0, "does not match its hash"},
 		{"changed decision", []string{`UPDATE audit SET decision = 'allow', reason = '' WHERE id = 8`}, 8, 0, "does not match its hash"},
+		{"GPU claims changed", []string{`UPDATE audit SET gpus = '[{"measurements":"match"}]' WHERE id = 5`}, 5, 0, "does not match its hash"},
+		{"GPU claims added", []string{`UPDATE audit SET gpus = '[{"measurements":"match"}]' WHERE id = 6`}, 6, 0, "does not match its hash"},
 		{"rehashed", []string{`UPDATE audit SET reason = 'fine', hash = (SELECT hash FROM audit WHERE id = 3) WHERE id = 4`}, 4, 0, "does not match its hash"},
 		{"deleted", []string{`DELETE FROM audit WHERE id = 6`}, 7, 0, "records 6 to 6 were deleted"},
 		{"first deleted", []string{`DELETE FROM audit WHERE id = 1`}, 2, 0, "the records before it were deleted"},
@@ -155,7 +157,7 @@ func testChainTamper(t *testing.T, b backend) {
 			workload, keys, decision, reason FROM audit WHERE id = 2`}, 100, 0, "no hash"},
 		{"inserted copy", []string{`INSERT INTO audit (` + auditColumns + `) SELECT 11, time_ns, peer, tee, platform, mrenclave,
 			mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement, tcb_status, debug, workload, keys, decision, reason,
-			prev_hash, hash FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
+			prev_hash, hash, gpus FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
 		{"hash removed", []string{`UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id = 5`}, 5, 0, "no hash"},
 		{"checkpoint altered", []string{`UPDATE audit_checkpoints SET record_id = 5`}, 0, 1, "signature does not verify"},
 	} {

@@ -59,6 +59,9 @@ CREATE TABLE audit_checkpoints (
 	signer      TEXT NOT NULL,
 	signature   BYTEA NOT NULL
 );
+`, `
+-- What each GPU's evidence said (GPURecord), as JSON: an array, or null.
+ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
 `}
 
 // The servers that share a database take turns, in the transactions that migrate the schema or

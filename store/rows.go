@@ -9,10 +9,10 @@ import (
 
 // The columns of an audit record and of a checkpoint, as both backends store them, in the order
 // of auditArgs, scanAudit, checkpointArgs and scanCheckpoint. rtmrs and keys are JSON (an array
-// of strings, or null); prev_hash and hash are NULL in records from before the chain.
+// of strings, or null), and so is gpus (an array of GPURecord, or null); prev_hash and hash are NULL in records from before the chain.
 const (
 	auditColumns = `id, time_ns, peer, tee, platform, mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs,
-		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash`
+		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash, gpus`
 	checkpointColumns = `time_ns, record_id, record_hash, signer, signature`
 )
 
@@ -20,6 +20,7 @@ const (
 func auditArgs(r *AuditRecord) []any {
 	rtmrs, _ := json.Marshal(r.RTMRs) // a []string always marshals
 	keys, _ := json.Marshal(r.Keys)
+	gpus, _ := json.Marshal(r.GPUs)         // plain fields always marshal
 	prev, _ := hex.DecodeString(r.PrevHash) // chain wrote them
 	hash, _ := hex.DecodeString(r.Hash)
 	var prodID, svn *int32
@@ -31,18 +32,18 @@ func auditArgs(r *AuditRecord) []any {
 	}
 	return []any{r.ID, r.Time.UnixNano(), r.Peer, r.TEE, r.Platform, r.MREnclave, r.MRSigner, prodID, svn,
 		r.MRTD, string(rtmrs), r.Measurement, r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision),
-		r.Reason, prev, hash}
+		r.Reason, prev, hash, string(gpus)}
 }
 
 // scanAudit reads a row of auditColumns with scan.
 func scanAudit(scan func(...any) error) (AuditRecord, error) {
 	var r AuditRecord
 	var t int64
-	var rtmrs, keys, decision string
+	var rtmrs, keys, decision, gpus string
 	var prodID, svn *int32
 	var prev, hash []byte
 	if err := scan(&r.ID, &t, &r.Peer, &r.TEE, &r.Platform, &r.MREnclave, &r.MRSigner, &prodID, &svn,
-		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash); err != nil {
+		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash, &gpus); err != nil {
 		return AuditRecord{}, fmt.Errorf("read audit records: %w", err)
 	}
 	r.Time, r.Decision = fromNanos(t), Decision(decision)
@@ -53,7 +54,7 @@ func scanAudit(scan func(...any) error) (AuditRecord, error) {
 		r.ISVSVN = new(uint16(*svn))
 	}
 	decodeHashes(&r, prev, hash)
-	if err := errors.Join(json.Unmarshal([]byte(rtmrs), &r.RTMRs), json.Unmarshal([]byte(keys), &r.Keys)); err != nil {
+	if err := errors.Join(json.Unmarshal([]byte(rtmrs), &r.RTMRs), json.Unmarshal([]byte(keys), &r.Keys), json.Unmarshal([]byte(gpus), &r.GPUs)); err != nil {
 		return AuditRecord{}, fmt.Errorf("read audit record %d: %w", r.ID, err)
 	}
 	return r, nil

@@ -68,6 +68,9 @@ CREATE TABLE audit_checkpoints (
 	signer      TEXT NOT NULL,
 	signature   BLOB NOT NULL
 );
+`, `
+-- What each GPU's evidence said (GPURecord), as JSON: an array, or null.
+ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
 `}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather

@@ -134,6 +134,21 @@ type AuditRecord struct {
 	// before the store had a chain.
 	PrevHash string `json:"prev_hash,omitempty"`
 	Hash     string `json:"hash,omitempty"`
+
+	GPUs []GPURecord `json:"gpus,omitempty"` // what the evidence of each GPU said
+}
+
+// GPURecord is what one GPU's evidence said, as verified for the workload's GPU policy.
+type GPURecord struct {
+	Platform      string `json:"platform,omitempty"` // who vouched for it: "nvidia", "simulated"
+	Arch          string `json:"arch,omitempty"`     // "Hopper", "Blackwell"
+	DriverVersion string `json:"driver_version,omitempty"`
+	VBIOSVersion  string `json:"vbios_version,omitempty"`
+	FWID          string `json:"fwid,omitempty"`
+	Measurements  string `json:"measurements,omitempty"` // "match", "mismatch", "unavailable"
+	Mismatched    []int  `json:"mismatched_indices,omitempty"`
+	Revocation    string `json:"revocation,omitempty"` // "good", "unchecked"
+	Error         string `json:"error,omitempty"`      // why it was refused
 }
 
 // AuditFilter selects audit records. The zero filter selects them all.

@@ -439,6 +439,8 @@ func sampleRecord(i int) AuditRecord {
 		Workload:  "pytorch",
 		Keys:      []string{"default", "model"},
 		Decision:  Allow,
+		GPUs: []GPURecord{{Platform: "simulated", Arch: "Hopper", DriverVersion: "550.90.07", VBIOSVersion: "96.00.9f.00.01",
+			FWID: strings.Repeat("f1", 48), Measurements: "mismatch", Mismatched: []int{5}, Revocation: "unchecked"}},
 	}
 	if i%2 == 1 {
 		r = AuditRecord{

@@ -2,7 +2,9 @@ package nvidia
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	_ "embed"
 	"encoding/asn1"
 	"encoding/pem"
@@ -107,6 +109,29 @@ func LeafFWID(c *x509.Certificate) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: certificate %q has no FWID extension (2.23.133.5.4.1): the chain must start with the GPU's leaf, the certificate that signed the evidence", ErrFormat, c.Subject.CommonName)
+}
+
+// HopperFWIDExtension returns the 2.23.133.5.4.1 extension of a Hopper GPU's leaf certificate
+// in the composite form LeafFWID reads: SEQUENCE {version 1, the leaf's SubjectPublicKeyInfo,
+// FWID {SHA-384, fwid}}. Simulated GPUs (attest/sim/gpu) and tests make leaves with it.
+func HopperFWIDExtension(pub crypto.PublicKey, fwid []byte) (pkix.Extension, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return pkix.Extension{}, err
+	}
+	type fw struct {
+		Alg    asn1.ObjectIdentifier
+		Digest []byte
+	}
+	v, err := asn1.Marshal(struct {
+		Version int
+		SPKI    asn1.RawValue
+		FWID    fw
+	}{1, asn1.RawValue{FullBytes: spki}, fw{oidSHA384, fwid}})
+	if err != nil {
+		return pkix.Extension{}, err
+	}
+	return pkix.Extension{Id: oidTcbInfo, Value: v}, nil
 }
 
 func hopperFWID(v []byte) []byte {

@@ -88,23 +88,11 @@ func pemOf(cs ...*testCA) []byte {
 
 // hopperFWIDExt is a leaf's 2.23.133.5.4.1 extension in Hopper's composite form.
 func hopperFWIDExt(t testing.TB, pub *ecdsa.PublicKey, fwid []byte) pkix.Extension {
-	spki, err := x509.MarshalPKIXPublicKey(pub)
+	ext, err := HopperFWIDExtension(pub, fwid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type fw struct {
-		Alg    asn1.ObjectIdentifier
-		Digest []byte
-	}
-	v, err := asn1.Marshal(struct {
-		Version int
-		SPKI    asn1.RawValue
-		FWID    fw
-	}{1, asn1.RawValue{FullBytes: spki}, fw{oidSHA384, fwid}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pkix.Extension{Id: oidTcbInfo, Value: v}
+	return ext
 }
 
 // testGPU is a device PKI and a GPU that signs evidence with its leaf.

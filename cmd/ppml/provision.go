@@ -14,6 +14,7 @@ import (
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/gramine"
 	"github.com/ppml/ppml/attest/sim"
+	simgpu "github.com/ppml/ppml/attest/sim/gpu"
 	"github.com/ppml/ppml/attest/snp"
 	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/provision/client"
@@ -146,7 +147,15 @@ func attester(cmd *cobra.Command, tee, simDir string, simEnclave func() (sim.Enc
 		if err != nil {
 			return nil, err
 		}
-		return sim.Attester{Platform: p, Enclave: e}, nil
+		// A platform with simulated GPUs attests them too.
+		g, err := simgpu.Load(simDir)
+		if errors.Is(err, simgpu.ErrNoGPUs) {
+			return sim.Attester{Platform: p, Enclave: e}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return attest.WithGPUs{Attester: sim.Attester{Platform: p, Enclave: e}, GPUs: g}, nil
 	default:
 		return nil, usageError{fmt.Errorf("--tee %q: want sim, gramine, tdx or snp", tee)}
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest/sim"
+	simgpu "github.com/ppml/ppml/attest/sim/gpu"
 )
 
 func newSimCommand() *cobra.Command {
@@ -29,20 +31,44 @@ It protects nothing: it is for development, tests and demonstrations without a T
 
 func newSimInitCommand() *cobra.Command {
 	var status string
+	var gpus simgpu.Settings
 	cmd := &cobra.Command{
-		Use:   "init DIR [--tcb-status STATUS]",
+		Use:   "init DIR [--tcb-status STATUS] [--gpus N]",
 		Short: "Create a simulated platform in a new folder",
-		Args:  exactArgs(1),
+		Long: `Create a simulated platform in a new folder. With --gpus N it has N simulated NVIDIA GPUs
+too (in DIR/gpu): their own device and RIM roots, the RIMs of their driver and VBIOS (in
+DIR/gpu/rims, for a workload's gpus.rims), and evidence of the real format that ppml run and
+ppml provision fetch --tee sim put beside the CPU's (docs/gpu.md).`,
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := sim.Init(args[0], status, time.Now())
+			if gpus.Count < 0 || gpus.Count > 16 {
+				return usageError{fmt.Errorf("--gpus %d: want 0 to 16", gpus.Count)}
+			}
+			now := time.Now()
+			p, err := sim.Init(args[0], status, now)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "simulated platform %s: FMSPC %s, TCB %s\n", p.Dir, p.Settings.FMSPC, p.Settings.TCBStatus)
+			if gpus.Count == 0 {
+				return nil
+			}
+			g, err := simgpu.Init(p.Dir, gpus, now)
+			if err != nil {
+				os.RemoveAll(p.Dir)
+				return fmt.Errorf("--gpus: %w", err)
+			}
+			s := g.Settings
+			fmt.Fprintf(cmd.OutOrStdout(), "simulated GPUs: %d Hopper, driver %s, VBIOS %s, CC mode %s; RIMs in %s\n", s.Count, s.DriverVersion, s.VBIOSVersion, s.Mode, filepath.Join(g.Dir, simgpu.RIMDir))
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&status, "tcb-status", "UpToDate", "what the platform's TCB evaluates to: "+strings.Join(sim.Statuses, ", "))
+	f := cmd.Flags()
+	f.StringVar(&status, "tcb-status", "UpToDate", "what the platform's TCB evaluates to: "+strings.Join(sim.Statuses, ", "))
+	f.IntVar(&gpus.Count, "gpus", 0, "how many simulated NVIDIA GPUs the platform has")
+	f.StringVar(&gpus.DriverVersion, "gpu-driver", simgpu.DefaultDriver, "the driver version the simulated GPUs report")
+	f.StringVar(&gpus.VBIOSVersion, "gpu-vbios", simgpu.DefaultVBIOS, "the VBIOS version the simulated GPUs report")
+	f.StringVar(&gpus.Mode, "gpu-cc-mode", simgpu.ModeOn, "the simulated GPUs' CC mode: on, or devtools (debugging: their measurements differ from their RIMs)")
 	return cmd
 }
 
