@@ -69,7 +69,8 @@ func (c *Capture) run(pattern []byte) {
 		if errors.Is(err, syscall.EAGAIN) && flags&unix.MSG_DONTWAIT != 0 {
 			return
 		}
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+		// ENETDOWN: the interface was down when the capture started; it goes on once it is up.
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.ENETDOWN) {
 			continue
 		}
 		if err != nil {
