@@ -34,12 +34,18 @@ type Workload struct {
 	MinISVSVN *uint16  `toml:"min_isv_svn"`
 	SigFile   string   `toml:"sig_file"`
 
-	// TDX: any of MRTD, and each RTMR given (index 0 to 3; "" skips one).
-	MRTD  []string `toml:"mrtd"`
-	RTMRs []string `toml:"rtmrs"`
+	// TDX: any of MRTD, and each RTMR given (index 0 to 3; "" skips one); any of MRConfigID.
+	MRTD       []string `toml:"mrtd"`
+	RTMRs      []string `toml:"rtmrs"`
+	MRConfigID []string `toml:"mrconfigid"`
 
-	// SEV-SNP: any of Measurement.
+	// SEV-SNP: any of Measurement; any of HostData.
 	Measurement []string `toml:"measurement"`
+	HostData    []string `toml:"hostdata"`
+
+	// Manifest: any of these workload measurements (ppml manifest measure), which ppml run puts
+	// in the last 32 bytes of the report data (any TEE).
+	Manifest []string `toml:"manifest"`
 
 	// AllowSimulated admits evidence from the simulated platforms the server trusts
 	// (sim_platforms): development only, since anyone holding such a platform's folder can
@@ -72,6 +78,7 @@ func (w *Workload) check(dir string) error {
 	}{
 		{"mrenclave", w.MREnclave, 32}, {"mrsigner", nonEmpty(w.MRSigner), 32}, {"mrtd", w.MRTD, 48},
 		{"rtmrs", nonEmpty(w.RTMRs...), 48}, {"measurement", w.Measurement, 48},
+		{"mrconfigid", w.MRConfigID, 48}, {"hostdata", w.HostData, 32}, {"manifest", w.Manifest, 32},
 	} {
 		for _, v := range list.values {
 			if b, err := hex.DecodeString(v); err != nil || len(b) != list.size {
@@ -95,6 +102,15 @@ func (w *Workload) check(dir string) error {
 		identified = len(w.Measurement) > 0
 	default:
 		return fail("tee %q is not sgx, tdx or snp", w.TEE)
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+		tee  attest.Kind
+	}{{"mrconfigid", len(w.MRConfigID) > 0, attest.TDX}, {"hostdata", len(w.HostData) > 0, attest.SNP}} {
+		if f.set && w.TEE != string(f.tee) {
+			return fail("%s is for tee = %q workloads, not %q", f.name, f.tee, w.TEE)
+		}
 	}
 	if !identified {
 		return fail("no measurement: it would admit any %s workload (give mrenclave, mrsigner and isv_prod_id, sig_file, mrtd or measurement)", w.TEE)
@@ -155,15 +171,31 @@ func (w *Workload) admits(c *attest.Claims) error {
 	if c.Platform == attest.Simulated && !w.AllowSimulated {
 		return errors.New("evidence from a simulated platform is not allowed (allow_simulated = false)")
 	}
-	checks := []struct {
+	type check struct {
 		name    string
 		allowed []string
 		got     attest.Hex
-	}{
+	}
+	checks := []check{
 		{"mrenclave", w.MREnclave, c.MREnclave},
 		{"mrsigner", nonEmpty(w.MRSigner), c.MRSigner},
 		{"mrtd", w.MRTD, c.MRTD},
 		{"measurement", w.Measurement, c.Measurement},
+		{"manifest", w.Manifest, attest.Workload(c.ReportData)},
+	}
+	if len(w.MRConfigID) > 0 {
+		var got attest.Hex
+		if c.TD != nil {
+			got = c.TD.MRConfigID
+		}
+		checks = append(checks, check{"mrconfigid", w.MRConfigID, got})
+	}
+	if len(w.HostData) > 0 {
+		var got attest.Hex
+		if c.SNP != nil {
+			got = c.SNP.HostData
+		}
+		checks = append(checks, check{"hostdata", w.HostData, got})
 	}
 	for i, r := range w.RTMRs {
 		if r != "" {
@@ -171,15 +203,14 @@ func (w *Workload) admits(c *attest.Claims) error {
 			if i < len(c.RTMRs) {
 				got = c.RTMRs[i]
 			}
-			checks = append(checks, struct {
-				name    string
-				allowed []string
-				got     attest.Hex
-			}{fmt.Sprintf("rtmr%d", i), []string{r}, got})
+			checks = append(checks, check{fmt.Sprintf("rtmr%d", i), []string{r}, got})
 		}
 	}
 	for _, ch := range checks {
 		if len(ch.allowed) > 0 && !slices.ContainsFunc(ch.allowed, func(a string) bool { return hexEqual(a, ch.got) }) {
+			if ch.got == nil {
+				return fmt.Errorf("the evidence carries no %s", ch.name)
+			}
 			return fmt.Errorf("%s %s is not the one allowed", ch.name, ch.got)
 		}
 	}

@@ -59,6 +59,8 @@ CREATE TABLE audit (
 	reason      TEXT NOT NULL
 );
 CREATE INDEX audit_time ON audit (time_ns);
+`, `
+ALTER TABLE audit ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
 `}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather
@@ -160,8 +162,8 @@ func (s *sqliteStore) prepare() error {
 	}
 	s.insertAudit, err = s.w.Prepare(`INSERT INTO audit (time_ns, peer, tee, platform,
 		mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement,
-		tcb_status, debug, workload, keys, decision, reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		tcb_status, debug, workload, keys, decision, reason, manifest)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	return err
 }
 
@@ -465,7 +467,7 @@ func (s *sqliteStore) commitAudit(ctx context.Context, batch []*pendingRecord) {
 			keys, _ := json.Marshal(r.Keys)
 			res, err := stmt.ExecContext(ctx, r.Time.UnixNano(), r.Peer, r.TEE, r.Platform,
 				r.MREnclave, r.MRSigner, r.ISVProdID, r.ISVSVN, r.MRTD, string(rtmrs), r.Measurement,
-				r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision), r.Reason)
+				r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision), r.Reason, r.Manifest)
 			if err != nil {
 				return err
 			}
@@ -491,7 +493,7 @@ func (s *sqliteStore) AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2
 			limit = f.Limit
 		}
 		const cols = `id, time_ns, peer, tee, platform, mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs,
-			measurement, tcb_status, debug, workload, keys, decision, reason`
+			measurement, tcb_status, debug, workload, keys, decision, reason, manifest`
 		q := `SELECT ` + cols + ` FROM audit WHERE id > ? AND time_ns >= ? ORDER BY id LIMIT ?`
 		if f.Tail {
 			q = `SELECT * FROM (SELECT ` + cols + ` FROM audit WHERE id > ? AND time_ns >= ? ORDER BY id DESC LIMIT ?) ORDER BY id`
@@ -508,7 +510,7 @@ func (s *sqliteStore) AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2
 			var rtmrs, keys string
 			var prodID, svn sql.Null[uint16]
 			if err := rows.Scan(&r.ID, &t, &r.Peer, &r.TEE, &r.Platform, &r.MREnclave, &r.MRSigner, &prodID, &svn,
-				&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &r.Decision, &r.Reason); err != nil {
+				&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &r.Decision, &r.Reason, &r.Manifest); err != nil {
 				yield(AuditRecord{}, fmt.Errorf("read audit records: %w", err))
 				return
 			}
