@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"math/big"
 	"time"
 
@@ -40,6 +41,9 @@ var qeAuthData = []byte("ppml simulated QE authentication")
 // Quote writes a DCAP v3 quote, signed by the platform's attestation key and certified by its
 // PCK certificate, for enclave with reportData.
 func (p *Platform) Quote(enclave Enclave, reportData [64]byte) ([]byte, error) {
+	if p.Settings.isTDX() {
+		return nil, fmt.Errorf("simulated platform %s is a TDX platform: it quotes its trust domain, not enclaves", p.Dir)
+	}
 	flags := uint64(sgx.AttrInit | sgx.AttrMode64Bit)
 	if enclave.Debug {
 		flags |= sgx.AttrDebug
@@ -86,12 +90,20 @@ func (p *Platform) attestationKeyBytes() [64]byte {
 // qeReport returns the simulated Quoting Enclave's report, which binds the attestation key: its
 // report data is SHA-256(key ‖ auth data).
 func (p *Platform) qeReport() sgx.ReportBody {
-	r := sgx.ReportBody{MRSigner: qeMRSigner, ISVProdID: 1, ISVSVN: qeSVN}
+	r := sgx.ReportBody{MRSigner: qeMRSigner, ISVProdID: p.qeProdID(), ISVSVN: qeSVN}
 	r.Attributes[0] = sgx.AttrInit | sgx.AttrProvKey
 	ak := p.attestationKeyBytes()
 	binding := sha256.Sum256(append(ak[:], qeAuthData...))
 	copy(r.ReportData[:], binding[:])
 	return r
+}
+
+// qeProdID is the Quoting Enclave's ISV_PROD_ID: 1 for SGX's QE, 2 for TDX's TD_QE.
+func (p *Platform) qeProdID() uint16 {
+	if p.Settings.isTDX() {
+		return 2
+	}
+	return 1
 }
 
 // certifyAttestationKey signs the QE report with the PCK key, as Intel's PCE does once when the
