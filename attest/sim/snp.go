@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -201,7 +202,7 @@ func LoadSNP(dir string) (*SNPPlatform, error) {
 		return fail(fmt.Errorf("%s: %w", platformFile, err))
 	}
 	if p.Settings.TEE != attest.SNP {
-		return fail(fmt.Errorf("it is an %s platform, not an SEV-SNP one", p.Settings.TEE))
+		return fail(fmt.Errorf("it is a platform of %s evidence, not of SEV-SNP reports (make one with ppml sim init --tee snp)", cmp.Or(p.Settings.TEE, attest.SGX)))
 	}
 	if len(p.Settings.Measurement) != 48 || len(p.Settings.HostData) != 32 || len(p.Settings.ChipID) != abi.ChipIDSize {
 		return fail(fmt.Errorf("%s: measurement, hostdata or chip_id of the wrong size", platformFile))

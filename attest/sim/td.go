@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -114,7 +115,7 @@ func ExtendRTMR(rtmr []byte, digest [48]byte) attest.Hex {
 // TD returns the platform's trust domain as it stands, its RTMRs as extended so far.
 func (p *Platform) TD() (*TD, error) {
 	if !p.Settings.isTDX() {
-		return nil, fmt.Errorf("simulated platform %s is an %s platform, not a TDX one", p.Dir, p.Settings.kind())
+		return nil, fmt.Errorf("simulated platform %s is a platform of %s evidence, not of TDX quotes", p.Dir, cmp.Or(p.Settings.TEE, attest.SGX))
 	}
 	b, err := os.ReadFile(filepath.Join(p.Dir, tdFile))
 	if err != nil {
@@ -298,12 +299,4 @@ func lastPEM(b []byte) []byte {
 		}
 		last, b = block.Bytes, rest
 	}
-}
-
-// kind names what a platform attests, for messages.
-func (s *Settings) kind() attest.Kind {
-	if s.TEE == "" {
-		return attest.SGX
-	}
-	return s.TEE
 }
