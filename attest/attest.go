@@ -129,12 +129,67 @@ type Claims struct {
 	TCBStatus   string   `json:"tcb_status"`
 	AdvisoryIDs []string `json:"advisory_ids"`
 	ReportData  Hex      `json:"report_data"`
+
+	// What the TCB status rests on, where the evidence says (Intel DCAP: SGX and TDX). TCBDate
+	// is the earliest date of the matched TCB levels: no advisory published on or after it is
+	// known to affect the platform.
+	TCBDate                 *time.Time `json:"tcb_date,omitempty"`
+	TCBEvaluationDataNumber int        `json:"tcb_evaluation_data_number,omitempty"`
+	QEStatus                string     `json:"qe_status,omitempty"`
+	TDXModule               *TDXModule `json:"tdx_module,omitempty"`
+	// Behind lists the components below the newest TCB level the collateral knows.
+	Behind []Behind `json:"behind,omitempty"`
 }
 
 // TD is what a TDX quote says of the trust domain besides MRTD and the RTMRs.
 type TD struct {
-	// MRConfigID is the 48 bytes the VM's launcher gave the TD at launch.
-	MRConfigID Hex `json:"mr_config_id"`
+	Attributes    TDAttributes `json:"attributes"`
+	XFAM          Hex          `json:"xfam"`
+	MRConfigID    Hex          `json:"mr_config_id"`
+	MROwner       Hex          `json:"mr_owner"`
+	MROwnerConfig Hex          `json:"mr_owner_config"`
+	// MRServiceTD is the hash of the service TDs bound to the TD (TD 1.5 only; zero when none).
+	MRServiceTD Hex `json:"mr_service_td,omitempty"`
+	// TEETCBSVN is the TDX TCB when the TD was launched; TEETCBSVN2 the TCB now (TD 1.5 only).
+	TEETCBSVN      Hex `json:"tee_tcb_svn"`
+	TEETCBSVN2     Hex `json:"tee_tcb_svn2,omitempty"`
+	MRSEAM         Hex `json:"mr_seam"`
+	MRSignerSEAM   Hex `json:"mr_signer_seam"`
+	SEAMAttributes Hex `json:"seam_attributes"`
+}
+
+// TDAttributes is TD_ATTRIBUTES, raw and decoded.
+type TDAttributes struct {
+	Raw           Hex  `json:"raw"`             // 8 bytes, little-endian
+	Debug         bool `json:"debug"`           // the host can read and change the TD
+	SEPTVEDisable bool `json:"sept_ve_disable"` // no #VE on pending pages, as a Linux TD needs
+	Migratable    bool `json:"migratable"`
+	PKS           bool `json:"pks"`
+	KL            bool `json:"kl"`
+	PerfMon       bool `json:"perfmon"` // the TD may use performance counters
+	ICSSD         bool `json:"icssd"`
+	LASS          bool `json:"lass"`
+}
+
+// TDXModule is the TDX module's identity and TCB level.
+type TDXModule struct {
+	ID          string    `json:"id"` // TDX_01, ...
+	ISVSVN      uint8     `json:"isv_svn"`
+	Status      string    `json:"tcb_status"`
+	TCBDate     time.Time `json:"tcb_date"`
+	AdvisoryIDs []string  `json:"advisory_ids"`
+}
+
+// Behind is one component of the platform whose security version is below the newest TCB
+// level's.
+type Behind struct {
+	// Component is "sgx" (an SGX TCB component: CPU microcode, BIOS), "pce", "tdx" (a TDX TCB
+	// component), "tdx_module" or "qe".
+	Component string `json:"component"`
+	Index     int    `json:"index"`
+	Name      string `json:"name,omitempty"`
+	Platform  int    `json:"platform"`
+	Level     int    `json:"level"`
 }
 
 // Errors that verifiers share.

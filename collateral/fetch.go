@@ -91,6 +91,10 @@ type Fetcher struct {
 	Timeout time.Duration
 	// MaxSize bounds each response body in bytes; 0 means DefaultMaxSize.
 	MaxSize int64
+	// Update asks for the TCB info and QE identity of one generation of Intel's TCB evaluation:
+	// "early" (the newest, as soon as Intel publishes it) or "standard" (what Intel's services
+	// serve by default, "" leaves the choice to them).
+	Update string
 }
 
 // StatusError is an answer other than 200 OK.
@@ -121,6 +125,14 @@ func (f *Fetcher) Fetch(ctx context.Context, p Platform) (*Bundle, error) {
 	base := strings.TrimSuffix(f.baseURL(), "/")
 	tcbURL := fmt.Sprintf("%s/%s/certification/v4/tcb?fmspc=%s", base, p.TEE, strings.ToUpper(p.FMSPC))
 	qeURL := fmt.Sprintf("%s/%s/certification/v4/qe/identity", base, p.TEE)
+	switch f.Update {
+	case "":
+	case "early", "standard":
+		tcbURL += "&update=" + f.Update
+		qeURL += "?update=" + f.Update
+	default:
+		return nil, fmt.Errorf("update %q is not early or standard", f.Update)
+	}
 	// TDX platforms have SGX PCK certificates: their CRL is served under /sgx only.
 	pckURL := fmt.Sprintf("%s/sgx/certification/v4/pckcrl?ca=%s&encoding=der", base, p.CA)
 	rootURL := f.rootCACRLURL()
@@ -294,12 +306,15 @@ func decodeCRL(body []byte) ([]byte, *x509.RevocationList, error) {
 	return der, crl, nil
 }
 
-// meta is what the cache reads of a TCB info or QE identity: the inner object's id, FMSPC and
-// nextUpdate.
+// meta is what the cache and [Inspect] read of a TCB info or QE identity: the inner object's id,
+// version, FMSPC, dates and TCB evaluation data number.
 type meta struct {
-	ID         string    `json:"id"`
-	FMSPC      string    `json:"fmspc"`
-	NextUpdate time.Time `json:"nextUpdate"`
+	ID                      string    `json:"id"`
+	Version                 int       `json:"version"`
+	FMSPC                   string    `json:"fmspc"`
+	IssueDate               time.Time `json:"issueDate"`
+	NextUpdate              time.Time `json:"nextUpdate"`
+	TCBEvaluationDataNumber int       `json:"tcbEvaluationDataNumber"`
 }
 
 // readMeta reads the meta of a PCS body {"<key>":{...},"signature":"..."}.

@@ -18,7 +18,7 @@ type Config struct {
 	Listen        string `toml:"listen"`
 	TLSCert       string `toml:"tls_cert"`        // the server's own certificate (PEM)
 	TLSKey        string `toml:"tls_key"`         // and its key
-	Store         string `toml:"store"`           // "sqlite:PATH"
+	Store         string `toml:"store"`           // "sqlite:PATH" or "postgres://..."
 	MasterKeyFile string `toml:"master_key_file"` // 32 bytes; keys are encrypted at rest under it
 	// The roots of trust that vouch for workloads' evidence: sim_platforms, collateral,
 	// skip_crl, tdx_collateral, snp, snp_certificates.
@@ -34,6 +34,9 @@ type Config struct {
 	FirstByteTimeout Duration `toml:"first_byte_timeout"`
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	RequestTimeout   Duration `toml:"request_timeout"`
+	// AuditCheckpointInterval is how often the server signs a checkpoint of the audit chain's
+	// head, when records were added since its last; it signs one when it stops, too.
+	AuditCheckpointInterval Duration `toml:"audit_checkpoint_interval"`
 	// ExplainRefusals sends a refused client the reason (development only): by default it gets
 	// the number of the audit record that holds the reason, and nothing of the policy.
 	ExplainRefusals bool `toml:"explain_refusals"`
@@ -61,6 +64,7 @@ const (
 	defaultFirstByteTimeout      = 2 * time.Second
 	defaultHandshakeTimeout      = 10 * time.Second
 	defaultRequestTimeout        = 10 * time.Second
+	defaultCheckpointInterval    = time.Minute
 )
 
 // LoadConfig reads and checks a configuration file. Unknown keys are errors, so that a typo does
@@ -111,6 +115,7 @@ func (c *Config) check() error {
 		{"first_byte_timeout", &c.FirstByteTimeout.Duration, defaultFirstByteTimeout},
 		{"handshake_timeout", &c.HandshakeTimeout.Duration, defaultHandshakeTimeout},
 		{"request_timeout", &c.RequestTimeout.Duration, defaultRequestTimeout},
+		{"audit_checkpoint_interval", &c.AuditCheckpointInterval.Duration, defaultCheckpointInterval},
 	} {
 		if *f.v < 0 {
 			return fmt.Errorf("%s must be positive (leave it out for %v)", f.name, f.def)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
@@ -17,7 +18,7 @@ import (
 // TCB statuses a workload may accept, in Intel's words.
 var tcbStatuses = []string{
 	"UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded",
-	"OutOfDate", "OutOfDateConfigurationNeeded",
+	"OutOfDate", "OutOfDateConfigurationNeeded", "TDRelaunchAdvised", "TDRelaunchAdvisedConfigurationNeeded",
 }
 
 // Workload is one [[workload]] of the policy: the identity a TEE must prove, and the keys it
@@ -34,14 +35,15 @@ type Workload struct {
 	MinISVSVN *uint16  `toml:"min_isv_svn"`
 	SigFile   string   `toml:"sig_file"`
 
-	// TDX: any of MRTD, and each RTMR given (index 0 to 3; "" skips one); any of MRConfigID.
+	// TDX: any of MRTD, and each RTMR given (index 0 to 3; "" skips one); any of MRConfigID,
+	// which the VM's launcher set (docs/cvm.md).
 	MRTD       []string `toml:"mrtd"`
 	RTMRs      []string `toml:"rtmrs"`
-	MRConfigID []string `toml:"mrconfigid"`
+	MRConfigID []string `toml:"mr_config_id"`
 
-	// SEV-SNP: any of Measurement; any of HostData.
+	// SEV-SNP: any of Measurement, and the constraints of SNPWorkload.
 	Measurement []string `toml:"measurement"`
-	HostData    []string `toml:"hostdata"`
+	SNPWorkload
 
 	// Manifest: any of these workload measurements (ppml manifest measure), which ppml run puts
 	// in the last 32 bytes of the report data (any TEE).
@@ -55,6 +57,36 @@ type Workload struct {
 	AllowDebug bool     `toml:"allow_debug"`
 	AcceptTCB  []string `toml:"accept_tcb"` // default: UpToDate only
 	Keys       []string `toml:"keys"`       // the keys it receives; the first is Gramine's
+
+	TCBPolicy
+	TDHardening
+}
+
+// TCBPolicy is what a workload asks of the platform's TCB beyond its status, whatever the TEE.
+type TCBPolicy struct {
+	// MinTCBDate refuses evidence whose TCB date (the earliest date of its matched TCB levels)
+	// is before it: a date (2024-03-13) or an RFC 3339 time. Default: none.
+	MinTCBDate string `toml:"min_tcb_date"`
+	// MinTCBEvaluationDataNumber refuses evidence verified against collateral older than this
+	// TCB evaluation data number. Default: 0, none.
+	MinTCBEvaluationDataNumber int `toml:"min_tcb_evaluation_data_number"`
+	// DenyAdvisories refuses evidence to which one of these advisories applies;
+	// AllowAdvisories, when given, refuses evidence to which another one applies.
+	DenyAdvisories  []string `toml:"deny_advisories"`
+	AllowAdvisories []string `toml:"allow_advisories"`
+
+	minTCBDate time.Time
+}
+
+// TDHardening is what a TDX workload asks of its trust domain beyond its measurements, as the
+// strictest open verifiers do. Debug TDs are refused unless allow_debug.
+type TDHardening struct {
+	// AllowSEPTVE admits a TD without SEPT_VE_DISABLE, in which the host can make the guest
+	// take #VE exceptions on pending pages. Default: refused.
+	AllowSEPTVE bool `toml:"allow_sept_ve"`
+	// MRServiceTD lists the MRSERVICETD values (hex, 48 bytes) admitted besides zero: a TD 1.5
+	// bound to service TDs (a migration TD, ...) trusts them with its state. Default: only zero.
+	MRServiceTD []string `toml:"mr_service_td"`
 }
 
 // check validates w and fills in what its .sig file and defaults give. dir is the folder that
@@ -77,8 +109,8 @@ func (w *Workload) check(dir string) error {
 		size   int
 	}{
 		{"mrenclave", w.MREnclave, 32}, {"mrsigner", nonEmpty(w.MRSigner), 32}, {"mrtd", w.MRTD, 48},
-		{"rtmrs", nonEmpty(w.RTMRs...), 48}, {"measurement", w.Measurement, 48},
-		{"mrconfigid", w.MRConfigID, 48}, {"hostdata", w.HostData, 32}, {"manifest", w.Manifest, 32},
+		{"rtmrs", nonEmpty(w.RTMRs...), 48}, {"measurement", w.Measurement, 48}, {"host_data", w.HostData, 32}, {"mr_service_td", w.MRServiceTD, 48},
+		{"mr_config_id", w.MRConfigID, 48}, {"manifest", w.Manifest, 32},
 	} {
 		for _, v := range list.values {
 			if b, err := hex.DecodeString(v); err != nil || len(b) != list.size {
@@ -103,17 +135,17 @@ func (w *Workload) check(dir string) error {
 	default:
 		return fail("tee %q is not sgx, tdx or snp", w.TEE)
 	}
-	for _, f := range []struct {
-		name string
-		set  bool
-		tee  attest.Kind
-	}{{"mrconfigid", len(w.MRConfigID) > 0, attest.TDX}, {"hostdata", len(w.HostData) > 0, attest.SNP}} {
-		if f.set && w.TEE != string(f.tee) {
-			return fail("%s is for tee = %q workloads, not %q", f.name, f.tee, w.TEE)
-		}
+	if err := w.checkSNP(w.TEE); err != nil {
+		return fail("%v", err)
 	}
 	if !identified {
 		return fail("no measurement: it would admit any %s workload (give mrenclave, mrsigner and isv_prod_id, sig_file, mrtd or measurement)", w.TEE)
+	}
+	if err := w.TCBPolicy.check(); err != nil {
+		return fail("%v", err)
+	}
+	if w.TEE != string(attest.TDX) && (w.AllowSEPTVE || len(w.MRServiceTD) > 0 || len(w.MRConfigID) > 0) {
+		return fail("allow_sept_ve, mr_service_td and mr_config_id are for tee = \"tdx\"")
 	}
 	if len(w.AcceptTCB) == 0 {
 		w.AcceptTCB = []string{"UpToDate"}
@@ -183,20 +215,6 @@ func (w *Workload) admits(c *attest.Claims) error {
 		{"measurement", w.Measurement, c.Measurement},
 		{"manifest", w.Manifest, attest.Workload(c.ReportData)},
 	}
-	if len(w.MRConfigID) > 0 {
-		var got attest.Hex
-		if c.TD != nil {
-			got = c.TD.MRConfigID
-		}
-		checks = append(checks, check{"mrconfigid", w.MRConfigID, got})
-	}
-	if len(w.HostData) > 0 {
-		var got attest.Hex
-		if c.SNP != nil {
-			got = c.SNP.HostData
-		}
-		checks = append(checks, check{"hostdata", w.HostData, got})
-	}
 	for i, r := range w.RTMRs {
 		if r != "" {
 			var got attest.Hex
@@ -205,6 +223,13 @@ func (w *Workload) admits(c *attest.Claims) error {
 			}
 			checks = append(checks, check{fmt.Sprintf("rtmr%d", i), []string{r}, got})
 		}
+	}
+	if len(w.MRConfigID) > 0 {
+		var got attest.Hex
+		if c.TD != nil {
+			got = c.TD.MRConfigID
+		}
+		checks = append(checks, check{"mr_config_id", w.MRConfigID, got})
 	}
 	for _, ch := range checks {
 		if len(ch.allowed) > 0 && !slices.ContainsFunc(ch.allowed, func(a string) bool { return hexEqual(a, ch.got) }) {
@@ -221,10 +246,80 @@ func (w *Workload) admits(c *attest.Claims) error {
 		return fmt.Errorf("isv_svn %s is below %d", optional(c.ISVSVN), *w.MinISVSVN)
 	}
 	if c.Debug && !w.AllowDebug {
-		return errors.New("debug enclaves are not allowed (allow_debug = false)")
+		return fmt.Errorf("debug %s are not allowed (allow_debug = false)", map[bool]string{false: "enclaves", true: "TDs"}[c.TEE == attest.TDX])
 	}
-	if !slices.Contains(w.AcceptTCB, c.TCBStatus) {
-		return fmt.Errorf("TCB status %s is not accepted (accept_tcb = %q)", c.TCBStatus, w.AcceptTCB)
+	status, why := c.TCBStatus, ""
+	if w.TEE == string(attest.SNP) {
+		var err error
+		if status, why, err = w.admitsSNP(c); err != nil {
+			return err
+		}
+	}
+	if !slices.Contains(w.AcceptTCB, status) {
+		if why != "" {
+			why = ": " + why
+		}
+		return fmt.Errorf("TCB status %s is not accepted (accept_tcb = %q)%s", status, w.AcceptTCB, why)
+	}
+	if err := w.TCBPolicy.admits(c); err != nil {
+		return err
+	}
+	return w.TDHardening.admits(c)
+}
+
+// check reads min_tcb_date.
+func (p *TCBPolicy) check() error {
+	if p.MinTCBDate == "" {
+		return nil
+	}
+	for _, layout := range []string{time.DateOnly, time.RFC3339} {
+		if t, err := time.Parse(layout, p.MinTCBDate); err == nil {
+			p.minTCBDate = t
+			return nil
+		}
+	}
+	return fmt.Errorf("min_tcb_date %q is neither a date (2024-03-13) nor an RFC 3339 time", p.MinTCBDate)
+}
+
+// admits checks the TCB date, evaluation data number and advisories of the claims.
+func (p *TCBPolicy) admits(c *attest.Claims) error {
+	if !p.minTCBDate.IsZero() {
+		if c.TCBDate == nil {
+			return fmt.Errorf("the evidence has no TCB date (min_tcb_date = %s)", p.MinTCBDate)
+		}
+		if c.TCBDate.Before(p.minTCBDate) {
+			return fmt.Errorf("TCB date %s is before %s (min_tcb_date)", c.TCBDate.Format(time.DateOnly), p.MinTCBDate)
+		}
+	}
+	if n := p.MinTCBEvaluationDataNumber; n > 0 && c.TCBEvaluationDataNumber < n {
+		return fmt.Errorf("TCB evaluation data number %d is below %d (min_tcb_evaluation_data_number)", c.TCBEvaluationDataNumber, n)
+	}
+	for _, id := range c.AdvisoryIDs {
+		if slices.ContainsFunc(p.DenyAdvisories, func(d string) bool { return strings.EqualFold(d, id) }) {
+			return fmt.Errorf("advisory %s applies (deny_advisories)", id)
+		}
+		if len(p.AllowAdvisories) > 0 && !slices.ContainsFunc(p.AllowAdvisories, func(a string) bool { return strings.EqualFold(a, id) }) {
+			return fmt.Errorf("advisory %s applies and is not in allow_advisories", id)
+		}
+	}
+	return nil
+}
+
+// admits checks a trust domain's attributes and service TDs; other evidence has none.
+func (h *TDHardening) admits(c *attest.Claims) error {
+	td := c.TD
+	if c.TEE != attest.TDX {
+		return nil
+	}
+	if td == nil {
+		return errors.New("the TDX evidence does not describe the TD")
+	}
+	if !td.Attributes.SEPTVEDisable && !h.AllowSEPTVE {
+		return errors.New("the TD does not set SEPT_VE_DISABLE (allow_sept_ve = false)")
+	}
+	if td.MRServiceTD != nil && !bytes.Equal(td.MRServiceTD, make([]byte, len(td.MRServiceTD))) &&
+		!slices.ContainsFunc(h.MRServiceTD, func(a string) bool { return hexEqual(a, td.MRServiceTD) }) {
+		return fmt.Errorf("mr_service_td %s is not zero nor one allowed", td.MRServiceTD)
 	}
 	return nil
 }

@@ -42,6 +42,18 @@ isv_prod_id = 0
 min_isv_svn = 0
 allow_debug = false
 accept_tcb = ["UpToDate"]
+min_tcb_date = "2024-03-13"
+min_tcb_evaluation_data_number = 17
+deny_advisories = ["INTEL-SA-00837"]
+keys = ["default"]
+
+[[workload]]
+name = "td"
+tee = "tdx"
+mrtd = ["`+strings.Repeat("33", 48)+`"]
+allow_sept_ve = true
+mr_service_td = ["`+strings.Repeat("44", 48)+`"]
+allow_advisories = ["INTEL-SA-01036"]
 keys = ["default"]
 `)
 	c, err := LoadConfig(path)
@@ -55,7 +67,9 @@ keys = ["default"]
 	if c.HandshakeTimeout.Duration != 10*time.Second || c.MaxConnections != 256 || c.MaxConnectionsPerPeer != 32 || c.FirstByteTimeout.Duration != 2*time.Second {
 		t.Errorf("defaults not set: %+v", c)
 	}
-	if len(c.Workloads) != 1 || c.Workloads[0].Keys[0] != "default" {
+	if len(c.Workloads) != 2 || c.Workloads[0].Keys[0] != "default" || c.Workloads[0].MinTCBEvaluationDataNumber != 17 ||
+		c.Workloads[0].minTCBDate.IsZero() || c.Workloads[0].DenyAdvisories[0] != "INTEL-SA-00837" ||
+		!c.Workloads[1].AllowSEPTVE || len(c.Workloads[1].MRServiceTD) != 1 || c.Workloads[1].AllowAdvisories[0] != "INTEL-SA-01036" {
 		t.Errorf("workloads %+v", c.Workloads)
 	}
 }
@@ -166,7 +180,7 @@ func TestAdmitCVM(t *testing.T) {
 	td := Workload{Name: "td", TEE: "tdx", MRTD: []string{mrtd}, Manifest: []string{manifestA},
 		MRConfigID: []string{manifestA + strings.Repeat("00", 16)}, Keys: []string{"k"}}
 	guest := Workload{Name: "guest", TEE: "snp", Measurement: []string{measurement}, Manifest: []string{manifestA},
-		HostData: []string{manifestA}, Keys: []string{"k"}}
+		SNPWorkload: SNPWorkload{HostData: []string{manifestA}}, Keys: []string{"k"}}
 	for _, w := range []*Workload{&td, &guest} {
 		if err := w.check(""); err != nil {
 			t.Fatal(err)
@@ -174,7 +188,8 @@ func TestAdmitCVM(t *testing.T) {
 	}
 	tdClaims := func() *attest.Claims {
 		return &attest.Claims{TEE: attest.TDX, Platform: "intel", MRTD: unhex(mrtd), TCBStatus: "UpToDate",
-			TD: &attest.TD{MRConfigID: unhex(manifestA + strings.Repeat("00", 16))}, ReportData: reportData(manifestA)}
+			TD:         &attest.TD{MRConfigID: unhex(manifestA + strings.Repeat("00", 16)), Attributes: attest.TDAttributes{SEPTVEDisable: true}},
+			ReportData: reportData(manifestA)}
 	}
 	snpClaims := func() *attest.Claims {
 		return &attest.Claims{TEE: attest.SNP, Platform: "amd", Measurement: unhex(measurement), TCBStatus: "UpToDate",
@@ -190,21 +205,20 @@ func TestAdmitCVM(t *testing.T) {
 		{"td", td, tdClaims, func(*attest.Claims) {}, ""},
 		{"td, other manifest", td, tdClaims, func(c *attest.Claims) { c.ReportData = reportData(manifestB) }, "manifest " + manifestB + " is not the one allowed"},
 		{"td, no manifest", td, tdClaims, func(c *attest.Claims) { c.ReportData = make(attest.Hex, 64) }, "the evidence carries no manifest"},
-		{"td, other mrconfigid", td, tdClaims, func(c *attest.Claims) { c.TD.MRConfigID = unhex(manifestB + strings.Repeat("00", 16)) }, "mrconfigid " + manifestB},
-		{"td, no mrconfigid", td, tdClaims, func(c *attest.Claims) { c.TD = nil }, "the evidence carries no mrconfigid"},
+		{"td, other mrconfigid", td, tdClaims, func(c *attest.Claims) { c.TD.MRConfigID = unhex(manifestB + strings.Repeat("00", 16)) }, "mr_config_id " + manifestB},
+		{"td, no mrconfigid", td, tdClaims, func(c *attest.Claims) { c.TD = nil }, "the evidence carries no mr_config_id"},
 		{"guest", guest, snpClaims, func(*attest.Claims) {}, ""},
 		{"guest, other manifest", guest, snpClaims, func(c *attest.Claims) { c.ReportData = reportData(manifestB) }, "manifest " + manifestB},
-		{"guest, other hostdata", guest, snpClaims, func(c *attest.Claims) { c.SNP.HostData = unhex(manifestB) }, "hostdata " + manifestB},
+		{"guest, other hostdata", guest, snpClaims, func(c *attest.Claims) { c.SNP.HostData = unhex(manifestB) }, "host_data " + manifestB},
 	} {
 		c := tc.claims()
 		tc.change(c)
 		checkAdmit(t, tc.name, tc.w, c, tc.want)
 	}
 	for _, tc := range []struct{ workload, want string }{
-		{"tee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nmrconfigid = [\"" + mrtd + "\"]", `mrconfigid is for tee = "tdx" workloads, not "sgx"`},
-		{"tee = \"tdx\"\nmrtd = [\"" + mrtd + "\"]\nhostdata = [\"" + manifestA + "\"]", `hostdata is for tee = "snp" workloads, not "tdx"`},
+		{"tee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nmr_config_id = [\"" + mrtd + "\"]", `allow_sept_ve, mr_service_td and mr_config_id are for tee = "tdx"`},
+		{"tee = \"tdx\"\nmrtd = [\"" + mrtd + "\"]\nmr_config_id = [\"abcd\"]", `mr_config_id "abcd" is not 48 bytes in hex`},
 		{"tee = \"tdx\"\nmrtd = [\"" + mrtd + "\"]\nmanifest = [\"abcd\"]", `manifest "abcd" is not 32 bytes in hex`},
-		{"tee = \"snp\"\nmeasurement = [\"" + measurement + "\"]\nhostdata = [\"" + mrtd + "\"]", `is not 32 bytes in hex`},
 	} {
 		_, err := LoadConfig(writeConfig(t, "[[workload]]\nname = \"w\"\nkeys = [\"k\"]\n"+tc.workload+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -223,5 +237,81 @@ func TestConfigRequiredInOrder(t *testing.T) {
 	}
 	if _, err := LoadConfig(path); err == nil || err.Error() != path+": tls_key is required" {
 		t.Errorf("error %v, want %q", err, path+": tls_key is required")
+	}
+}
+
+func tdxClaims() *attest.Claims {
+	date := time.Date(2024, 3, 13, 0, 0, 0, 0, time.UTC)
+	return &attest.Claims{
+		TEE: attest.TDX, Platform: "intel", MRTD: unhex(strings.Repeat("33", 48)), TCBStatus: "UpToDate",
+		TCBDate: &date, TCBEvaluationDataNumber: 17, AdvisoryIDs: []string{"INTEL-SA-01036"},
+		TD: &attest.TD{Attributes: attest.TDAttributes{SEPTVEDisable: true}, MRServiceTD: make(attest.Hex, 48)},
+	}
+}
+
+// TestTCBPolicy checks min_tcb_date, min_tcb_evaluation_data_number, deny_advisories and
+// allow_advisories, and TD hardening: each refuses what it should, and the defaults admit
+// only a hardened TD.
+func TestTCBPolicy(t *testing.T) {
+	base := Workload{Name: "td", TEE: "tdx", MRTD: []string{strings.Repeat("33", 48)}, Keys: []string{"k"}}
+	other := strings.Repeat("44", 48)
+	for _, tc := range []struct {
+		name   string
+		policy func(*Workload)
+		change func(*attest.Claims)
+		want   string // "" admits
+	}{
+		{"defaults", func(*Workload) {}, func(*attest.Claims) {}, ""},
+		{"min date met", func(w *Workload) { w.MinTCBDate = "2024-03-13" }, func(*attest.Claims) {}, ""},
+		{"min date", func(w *Workload) { w.MinTCBDate = "2024-03-14" }, func(*attest.Claims) {}, "TCB date 2024-03-13 is before 2024-03-14 (min_tcb_date)"},
+		{"min date RFC 3339", func(w *Workload) { w.MinTCBDate = "2024-03-13T00:00:01Z" }, func(*attest.Claims) {}, "before"},
+		{"no date", func(w *Workload) { w.MinTCBDate = "2024-01-01" }, func(c *attest.Claims) { c.TCBDate = nil }, "has no TCB date"},
+		{"evaluation data", func(w *Workload) { w.MinTCBEvaluationDataNumber = 18 }, func(*attest.Claims) {}, "TCB evaluation data number 17 is below 18"},
+		{"evaluation data met", func(w *Workload) { w.MinTCBEvaluationDataNumber = 17 }, func(*attest.Claims) {}, ""},
+		{"denied advisory", func(w *Workload) { w.DenyAdvisories = []string{"intel-sa-01036"} }, func(*attest.Claims) {}, "advisory INTEL-SA-01036 applies (deny_advisories)"},
+		{"other denied", func(w *Workload) { w.DenyAdvisories = []string{"INTEL-SA-00001"} }, func(*attest.Claims) {}, ""},
+		{"not allowed advisory", func(w *Workload) { w.AllowAdvisories = []string{"INTEL-SA-00001"} }, func(*attest.Claims) {}, "not in allow_advisories"},
+		{"allowed advisory", func(w *Workload) { w.AllowAdvisories = []string{"INTEL-SA-01036"} }, func(*attest.Claims) {}, ""},
+		{"relaunch advised", func(*Workload) {}, func(c *attest.Claims) { c.TCBStatus = "TDRelaunchAdvised" }, "TCB status TDRelaunchAdvised is not accepted"},
+		{"relaunch accepted", func(w *Workload) { w.AcceptTCB = []string{"TDRelaunchAdvised"} }, func(c *attest.Claims) { c.TCBStatus = "TDRelaunchAdvised" }, ""},
+		{"debug TD", func(*Workload) {}, func(c *attest.Claims) { c.Debug = true }, "debug TDs are not allowed (allow_debug = false)"},
+		{"SEPT #VE", func(*Workload) {}, func(c *attest.Claims) { c.TD.Attributes.SEPTVEDisable = false }, "does not set SEPT_VE_DISABLE (allow_sept_ve = false)"},
+		{"SEPT #VE allowed", func(w *Workload) { w.AllowSEPTVE = true }, func(c *attest.Claims) { c.TD.Attributes.SEPTVEDisable = false }, ""},
+		{"service TD", func(*Workload) {}, func(c *attest.Claims) { c.TD.MRServiceTD = unhex(other) }, "mr_service_td 4444"},
+		{"service TD allowed", func(w *Workload) { w.MRServiceTD = []string{other} }, func(c *attest.Claims) { c.TD.MRServiceTD = unhex(other) }, ""},
+		{"TD 1.0", func(*Workload) {}, func(c *attest.Claims) { c.TD.MRServiceTD = nil }, ""},
+		{"no TD", func(*Workload) {}, func(c *attest.Claims) { c.TD = nil }, "does not describe the TD"},
+	} {
+		w := base
+		tc.policy(&w)
+		if err := w.check(""); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		c := tdxClaims()
+		tc.change(c)
+		_, err := Policy{w}.Admit(c)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		w    Workload
+		want string
+	}{
+		{Workload{TCBPolicy: TCBPolicy{MinTCBDate: "March 2024"}}, `min_tcb_date "March 2024" is neither a date`},
+		{Workload{TDHardening: TDHardening{MRServiceTD: []string{"00"}}}, "mr_service_td \"00\" is not 48 bytes in hex"},
+	} {
+		w := base
+		w.TCBPolicy, w.TDHardening = tc.w.TCBPolicy, tc.w.TDHardening
+		if err := w.check(""); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("check: %v, want %q", err, tc.want)
+		}
+	}
+	sgxW := Workload{Name: "e", TEE: "sgx", MREnclave: []string{mrenclave}, Keys: []string{"k"}, TDHardening: TDHardening{AllowSEPTVE: true}}
+	if err := sgxW.check(""); err == nil || !strings.Contains(err.Error(), `are for tee = "tdx"`) {
+		t.Errorf("allow_sept_ve on an SGX workload: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -46,6 +47,9 @@ type Server struct {
 	requests context.Context
 	abandon  context.CancelFunc
 
+	// lastCheckpoint is the ID of the newest record this server signed a checkpoint of.
+	lastCheckpoint atomic.Int64
+
 	mu       sync.Mutex
 	closing  bool
 	listener net.Listener
@@ -59,6 +63,7 @@ type state struct {
 	cfg      *Config
 	registry attest.Registry
 	tls      *tls.Config
+	signer   crypto.Signer // the TLS key, which signs the audit chain's checkpoints
 }
 
 // NewServer makes a server for cfg with keys and audit records in st. log and metrics may be
@@ -82,8 +87,47 @@ func NewServer(cfg *Config, st store.Store, log *slog.Logger, metrics *Metrics) 
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
+	go s.checkpoints(cfg.AuditCheckpointInterval.Duration)
 	return s, nil
 }
+
+// checkpoints signs a checkpoint of the audit chain every interval until Shutdown.
+func (s *Server) checkpoints(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.checkpoint()
+		}
+	}
+}
+
+// checkpoint signs a checkpoint of the audit chain's head, unless this server signed one of
+// the same head already.
+func (s *Server) checkpoint() {
+	ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+	defer cancel()
+	id, _, err := s.store.AuditHead(ctx)
+	if err == nil && (id == 0 || id == s.lastCheckpoint.Load()) {
+		return
+	}
+	var c store.Checkpoint
+	if err == nil {
+		c, err = store.SignCheckpoint(ctx, s.store, s.state.Load().signer)
+	}
+	if err != nil {
+		s.log.Error("audit checkpoint not signed", "err", err)
+		return
+	}
+	s.lastCheckpoint.Store(c.RecordID)
+	s.log.Debug("audit checkpoint signed", "record", c.RecordID)
+}
+
+// checkpointTimeout bounds the signing of one checkpoint.
+const checkpointTimeout = 10 * time.Second
 
 // Reload replaces the server's configuration: its policy, trusted platforms, certificate,
 // timeouts and max_connections_per_peer. The listening address and max_connections stay as they
@@ -93,12 +137,17 @@ func (s *Server) Reload(cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("server certificate: %w", err)
 	}
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return fmt.Errorf("server key %s: a %T cannot sign", cfg.TLSKey, cert.PrivateKey)
+	}
 	registry, err := cfg.Registry()
 	if err != nil {
 		return err
 	}
 	s.state.Store(&state{
 		cfg:      cfg,
+		signer:   signer,
 		registry: registry,
 		// The client's certificate is verified after the handshake (handle), so that a ppml
 		// client can be told why it is refused; nothing is released before.
@@ -217,7 +266,7 @@ const abandonWait = 2 * time.Second
 // progress to finish, each with its audit record. If ctx ends first, Shutdown closes those still
 // open, cancels what their requests fetch, waits up to abandonWait for their handlers to write
 // their audit records, and returns ctx.Err(). Last, it writes the summaries of failed handshakes
-// whose interval has not ended.
+// whose interval has not ended, and signs a checkpoint of the audit chain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
@@ -228,6 +277,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.listener.Close()
 	}
 	s.mu.Unlock()
+	defer s.checkpoint()
 	defer s.failures.close()
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -459,7 +509,7 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *wire.
 	}
 	w, err := st.cfg.Workloads.Admit(claims)
 	if err != nil {
-		return nil, err.Error()
+		return nil, refusal(err, claims)
 	}
 	rec.Workload = w.Name
 	if req.Gramine {
@@ -471,6 +521,15 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, req *wire.
 		}
 	}
 	return req.Keys, ""
+}
+
+// refusal is the audit reason of a policy's refusal: with evidence whose TCB is not UpToDate,
+// what the TCB status means and what to update, as ppml quote verify says it.
+func refusal(err error, c *attest.Claims) string {
+	if c.TCBStatus == "UpToDate" && len(c.Behind) == 0 || c.TCBStatus == "" {
+		return err.Error()
+	}
+	return err.Error() + "; TCB " + c.TCBExplanation()
 }
 
 // finish writes the audit record (unless it is written already), the log line and the metrics

@@ -40,9 +40,10 @@ var testEnclave = sim.Enclave{
 	ISVProdID: 1, ISVSVN: 2,
 }
 
-// newTestbed starts a server whose policy is the TOML workloads given; %[1]x and %[2]x in it
-// stand for the test enclave's MRENCLAVE and MRSIGNER.
-func newTestbed(t *testing.T, workloads string) *testbed {
+// newServerDir makes a server's folder: a CA, certificate and master key (Setup), a simulated
+// platform, and a configuration whose store is storeDSN and whose policy is the TOML workloads
+// given; %[1]x and %[2]x in it stand for the test enclave's MRENCLAVE and MRSIGNER.
+func newServerDir(t *testing.T, storeDSN, workloads string) (*Config, *sim.Platform) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := Setup(dir, []string{"localhost", "127.0.0.1"}, time.Now()); err != nil {
@@ -54,16 +55,22 @@ func newTestbed(t *testing.T, workloads string) *testbed {
 	}
 	config := fmt.Sprintf(`tls_cert = "server.crt"
 tls_key = "server.key"
-store = "sqlite:ppml.db"
+store = %[3]q
 master_key_file = "master.key"
 sim_platforms = ["sim"]
-`+workloads, testEnclave.MREnclave, testEnclave.MRSigner)
+`+workloads, testEnclave.MREnclave, testEnclave.MRSigner, storeDSN)
 	path := filepath.Join(dir, "server.toml")
 	os.WriteFile(path, []byte(config), 0o600)
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, plat
+}
+
+// openStore opens the store of cfg.
+func openStore(t *testing.T, cfg *Config) store.Store {
+	t.Helper()
 	mk, err := store.ReadMasterKey(cfg.MasterKeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +79,16 @@ sim_platforms = ["sim"]
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+// newTestbed starts a server whose policy is the TOML workloads given, as newServerDir takes
+// them.
+func newTestbed(t *testing.T, workloads string) *testbed {
+	t.Helper()
+	cfg, plat := newServerDir(t, "sqlite:ppml.db", workloads)
+	dir := filepath.Dir(cfg.TLSCert)
+	st := openStore(t, cfg)
 	tb := &testbed{dir: dir, store: st, plat: plat, enclave: testEnclave, keys: map[string][]byte{}}
 	for _, name := range []string{"default", "model", "other"} {
 		if _, err := st.CreateKey(context.Background(), name); err != nil {
@@ -267,7 +284,7 @@ keys = ["default"]
 		{"lower svn", with(func(e *sim.Enclave) { e.ISVSVN = 1 }), nil, "isv_svn 1 is below 2"},
 		{"debug", with(func(e *sim.Enclave) { e.Debug = true }), nil, "debug enclaves are not allowed"},
 		{"untrusted platform", sim.Attester{Platform: other, Enclave: tb.enclave}, nil, "does not lead to a trusted root"},
-		{"outdated TCB", sim.Attester{Platform: outdated, Enclave: tb.enclave}, nil, "TCB status OutOfDate is not accepted"},
+		{"outdated TCB", sim.Attester{Platform: outdated, Enclave: tb.enclave}, nil, `TCB status OutOfDate is not accepted (accept_tcb = ["UpToDate"])); TCB OutOfDate: the platform has known vulnerabilities that an update fixes`},
 		{"not bound to the TLS key", unbound{with(func(*sim.Enclave) {})}, nil, "not bound"},
 		{"key not in the policy", with(func(*sim.Enclave) {}), []string{"other"}, `may not have key "other"`},
 	} {

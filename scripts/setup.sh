@@ -2,11 +2,12 @@
 # Installs what ppml's build, demo and tests need on a Debian machine, skipping what is there.
 set -eu
 
-# Debian packages: openssl and gocryptfs are the benchmarks' yardsticks; fuse3 and python3 serve ppml run and
-# its tests (workloads in a private mount namespace, encrypted folders over FUSE); PyTorch,
+# Debian packages: openssl and gocryptfs are the benchmarks' yardsticks; fuse3 and python3 serve
+# ppml run and its tests (workloads in a private mount namespace, encrypted folders over FUSE); PyTorch,
 # torchvision, scikit-learn (its digits and sample images) and Pillow run the examples, the demo
-# and their tests.
-packages="openssl gocryptfs fuse3 python3 python3-torch python3-torchvision python3-sklearn python3-pil"
+# and their tests. PostgreSQL (15 on Debian 12) is the shared store whose tests start a server of
+# their own (internal/pgtest): they are skipped without it.
+packages="openssl gocryptfs fuse3 python3 python3-torch python3-torchvision python3-sklearn python3-pil postgresql"
 
 missing=""
 for p in $packages; do

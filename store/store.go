@@ -6,11 +6,14 @@
 // AES-256-GCM under a 32-byte master key, bound to their name and version; they are never
 // written to the database or a log in the clear, and listing keys never returns them.
 //
-// The audit log holds one record per provisioning decision, in the order they were made.
+// The audit log holds one record per provisioning decision, in the order they were made. It is
+// a hash chain: each record carries the SHA-256 of the one before it (chain.go defines the
+// encoding), and servers sign checkpoints of the chain's head, so that VerifyAudit finds a
+// record changed, deleted or inserted afterwards.
 //
 // Store is the interface a backend implements. Open picks one by its data source name:
-// "sqlite:PATH", the embedded default, is a single SQLite file; PostgreSQL, for replicas, is
-// planned.
+// "sqlite:PATH", the embedded default, is a single SQLite file; "postgres://..." is a
+// PostgreSQL database that any number of servers share.
 package store
 
 import (
@@ -68,6 +71,14 @@ type Store interface {
 	// AuditRecords yields the audit records that f selects, oldest first. An error ends the
 	// sequence.
 	AuditRecords(ctx context.Context, f AuditFilter) iter.Seq2[AuditRecord, error]
+	// AuditHead returns the newest record of the audit chain: its ID and hash. Both are zero
+	// when no record is chained yet.
+	AuditHead(ctx context.Context) (id int64, hash string, err error)
+	// AddCheckpoint stores a signed checkpoint (SignCheckpoint makes them) and returns the ID it
+	// was given.
+	AddCheckpoint(ctx context.Context, c Checkpoint) (int64, error)
+	// Checkpoints yields every checkpoint, oldest first. An error ends the sequence.
+	Checkpoints(ctx context.Context) iter.Seq2[Checkpoint, error]
 	// AuditRef returns the reference of the audit record with ID id, which a refused client is
 	// given: whoever holds the master key finds the record by it, and it tells nobody else how
 	// many records there are, as the ID would.
@@ -119,6 +130,12 @@ type AuditRecord struct {
 	Keys      []string `json:"keys,omitempty"`     // the names of the keys released
 	Decision  Decision `json:"decision"`
 	Reason    string   `json:"reason,omitempty"`
+
+	// The audit chain, in lower-case hex, set by the store: the hash of the record before this
+	// one (64 zeros for the first) and this record's own. Both are empty for records written
+	// before the store had a chain.
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 // AuditFilter selects audit records. The zero filter selects them all.
@@ -130,7 +147,8 @@ type AuditFilter struct {
 }
 
 // Open opens the store that dsn names, with the master key its keys are encrypted under. dsn
-// is "sqlite:PATH"; the SQLite file is created (mode 0600) if it does not exist. A master key
+// is "sqlite:PATH", and the SQLite file is created (mode 0600) if it does not exist, or a
+// PostgreSQL URL, "postgres://USER@HOST/DATABASE?...", whose database must exist. A master key
 // that differs from the one the store was created with is ErrWrongMasterKey. Open keeps no
 // reference to masterKey: the caller may clear it once Open returns.
 func Open(dsn string, masterKey []byte) (Store, error) {
@@ -142,10 +160,10 @@ func Open(dsn string, masterKey []byte) (Store, error) {
 	case "sqlite":
 		return openSQLite(rest, masterKey)
 	case "postgres", "postgresql":
-		return nil, fmt.Errorf("PostgreSQL is not supported yet; use sqlite:PATH: %w", errors.ErrUnsupported)
+		return openPostgres(dsn, masterKey)
 	default:
 		// The rest of dsn is not echoed: a mistyped PostgreSQL URL may hold a password.
-		return nil, fmt.Errorf("unknown kind of store %q; use sqlite:PATH", scheme)
+		return nil, fmt.Errorf("unknown kind of store %q; use sqlite:PATH or postgres://...", scheme)
 	}
 }
 

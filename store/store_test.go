@@ -9,39 +9,76 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ppml/ppml/internal/pgtest"
 )
 
 var ctx = context.Background()
 
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// backend makes stores of one kind: the tests that take one are the contract every backend
+// keeps, and run against each.
+type backend struct {
+	name string
+	// newDSN returns the data source name of a new, empty store.
+	newDSN func(t testing.TB) string
+	// raw opens a store's database directly, as someone with access to it could.
+	raw func(dsn string) (*sql.DB, error)
+}
+
+var (
+	sqliteBackend = backend{
+		name:   "sqlite",
+		newDSN: func(t testing.TB) string { return "sqlite:" + filepath.Join(t.TempDir(), "ppml.db") },
+		raw: func(dsn string) (*sql.DB, error) {
+			return sql.Open("sqlite", strings.TrimPrefix(dsn, "sqlite:")+"?_pragma=busy_timeout(10000)")
+		},
+	}
+	postgresBackend = backend{
+		name:   "postgres",
+		newDSN: func(t testing.TB) string { return pgtest.Shared(t).NewDatabase(t) },
+		raw:    func(dsn string) (*sql.DB, error) { return sql.Open("pgx", dsn) },
+	}
+)
+
+// forEachBackend runs test against each backend, as a subtest named after it.
+func forEachBackend(t *testing.T, test func(*testing.T, backend)) {
+	for _, b := range []backend{sqliteBackend, postgresBackend} {
+		t.Run(b.name, func(t *testing.T) { test(t, b) })
+	}
+}
+
 // masterKey returns a test master key made of b.
 func masterKey(b byte) []byte { return bytes.Repeat([]byte{b}, MasterKeySize) }
 
-func openAt(t testing.TB, path string, mk []byte) Store {
+func openAt(t testing.TB, dsn string, mk []byte) Store {
 	t.Helper()
-	s, err := Open("sqlite:"+path, mk)
+	s, err := Open(dsn, mk)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	return s
 }
 
-// newStore opens a new store in a temporary folder and returns it with its file's path.
-func newStore(t testing.TB) (Store, string) {
+// newStore opens a new store and returns it with its data source name.
+func newStore(t testing.TB, b backend) (Store, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ppml.db")
-	s := openAt(t, path, masterKey(1))
+	dsn := b.newDSN(t)
+	s := openAt(t, dsn, masterKey(1))
 	t.Cleanup(func() { s.Close() })
-	return s, path
+	return s, dsn
 }
 
-// rawDB opens the store's file directly, as someone with access to the disk could.
-func rawDB(t *testing.T, path string) *sql.DB {
+// rawDB opens the store's database directly, as someone with access to it could.
+func rawDB(t *testing.T, b backend, dsn string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	db, err := b.raw(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +112,10 @@ func wantErr(t *testing.T, err, target error) {
 	}
 }
 
-func TestKeyLifecycle(t *testing.T) {
-	s, path := newStore(t)
+func TestKeyLifecycle(t *testing.T) { forEachBackend(t, testKeyLifecycle) }
+
+func testKeyLifecycle(t *testing.T, b backend) {
+	s, dsn := newStore(t, b)
 	start := time.Now()
 
 	a, err := s.CreateKey(ctx, "a")
@@ -146,7 +185,7 @@ func TestKeyLifecycle(t *testing.T) {
 		wantErr(t, err, ErrNotFound)
 	}
 	var n int
-	if err := rawDB(t, path).QueryRow(`SELECT COUNT(*) FROM key_versions WHERE name = 'a'`).Scan(&n); err != nil || n != 0 {
+	if err := rawDB(t, b, dsn).QueryRow(`SELECT COUNT(*) FROM key_versions WHERE name = 'a'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("after delete, %d versions of a remain (%v)", n, err)
 	}
 	wantErr(t, s.DeleteKey(ctx, "a"), ErrNotFound)
@@ -162,8 +201,10 @@ func TestKeyLifecycle(t *testing.T) {
 	}
 }
 
-func TestNames(t *testing.T) {
-	s, _ := newStore(t)
+func TestNames(t *testing.T) { forEachBackend(t, testNames) }
+
+func testNames(t *testing.T, b backend) {
+	s, _ := newStore(t, b)
 	good := []string{"default", "a", "A9", "owner-1.model_v2", strings.Repeat("k", MaxNameLen)}
 	bad := []string{"", "_sgx_mrenclave", ".hidden", "-x", "a b", "a/b", "ü", "a\x00", "a,b", strings.Repeat("k", MaxNameLen+1)}
 	for _, name := range good {
@@ -195,10 +236,13 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("master key of %d bytes: %v", n, err)
 		}
 	}
-	_, err := Open("postgres://ppml:hunter2@db.example/ppml", masterKey(1))
-	wantErr(t, err, errors.ErrUnsupported)
-	if strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("error shows the password: %v", err)
+	// Nothing listens there: the error names the database, not the password.
+	_, err := Open("postgres://ppml:hunter2@127.0.0.1:1/ppml?connect_timeout=5", masterKey(1))
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "ppml@127.0.0.1:1/ppml") {
+		t.Errorf("Open of an unreachable PostgreSQL: %v", err)
+	}
+	if _, err := Open("postgres://ppml:hunter2@127.0.0.1:1/ppml?sslmode=bogus", masterKey(1)); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Open of a malformed PostgreSQL URL: %v", err)
 	}
 	for _, dsn := range []string{"sqlite:", "mysql:x", filepath.Join(dir, "x.db"), "sqlite:" + filepath.Join(dir, "missing", "x.db")} {
 		if _, err := Open(dsn, masterKey(1)); err == nil {
@@ -212,35 +256,41 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestWrongMasterKey(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ppml.db")
-	s := openAt(t, path, masterKey(1))
+func TestWrongMasterKey(t *testing.T) { forEachBackend(t, testWrongMasterKey) }
+
+func testWrongMasterKey(t *testing.T, b backend) {
+	dsn := b.newDSN(t)
+	s := openAt(t, dsn, masterKey(1))
 	if _, err := s.CreateKey(ctx, "default"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	_, err := Open("sqlite:"+path, masterKey(2))
+	_, err := Open(dsn, masterKey(2))
 	wantErr(t, err, ErrWrongMasterKey)
-	s = openAt(t, path, masterKey(1))
+	s = openAt(t, dsn, masterKey(1))
 	defer s.Close()
 	mustKey(t, s, "default", Current)
 }
 
-func TestSchemaTooNew(t *testing.T) {
-	s, path := newStore(t)
+func TestSchemaTooNew(t *testing.T) { forEachBackend(t, testSchemaTooNew) }
+
+func testSchemaTooNew(t *testing.T, b backend) {
+	s, dsn := newStore(t, b)
 	s.Close()
-	exec(t, rawDB(t, path), `INSERT INTO schema_version (version, applied_ns) VALUES (99, 0)`)
-	if _, err := Open("sqlite:"+path, masterKey(1)); err == nil || !strings.Contains(err.Error(), "newer") {
+	exec(t, rawDB(t, b, dsn), `INSERT INTO schema_version (version, applied_ns) VALUES (99, 0)`)
+	if _, err := Open(dsn, masterKey(1)); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("Open of a newer schema: %v", err)
 	}
 }
 
-func TestTamperedKey(t *testing.T) {
-	s, path := newStore(t)
+func TestTamperedKey(t *testing.T) { forEachBackend(t, testTamperedKey) }
+
+func testTamperedKey(t *testing.T, b backend) {
+	s, dsn := newStore(t, b)
 	if _, err := s.CreateKey(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	db := rawDB(t, path)
+	db := rawDB(t, b, dsn)
 	var sealed []byte
 	if err := db.QueryRow(`SELECT sealed FROM key_versions WHERE name = 'a'`).Scan(&sealed); err != nil {
 		t.Fatal(err)
@@ -249,7 +299,7 @@ func TestTamperedKey(t *testing.T) {
 		t.Errorf("sealed key is %d bytes", len(sealed))
 	}
 	sealed[20] ^= 1
-	exec(t, db, `UPDATE key_versions SET sealed = ? WHERE name = 'a'`, sealed)
+	exec(t, db, `UPDATE key_versions SET sealed = $1 WHERE name = 'a'`, sealed)
 	_, err := s.Key(ctx, "a", Current)
 	wantErr(t, err, ErrTampered)
 	if !strings.Contains(err.Error(), `"a"`) {
@@ -257,8 +307,10 @@ func TestTamperedKey(t *testing.T) {
 	}
 }
 
-func TestSwappedRows(t *testing.T) {
-	s, path := newStore(t)
+func TestSwappedRows(t *testing.T) { forEachBackend(t, testSwappedRows) }
+
+func testSwappedRows(t *testing.T, b backend) {
+	s, dsn := newStore(t, b)
 	for _, name := range []string{"a", "b", "c"} {
 		if _, err := s.CreateKey(ctx, name); err != nil {
 			t.Fatal(err)
@@ -267,15 +319,15 @@ func TestSwappedRows(t *testing.T) {
 	if _, err := s.RotateKey(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	db := rawDB(t, path)
+	db := rawDB(t, b, dsn)
 	// Swap the sealed keys of a and b.
 	var sa, sb []byte
 	if err := db.QueryRow(`SELECT a.sealed, b.sealed FROM key_versions a, key_versions b
 		WHERE a.name = 'a' AND b.name = 'b'`).Scan(&sa, &sb); err != nil {
 		t.Fatal(err)
 	}
-	exec(t, db, `UPDATE key_versions SET sealed = ? WHERE name = 'a'`, sb)
-	exec(t, db, `UPDATE key_versions SET sealed = ? WHERE name = 'b'`, sa)
+	exec(t, db, `UPDATE key_versions SET sealed = $1 WHERE name = 'a'`, sb)
+	exec(t, db, `UPDATE key_versions SET sealed = $1 WHERE name = 'b'`, sa)
 	// Present version 2 of c as its version 1.
 	exec(t, db, `UPDATE key_versions SET sealed = (SELECT sealed FROM key_versions WHERE name = 'c' AND version = 2)
 		WHERE name = 'c' AND version = 1`)
@@ -289,9 +341,11 @@ func TestSwappedRows(t *testing.T) {
 	mustKey(t, s, "c", 2)
 }
 
-func TestRestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ppml.db")
-	s := openAt(t, path, masterKey(1))
+func TestRestart(t *testing.T) { forEachBackend(t, testRestart) }
+
+func testRestart(t *testing.T, b backend) {
+	dsn := b.newDSN(t)
+	s := openAt(t, dsn, masterKey(1))
 	want := map[string][]byte{}
 	for _, name := range []string{"x", "y"} {
 		if _, err := s.CreateKey(ctx, name); err != nil {
@@ -320,7 +374,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openAt(t, path, masterKey(1))
+	s = openAt(t, dsn, masterKey(1))
 	defer s.Close()
 	if l, err := s.ListKeys(ctx); err != nil || !reflect.DeepEqual(l, listed) {
 		t.Errorf("after restart ListKeys = %+v, %v; want %+v", l, err, listed)
@@ -330,7 +384,7 @@ func TestRestart(t *testing.T) {
 			t.Errorf("after restart %s differs", name)
 		}
 	}
-	if got := collect(t, s, AuditFilter{}); !reflect.DeepEqual(got, records) {
+	if got := collect(t, s, AuditFilter{}); !reflect.DeepEqual(content(got), records) {
 		t.Errorf("after restart the audit log is\n%+v\nwant\n%+v", got, records)
 	}
 }
@@ -338,7 +392,8 @@ func TestRestart(t *testing.T) {
 // TestAtRest checks that key bytes are nowhere in the store's files and that the files are the
 // owner's only.
 func TestAtRest(t *testing.T) {
-	s, path := newStore(t)
+	s, dsn := newStore(t, sqliteBackend)
+	path := strings.TrimPrefix(dsn, "sqlite:")
 	key := []byte("\xde\xad\xbe\xefPLAINTEXT-KY")
 	if _, err := s.ImportKey(ctx, "secret", key); err != nil {
 		t.Fatal(err)
@@ -395,11 +450,21 @@ func sampleRecord(i int) AuditRecord {
 			Measurement: "",
 			TCBStatus:   "OutOfDate",
 			Debug:       true,
+			Manifest:    strings.Repeat("5a", 32),
 			Decision:    Deny,
 			Reason:      "TCB status OutOfDate is not accepted",
 		}
 	}
 	return r
+}
+
+// content returns rs without the chain's hashes, which the store sets.
+func content(rs []AuditRecord) []AuditRecord {
+	out := slices.Clone(rs)
+	for i := range out {
+		out[i].PrevHash, out[i].Hash = "", ""
+	}
+	return out
 }
 
 func collect(t *testing.T, s Store, f AuditFilter) []AuditRecord {
@@ -414,8 +479,10 @@ func collect(t *testing.T, s Store, f AuditFilter) []AuditRecord {
 	return rs
 }
 
-func TestAuditRoundTrip(t *testing.T) {
-	s, _ := newStore(t)
+func TestAuditRoundTrip(t *testing.T) { forEachBackend(t, testAuditRoundTrip) }
+
+func testAuditRoundTrip(t *testing.T, b backend) {
+	s, _ := newStore(t, b)
 	for i := range 2 {
 		r := sampleRecord(i)
 		id, err := s.AppendAudit(ctx, r)
@@ -424,7 +491,7 @@ func TestAuditRoundTrip(t *testing.T) {
 		}
 		r.ID = id
 		got := collect(t, s, AuditFilter{After: id - 1})
-		if len(got) != 1 || !reflect.DeepEqual(got[0], r) {
+		if len(got) != 1 || !reflect.DeepEqual(content(got), []AuditRecord{r}) {
 			t.Errorf("read back\n%+v\nwant\n%+v", got, r)
 		}
 	}
@@ -439,8 +506,10 @@ func TestAuditRoundTrip(t *testing.T) {
 	}
 }
 
-func TestAuditInvalid(t *testing.T) {
-	s, _ := newStore(t)
+func TestAuditInvalid(t *testing.T) { forEachBackend(t, testAuditInvalid) }
+
+func testAuditInvalid(t *testing.T, b backend) {
+	s, _ := newStore(t, b)
 	for _, r := range []AuditRecord{
 		{},
 		{Decision: "maybe"},
@@ -469,8 +538,10 @@ func TestAuditInvalidInOrder(t *testing.T) {
 	}
 }
 
-func TestAuditFilters(t *testing.T) {
-	s, _ := newStore(t)
+func TestAuditFilters(t *testing.T) { forEachBackend(t, testAuditFilters) }
+
+func testAuditFilters(t *testing.T, b backend) {
+	s, _ := newStore(t, b)
 	var ids []int64
 	for i := range 10 {
 		id, err := s.AppendAudit(ctx, sampleRecord(i))
@@ -538,9 +609,11 @@ func TestAuditFilters(t *testing.T) {
 // TestConcurrent appends audit records, reads and rotates keys from many goroutines, and
 // creates keys through a second handle on the same file, as a `ppml key` command would while
 // the server runs.
-func TestConcurrent(t *testing.T) {
-	s, path := newStore(t)
-	other := openAt(t, path, masterKey(1))
+func TestConcurrent(t *testing.T) { forEachBackend(t, testConcurrent) }
+
+func testConcurrent(t *testing.T, b backend) {
+	s, dsn := newStore(t, b)
+	other := openAt(t, dsn, masterKey(1))
 	defer other.Close()
 	if _, err := s.CreateKey(ctx, "default"); err != nil {
 		t.Fatal(err)
@@ -616,7 +689,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestSettings(t *testing.T) {
-	s, _ := newStore(t)
+	s, _ := newStore(t, sqliteBackend)
 	ss := s.(*sqliteStore)
 	for _, c := range []struct {
 		db     *sql.DB
@@ -642,7 +715,8 @@ func TestSettings(t *testing.T) {
 // TestBackgroundCheckpoint checks that what the writer commits reaches the database file
 // without a checkpoint by the writer: the store's own checkpointer copies it there.
 func TestBackgroundCheckpoint(t *testing.T) {
-	s, path := newStore(t)
+	s, dsn := newStore(t, sqliteBackend)
+	path := strings.TrimPrefix(dsn, "sqlite:")
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -673,8 +747,10 @@ func TestBackgroundCheckpoint(t *testing.T) {
 // TestAuditRef: a record's reference is the same for every store opened with the same master
 // key, differs from record to record, and is another under another master key. (serve.txtar
 // checks the references of a known master key, computed apart.)
-func TestAuditRef(t *testing.T) {
-	s, path := newStore(t)
+func TestAuditRef(t *testing.T) { forEachBackend(t, testAuditRef) }
+
+func testAuditRef(t *testing.T, b backend) {
+	s, dsn := newStore(t, b)
 	seen := map[string]bool{}
 	for id := int64(1); id <= 1000; id++ {
 		ref := s.AuditRef(id)
@@ -684,13 +760,13 @@ func TestAuditRef(t *testing.T) {
 		seen[ref] = true
 	}
 	s.Close()
-	again := openAt(t, path, masterKey(1))
+	again := openAt(t, dsn, masterKey(1))
 	defer again.Close()
 	if again.AuditRef(7) != s.AuditRef(7) {
 		t.Error("the reference of a record changed when the store was opened again")
 	}
 	other, _ := func() (Store, string) {
-		p := filepath.Join(t.TempDir(), "other.db")
+		p := b.newDSN(t)
 		o := openAt(t, p, masterKey(2))
 		t.Cleanup(func() { o.Close() })
 		return o, p

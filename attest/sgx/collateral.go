@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -29,8 +30,16 @@ var statuses = []string{
 	StatusRevoked,
 }
 
-// TCBInfo is Intel's TCB info for one FMSPC (versions 2 and 3): which platform TCB levels exist
-// and what status each has. Only the SGX parts are read; TDX fields are tolerated and ignored.
+// Statuses that only a verdict has: Intel's QVL gives them to a TD 1.5 whose TDX module has been
+// updated since it was launched (TEE_TCB_SVN2 up to date, TEE_TCB_SVN behind): relaunching the TD
+// brings it up to date.
+const (
+	StatusTDRelaunchAdvised                    = "TDRelaunchAdvised"
+	StatusTDRelaunchAdvisedConfigurationNeeded = "TDRelaunchAdvisedConfigurationNeeded"
+)
+
+// TCBInfo is Intel's TCB info for one FMSPC (versions 2 and 3, SGX or TDX): which platform TCB
+// levels exist and what status each has, and for TDX which TDX modules are genuine.
 type TCBInfo struct {
 	ID                      string // "SGX" or "TDX" (version 3); empty in version 2
 	Version                 int
@@ -40,6 +49,14 @@ type TCBInfo struct {
 	TCBType                 int
 	TCBEvaluationDataNumber int
 	TCBLevels               []TCBLevel // in Intel's order: the first match wins
+	// SGXComponentNames and TDXComponentNames say what each component is ("BIOS", "SGX Late
+	// Microcode Update", "TDX Module", ...): the category and type of the first level's.
+	SGXComponentNames, TDXComponentNames [16]string
+
+	// TDX only: the identity of TDX modules without one of their own (TEE_TCB_SVN[1] = 0), and
+	// the identities "TDX_%02X" of the others, each with its own TCB levels.
+	TDXModule           *TDXModule
+	TDXModuleIdentities []TDXModuleIdentity
 
 	signed
 }
@@ -48,9 +65,25 @@ type TCBInfo struct {
 type TCBLevel struct {
 	SGXComponents [16]uint8
 	PCESVN        uint16
+	TDXComponents [16]uint8 // TDX TCB info only
 	TCBDate       time.Time
 	Status        string
 	AdvisoryIDs   []string
+}
+
+// TDXModule is what a genuine TDX module's MRSIGNERSEAM and SEAMATTRIBUTES must be.
+type TDXModule struct {
+	MRSigner       [48]byte
+	Attributes     [8]byte
+	AttributesMask [8]byte
+}
+
+// TDXModuleIdentity is the identity of the TDX modules of one major version (ID "TDX_%02X") and
+// the status of each module ISVSVN (TEE_TCB_SVN[0]).
+type TDXModuleIdentity struct {
+	ID string
+	TDXModule
+	TCBLevels []QETCBLevel // in Intel's order: the first with ISVSVN <= the module's wins
 }
 
 // QEIdentity is Intel's identity of a Quoting Enclave (version 2): the values its report must
@@ -71,7 +104,7 @@ type QEIdentity struct {
 	signed
 }
 
-// QETCBLevel is one TCB level of a QE identity.
+// QETCBLevel is one TCB level of a QE identity or of a TDX module identity.
 type QETCBLevel struct {
 	ISVSVN      uint16
 	TCBDate     time.Time
@@ -150,9 +183,9 @@ type jsonLevel struct {
 	AdvisoryIDs []string        `json:"advisoryIDs"`
 }
 
-// check validates the date and status of a level.
-func (l *jsonLevel) check() (time.Time, error) {
-	if !slices.Contains(statuses, l.TCBStatus) {
+// check validates the date and status of a level: one of allowed.
+func (l *jsonLevel) check(allowed []string) (time.Time, error) {
+	if !slices.Contains(allowed, l.TCBStatus) {
 		return time.Time{}, fmt.Errorf("%w: unknown TCB status %q", ErrFormat, l.TCBStatus)
 	}
 	d, err := time.Parse(time.RFC3339, l.TCBDate)
@@ -171,10 +204,12 @@ func ParseTCBInfo(body []byte) (*TCBInfo, error) {
 	}
 	var j struct {
 		jsonHeader
-		FMSPC     string      `json:"fmspc"`
-		PCEID     string      `json:"pceId"`
-		TCBType   int         `json:"tcbType"`
-		TCBLevels []jsonLevel `json:"tcbLevels"`
+		FMSPC               string               `json:"fmspc"`
+		PCEID               string               `json:"pceId"`
+		TCBType             int                  `json:"tcbType"`
+		TCBLevels           []jsonLevel          `json:"tcbLevels"`
+		TDXModule           *jsonModule          `json:"tdxModule"`
+		TDXModuleIdentities []jsonModuleIdentity `json:"tdxModuleIdentities"`
 	}
 	if err := json.Unmarshal(s.raw, &j); err != nil {
 		return nil, fmt.Errorf("TCB info: %w: %v", ErrFormat, err)
@@ -199,20 +234,85 @@ func ParseTCBInfo(body []byte) (*TCBInfo, error) {
 	}
 	for i, jl := range j.TCBLevels {
 		l := TCBLevel{Status: jl.TCBStatus, AdvisoryIDs: jl.AdvisoryIDs}
-		if l.TCBDate, err = jl.check(); err == nil {
-			err = l.parseTCB(jl.TCB, j.Version)
+		if l.TCBDate, err = jl.check(statuses); err == nil {
+			err = t.parseTCB(&l, jl.TCB, i == 0)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("TCB info: TCB level %d: %w", i, err)
 		}
 		t.TCBLevels = append(t.TCBLevels, l)
 	}
+	if t.ID == "TDX" {
+		if err := t.parseModules(j.TDXModule, j.TDXModuleIdentities); err != nil {
+			return nil, fmt.Errorf("TCB info: %w", err)
+		}
+	}
 	return t, nil
 }
 
-// parseTCB reads the SGX component SVNs and PCESVN of a level's "tcb" object: a
-// "sgxtcbcomponents" array in version 3, "sgxtcbcompNNsvn" fields in version 2.
-func (l *TCBLevel) parseTCB(raw json.RawMessage, version int) error {
+// jsonModule is a TDX module identity of a TCB info as Intel writes it.
+type jsonModule struct {
+	MRSigner       string `json:"mrsigner"`
+	Attributes     string `json:"attributes"`
+	AttributesMask string `json:"attributesMask"`
+}
+
+type jsonModuleIdentity struct {
+	ID string `json:"id"`
+	jsonModule
+	TCBLevels []jsonLevel `json:"tcbLevels"`
+}
+
+// moduleStatuses are the statuses a TDX module's TCB level may have, as Intel's QVL accepts them.
+var moduleStatuses = []string{StatusUpToDate, StatusOutOfDate, StatusRevoked}
+
+// parseModules reads the TDX module identity (required) and the module identities (optional).
+func (t *TCBInfo) parseModules(m *jsonModule, ids []jsonModuleIdentity) error {
+	if m == nil {
+		return fmt.Errorf("%w: a TDX TCB info without tdxModule", ErrFormat)
+	}
+	t.TDXModule = new(TDXModule)
+	if err := m.decode(t.TDXModule, "tdxModule"); err != nil {
+		return err
+	}
+	for i, jm := range ids {
+		id := TDXModuleIdentity{ID: jm.ID}
+		name := fmt.Sprintf("tdxModuleIdentities[%d]", i)
+		if err := jm.decode(&id.TDXModule, name); err != nil {
+			return err
+		}
+		levels, err := parseISVSVNLevels(jm.TCBLevels, moduleStatuses)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		id.TCBLevels = levels
+		t.TDXModuleIdentities = append(t.TDXModuleIdentities, id)
+	}
+	return nil
+}
+
+// decode decodes the hex fields of m into dst.
+func (m *jsonModule) decode(dst *TDXModule, name string) error {
+	for _, f := range []struct {
+		dst  []byte
+		src  string
+		name string
+	}{
+		{dst.MRSigner[:], m.MRSigner, "mrsigner"},
+		{dst.Attributes[:], m.Attributes, "attributes"},
+		{dst.AttributesMask[:], m.AttributesMask, "attributesMask"},
+	} {
+		if err := hexInto(f.dst, f.src, name+"."+f.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseTCB reads the SGX component SVNs and PCESVN of a level's "tcb" object into l: a
+// "sgxtcbcomponents" array in version 3, "sgxtcbcompNNsvn" fields in version 2; and for TDX the
+// "tdxtcbcomponents" array. With names, it records what the components are.
+func (t *TCBInfo) parseTCB(l *TCBLevel, raw json.RawMessage, names bool) error {
 	var tcb map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &tcb); err != nil {
 		return fmt.Errorf("%w: tcb: %v", ErrFormat, err)
@@ -220,7 +320,7 @@ func (l *TCBLevel) parseTCB(raw json.RawMessage, version int) error {
 	if err := jsonField(tcb, "pcesvn", &l.PCESVN); err != nil {
 		return err
 	}
-	if version == 2 {
+	if t.Version == 2 {
 		for i := range l.SGXComponents {
 			if err := jsonField(tcb, fmt.Sprintf("sgxtcbcomp%02dsvn", i+1), &l.SGXComponents[i]); err != nil {
 				return err
@@ -228,20 +328,41 @@ func (l *TCBLevel) parseTCB(raw json.RawMessage, version int) error {
 		}
 		return nil
 	}
-	var comps []struct {
-		SVN *uint8 `json:"svn"`
+	var sgxNames, tdxNames *[16]string
+	if names {
+		sgxNames, tdxNames = &t.SGXComponentNames, &t.TDXComponentNames
 	}
-	if err := jsonField(tcb, "sgxtcbcomponents", &comps); err != nil {
+	if err := components(tcb, "sgxtcbcomponents", &l.SGXComponents, sgxNames); err != nil {
 		return err
 	}
-	if len(comps) != len(l.SGXComponents) {
-		return fmt.Errorf("%w: %d sgxtcbcomponents, want 16", ErrFormat, len(comps))
+	if t.ID == "TDX" {
+		return components(tcb, "tdxtcbcomponents", &l.TDXComponents, tdxNames)
+	}
+	return nil
+}
+
+// components reads the array of 16 components name of tcb into svns, and their category and
+// type into names if it is not nil.
+func components(tcb map[string]json.RawMessage, name string, svns *[16]uint8, names *[16]string) error {
+	var comps []struct {
+		SVN      *uint8 `json:"svn"`
+		Category string `json:"category"`
+		Type     string `json:"type"`
+	}
+	if err := jsonField(tcb, name, &comps); err != nil {
+		return err
+	}
+	if len(comps) != len(svns) {
+		return fmt.Errorf("%w: %d %s, want 16", ErrFormat, len(comps), name)
 	}
 	for i, c := range comps {
 		if c.SVN == nil {
-			return fmt.Errorf("%w: sgxtcbcomponents[%d] has no svn", ErrFormat, i)
+			return fmt.Errorf("%w: %s[%d] has no svn", ErrFormat, name, i)
 		}
-		l.SGXComponents[i] = *c.SVN
+		svns[i] = *c.SVN
+		if names != nil {
+			names[i] = strings.TrimSpace(c.Category + " " + c.Type)
+		}
 	}
 	return nil
 }
@@ -289,13 +410,24 @@ func ParseQEIdentity(body []byte) (*QEIdentity, error) {
 			return nil, fmt.Errorf("QE identity: %w", err)
 		}
 	}
-	if len(j.TCBLevels) == 0 {
-		return nil, fmt.Errorf("QE identity: %w: no TCB levels", ErrFormat)
+	if q.TCBLevels, err = parseISVSVNLevels(j.TCBLevels, statuses); err != nil {
+		return nil, fmt.Errorf("QE identity: %w", err)
 	}
-	for i, jl := range j.TCBLevels {
+	return q, nil
+}
+
+// parseISVSVNLevels reads TCB levels graded by ISVSVN (a QE's or a TDX module's), each with one
+// of the statuses allowed.
+func parseISVSVNLevels(jls []jsonLevel, allowed []string) ([]QETCBLevel, error) {
+	if len(jls) == 0 {
+		return nil, fmt.Errorf("%w: no TCB levels", ErrFormat)
+	}
+	var levels []QETCBLevel
+	for i, jl := range jls {
 		l := QETCBLevel{Status: jl.TCBStatus, AdvisoryIDs: jl.AdvisoryIDs}
 		var tcb map[string]json.RawMessage
-		if l.TCBDate, err = jl.check(); err == nil {
+		var err error
+		if l.TCBDate, err = jl.check(allowed); err == nil {
 			if err = json.Unmarshal(jl.TCB, &tcb); err != nil {
 				err = fmt.Errorf("%w: tcb: %v", ErrFormat, err)
 			} else {
@@ -303,11 +435,11 @@ func ParseQEIdentity(body []byte) (*QEIdentity, error) {
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("QE identity: TCB level %d: %w", i, err)
+			return nil, fmt.Errorf("TCB level %d: %w", i, err)
 		}
-		q.TCBLevels = append(q.TCBLevels, l)
+		levels = append(levels, l)
 	}
-	return q, nil
+	return levels, nil
 }
 
 // jsonField decodes the required member name of m into v.

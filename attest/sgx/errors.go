@@ -20,9 +20,10 @@ const (
 	StepRevocation     Step = "revocation"            // root CA CRL and PCK CRL
 	StepQEReport       Step = "QE report"             // PCK signature, attestation-key binding
 	StepQuoteSignature Step = "quote signature"       // attestation key over header ‖ report body
-	StepQEIdentity     Step = "QE identity"           // signature, validity, QE report match, QE TCB
-	StepTCBInfo        Step = "TCB info"              // signature, validity, FMSPC and PCE-ID match
-	StepTCBStatus      Step = "TCB status"            // TCB level selection, Revoked
+	StepQEIdentity     Step = "QE identity"           // signature, validity, TEE, QE report match
+	StepTCBInfo        Step = "TCB info"              // signature, validity, TEE, FMSPC and PCE-ID match
+	StepTDXModule      Step = "TDX module identity"   // MRSIGNERSEAM and SEAMATTRIBUTES of a TD's module
+	StepTCBStatus      Step = "TCB status"            // TCB level selection (platform, module, QE), Revoked
 	StepAttributes     Step = "enclave attributes"    // INIT and MODE64BIT set, no provisioning keys
 )
 
@@ -31,9 +32,16 @@ const (
 type Error struct {
 	Step Step
 	Err  error
+	TEE  string // what the quote attests: "SGX" (also when empty) or "TDX"
 }
 
-func (e *Error) Error() string { return "SGX " + string(e.Step) + ": " + e.Err.Error() }
+func (e *Error) Error() string {
+	tee := e.TEE
+	if tee == "" {
+		tee = "SGX"
+	}
+	return tee + " " + string(e.Step) + ": " + e.Err.Error()
+}
 
 func (e *Error) Unwrap() error { return e.Err }
 

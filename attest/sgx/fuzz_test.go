@@ -7,25 +7,37 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 // FuzzParseQuote checks that ParseQuote and PCKCertificates never panic, that a parsed quote keeps
-// its signed bytes, and that Marshal round-trips.
+// its signed bytes, and that Marshal round-trips. The seeds are every SGX quote (v3, and v4) and
+// every TDX quote (v4, v5 with TD 1.5 bodies, with trailing bytes) of testdata.
 func FuzzParseQuote(f *testing.F) {
 	for _, q := range sgxQuotes(f) {
 		f.Add(q)
 		f.Add(toV4(q))
 	}
-	f.Add(read(f, tdxQuote))
+	for _, s := range testfiles.TDXSets() {
+		f.Add(s.ReadQuote(f))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		q, err := ParseQuote(b)
 		if err != nil {
 			return
 		}
-		if len(q.signed) != headerSize+reportBodySize || len(q.qeReport) != reportBodySize {
+		body := map[uint16]int{BodySGX: reportBodySize, BodyTD10: td10Size, BodyTD15: td15Size}[q.BodyType]
+		if q.Header.Version == 5 {
+			body += descriptorSize
+		}
+		if len(q.signed) != headerSize+body || len(q.qeReport) != reportBodySize || (q.TD != nil) != (q.BodyType != BodySGX) {
 			t.Fatalf("signed %d bytes, QE report %d bytes", len(q.signed), len(q.qeReport))
 		}
 		enc := q.Marshal()
+		if len(enc) != len(b)-q.Trailing {
+			t.Fatalf("Marshal gives %d bytes, %d were parsed", len(enc), len(b)-q.Trailing)
+		}
 		if q2, err := ParseQuote(enc); err != nil || !bytes.Equal(q2.Marshal(), enc) {
 			t.Fatalf("Marshal does not round-trip: %v", err)
 		}
@@ -63,7 +75,8 @@ func FuzzPCKExtension(f *testing.F) {
 	})
 }
 
-// FuzzTCBInfo checks that ParseTCBInfo never panics and that what it accepts is complete.
+// FuzzTCBInfo checks that ParseTCBInfo never panics and that what it accepts is complete; the
+// seeds include TDX TCB infos with module identities.
 func FuzzTCBInfo(f *testing.F) {
 	addCollateral(f, "tcb_info", testdata+"tdx/go-tdx-guest/sample_tcbinfo_response_v5")
 	f.Add(tcbInfoV2([16]uint8{1, 2, 3}, 4, StatusUpToDate))
@@ -77,6 +90,14 @@ func FuzzTCBInfo(f *testing.F) {
 		}
 		if len(ti.TCBLevels) == 0 || len(ti.raw) == 0 {
 			t.Fatalf("accepted TCB info without levels or signed bytes: %+v", ti)
+		}
+		if (ti.ID == "TDX") != (ti.TDXModule != nil) {
+			t.Fatalf("TCB info of id %q with module %v", ti.ID, ti.TDXModule)
+		}
+		for _, id := range ti.TDXModuleIdentities {
+			if len(id.TCBLevels) == 0 {
+				t.Fatalf("accepted TDX module identity %s without levels", id.ID)
+			}
 		}
 	})
 }

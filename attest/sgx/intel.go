@@ -13,12 +13,13 @@ import (
 )
 
 // IntelVerifier is an attest.Verifier for quotes from genuine Intel platforms, trusting Intel's
-// root. For each platform (FMSPC and PCK CA) it gets the collateral from Source and keeps the
+// root: of SGX enclaves, or with TDX set of TDX trust domains. For each platform (FMSPC and PCK CA) it gets the collateral from Source and keeps the
 // Verifier made from it until the collateral's next update; then it asks Source again. It is safe
 // for concurrent use.
 type IntelVerifier struct {
 	Source  collateral.Source
 	SkipCRL bool
+	TDX     bool // verify TDX quotes (kind attest.TDX) instead of SGX quotes
 
 	mu        sync.Mutex
 	verifiers map[collateral.Platform]*platformVerifier
@@ -30,8 +31,13 @@ type platformVerifier struct {
 	next time.Time
 }
 
-// Kind returns attest.SGX.
-func (iv *IntelVerifier) Kind() attest.Kind { return attest.SGX }
+// Kind returns attest.TDX with TDX set, attest.SGX otherwise.
+func (iv *IntelVerifier) Kind() attest.Kind {
+	if iv.TDX {
+		return attest.TDX
+	}
+	return attest.SGX
+}
 
 // collateralTimeout bounds the wait for a platform's collateral, within the caller's context.
 const collateralTimeout = 30 * time.Second
@@ -40,16 +46,19 @@ const collateralTimeout = 30 * time.Second
 // has none current, is fetched under ctx.
 func (iv *IntelVerifier) Verify(ctx context.Context, quote []byte, at time.Time) (*attest.Claims, error) {
 	q, err := ParseQuote(quote)
+	if err == nil && q.IsTD() != iv.TDX {
+		err = fmt.Errorf("%w: %s quote, want %s", ErrUnsupported, teeName(q), strings.ToUpper(string(iv.Kind())))
+	}
 	if err != nil {
-		return nil, &Error{StepQuote, err}
+		return nil, &Error{Step: StepQuote, Err: err}
 	}
 	certs, err := q.PCKCertificates()
 	if err != nil {
-		return nil, &Error{StepPCKChain, err}
+		return nil, &Error{Step: StepPCKChain, Err: err}
 	}
-	p, err := platformOf(certs)
+	p, err := platformOf(certs, iv.TDX)
 	if err != nil {
-		return nil, &Error{StepPCKChain, err}
+		return nil, &Error{Step: StepPCKChain, Err: err}
 	}
 	v, err := iv.verifier(ctx, p, certs, at)
 	if err != nil {
@@ -73,7 +82,7 @@ func (iv *IntelVerifier) verifier(ctx context.Context, p collateral.Platform, ce
 		return c.v, nil
 	}
 	if err := intelChain(certs, at); err != nil {
-		return nil, &Error{StepPCKChain, err}
+		return nil, &Error{Step: StepPCKChain, Err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, collateralTimeout)
 	defer cancel()
@@ -114,9 +123,9 @@ func intelChain(certs []*x509.Certificate, at time.Time) error {
 	return nil
 }
 
-// platformOf returns the platform a PCK chain names: the FMSPC of its leaf, and whether a
-// Platform or a Processor CA issued it.
-func platformOf(certs []*x509.Certificate) (collateral.Platform, error) {
+// platformOf returns the platform a PCK chain names: the TEE, the FMSPC of its leaf, and whether
+// a Platform or a Processor CA issued it.
+func platformOf(certs []*x509.Certificate, tdx bool) (collateral.Platform, error) {
 	ext, err := PCKExtensionOf(certs[0])
 	if err != nil {
 		return collateral.Platform{}, err
@@ -125,5 +134,9 @@ func platformOf(certs []*x509.Certificate) (collateral.Platform, error) {
 	if strings.Contains(certs[0].Issuer.CommonName, "Processor") {
 		ca = collateral.ProcessorCA
 	}
-	return collateral.Platform{TEE: collateral.SGX, FMSPC: fmt.Sprintf("%X", ext.FMSPC), CA: ca}, nil
+	tee := collateral.SGX
+	if tdx {
+		tee = collateral.TDX
+	}
+	return collateral.Platform{TEE: tee, FMSPC: fmt.Sprintf("%X", ext.FMSPC), CA: ca}, nil
 }

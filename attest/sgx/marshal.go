@@ -38,9 +38,10 @@ func (r *ReportBody) Marshal() []byte {
 	return b
 }
 
-// Marshal encodes q in the layout of its header's version: version 4 wraps the QE report in
-// certification data of type 6, version 3 does not. It signs nothing: the signatures are written
-// as they are.
+// Marshal encodes q in the layout of its header's version: versions 4 and 5 wrap the QE report
+// in certification data of type 6, version 3 does not; version 5 writes the body descriptor of
+// BodyType. A TD body is written when TD is set, TD 1.5's when BodyType says so. It signs
+// nothing: the signatures are written as they are, and trailing bytes are not.
 func (q *Quote) Marshal() []byte {
 	le := binary.LittleEndian
 	inner := slices.Concat(q.QEReport.Marshal(), q.QEReportSignature[:])
@@ -48,12 +49,26 @@ func (q *Quote) Marshal() []byte {
 	inner = append(inner, q.QEAuthData...)
 	inner = appendCertData(inner, certDataPCKChain, q.PCKChain)
 	sig := slices.Concat(q.Signature[:], q.AttestationKey[:])
-	if q.Header.Version == 4 {
+	if q.Header.Version >= 4 {
 		sig = appendCertData(sig, certDataQEReport, inner)
 	} else {
 		sig = append(sig, inner...)
 	}
-	b := slices.Concat(q.Header.Marshal(), q.Body.Marshal())
+	body := q.Body.Marshal()
+	typ := uint16(BodySGX)
+	if q.TD != nil {
+		typ = BodyTD10
+		if q.BodyType == BodyTD15 {
+			typ = BodyTD15
+		}
+		body = q.TD.Marshal(map[uint16]int{BodyTD10: td10Size, BodyTD15: td15Size}[typ])
+	}
+	b := q.Header.Marshal()
+	if q.Header.Version == 5 {
+		b = le.AppendUint16(b, typ)
+		b = le.AppendUint32(b, uint32(len(body)))
+	}
+	b = append(b, body...)
 	b = le.AppendUint32(b, uint32(len(sig)))
 	return append(b, sig...)
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -51,17 +50,65 @@ type Verdict struct {
 	Quote *Quote
 	PCK   *PCKExtension // the SGX extension of the PCK leaf certificate
 	FMSPC string        // upper-case hex, as in the TCB info
-	// TCBStatus is the final status (one of the Status constants), the platform status merged with
-	// the QE's as Intel's Quote Verification Library does.
-	TCBStatus      string
-	AdvisoryIDs    []string  // Intel security advisories that apply (platform, then QE)
-	PlatformStatus string    // status of the platform's TCB level
-	TCBDate        time.Time // date of the platform's TCB level
-	QEStatus       string    // status of the Quoting Enclave's ISVSVN
+	// TCBStatus is the final status (one of the Status constants): the platform's status
+	// converged with the TDX module's, the TD relaunch advice and the QE's, as Intel's Quote
+	// Verification Library does.
+	TCBStatus string
+	// AdvisoryIDs are the Intel security advisories that apply: the platform level's, then the
+	// TDX module level's and the QE level's not among them.
+	AdvisoryIDs    []string
+	PlatformStatus string // status of the platform's TCB level (for a TD, the level its TDX components match)
+	QEStatus       string // status of the Quoting Enclave's ISVSVN
+	QEISVSVN       uint16
+	// TCBDate is the earliest date of the matched TCB levels (platform, TDX module, QE), as the
+	// tcb_level_date_tag of Intel's QVL: the platform is not known to be vulnerable to any
+	// advisory published on or after it.
+	TCBDate time.Time
+	// TCBEvaluationDataNumber is the smaller of the TCB info's and the QE identity's: how recent
+	// the collateral's view of the platform is.
+	TCBEvaluationDataNumber int
+	// Module is the TDX module's identity and level; nil for SGX, and for a TD whose module has
+	// no identity of its own (TEE_TCB_SVN[1] = 0), which Intel's QVL treats as UpToDate.
+	Module *ModuleVerdict
+	// Behind lists what the platform has below the newest TCB level of the collateral.
+	Behind []Behind
 }
 
-// Debug reports whether the attested enclave is a debug enclave (ATTRIBUTES flag 0x2).
-func (v *Verdict) Debug() bool { return v.Quote.Body.Debug() }
+// ModuleVerdict is the TDX module's identity and TCB level.
+type ModuleVerdict struct {
+	ID          string // "TDX_01", ...
+	ISVSVN      uint8  // TEE_TCB_SVN[0]
+	Status      string
+	TCBDate     time.Time
+	AdvisoryIDs []string
+}
+
+// Kinds of component that can be behind.
+const (
+	BehindSGX       = "sgx"        // an SGX TCB component of the PCK certificate: CPU microcode, BIOS
+	BehindPCE       = "pce"        // the PCE's SVN
+	BehindTDX       = "tdx"        // a TDX TCB component of TEE_TCB_SVN
+	BehindTDXModule = "tdx_module" // the TDX module's ISVSVN against its identity
+	BehindQE        = "qe"         // the Quoting Enclave's ISVSVN
+)
+
+// Behind is one component whose SVN is below the newest TCB level's.
+type Behind struct {
+	Component string // one of the Behind constants
+	Index     int    // the component's index in its list (0 where there is one value)
+	Name      string // what it is, as the TCB info names it ("SGX Late Microcode Update", "TDX_01", ...)
+	Platform  int    // the platform's SVN
+	Level     int    // the newest level's
+}
+
+// Debug reports whether the attested enclave or TD is a debug one, whose memory the host can
+// read (ATTRIBUTES flag 0x2, TD_ATTRIBUTES bit 0).
+func (v *Verdict) Debug() bool {
+	if v.Quote.TD != nil {
+		return v.Quote.TD.Debug()
+	}
+	return v.Quote.Body.Debug()
+}
 
 // Verify verifies an SGX DCAP quote against opts.Collateral at opts.Time, step by step as Intel's
 // Quote Verification Library does. A quote whose signatures, certificate chain and collateral
@@ -119,16 +166,16 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	}
 	var err error
 	if v.tcbInfo, err = ParseTCBInfo(b.TCBInfo); err != nil {
-		return nil, &Error{StepTCBInfo, err}
+		return nil, &Error{Step: StepTCBInfo, Err: err}
 	}
 	if v.tcbChain, err = v.signerChain(b.TCBInfoIssuerChain, v.tcbInfo.IssueDate, &v.tcbInfo.signed); err != nil {
-		return nil, &Error{StepTCBInfo, err}
+		return nil, &Error{Step: StepTCBInfo, Err: err}
 	}
 	if v.qeID, err = ParseQEIdentity(b.QEIdentity); err != nil {
-		return nil, &Error{StepQEIdentity, err}
+		return nil, &Error{Step: StepQEIdentity, Err: err}
 	}
 	if v.qeChain, err = v.signerChain(b.QEIdentityIssuerChain, v.qeID.IssueDate, &v.qeID.signed); err != nil {
-		return nil, &Error{StepQEIdentity, err}
+		return nil, &Error{Step: StepQEIdentity, Err: err}
 	}
 	if v.skipCRL {
 		return v, nil
@@ -140,7 +187,7 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		}
 		for _, c := range []*x509.Certificate{v.tcbChain[0], v.qeChain[0]} {
 			if err := v.rootCRL.check(c); err != nil {
-				return nil, &Error{StepRevocation, err}
+				return nil, &Error{Step: StepRevocation, Err: err}
 			}
 		}
 	}
@@ -266,45 +313,61 @@ func (v *Verifier) Verify(quote []byte, at time.Time) (*Verdict, error) {
 	}
 	q, err := ParseQuote(quote)
 	if err != nil {
-		return nil, &Error{StepQuote, err}
+		return nil, &Error{Step: StepQuote, Err: err, TEE: teeOf(quote)}
 	}
+	vd, err := v.verify(q, at)
+	if e := (*Error)(nil); errors.As(err, &e) && q.IsTD() {
+		e.TEE = "TDX"
+	}
+	return vd, err
+}
+
+// teeOf names the TEE that the header of a quote, parsed or not, names: "TDX" for TEE type
+// 0x81, "" (SGX) otherwise.
+func teeOf(quote []byte) string {
+	if len(quote) >= 8 && binary.LittleEndian.Uint32(quote[4:]) == TEETypeTDX {
+		return "TDX"
+	}
+	return ""
+}
+
+// verify runs the steps of Verify on a parsed quote.
+func (v *Verifier) verify(q *Quote, at time.Time) (*Verdict, error) {
 	e, err := v.pckChain(q, at)
 	if err != nil {
-		return nil, &Error{StepPCKChain, err}
+		return nil, &Error{Step: StepPCKChain, Err: err}
 	}
-	if err := v.checkRevocation(e.chain, at); err != nil {
-		return nil, &Error{StepRevocation, err}
+	pck := e.ext
+	for _, s := range []struct {
+		step  Step
+		check func() error
+	}{
+		{StepRevocation, func() error { return v.checkRevocation(e.chain, at) }},
+		{StepQEReport, func() error { return v.checkQEReport(q, e) }},
+		{StepQuoteSignature, func() error { return checkQuoteSignature(q) }},
+	} {
+		if err := s.check(); err != nil {
+			return nil, &Error{Step: s.step, Err: err}
+		}
 	}
-	if err := v.checkQEReport(q, e); err != nil {
-		return nil, &Error{StepQEReport, err}
-	}
-	if err := checkQuoteSignature(q); err != nil {
-		return nil, &Error{StepQuoteSignature, err}
-	}
-	qe, err := v.checkQEIdentity(&q.QEReport, at)
-	if err != nil {
-		return nil, &Error{StepQEIdentity, err}
-	}
-	level, err := v.checkTCBInfo(&e.ext, at)
+	qe, err := v.checkQEIdentity(q, at)
 	if err != nil {
 		return nil, err
 	}
-	pck := e.ext
-	vd := &Verdict{
-		Quote:          q,
-		PCK:            &pck,
-		FMSPC:          fmt.Sprintf("%X", pck.FMSPC),
-		TCBStatus:      mergeStatus(level.Status, qe.Status),
-		AdvisoryIDs:    mergeAdvisories(level.AdvisoryIDs, qe.AdvisoryIDs),
-		PlatformStatus: level.Status,
-		TCBDate:        level.TCBDate,
-		QEStatus:       qe.Status,
+	if err := v.checkTCBInfo(q, &pck, at); err != nil {
+		return nil, &Error{Step: StepTCBInfo, Err: err}
 	}
-	if vd.TCBStatus == StatusRevoked {
-		return nil, stepErr(StepTCBStatus, "%w: platform TCB %s, QE TCB %s", ErrRevoked, level.Status, qe.Status)
+	if err := v.checkModuleIdentity(q); err != nil {
+		return nil, &Error{Step: StepTDXModule, Err: err}
 	}
-	if err := checkAttributes(&q.Body); err != nil {
-		return nil, &Error{StepAttributes, err}
+	vd, err := v.evaluate(q, &pck, qe)
+	if err != nil {
+		return nil, err
+	}
+	if q.TD == nil {
+		if err := checkAttributes(&q.Body); err != nil {
+			return nil, &Error{Step: StepAttributes, Err: err}
+		}
 	}
 	return vd, nil
 }
@@ -427,35 +490,53 @@ func checkQuoteSignature(q *Quote) error {
 	return nil
 }
 
-// checkQEIdentity checks the QE report against the QE identity and returns the QE's TCB level.
-func (v *Verifier) checkQEIdentity(r *ReportBody, at time.Time) (*QETCBLevel, error) {
-	id := v.qeID
-	if id.ID != "QE" {
-		return nil, fmt.Errorf("%w: identity of %q, want \"QE\" for an SGX quote", ErrMismatch, id.ID)
+// checkQEIdentity checks the QE report against the QE identity, which must be the one of the
+// quote's TEE ("QE" for SGX, "TD_QE" for TDX), and returns the QE's TCB level.
+func (v *Verifier) checkQEIdentity(q *Quote, at time.Time) (*QETCBLevel, error) {
+	id, r := v.qeID, &q.QEReport
+	want := map[bool]string{false: "QE", true: "TD_QE"}[q.IsTD()]
+	if id.ID != want {
+		return nil, stepErr(StepQEIdentity, "%w: identity of %q, want %q for %s quote", ErrMismatch, id.ID, want, teeName(q))
 	}
 	if err := checkTime("QE identity", id.IssueDate, id.NextUpdate, at, ErrExpired); err != nil {
-		return nil, err
+		return nil, &Error{Step: StepQEIdentity, Err: err}
 	}
 	if err := checkCertTimes(v.qeChain, at); err != nil {
-		return nil, fmt.Errorf("issuer chain: %w", err)
+		return nil, stepErr(StepQEIdentity, "issuer chain: %w", err)
 	}
 	misc := binary.LittleEndian.AppendUint32(nil, r.MiscSelect)
 	switch {
 	case !maskedEqual(misc, id.MiscSelectMask[:], id.MiscSelect[:]):
-		return nil, fmt.Errorf("%w: QE MISCSELECT %x under mask %x, want %x", ErrMismatch, misc, id.MiscSelectMask, id.MiscSelect)
+		return nil, stepErr(StepQEIdentity, "%w: QE MISCSELECT %x under mask %x, want %x", ErrMismatch, misc, id.MiscSelectMask, id.MiscSelect)
 	case !maskedEqual(r.Attributes[:], id.AttributesMask[:], id.Attributes[:]):
-		return nil, fmt.Errorf("%w: QE ATTRIBUTES %x under mask %x, want %x", ErrMismatch, r.Attributes, id.AttributesMask, id.Attributes)
+		return nil, stepErr(StepQEIdentity, "%w: QE ATTRIBUTES %x under mask %x, want %x", ErrMismatch, r.Attributes, id.AttributesMask, id.Attributes)
 	case r.MRSigner != id.MRSigner:
-		return nil, fmt.Errorf("%w: QE MRSIGNER %s, want %s", ErrMismatch, hex.EncodeToString(r.MRSigner[:]), hex.EncodeToString(id.MRSigner[:]))
+		return nil, stepErr(StepQEIdentity, "%w: QE MRSIGNER %s, want %s", ErrMismatch, hex.EncodeToString(r.MRSigner[:]), hex.EncodeToString(id.MRSigner[:]))
 	case r.ISVProdID != id.ISVProdID:
-		return nil, fmt.Errorf("%w: QE ISVPRODID %d, want %d", ErrMismatch, r.ISVProdID, id.ISVProdID)
+		return nil, stepErr(StepQEIdentity, "%w: QE ISVPRODID %d, want %d", ErrMismatch, r.ISVProdID, id.ISVProdID)
 	}
-	for i := range id.TCBLevels {
-		if l := &id.TCBLevels[i]; l.ISVSVN <= r.ISVSVN {
-			return l, nil
+	if l := isvsvnLevel(id.TCBLevels, r.ISVSVN); l != nil {
+		return l, nil
+	}
+	return nil, stepErr(StepTCBStatus, "%w: QE ISVSVN %d is below every level of the QE identity", ErrTCBLevelNotSupported, r.ISVSVN)
+}
+
+// isvsvnLevel returns the first of levels whose ISVSVN is at most svn, or nil.
+func isvsvnLevel(levels []QETCBLevel, svn uint16) *QETCBLevel {
+	for i := range levels {
+		if levels[i].ISVSVN <= svn {
+			return &levels[i]
 		}
 	}
-	return &QETCBLevel{ISVSVN: r.ISVSVN, Status: StatusRevoked}, nil
+	return nil
+}
+
+// teeName names the TEE of a quote's, with its article.
+func teeName(q *Quote) string {
+	if q.IsTD() {
+		return "a TDX"
+	}
+	return "an SGX"
 }
 
 // maskedEqual reports whether v & mask == want, byte by byte.
@@ -468,68 +549,27 @@ func maskedEqual(v, mask, want []byte) bool {
 	return true
 }
 
-// checkTCBInfo checks the TCB info against the PCK certificate and returns the platform's level.
-func (v *Verifier) checkTCBInfo(pck *PCKExtension, at time.Time) (*TCBLevel, error) {
+// checkTCBInfo checks that the TCB info is for the quote's TEE (id "TDX", version 3, for a TD;
+// "SGX" or version 2 for an enclave), for the PCK certificate's FMSPC and PCE-ID, and current.
+func (v *Verifier) checkTCBInfo(q *Quote, pck *PCKExtension, at time.Time) error {
 	t := v.tcbInfo
 	switch {
-	case t.ID == "TDX":
-		return nil, stepErr(StepTCBInfo, "%w: TDX TCB info for an SGX quote", ErrMismatch)
+	case q.IsTD() && t.ID != "TDX":
+		return fmt.Errorf("%w: TCB info of id %q version %d for a TDX quote, want id \"TDX\" version 3", ErrMismatch, t.ID, t.Version)
+	case !q.IsTD() && t.ID == "TDX":
+		return fmt.Errorf("%w: TDX TCB info for an SGX quote", ErrMismatch)
 	case t.FMSPC != pck.FMSPC:
-		return nil, stepErr(StepTCBInfo, "%w: TCB info is for FMSPC %X, PCK certificate has %X", ErrMismatch, t.FMSPC, pck.FMSPC)
+		return fmt.Errorf("%w: TCB info is for FMSPC %X, PCK certificate has %X", ErrMismatch, t.FMSPC, pck.FMSPC)
 	case t.PCEID != pck.PCEID:
-		return nil, stepErr(StepTCBInfo, "%w: TCB info is for PCE-ID %X, PCK certificate has %X", ErrMismatch, t.PCEID, pck.PCEID)
+		return fmt.Errorf("%w: TCB info is for PCE-ID %X, PCK certificate has %X", ErrMismatch, t.PCEID, pck.PCEID)
 	}
 	if err := checkTime("TCB info", t.IssueDate, t.NextUpdate, at, ErrExpired); err != nil {
-		return nil, &Error{StepTCBInfo, err}
+		return err
 	}
 	if err := checkCertTimes(v.tcbChain, at); err != nil {
-		return nil, stepErr(StepTCBInfo, "issuer chain: %w", err)
+		return fmt.Errorf("issuer chain: %w", err)
 	}
-	for i := range t.TCBLevels {
-		if l := &t.TCBLevels[i]; l.matches(pck) {
-			return l, nil
-		}
-	}
-	return nil, stepErr(StepTCBStatus, "%w: PCK TCB %v PCESVN %d is below every level of the TCB info", ErrTCBLevelNotSupported, pck.TCBComponents, pck.PCESVN)
-}
-
-// matches reports whether every SGX component SVN and the PCESVN of the PCK certificate are at
-// least those of l.
-func (l *TCBLevel) matches(pck *PCKExtension) bool {
-	for i, svn := range l.SGXComponents {
-		if pck.TCBComponents[i] < svn {
-			return false
-		}
-	}
-	return pck.PCESVN >= l.PCESVN
-}
-
-// mergeStatus combines the platform's TCB status with the QE's as Intel's QVL does: an OutOfDate
-// QE makes the platform at least OutOfDate (keeping ConfigurationNeeded), a Revoked QE makes it
-// Revoked. QVL treats every QE status other than UpToDate and Revoked as OutOfDate.
-func mergeStatus(platform, qe string) string {
-	switch {
-	case qe == StatusUpToDate:
-		return platform
-	case qe == StatusRevoked:
-		return StatusRevoked
-	case platform == StatusUpToDate || platform == StatusSWHardeningNeeded:
-		return StatusOutOfDate
-	case platform == StatusConfigurationNeeded || platform == StatusConfigurationAndSWHardeningNeeded:
-		return StatusOutOfDateConfigurationNeeded
-	}
-	return platform
-}
-
-// mergeAdvisories returns the platform's advisory IDs followed by the QE's that are not among them.
-func mergeAdvisories(platform, qe []string) []string {
-	ids := slices.Clone(platform)
-	for _, id := range qe {
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	return nil
 }
 
 // checkAttributes checks the attested enclave's ATTRIBUTES as Gramine's RA-TLS verifier does: an

@@ -266,14 +266,17 @@ func TestTCBLevelSelection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	qe := &v.qeID.TCBLevels[0]
 	pck := *vd.PCK
 	pck.PCESVN = 12 // below levels 0-1 (PCESVN 13), level 2 (PCESVN 11) matches
-	if l, err := v.checkTCBInfo(&pck, sgx1Time); err != nil || l.Status != StatusOutOfDate || len(l.AdvisoryIDs) != 4 {
+	if l, err := v.evaluate(vd.Quote, &pck, qe); err != nil || l.TCBStatus != StatusOutOfDate || len(l.AdvisoryIDs) != 4 {
 		t.Errorf("PCESVN 12: %+v %v", l, err)
+	} else if !slices.Contains(l.Behind, Behind{BehindPCE, 0, "PCE", 12, 13}) {
+		t.Errorf("PCESVN 12: behind %+v", l.Behind)
 	}
 	pck = *vd.PCK
 	pck.TCBComponents[0] = 3 // below every level (component 1 is at least 4 everywhere)
-	_, err = v.checkTCBInfo(&pck, sgx1Time)
+	_, err = v.evaluate(vd.Quote, &pck, qe)
 	wantErr(t, err, StepTCBStatus, ErrTCBLevelNotSupported)
 }
 
@@ -368,7 +371,9 @@ func TestQEIdentityChecks(t *testing.T) {
 		{"ISVPRODID", func(v *Verifier) { v.qeID.ISVProdID = 2 }, StepQEIdentity, ErrMismatch},
 		{"MISCSELECT", func(v *Verifier) { v.qeID.MiscSelect[0] = 1 }, StepQEIdentity, ErrMismatch},
 		{"ATTRIBUTES", func(v *Verifier) { v.qeID.Attributes[0] = 0x13 }, StepQEIdentity, ErrMismatch},
-		{"QE below every level", func(v *Verifier) { v.qeID.TCBLevels = v.qeID.TCBLevels[:1]; v.qeID.TCBLevels[0].ISVSVN = 10 }, StepTCBStatus, ErrRevoked},
+		// Intel's QVL: a QE below every level is not supported (not Revoked).
+		{"QE below every level", func(v *Verifier) { v.qeID.TCBLevels = v.qeID.TCBLevels[:1]; v.qeID.TCBLevels[0].ISVSVN = 10 }, StepTCBStatus, ErrTCBLevelNotSupported},
+		{"QE revoked", func(v *Verifier) { v.qeID.TCBLevels[0].Status = StatusRevoked }, StepTCBStatus, ErrRevoked},
 		{"platform level revoked", func(v *Verifier) { v.tcbInfo.TCBLevels[0].Status = StatusRevoked }, StepTCBStatus, ErrRevoked},
 		{"PCE-ID", func(v *Verifier) { v.tcbInfo.PCEID[1] = 1 }, StepTCBInfo, ErrMismatch},
 		{"TDX TCB info", func(v *Verifier) { v.tcbInfo.ID = "TDX" }, StepTCBInfo, ErrMismatch},

@@ -156,7 +156,7 @@ func (p *Platform) tcbInfo(now time.Time) tcbInfo {
 		FMSPC: p.Settings.FMSPC, PCEID: "0000", TCBEvaluationDataNumber: 1,
 	}
 	if tdx {
-		// go-tdx-guest compares the FMSPC with the PCK certificate's in lower case.
+		// Some verifiers (go-tdx-guest) compare the FMSPC with the PCK certificate's in lower case.
 		info.ID, info.FMSPC = "TDX", strings.ToLower(p.Settings.FMSPC)
 		module := tdxModule{MRSigner: strings.Repeat("00", 48), Attributes: "0000000000000000", AttributesMask: "FFFFFFFFFFFFFFFF"}
 		info.TDXModule = &module

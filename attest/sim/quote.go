@@ -54,29 +54,34 @@ func (p *Platform) Quote(enclave Enclave, reportData [64]byte) ([]byte, error) {
 	}
 	binary.LittleEndian.PutUint64(body.Attributes[:8], flags)
 	binary.LittleEndian.PutUint64(body.Attributes[8:], 0x3) // XFRM: x87 and SSE
+	return p.sign(&sgx.Quote{Header: sgx.Header{Version: 3}, BodyType: sgx.BodySGX, Body: body})
+}
 
-	q := &sgx.Quote{
-		Header: sgx.Header{
-			Version: 3, AttestationKeyType: 2, QESVN: qeSVN, PCESVN: platformPCESVN,
-			QEVendorID: intelQEVendorID,
-		},
-		Body:       body,
-		QEAuthData: qeAuthData,
-		PCKChain:   pemChain(p.pck, p.pckCA, p.root),
-	}
+// bodySizes are the sizes of the report bodies of DCAP quotes.
+var bodySizes = map[uint16]int{sgx.BodySGX: 384, sgx.BodyTD10: 584, sgx.BodyTD15: 648}
+
+// sign completes q, whose header names its version and TEE type and whose body is set, as the
+// platform's Quoting Enclave writes its quotes: the rest of the header, the QE report and its
+// signature by the PCK key, the PCK chain; then it signs the header (and version 5's body
+// descriptor) and body with the attestation key and returns the quote's bytes.
+func (p *Platform) sign(q *sgx.Quote) ([]byte, error) {
+	q.Header.AttestationKeyType, q.Header.QESVN, q.Header.PCESVN = 2, qeSVN, platformPCESVN
+	q.Header.QEVendorID = intelQEVendorID
 	qeID := sha256.Sum256(p.pck.Raw)
 	copy(q.Header.UserData[:], qeID[:16])
-	q.AttestationKey = p.attestationKeyBytes()
-	q.QEReport = p.qeReport()
-	q.QEReportSignature = p.qeReportSignature
-
-	signed := append(q.Header.Marshal(), q.Body.Marshal()...)
-	sig, err := signRaw(p.attestationKey, signed)
+	q.QEAuthData, q.PCKChain = qeAuthData, pemChain(p.pck, p.pckCA, p.root)
+	q.AttestationKey, q.QEReport, q.QEReportSignature = p.attestationKeyBytes(), p.qeReport(), p.qeReportSignature
+	b := q.Marshal()
+	signed := len(q.Header.Marshal()) + bodySizes[q.BodyType]
+	if q.Header.Version == 5 {
+		signed += 6 // body type u16, body size u32
+	}
+	sig, err := signRaw(p.attestationKey, b[:signed])
 	if err != nil {
 		return nil, err
 	}
-	copy(q.Signature[:], sig)
-	return q.Marshal(), nil
+	copy(b[signed+4:], sig) // after the signature data's length
+	return b, nil
 }
 
 // attestationKeyBytes returns the attestation key as quotes carry it: X ‖ Y.

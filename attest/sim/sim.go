@@ -156,8 +156,9 @@ func (p *Platform) issue(fmspc [6]byte) error {
 		errs = append(errs, err)
 		return c
 	}
-	// A TDX platform's certificates have the common names and extensions of Intel's, which
-	// go-tdx-guest requires; their organization still says what they are.
+	// A TDX platform's certificates have the common names and extensions of Intel's, as
+	// verifiers of TD quotes may require (go-tdx-guest does); their organization still says
+	// what they are.
 	prefix := "ppml Simulated SGX "
 	if p.Settings.isTDX() {
 		prefix = "Intel SGX "

@@ -1,15 +1,11 @@
 package sim
 
 import (
-	"bytes"
 	"cmp"
-	"context"
-	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,19 +38,8 @@ var (
 	DefaultMRTD = sha512.Sum384([]byte("ppml simulated TD image"))
 )
 
-// TD attributes and extended features of the simulated trust domain.
-const (
-	tdAttrSEPTVEDisable = 1 << 28 // as a Linux TD has it
-	tdXFAM              = 0xe7    // x87, SSE, AVX, AVX-512 state
-)
-
-// TD body types of quote version 5, and the sizes of TD report bodies.
-const (
-	bodyTD10 = 2
-	bodyTD15 = 3
-	td10Size = 584
-	td15Size = 648
-)
+// tdXFAM is the simulated TD's extended features: x87, SSE, AVX, AVX-512 state.
+const tdXFAM = 0xe7
 
 // TDOptions describe the trust domain of a new TDX platform.
 type TDOptions struct {
@@ -173,22 +158,21 @@ func (p *Platform) lockTD() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// body encodes the TD report body of td for reportData: TD 1.0's 584 bytes, or TD 1.5's 648
-// (TEE_TCB_SVN2 as TEE_TCB_SVN, no service TD).
-func (td *TD) body(reportData [64]byte) []byte {
-	le := binary.LittleEndian
-	b := slices.Concat(teeTCBSVN[:], mrSEAM[:], make([]byte, 48), make([]byte, 8)) // MRSIGNERSEAM, SEAMATTRIBUTES
-	b = le.AppendUint64(b, tdAttrSEPTVEDisable)
-	b = le.AppendUint64(b, tdXFAM)
-	b = slices.Concat(b, td.MRTD, td.MRConfigID, make([]byte, 48), make([]byte, 48)) // MROWNER, MROWNERCONFIG
-	for _, r := range td.RTMRs {
-		b = append(b, r...)
+// report returns the TD report of td for reportData: TD 1.5's (TEE_TCB_SVN2 as TEE_TCB_SVN, no
+// service TD) for quote version 5, TD 1.0's for version 4.
+func (td *TD) report(reportData [64]byte) *sgx.TDReport {
+	r := &sgx.TDReport{TEETCBSVN: teeTCBSVN, MRSEAM: mrSEAM, ReportData: reportData}
+	binary.LittleEndian.PutUint64(r.TDAttributes[:], sgx.TDAttrSEPTVEDisable)
+	binary.LittleEndian.PutUint64(r.XFAM[:], tdXFAM)
+	copy(r.MRTD[:], td.MRTD)
+	copy(r.MRConfigID[:], td.MRConfigID)
+	for i := range r.RTMRs {
+		copy(r.RTMRs[i][:], td.RTMRs[i])
 	}
-	b = append(b, reportData[:]...)
 	if td.QuoteVersion == 5 {
-		b = slices.Concat(b, teeTCBSVN[:], make([]byte, 48)) // TEE_TCB_SVN2, MRSERVICETD
+		r.TEETCBSVN2 = teeTCBSVN
 	}
-	return b
+	return r
 }
 
 // TDQuote writes a TDX quote of the platform's trust domain, as it stands, for reportData:
@@ -200,40 +184,15 @@ func (p *Platform) TDQuote(reportData [64]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	le := binary.LittleEndian
-	h := sgx.Header{
-		Version: uint16(td.QuoteVersion), AttestationKeyType: 2, TEEType: 0x81, QESVN: qeSVN, PCESVN: platformPCESVN,
-		QEVendorID: intelQEVendorID,
+	q := &sgx.Quote{
+		Header:   sgx.Header{Version: uint16(td.QuoteVersion), TEEType: sgx.TEETypeTDX},
+		BodyType: sgx.BodyTD10,
+		TD:       td.report(reportData),
 	}
-	qeID := sha256.Sum256(p.pck.Raw)
-	copy(h.UserData[:], qeID[:16])
-	body := td.body(reportData)
-	signed := h.Marshal()
 	if td.QuoteVersion == 5 {
-		signed = le.AppendUint16(signed, bodyTD15)
-		signed = le.AppendUint32(signed, uint32(len(body)))
+		q.BodyType = sgx.BodyTD15
 	}
-	signed = append(signed, body...)
-	sig, err := signRaw(p.attestationKey, signed)
-	if err != nil {
-		return nil, err
-	}
-	qeReport := p.qeReport()
-	inner := slices.Concat(qeReport.Marshal(), p.qeReportSignature[:])
-	inner = le.AppendUint16(inner, uint16(len(qeAuthData)))
-	inner = append(inner, qeAuthData...)
-	inner = appendCertData(inner, 5, pemChain(p.pck, p.pckCA, p.root))
-	ak := p.attestationKeyBytes()
-	sigData := appendCertData(slices.Concat(sig, ak[:]), 6, inner)
-	quote := le.AppendUint32(signed, uint32(len(sigData)))
-	return append(quote, sigData...), nil
-}
-
-// appendCertData appends certification data: type u16, size u32, data.
-func appendCertData(b []byte, typ uint16, data []byte) []byte {
-	b = binary.LittleEndian.AppendUint16(b, typ)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
-	return append(b, data...)
+	return p.sign(q)
 }
 
 // TDAttester returns the platform's trust domain as an attester: its evidence is TDQuote's.
@@ -248,55 +207,11 @@ type quoter struct {
 func (q quoter) Kind() attest.Kind                                   { return q.kind }
 func (q quoter) Attest(reportData attest.ReportData) ([]byte, error) { return q.quote(reportData) }
 
-// tdVerifier is an attest.Verifier of the quotes of one simulated TDX platform: the TDX
-// verifier of genuine quotes, trusting the platform's root and collateral only.
-type tdVerifier struct {
-	v    *tdx.Verifier
-	root *x509.Certificate
-}
-
+// newTDVerifier returns the verifier of the quotes of one simulated TDX platform: the DCAP
+// engine of genuine TD quotes (attest/tdx), trusting the platform's root and collateral only.
+// Quotes of other roots are refused with attest.ErrUntrustedRoot.
 func newTDVerifier(root *x509.Certificate, bundle *collateral.Bundle) (attest.Verifier, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	v, err := tdx.NewVerifier(tdx.Options{Roots: roots, Collateral: bundle})
-	if err != nil {
-		return nil, err
-	}
-	return tdVerifier{v, root}, nil
-}
-
-// Kind returns attest.TDX.
-func (tdVerifier) Kind() attest.Kind { return attest.TDX }
-
-// Verify verifies a quote of the platform at time at and returns its claims. A quote whose PCK
-// chain does not end in the platform's root is refused with attest.ErrUntrustedRoot, so that
-// the verifiers of other platforms may try it.
-func (s tdVerifier) Verify(ctx context.Context, quote []byte, at time.Time) (*attest.Claims, error) {
-	q, err := tdx.ParseQuote(quote)
-	if err != nil {
-		return nil, fmt.Errorf("parse TDX quote: %w", err)
-	}
-	chain := q.GetSignedData().GetCertificationData().GetQeReportCertificationData().GetPckCertificateChainData().GetPckCertChain()
-	if last := lastPEM(chain); !bytes.Equal(last, s.root.Raw) {
-		return nil, fmt.Errorf("TDX quote: %w (not the simulated platform's)", attest.ErrUntrustedRoot)
-	}
-	c, err := s.v.Verify(ctx, quote, at)
-	if err != nil {
-		return nil, err
-	}
-	c.Platform = attest.Simulated
-	c.TD = &attest.TD{MRConfigID: q.GetTdQuoteBody().GetMrConfigId()}
-	return c, nil
-}
-
-// lastPEM returns the DER of the last PEM block of b, nil if there is none.
-func lastPEM(b []byte) []byte {
-	var last []byte
-	for {
-		block, rest := pem.Decode(b)
-		if block == nil {
-			return last
-		}
-		last, b = block.Bytes, rest
-	}
+	return tdx.NewVerifier(tdx.Options{Roots: roots, Collateral: bundle, Platform: attest.Simulated})
 }

@@ -3,19 +3,16 @@ package sim
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
 	"errors"
-	"math/big"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/ppml/ppml/attest"
-	"github.com/ppml/ppml/attest/tdx"
+	"github.com/ppml/ppml/attest/sgx"
 )
 
 var (
@@ -90,8 +87,8 @@ func TestTDQuoteV4Verifies(t *testing.T) {
 	}
 }
 
-// TestTDOutOfDate checks that a platform made OutOfDate is graded so: go-tdx-guest refuses a TCB
-// level below UpToDate.
+// TestTDOutOfDate checks that a platform made OutOfDate is graded so, with the advisory of its
+// level, for a policy to judge.
 func TestTDOutOfDate(t *testing.T) {
 	p := newTDPlatform(t, 4, "OutOfDate")
 	v, err := LoadVerifier(p.Dir)
@@ -102,8 +99,9 @@ func TestTDOutOfDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(context.Background(), quote, now.Add(time.Minute)); !errors.Is(err, tdx.ErrTCBNotUpToDate) || !bytes.Contains([]byte(err.Error()), []byte("OutOfDate")) {
-		t.Errorf("OutOfDate platform: %v", err)
+	c, err := v.Verify(context.Background(), quote, now.Add(time.Minute))
+	if err != nil || c.TCBStatus != "OutOfDate" || !slices.Contains(c.AdvisoryIDs, simAdvisory) {
+		t.Errorf("OutOfDate platform: %+v, %v", c, err)
 	}
 }
 
@@ -145,61 +143,34 @@ func TestRTMRExtensionsAccumulate(t *testing.T) {
 	}
 }
 
-// TestTDQuoteV5 checks the layout of a version 5 quote as Intel's DCAP defines it: the header,
-// the body descriptor (type 3, TD 1.5, 648 bytes), the TD 1.5 body, then the signature data,
-// whose signature by the attestation key covers header, descriptor and body, and whose
-// certification data of type 6 holds the QE report (binding that key) and the PCK chain.
+// TestTDQuoteV5 checks that a version 5 quote (body descriptor, TD 1.5 body) verifies with the
+// DCAP engine, and that its claims are the TD's.
 func TestTDQuoteV5(t *testing.T) {
 	p := newTDPlatform(t, 5, "")
 	rd := attest.ReportData{7}
-	q, err := p.TDQuote(rd)
+	q, err := p.TDAttester().Attest(rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	le := binary.LittleEndian
-	if v, tee := le.Uint16(q), le.Uint32(q[4:]); v != 5 || tee != 0x81 {
-		t.Fatalf("version %d, TEE type %#x", v, tee)
+	if v, typ, size := le.Uint16(q), le.Uint16(q[48:]), le.Uint32(q[50:]); v != 5 || typ != sgx.BodyTD15 || size != 648 {
+		t.Fatalf("version %d, body type %d of %d bytes", v, typ, size)
 	}
-	if typ, size := le.Uint16(q[48:]), le.Uint32(q[50:]); typ != 3 || size != td15Size {
-		t.Fatalf("body type %d of %d bytes", typ, size)
-	}
-	body := q[54 : 54+td15Size]
-	switch {
-	case !bytes.Equal(body[136:184], testMRTD[:]) || !bytes.Equal(body[184:232], testMRConfigID[:]):
-		t.Error("MRTD or MRCONFIGID not at their offsets")
-	case !bytes.Equal(body[520:584], rd[:]):
-		t.Error("report data not at its offset")
-	case !bytes.Equal(body[584:600], teeTCBSVN[:]):
-		t.Error("TEE_TCB_SVN2 is not the TCB")
-	}
-	signed := q[:54+td15Size]
-	sigData := q[54+td15Size+4:]
-	if n := le.Uint32(q[54+td15Size:]); int(n) != len(sigData) {
-		t.Fatalf("signature data length %d, %d bytes follow", n, len(sigData))
-	}
-	x, y := new(big.Int).SetBytes(sigData[64:96]), new(big.Int).SetBytes(sigData[96:128])
-	key := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-	digest := sha256.Sum256(signed)
-	if !ecdsa.Verify(key, digest[:], new(big.Int).SetBytes(sigData[:32]), new(big.Int).SetBytes(sigData[32:64])) {
-		t.Error("the signature does not verify over header, descriptor and body")
-	}
-	if typ := le.Uint16(sigData[128:]); typ != 6 {
-		t.Errorf("certification data type %d, want 6", typ)
-	}
-	inner := sigData[134:]
-	binding := sha256.Sum256(append(bytes.Clone(sigData[64:128]), qeAuthData...))
-	if !bytes.Equal(inner[320:352], binding[:]) { // the QE report's report data
-		t.Error("the QE report does not bind the attestation key")
-	}
-	if !bytes.Equal(lastPEM(inner), p.root.Raw) {
-		t.Error("the PCK chain does not end in the platform's root")
-	}
-	// go-tdx-guest reads version 4 only; attest/tdx says so.
 	v, err := LoadVerifier(p.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(context.Background(), q, now); !errors.Is(err, tdx.ErrUnsupported) {
-		t.Errorf("v5 quote: %v, want ErrUnsupported until the DCAP engine reads v5", err)
+	c, err := v.Verify(context.Background(), q, now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(c.MRTD, testMRTD[:]) || !bytes.Equal(c.TD.MRConfigID, testMRConfigID[:]) || !bytes.Equal(c.ReportData, rd[:]) ||
+		!bytes.Equal(c.TD.TEETCBSVN2, teeTCBSVN[:]) || c.TCBStatus != "UpToDate" || !c.TD.Attributes.SEPTVEDisable {
+		t.Errorf("claims %+v, TD %+v", c, c.TD)
+	}
+	bad := bytes.Clone(q)
+	bad[54+520] ^= 1 // report data
+	if _, err := v.Verify(context.Background(), bad, now.Add(time.Minute)); err == nil {
+		t.Error("a v5 quote with changed report data verified")
 	}
 }

@@ -29,6 +29,15 @@ func fakeSigner(t *testing.T) *sevtest.AmdSigner {
 	return s
 }
 
+// certTable returns s's certificate table, as the host hands it over with a report.
+func certTable(t *testing.T, s *sevtest.AmdSigner) []byte {
+	b, err := s.CertTableBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // fakeVerifier trusts the fake signer's roots.
 func fakeVerifier(t *testing.T, s *sevtest.AmdSigner) *Verifier {
 	roots := &trust.AMDRootCerts{ProductLine: "Milan", ProductCerts: &trust.ProductCerts{Ark: s.Ark, Ask: s.Ask, Asvk: s.Asvk}}
@@ -131,10 +140,7 @@ func TestOpenAttester(t *testing.T) {
 // so that they pass the signature check and only disagree with their certificate.
 func TestReportAgainstCertificate(t *testing.T) {
 	s := fakeSigner(t)
-	table, err := s.CertTableBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := certTable(t, s)
 	for _, tc := range []struct {
 		name  string
 		alter func([]byte)

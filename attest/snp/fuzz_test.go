@@ -8,7 +8,8 @@ import (
 )
 
 // FuzzVerify checks that Verify never panics on arbitrary evidence (a report and a certificate
-// table) and that whatever verifies carries claims of the right sizes.
+// table) and that whatever verifies carries claims of the right sizes and a status that fits its
+// reasons.
 func FuzzVerify(f *testing.F) {
 	for _, r := range []string{googleReport, trusteeReport, vlekReport} {
 		f.Add(read(f, r))
@@ -21,8 +22,12 @@ func FuzzVerify(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(c.Measurement) != 48 || len(c.ReportData) != 64 {
+		if len(c.Measurement) != 48 || len(c.ReportData) != 64 || c.SNP == nil || len(c.SNP.ReportedTCB.Raw) != 8 || len(c.SNP.HostData) != 32 {
 			t.Fatalf("claims %+v", c)
+		}
+		// A status is UpToDate without a reason, or ConfigurationNeeded with one.
+		if (c.TCBStatus == UpToDate) != (len(c.SNP.StatusReasons) == 0) || c.TCBStatus != UpToDate && c.TCBStatus != ConfigurationNeeded {
+			t.Fatalf("status %s, reasons %q", c.TCBStatus, c.SNP.StatusReasons)
 		}
 	})
 }

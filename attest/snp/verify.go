@@ -3,6 +3,7 @@ package snp
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -150,26 +151,57 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 	if err != nil {
 		return nil, fmt.Errorf("verify SEV-SNP report with go-sev-guest: %w", err)
 	}
-	// The guest policy is for the relying party's policy to judge: allow every capability here.
+	cert, err := x509.ParseCertificate(*slot)
+	if err != nil {
+		return nil, fmt.Errorf("verify SEV-SNP report: %v certificate: %w", info.SigningKey, err)
+	}
+	ext, err := kds.CertificateExtensions(cert, info.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("verify SEV-SNP report: %v certificate: %w", info.SigningKey, err)
+	}
+	c, err := snpClaims(r, info.SigningKey, ext)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReport(r, info.SigningKey, ext, c); err != nil {
+		return nil, fmt.Errorf("check SEV-SNP report against its %v certificate: %w", info.SigningKey, err)
+	}
+	// go-sev-guest's own consistency checks: CHIP_ID is the VCEK's HWID, the committed TCB and
+	// firmware are at most the current ones. The guest policy is for the relying party's policy
+	// to judge: allow every capability here.
 	anyPolicy := abi.SnpPolicy{SMT: true, MigrateMA: true, Debug: true, CXLAllowed: true}
 	if err := validate.SnpAttestation(att, &validate.Options{GuestPolicy: anyPolicy, PermitProvisionalFirmware: true}); err != nil {
 		return nil, fmt.Errorf("check SEV-SNP report against its %v certificate: %w", info.SigningKey, err)
 	}
-	policy, err := abi.ParseSnpPolicy(r.GetPolicy())
-	if err != nil {
-		return nil, fmt.Errorf("SEV-SNP guest policy: %w", err)
-	}
+	status, reasons := tcbStatus(r, c)
+	c.StatusReasons = reasons
 	return &attest.Claims{
 		TEE:         attest.SNP,
 		Platform:    attest.AMD,
 		Measurement: r.GetMeasurement(),
-		Debug:       policy.Debug,
-		// AMD publishes no TCB levels: a report whose certificate chain and signature verify, and
-		// whose REPORTED_TCB is its certificate's, is as current as AMD vouches for.
-		TCBStatus:   "UpToDate",
+		SNP:         c,
+		Debug:       c.Policy.Debug,
+		TCBStatus:   status,
 		AdvisoryIDs: []string{},
 		ReportData:  r.GetReportData(),
 	}, nil
+}
+
+// checkReport checks what go-sev-guest does not, or not in words that say what is wrong: that
+// the report's key is the one of its REPORTED_TCB, which is at most its CURRENT_TCB, and that its
+// VMPL is one of the four.
+func checkReport(r *spb.Report, key abi.ReportSigner, ext *kds.Extensions, c *attest.SNPClaims) error {
+	if uint64(ext.TCBVersion) != r.GetReportedTcb() {
+		return fmt.Errorf("REPORTED_TCB (%v) is not the %v's TCB (%v): that %v is not the one of the report's TCB",
+			c.ReportedTCB, key, decodeTCB(uint64(ext.TCBVersion), c.ProductLine), key)
+	}
+	if !kds.TCBPartsLE(kds.DecomposeTCBVersion(kds.TCBVersion(r.GetReportedTcb())), kds.DecomposeTCBVersion(kds.TCBVersion(r.GetCurrentTcb()))) {
+		return fmt.Errorf("REPORTED_TCB (%v) is above CURRENT_TCB (%v)", c.ReportedTCB, c.CurrentTCB)
+	}
+	if c.VMPL > 3 {
+		return fmt.Errorf("VMPL %d is not one of 0 to 3", c.VMPL)
+	}
+	return nil
 }
 
 // parseEvidence parses a report and the certificate table after it, if any.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -84,30 +85,32 @@ func TestVerifyReports(t *testing.T) {
 		debug       bool
 		measurement string
 		reportData  string
+		want        snpWant
 	}{
 		{"go-sev-guest VCEK", read(t, googleReport), newVerifier(t, googleVCEK, trusteeVCEK, vlekCert), vcekTime, true,
-			"b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01", "0102030405"},
+			"b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01", "0102030405", googleWant},
 		{"trustee VCEK", read(t, trusteeReport), newVerifier(t, googleVCEK, trusteeVCEK, vlekCert), vcekTime, false,
-			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7"},
+			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7", trusteeWant},
 		{"trustee VLEK", read(t, vlekReport), newVerifier(t, googleVCEK, trusteeVCEK, vlekCert), vlekTime, false,
-			"8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0", "819770b7"},
+			"8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0", "819770b7", vlekWant},
 		// The certificate in the evidence's certificate table, none configured.
 		{"trustee VCEK in evidence", withCerts(read(t, trusteeReport), read(t, trusteeVCEK), abi.VcekGUID), newVerifier(t), vcekTime, false,
-			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7"},
+			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7", trusteeWant},
 		// A table without a VCEK: the configured one serves.
 		{"trustee VCEK, table without one", withCerts(read(t, trusteeReport), []byte("ARK"), abi.ArkGUID), newVerifier(t, trusteeVCEK), vcekTime, false,
-			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7"},
+			"a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c", "ec6c52d7", trusteeWant},
 		{"trustee VLEK in evidence", withCerts(read(t, vlekReport), read(t, vlekCert), abi.VlekGUID), newVerifier(t), vlekTime, false,
-			"8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0", "819770b7"},
+			"8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0", "819770b7", vlekWant},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := tc.v.Verify(context.Background(), tc.report, tc.at)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.TEE != attest.SNP || c.Platform != "amd" || c.TCBStatus != "UpToDate" || len(c.AdvisoryIDs) != 0 {
-				t.Errorf("claims %+v, want SNP, amd, UpToDate, no advisories", c)
+			if c.TEE != attest.SNP || c.Platform != "amd" || len(c.AdvisoryIDs) != 0 {
+				t.Errorf("claims %+v, want SNP, amd, no advisories", c)
 			}
+			tc.want.check(t, c)
 			if c.Debug != tc.debug {
 				t.Errorf("debug %v, want %v", c.Debug, tc.debug)
 			}
@@ -118,6 +121,56 @@ func TestVerifyReports(t *testing.T) {
 				t.Errorf("report data %s, want %s...", c.ReportData, tc.reportData)
 			}
 		})
+	}
+}
+
+// snpWant is what a real report's claims say beyond its measurement and report data; the
+// values are in testdata/attestation/README.md, section AMD SEV-SNP.
+type snpWant struct {
+	status, key, line         string
+	vmpl                      uint32
+	reported, current, launch string
+	firmware                  string
+	reasons                   []string
+}
+
+var (
+	// Reported, committed, current and launch TCB are all one: up to date.
+	googleWant = snpWant{UpToDate, "vcek", "Milan", 0, "bootloader 2, tee 0, snp 5, microcode 68",
+		"bootloader 2, tee 0, snp 5, microcode 68", "bootloader 2, tee 0, snp 5, microcode 68", "1.49.3", nil}
+	// The microcode was updated (206) after the TCB was committed and reported (115).
+	trusteeWant = snpWant{ConfigurationNeeded, "vcek", "Milan", 0, "bootloader 3, tee 0, snp 8, microcode 115",
+		"bootloader 3, tee 0, snp 8, microcode 206", "bootloader 3, tee 0, snp 8, microcode 115", "1.52.4",
+		[]string{"REPORTED_TCB (bootloader 3, tee 0, snp 8, microcode 115) is below CURRENT_TCB (bootloader 3, tee 0, snp 8, microcode 206)",
+			"the firmware is provisional (committed 1.52.4 with TCB bootloader 3, tee 0, snp 8, microcode 115, current 1.52.4 with TCB bootloader 3, tee 0, snp 8, microcode 206)"}}
+	// Microcode reported 217, committed 219 (the guest's launch TCB), current 220; at VMPL 1.
+	vlekWant = snpWant{ConfigurationNeeded, "vlek", "Milan", 1, "bootloader 4, tee 0, snp 24, microcode 217",
+		"bootloader 4, tee 0, snp 24, microcode 220", "bootloader 4, tee 0, snp 24, microcode 219", "1.55.29",
+		[]string{"REPORTED_TCB (bootloader 4, tee 0, snp 24, microcode 217) is below CURRENT_TCB", "the firmware is provisional"}}
+)
+
+func (w snpWant) check(t *testing.T, c *attest.Claims) {
+	t.Helper()
+	s := c.SNP
+	got := snpWant{c.TCBStatus, s.SigningKey, s.ProductLine, s.VMPL, s.ReportedTCB.String(), s.CurrentTCB.String(),
+		s.LaunchTCB.String(), s.CurrentFirmware.String(), nil}
+	reasons := w.reasons
+	if w.reasons = nil; !reflect.DeepEqual(got, w) {
+		t.Errorf("got %+v, want %+v", got, w)
+	}
+	if len(s.StatusReasons) != len(reasons) {
+		t.Errorf("status reasons %q, want %d", s.StatusReasons, len(reasons))
+	}
+	for i, r := range reasons {
+		if i < len(s.StatusReasons) && !strings.HasPrefix(s.StatusReasons[i], r) {
+			t.Errorf("status reason %q, want it to start %q", s.StatusReasons[i], r)
+		}
+	}
+	if s.Policy.Debug != c.Debug || len(s.HostData) != 32 || len(s.ReportedTCB.Raw) != 8 || s.ReportedTCB.FMC != nil {
+		t.Errorf("SNP claims %+v", s)
+	}
+	if s.ChipIDPresent != (w.key == "vcek") {
+		t.Errorf("chip ID present %v for a %s report", s.ChipIDPresent, w.key)
 	}
 }
 

@@ -11,14 +11,15 @@ import (
 	"github.com/google/go-configfs-tsm/configfs/faketsm"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/sgx"
 )
 
 // fakeTSM is go-configfs-tsm's fake configfs-tsm whose provider reads provider and whose outblob
 // is TDX-1's quote: it only answers the report data that quote binds, like a TD that has taken
 // one quote.
 func fakeTSM(t *testing.T, provider string) configfsi.Client {
-	quote := read(t, oasisQuote)
-	q, err := ParseQuote(quote)
+	quote := read(t, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin")
+	q, err := sgx.ParseQuote(quote)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func fakeTSM(t *testing.T, provider string) configfsi.Client {
 		case "provider":
 			return []byte(provider + "\n"), nil
 		case "outblob":
-			if !bytes.Equal(e.InAttrs["inblob"].Value, q.GetTdQuoteBody().GetReportData()) {
+			if !bytes.Equal(e.InAttrs["inblob"].Value, q.TD.ReportData[:]) {
 				return nil, errors.New("no quote for this report data")
 			}
 			return quote, nil
@@ -39,13 +40,12 @@ func fakeTSM(t *testing.T, provider string) configfsi.Client {
 }
 
 func TestAttester(t *testing.T) {
-	quote := read(t, oasisQuote)
-	q, err := ParseQuote(quote)
+	quote, at, v := setVerifier(t, "TDX-1")
+	q, err := sgx.ParseQuote(quote)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rd attest.ReportData
-	copy(rd[:], q.GetTdQuoteBody().GetReportData())
+	rd := attest.ReportData(q.TD.ReportData)
 
 	var a attest.Attester = NewAttester(fakeTSM(t, "tdx_guest"))
 	if a.Kind() != attest.TDX {
@@ -55,7 +55,7 @@ func TestAttester(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newVerifier(t, oasisBundle(t), true).Verify(context.Background(), evidence, tdx1Time)
+	c, err := v.Verify(context.Background(), evidence, at)
 	if err != nil {
 		t.Fatal(err)
 	}

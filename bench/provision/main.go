@@ -12,7 +12,13 @@
 // load, and each latency runs from when its request was due, so that a request held up by busy
 // clients counts its wait as well.
 //
-//	go run ./bench/provision [-clients 64] [-requests 100000] [-rate 500]
+// With -postgres the servers keep keys and audit records in a throwaway PostgreSQL server of
+// their own (initdb in a temporary folder, as internal/pgtest runs it) instead of SQLite, and
+// -replicas N runs N servers over it, each client asking one first and the others after; the
+// CPU time then counts PostgreSQL's processes too. -compare runs one server over SQLite, then
+// the replicas over PostgreSQL, and prints the ratios.
+//
+//	go run ./bench/provision [-clients 64] [-requests 100000] [-rate 500] [-postgres] [-replicas 2] [-compare]
 package main
 
 import (
@@ -33,6 +39,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest/sim"
+	"github.com/ppml/ppml/internal/pgtest"
 	"github.com/ppml/ppml/provision"
 	"github.com/ppml/ppml/provision/client"
 	"github.com/ppml/ppml/store"
@@ -49,6 +56,9 @@ func main() {
 	requests := flag.Int("requests", 100000, "key releases in all")
 	rate := flag.Float64("rate", 0, "requests per second to offer in all (default: closed loop, as fast as the clients go)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	postgres := flag.Bool("postgres", false, "keep keys and audit records in a throwaway PostgreSQL, not SQLite")
+	replicas := flag.Int("replicas", 1, "servers over the one store (with -postgres)")
+	compare := flag.Bool("compare", false, "one server over SQLite, then -replicas over PostgreSQL, and their ratios")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -59,37 +69,85 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*clients, *requests, *rate); err != nil {
+	err := func() error {
+		if !*compare {
+			_, err := run(*clients, *requests, *rate, *postgres, *replicas)
+			return err
+		}
+		lite, err := run(*clients, *requests, *rate, false, 1)
+		if err != nil {
+			return err
+		}
+		fmt.Println()
+		pg, err := run(*clients, *requests, *rate, true, *replicas)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nPostgreSQL, %d replicas, against SQLite, one server: releases/s x%.2f, CPU per release x%.2f\n",
+			*replicas, pg.releases/lite.releases, pg.cpu.Seconds()/lite.cpu.Seconds())
+		return nil
+	}()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/provision:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(clients, requests int, rate float64) error {
+// result is what one run measured: releases per second, CPU time per release.
+type result struct {
+	releases float64
+	cpu      time.Duration
+}
+
+func run(clients, requests int, rate float64, postgres bool, replicas int) (result, error) {
 	dir, err := os.MkdirTemp("", "ppml-bench-provision-")
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer os.RemoveAll(dir)
-	enclave := sim.Enclave{MREnclave: sha256.Sum256([]byte("bench")), ISVProdID: 1}
-	server, addr, roots, plat, err := start(dir, enclave)
-	if err != nil {
-		return err
+	dsn, storeCPU := "sqlite:ppml.db", func() (time.Duration, error) { return 0, nil }
+	kind := "SQLite"
+	if postgres {
+		pg, err := pgtest.New()
+		if err != nil {
+			return result{}, err
+		}
+		defer pg.Close()
+		if dsn, err = pg.CreateDatabase(); err != nil {
+			return result{}, err
+		}
+		storeCPU, kind = pg.CPUTime, "PostgreSQL (its processes' CPU counted)"
+	} else if replicas != 1 {
+		return result{}, fmt.Errorf("-replicas %d: replicas share a PostgreSQL store: add -postgres", replicas)
 	}
-	defer server.Shutdown(context.Background())
+	enclave := sim.Enclave{MREnclave: sha256.Sum256([]byte("bench")), ISVProdID: 1}
+	servers, addrs, roots, plat, err := start(dir, enclave, dsn, replicas)
+	if err != nil {
+		return result{}, err
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Shutdown(context.Background())
+		}
+	}()
 
 	load := "closed loop"
 	if rate > 0 {
 		load = fmt.Sprintf("%.0f requests/s offered", rate)
 	}
-	fmt.Printf("%d cores, %d clients, %d key releases, %s; every connection attested and audited\n\n", runtime.NumCPU(), clients, requests, load)
+	fmt.Printf("%d cores, %d clients, %d key releases, %s; every connection attested and audited; %d servers over %s\n\n",
+		runtime.NumCPU(), clients, requests, load, replicas, kind)
 	fmt.Printf("%10s %12s %10s %10s %10s %12s\n", "requests", "releases/s", "p50", "p99", "max", "heap in use")
 	var next atomic.Int64
 	var mu sync.Mutex
 	var latencies []time.Duration
 	var failures atomic.Int64
 	window := requests / 10
+	storeBefore, err := storeCPU()
+	if err != nil {
+		return result{}, err
+	}
 	cpuBefore := cpuTime()
 	start := time.Now()
 	windowStart := start
@@ -107,8 +165,10 @@ func run(clients, requests int, rate float64) error {
 		windowStart = now
 	}
 	var wg sync.WaitGroup
-	for range clients {
-		c := &client.Client{Servers: []string{addr}, Roots: roots, Attester: sim.Attester{Platform: plat, Enclave: enclave}}
+	for i := range clients {
+		// Each client asks one server first, the others after it.
+		order := append(slices.Clone(addrs[i%len(addrs):]), addrs[:i%len(addrs)]...)
+		c := &client.Client{Servers: order, Roots: roots, Attester: sim.Attester{Platform: plat, Enclave: enclave}}
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(requests); i = next.Add(1) {
 				due := time.Now()
@@ -135,7 +195,11 @@ func run(clients, requests int, rate float64) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpuPerRelease := (cpuTime() - cpuBefore) / time.Duration(len(latencies))
+	storeAfter, err := storeCPU()
+	if err != nil {
+		return result{}, err
+	}
+	cpuPerRelease := (cpuTime() - cpuBefore + storeAfter - storeBefore) / time.Duration(len(latencies))
 	slices.Sort(latencies)
 	releases := float64(len(latencies)) / elapsed.Seconds()
 	p99 := latencies[len(latencies)*99/100]
@@ -144,10 +208,10 @@ func run(clients, requests int, rate float64) error {
 		// The last requests are due at the end of the run, so the releases keep up with the
 		// offered rate if they come close to it.
 		fmt.Printf("targets at %.0f requests/s offered: kept up: %s; p99 < %s: %s\n", rate, verdict(releases >= 0.98*rate), maxP99, verdict(p99 < maxP99))
-		return nil
+	} else {
+		fmt.Printf("targets: >= %d releases/s: %s; p99 < %s: %s\n", minReleases, verdict(releases >= minReleases), maxP99, verdict(p99 < maxP99))
 	}
-	fmt.Printf("targets: >= %d releases/s: %s; p99 < %s: %s\n", minReleases, verdict(releases >= minReleases), maxP99, verdict(p99 < maxP99))
-	return nil
+	return result{releases, cpuPerRelease}, nil
 }
 
 // cpuTime returns the CPU time this process has used, in user and system mode.
@@ -164,10 +228,11 @@ func verdict(ok bool) string {
 	return "MISSED"
 }
 
-// start sets up a server for one simulated workload and starts it on loopback.
-func start(dir string, enclave sim.Enclave) (*provision.Server, string, *x509.CertPool, *sim.Platform, error) {
-	fail := func(err error) (*provision.Server, string, *x509.CertPool, *sim.Platform, error) {
-		return nil, "", nil, nil, err
+// start sets up replicas servers over the store dsn for one simulated workload and starts them
+// on loopback.
+func start(dir string, enclave sim.Enclave, dsn string, replicas int) ([]*provision.Server, []string, *x509.CertPool, *sim.Platform, error) {
+	fail := func(err error) ([]*provision.Server, []string, *x509.CertPool, *sim.Platform, error) {
+		return nil, nil, nil, nil, err
 	}
 	if err := provision.Setup(dir, []string{"localhost"}, time.Now()); err != nil {
 		return fail(err)
@@ -178,7 +243,7 @@ func start(dir string, enclave sim.Enclave) (*provision.Server, string, *x509.Ce
 	}
 	config := fmt.Sprintf(`tls_cert = "server.crt"
 tls_key = "server.key"
-store = "sqlite:ppml.db"
+store = %q
 master_key_file = "master.key"
 sim_platforms = ["sim"]
 max_connections = 1024
@@ -190,7 +255,7 @@ tee = "sgx"
 mrenclave = ["%x"]
 allow_simulated = true
 keys = ["default"]
-`, enclave.MREnclave)
+`, dsn, enclave.MREnclave)
 	path := filepath.Join(dir, "server.toml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return fail(err)
@@ -203,28 +268,35 @@ keys = ["default"]
 	if err != nil {
 		return fail(err)
 	}
-	st, err := store.Open(cfg.Store, mk)
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := st.CreateKey(context.Background(), "default"); err != nil {
-		return fail(err)
-	}
-	server, err := provision.NewServer(cfg, st, nil, nil)
-	if err != nil {
-		return fail(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fail(err)
-	}
-	go server.Serve(ln)
 	ca, err := os.ReadFile(filepath.Join(dir, provision.SetupCACert))
 	if err != nil {
 		return fail(err)
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return server, "localhost:" + port, roots, plat, nil
+	var servers []*provision.Server
+	var addrs []string
+	for i := range replicas {
+		st, err := store.Open(cfg.Store, mk)
+		if err != nil {
+			return fail(err)
+		}
+		if i == 0 {
+			if _, err := st.CreateKey(context.Background(), "default"); err != nil {
+				return fail(err)
+			}
+		}
+		server, err := provision.NewServer(cfg, st, nil, nil)
+		if err != nil {
+			return fail(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fail(err)
+		}
+		go server.Serve(ln)
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		servers, addrs = append(servers, server), append(addrs, "localhost:"+port)
+	}
+	return servers, addrs, roots, plat, nil
 }

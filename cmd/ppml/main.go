@@ -94,7 +94,7 @@ Files are Gramine protected files: they move freely between ppml and Gramine.`,
 	})
 	root.Version = version()
 	root.SetVersionTemplate("ppml {{.Version}}\n")
-	root.AddCommand(newVersionCommand(), newPFCommand(), newQuoteCommand(), newSimCommand(), newServeCommand(), newKeyCommand(), newAuditCommand(), newProvisionCommand(), newManifestCommand(), newRunCommand())
+	root.AddCommand(newVersionCommand(), newPFCommand(), newQuoteCommand(), newCollateralCommand(), newSimCommand(), newServeCommand(), newKeyCommand(), newAuditCommand(), newProvisionCommand(), newManifestCommand(), newRunCommand(), newGPUCommand())
 	refuseUnknownSubcommands(root)
 	return root
 }

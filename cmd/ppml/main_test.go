@@ -7,19 +7,27 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ppml/ppml/internal/pgtest"
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 func TestMain(m *testing.M) {
@@ -37,9 +45,66 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The scripts' PostgreSQL server, started by the first pgdb.
+	var pg struct {
+		once sync.Once
+		s    *pgtest.Server
+		err  error
+	}
+	t.Cleanup(func() {
+		if pg.s != nil {
+			pg.s.Close()
+		}
+	})
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// tdxset NAME DIR writes the collateral folder of a TDX set of
+			// testdata/attestation/README.md (TDX-1 ... TDX-11) at DIR.
+			"tdxset": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: tdxset NAME DIR")
+				}
+				for _, s := range testfiles.TDXSets() {
+					if s.Name == args[0] {
+						s.CollateralDir(t, ts.MkAbs(args[1]))
+						return
+					}
+				}
+				ts.Fatalf("no TDX set %s", args[0])
+			},
+			// pgdb VAR makes a new PostgreSQL database and sets $VAR to its URL.
+			"pgdb": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: pgdb VAR")
+				}
+				pg.once.Do(func() { pg.s, pg.err = pgtest.New() })
+				ts.Check(pg.err)
+				url, err := pg.s.CreateDatabase()
+				ts.Check(err)
+				ts.Setenv(args[0], url)
+			},
+			// sql STORE STATEMENT runs a statement on a store's database directly, as someone
+			// with access to it could: STORE is sqlite:PATH or a PostgreSQL URL.
+			"sql": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: sql STORE STATEMENT")
+				}
+				driver, dsn := "pgx", args[0]
+				if path, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
+					driver, dsn = "sqlite", ts.MkAbs(path)
+				}
+				db, err := sql.Open(driver, dsn)
+				ts.Check(err)
+				defer db.Close()
+				res, err := db.Exec(args[1])
+				ts.Check(err)
+				n, err := res.RowsAffected()
+				ts.Check(err)
+				if n == 0 {
+					ts.Fatalf("%s: no row changed", args[1])
+				}
+			},
 			// waitfor HOST:PORT waits until something listens there, and ! waitfor HOST:PORT
 			// until nothing does any more, for up to 20 seconds.
 			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -89,12 +154,25 @@ func TestScripts(t *testing.T) {
 					c.Close()
 				}
 			},
+			// pccs DIR serves the collateral folder DIR as a PCCS does, at $PCCS, until the
+			// script ends, and appends each request's URI to pccs.log.
+			"pccs": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: pccs DIR")
+				}
+				s := httptest.NewServer(servePCCS(ts.MkAbs(args[0]), ts.MkAbs("pccs.log")))
+				ts.Defer(s.Close)
+				ts.Setenv("PCCS", s.URL)
+			},
 		},
 		// [cvm]: this machine is a confidential VM, with configfs-tsm reports or /dev/sev-guest.
-		// [root]: the tests run as root.
+		// [root]: the tests run as root. [postgres]: PostgreSQL is installed (pgdb works).
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
 				return os.Geteuid() == 0, nil
+			}
+			if cond == "postgres" {
+				return pgtest.Installed(), nil
 			}
 			if cond != "cvm" {
 				return false, fmt.Errorf("unknown condition %q", cond)
@@ -112,6 +190,51 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// servePCCS answers the PCS API version 4 requests of a PCCS with the files of a collateral
+// folder (docs/collateral.md), the issuer chains URL-encoded in their headers, and logs each
+// request's URI to the file log.
+func servePCCS(dir, log string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f, err := os.OpenFile(log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(f, r.URL.RequestURI())
+			f.Close()
+		}
+		file, chainFile, header := "", "", ""
+		switch path := r.URL.Path; {
+		case strings.HasSuffix(path, "/certification/v4/tcb"):
+			file, chainFile, header = "tcb-info.json", "tcb-info-issuer-chain.pem", "TCB-Info-Issuer-Chain"
+			if name := "tcb-info-" + strings.ToLower(r.URL.Query().Get("fmspc")) + ".json"; fileExists(filepath.Join(dir, name)) {
+				file = name
+			}
+		case strings.HasSuffix(path, "/certification/v4/qe/identity"):
+			file, chainFile, header = "qe-identity.json", "qe-identity-issuer-chain.pem", "SGX-Enclave-Identity-Issuer-Chain"
+		case path == "/sgx/certification/v4/pckcrl":
+			file, chainFile, header = "pck-crl.der", "pck-crl-issuer-chain.pem", "SGX-PCK-CRL-Issuer-Chain"
+		case path == "/sgx/certification/v4/rootcacrl":
+			file = "root-ca-crl.der"
+		}
+		body, err := os.ReadFile(filepath.Join(dir, file))
+		if file == "" || err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		if chainFile != "" {
+			chain, err := os.ReadFile(filepath.Join(dir, chainFile))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set(header, url.PathEscape(string(chain)))
+		}
+		w.Write(body)
+	})
+}
+
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
 }
 
 // throwawayCertificate makes a self-signed certificate.

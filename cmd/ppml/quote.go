@@ -7,15 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
-	pb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
-	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/attest/trust"
 	"github.com/ppml/ppml/collateral"
 )
@@ -36,31 +35,22 @@ func newQuoteViewCommand() *cobra.Command {
 		Short: "Print the fields of an SGX or TDX quote, without verifying it",
 		Long: `view prints what an SGX or TDX DCAP quote says, without verifying it: its header, the
 attested enclave (SGX) or trust domain (TDX: MRTD, the RTMRs, the report data, ...), the quoting
-enclave and the PCK certificate chain. FILE is the binary quote as the TEE wrote it. SGX quotes
-of version 3 and 4 are read, TDX quotes of version 4 (with go-tdx-guest).`,
+enclave and the PCK certificate chain. FILE is the binary quote as the TEE wrote it: versions
+3 to 5, SGX enclaves and TDX trust domains (TD 1.0 and TD 1.5 bodies).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			var v *quoteView
-			switch {
-			case isTDXQuote(b):
-				q, err := tdx.ParseQuote(b)
-				if err != nil {
-					return fmt.Errorf("%s: TDX quote: %w", args[0], err)
-				}
-				v = viewTDXQuote(q)
-			case isSGXQuote(b):
-				q, err := sgx.ParseQuote(b)
-				if err != nil {
-					return fmt.Errorf("%s: SGX quote: %w", args[0], err)
-				}
-				v = viewSGXQuote(q)
-			default:
+			if !isTDXQuote(b) && !isSGXQuote(b) {
 				return fmt.Errorf("%s is not an SGX or TDX quote: it does not begin with a DCAP quote header (give the binary quote, not base64 or hex)", args[0])
 			}
+			q, err := sgx.ParseQuote(b)
+			if err != nil {
+				return fmt.Errorf("%s: %s quote: %w", args[0], teeOfQuote(b), err)
+			}
+			v := viewQuote(q)
 			if asJSON {
 				b, _ := json.Marshal(v)
 				fmt.Fprintln(cmd.OutOrStdout(), string(b))
@@ -78,6 +68,8 @@ of version 3 and 4 are read, TDX quotes of version 4 (with go-tdx-guest).`,
 type quoteView struct {
 	TEE        attest.Kind  `json:"tee"`
 	Version    uint16       `json:"version"`
+	Body       string       `json:"body"` // "SGX enclave", "TD 1.0", "TD 1.5"
+	Trailing   int          `json:"trailing_bytes,omitempty"`
 	QESVN      uint16       `json:"qe_svn"`
 	PCESVN     uint16       `json:"pce_svn"`
 	QEVendorID attest.Hex   `json:"qe_vendor_id"`
@@ -119,6 +111,9 @@ type tdView struct {
 	MRSEAM         attest.Hex   `json:"mr_seam"`
 	MRSignerSEAM   attest.Hex   `json:"mr_signer_seam"`
 	SEAMAttributes attest.Hex   `json:"seam_attributes"`
+	// TD 1.5 only.
+	TEETCBSVN2  attest.Hex `json:"tee_tcb_svn2,omitempty"`
+	MRServiceTD attest.Hex `json:"mr_service_td,omitempty"`
 }
 
 // qeView is the quoting enclave.
@@ -140,41 +135,38 @@ type pckView struct {
 	PCESVN        uint16     `json:"pce_svn"`
 }
 
-func viewSGXQuote(q *sgx.Quote) *quoteView {
-	h, b := &q.Header, &q.Body
+// bodyNames names the body types of a quote.
+var bodyNames = map[uint16]string{sgx.BodySGX: "SGX enclave", sgx.BodyTD10: "TD 1.0", sgx.BodyTD15: "TD 1.5"}
+
+func viewQuote(q *sgx.Quote) *quoteView {
+	h := &q.Header
 	v := &quoteView{
-		TEE: attest.SGX, Version: h.Version, QESVN: h.QESVN, PCESVN: h.PCESVN, QEVendorID: h.QEVendorID[:],
-		Enclave: &enclaveView{
+		TEE: attest.SGX, Version: h.Version, Body: bodyNames[q.BodyType], Trailing: q.Trailing,
+		QESVN: h.QESVN, PCESVN: h.PCESVN, QEVendorID: h.QEVendorID[:],
+		QE: qeView{MRSigner: q.QEReport.MRSigner[:], ISVProdID: q.QEReport.ISVProdID, ISVSVN: q.QEReport.ISVSVN},
+	}
+	if td := q.TD; td != nil {
+		v.TEE = attest.TDX
+		v.TD = &tdView{
+			MRTD: td.MRTD[:], ReportData: td.ReportData[:], TDAttributes: td.TDAttributes[:], Debug: td.Debug(),
+			XFAM: td.XFAM[:], MRConfigID: td.MRConfigID[:], MROwner: td.MROwner[:], MROwnerConfig: td.MROwnerConfig[:],
+			TEETCBSVN: td.TEETCBSVN[:], MRSEAM: td.MRSEAM[:], MRSignerSEAM: td.MRSignerSEAM[:], SEAMAttributes: td.SEAMAttributes[:],
+		}
+		for i := range td.RTMRs {
+			v.TD.RTMRs = append(v.TD.RTMRs, td.RTMRs[i][:])
+		}
+		if q.BodyType == sgx.BodyTD15 {
+			v.TD.TEETCBSVN2, v.TD.MRServiceTD = td.TEETCBSVN2[:], td.MRServiceTD[:]
+		}
+	} else {
+		b := &q.Body
+		v.Enclave = &enclaveView{
 			MREnclave: b.MREnclave[:], MRSigner: b.MRSigner[:], ISVProdID: b.ISVProdID, ISVSVN: b.ISVSVN,
 			Attributes: b.Attributes[:], Debug: b.Debug(), CPUSVN: b.CPUSVN[:], MiscSelect: b.MiscSelect,
 			ReportData: b.ReportData[:],
-		},
-		QE: qeView{MRSigner: q.QEReport.MRSigner[:], ISVProdID: q.QEReport.ISVProdID, ISVSVN: q.QEReport.ISVSVN},
+		}
 	}
 	v.viewPCKChain(q)
-	return v
-}
-
-func viewTDXQuote(q *pb.QuoteV4) *quoteView {
-	h, b := q.GetHeader(), q.GetTdQuoteBody()
-	cert := q.GetSignedData().GetCertificationData().GetQeReportCertificationData()
-	qe := cert.GetQeReport()
-	v := &quoteView{
-		TEE: attest.TDX, Version: uint16(h.GetVersion()), QESVN: le16(h.GetQeSvn()), PCESVN: le16(h.GetPceSvn()),
-		QEVendorID: h.GetQeVendorId(),
-		TD: &tdView{
-			MRTD: b.GetMrTd(), ReportData: b.GetReportData(), TDAttributes: b.GetTdAttributes(),
-			Debug: b.GetTdAttributes()[0]&1 != 0, // TD_ATTRIBUTES.DEBUG, bit 0
-			XFAM:  b.GetXfam(), MRConfigID: b.GetMrConfigId(), MROwner: b.GetMrOwner(),
-			MROwnerConfig: b.GetMrOwnerConfig(), TEETCBSVN: b.GetTeeTcbSvn(), MRSEAM: b.GetMrSeam(),
-			MRSignerSEAM: b.GetMrSignerSeam(), SEAMAttributes: b.GetSeamAttributes(),
-		},
-		QE: qeView{MRSigner: qe.GetMrSigner(), ISVProdID: uint16(qe.GetIsvProdId()), ISVSVN: uint16(qe.GetIsvSvn())},
-	}
-	for _, r := range b.GetRtmrs() {
-		v.TD.RTMRs = append(v.TD.RTMRs, r)
-	}
-	v.viewPCKChain(&sgx.Quote{PCKChain: cert.GetPckCertificateChainData().GetPckCertChain()})
 	return v
 }
 
@@ -193,16 +185,11 @@ func (v *quoteView) viewPCKChain(q *sgx.Quote) {
 	}
 }
 
-// le16 decodes the 2-byte little-endian SVNs of go-tdx-guest's quote header.
-func le16(b []byte) uint16 {
-	if len(b) < 2 {
-		return 0
-	}
-	return binary.LittleEndian.Uint16(b)
-}
-
 func (v *quoteView) print(w io.Writer) {
-	fmt.Fprintf(w, "%s DCAP quote, version %d\n", strings.ToUpper(string(v.TEE)), v.Version)
+	fmt.Fprintf(w, "%s DCAP quote, version %d, %s body\n", strings.ToUpper(string(v.TEE)), v.Version, v.Body)
+	if v.Trailing > 0 {
+		fmt.Fprintf(w, "  %d bytes after the signature data (ignored: no signature covers them)\n", v.Trailing)
+	}
 	fmt.Fprintf(w, "  QE SVN %d, PCE SVN %d, QE vendor %s\n", v.QESVN, v.PCESVN, v.QEVendorID)
 	if e := v.Enclave; e != nil {
 		fmt.Fprintf(w, "enclave\n")
@@ -228,6 +215,10 @@ func (v *quoteView) print(w io.Writer) {
 		line("mr_seam", td.MRSEAM)
 		line("mr_signer_seam", td.MRSignerSEAM)
 		line("seam_attributes", td.SEAMAttributes)
+		if td.TEETCBSVN2 != nil {
+			line("tee_tcb_svn2", td.TEETCBSVN2)
+			line("mr_service_td", td.MRServiceTD)
+		}
 	}
 	fmt.Fprintf(w, "quoting enclave\n  mrsigner     %s\n  isv_prod_id  %d\n  isv_svn      %d\n", v.QE.MRSigner, v.QE.ISVProdID, v.QE.ISVSVN)
 	if v.PCKError != "" {
@@ -248,13 +239,16 @@ func newQuoteVerifyCommand() *cobra.Command {
 	var skipCRL, asJSON, snpReport bool
 	var snpCerts []string
 	cmd := &cobra.Command{
-		Use:   "verify FILE [--collateral DIR] [--at RFC3339] [--sim-platform DIR] [--skip-crl] [--snp [--snp-cert FILE]...] [--json]",
+		Use:   "verify FILE [--collateral DIR] [--at TIME] [--sim-platform DIR] [--skip-crl] [--snp [--snp-cert FILE]...] [--json]",
 		Short: "Verify an SGX or TDX quote, or a SEV-SNP report, and print what it attests",
 		Long: `verify checks a quote completely: its structure and signatures, the certificate chain to the
 root of trust, revocation, and the platform's TCB against the collateral. It exits 0 only when
-the quote verifies. A TCB status below UpToDate (OutOfDate, SWHardeningNeeded, ...) is reported,
-not refused, for a policy to judge, as Intel's library does; a revoked TCB or PCK certificate
-does not verify.
+the quote verifies. SGX and TDX quotes of versions 3 to 5 are verified as Intel's Quote
+Verification Library does. A TCB status below UpToDate (OutOfDate, SWHardeningNeeded,
+TDRelaunchAdvised, ...) is reported, not refused, for a policy to judge, and explained: what
+is behind the newest TCB level (CPU microcode or BIOS, the TDX module, the QE, the PCE), what to
+update, and which advisories apply. A revoked TCB or PCK certificate, and a platform below every
+TCB level, do not verify. --at gives the time to verify as of, in RFC 3339 or Unix seconds.
 
 The collateral of a genuine quote comes from --collateral, a folder of Intel PCS responses, or
 else from ppml's cache of them, which fetches from Intel's PCS what it lacks or what is past its
@@ -267,11 +261,9 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 			if err != nil {
 				return err
 			}
-			when := time.Now()
-			if at != "" {
-				if when, err = time.Parse(time.RFC3339, at); err != nil {
-					return usageError{fmt.Errorf("--at: %w", err)}
-				}
+			when, err := parseTime(at)
+			if err != nil {
+				return usageError{fmt.Errorf("--at: %w", err)}
 			}
 			// flag is the one whose roots of trust verify the quote.
 			kind, settings, flag := attest.SGX, trust.Settings{SkipCRL: skipCRL}, ""
@@ -312,13 +304,28 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 	}
 	f := cmd.Flags()
 	f.StringVar(&collateralDir, "collateral", "", "folder of collateral (default: the cache, filled from Intel's PCS)")
-	f.StringVar(&at, "at", "", "verify as of this time (RFC 3339; default now)")
+	f.StringVar(&at, "at", "", "verify as of this time (RFC 3339 or Unix seconds; default now)")
 	f.StringVar(&simDir, "sim-platform", "", "trust this simulated platform (and no other root)")
 	f.BoolVar(&skipCRL, "skip-crl", false, "accept that revocation cannot be checked")
 	f.BoolVar(&asJSON, "json", false, "print the claims as JSON")
 	f.BoolVar(&snpReport, "snp", false, "FILE is a SEV-SNP attestation report")
 	f.StringSliceVar(&snpCerts, "snp-cert", nil, "a VCEK or VLEK certificate for a report that carries none (implies --snp)")
 	return cmd
+}
+
+// parseTime reads a time (--at) in RFC 3339 or as Unix seconds; "" is now.
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Now(), nil
+	}
+	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(secs, 0), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("%q is neither an RFC 3339 time (2024-09-02T07:43:52Z) nor Unix seconds", s)
+	}
+	return t, nil
 }
 
 // skipCRLHint adds to err, when it says that revocation cannot be checked, the flag that accepts
@@ -328,6 +335,14 @@ func skipCRLHint(err error) error {
 		return fmt.Errorf("%w (--skip-crl accepts that)", err)
 	}
 	return err
+}
+
+// teeOfQuote names the TEE a quote header names.
+func teeOfQuote(quote []byte) string {
+	if isTDXQuote(quote) {
+		return "TDX"
+	}
+	return "SGX"
 }
 
 // isTDXQuote reports whether a quote's header names a TDX trust domain (TEE type 0x81).
@@ -355,6 +370,24 @@ func printClaims(w io.Writer, c *attest.Claims) {
 	}
 	if c.MRTD != nil {
 		line("mrtd", c.MRTD)
+		for i, r := range c.RTMRs {
+			line(fmt.Sprintf("rtmr%d", i), r)
+		}
+	}
+	if td := c.TD; td != nil {
+		a := td.Attributes
+		line("td_attributes", fmt.Sprintf("%s (debug %v, sept_ve_disable %v, pks %v, kl %v, perfmon %v)", a.Raw, a.Debug, a.SEPTVEDisable, a.PKS, a.KL, a.PerfMon))
+		line("xfam", td.XFAM)
+		line("mr_config_id", td.MRConfigID)
+		line("mr_owner", td.MROwner)
+		line("mr_owner_config", td.MROwnerConfig)
+		if td.MRServiceTD != nil {
+			line("mr_service_td", td.MRServiceTD)
+		}
+		line("tee_tcb_svn", td.TEETCBSVN)
+		if td.TEETCBSVN2 != nil {
+			line("tee_tcb_svn2", td.TEETCBSVN2)
+		}
 	}
 	if c.Measurement != nil {
 		line("measurement", c.Measurement)
@@ -366,5 +399,18 @@ func printClaims(w io.Writer, c *attest.Claims) {
 		advisories = "none"
 	}
 	line("advisory_ids", advisories)
+	if c.TCBDate != nil {
+		line("tcb_date", c.TCBDate.Format(time.DateOnly))
+		line("tcb_eval_num", c.TCBEvaluationDataNumber)
+	}
+	if m := c.TDXModule; m != nil {
+		line("tdx_module", fmt.Sprintf("%s ISVSVN %d: %s", m.ID, m.ISVSVN, m.Status))
+	}
+	if c.QEStatus != "" {
+		line("qe_status", c.QEStatus)
+	}
 	line("report_data", c.ReportData)
+	if c.TCBStatus != "" {
+		fmt.Fprintf(w, "%s\n", c.TCBExplanation())
+	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -474,10 +477,83 @@ is told the reference of its record, not its number: --ref prints that record al
 		}),
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line, with the record's chain hashes")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N records")
 	cmd.Flags().StringVar(&ref, "ref", "", "only the record of this reference, as a refused client was told it")
+	cmd.AddCommand(newAuditVerifyCommand())
 	return cmd
+}
+
+func newAuditVerifyCommand() *cobra.Command {
+	var configPath string
+	var certs []string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify --config FILE [--cert FILE]... [--json]",
+		Short: "Check that no audit record was changed, deleted or inserted since it was written",
+		Long: `verify checks the whole audit log: each record against the hash it carries and the hash of
+the record before it, and each checkpoint that the servers signed against its signer's
+certificate and the record it covers. It names the first record that does not fit. Checkpoints
+are signed with the servers' TLS keys: the configuration's tls_cert, and, after the key was
+changed, the earlier certificates that --cert names. See docs/provisioning.md#audit.`,
+		Args: exactArgs(0),
+		RunE: withConfigStore(&configPath, func(cmd *cobra.Command, st store.Store, _ []string) error {
+			cfg, err := provision.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			var keys []crypto.PublicKey
+			for _, path := range append([]string{cfg.TLSCert}, certs...) {
+				cert, err := readCertificate(path)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, cert.PublicKey)
+			}
+			rep, err := store.VerifyAudit(cmd.Context(), st, keys)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				b, _ := json.Marshal(rep)
+				fmt.Fprintln(out, string(b))
+				return nil
+			}
+			fmt.Fprintf(out, "audit log verified: %d records, %d checkpoints\n", rep.Records, rep.Checkpoints)
+			if rep.Unchained > 0 {
+				fmt.Fprintf(out, "%d records from before the chain (up to record %d) are not protected\n", rep.Unchained, rep.Unchained)
+			}
+			if rep.Covered > 0 {
+				fmt.Fprintf(out, "records up to %d are signed; the last checkpoint was made %s\n", rep.Covered, rep.LastSigned.Format(time.RFC3339))
+			}
+			if rep.Unsigned > 0 {
+				fmt.Fprintf(out, "the last %d records are chained but no checkpoint signs them yet\n", rep.Unsigned)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
+	cmd.Flags().StringSliceVar(&certs, "cert", nil, "an earlier server certificate whose key signed checkpoints")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "the summary as JSON")
+	return cmd
+}
+
+// readCertificate reads a PEM certificate file.
+func readCertificate(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: not a PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cert, nil
 }
 
 // short abbreviates a measurement for a one-line display.

@@ -1,0 +1,334 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// The audit chain. Each record's hash is SHA-256 over its canonical encoding, which begins with
+// the hash of the record before it; the first record of a chain follows 32 zero bytes. The
+// canonical encoding of a record is, in this order:
+//
+//	"ppml audit record v1\x00"         label (21 bytes)
+//	prev_hash                          32 bytes
+//	id                                 uint64, big-endian
+//	time                               int64, big-endian: nanoseconds since 1970-01-01 UTC
+//	peer, tee, platform,
+//	mrenclave, mrsigner                each a string
+//	isv_prod_id, isv_svn               each an optional uint16
+//	mrtd                               string
+//	rtmrs                              list of strings
+//	measurement, tcb_status            strings
+//	debug                              one byte, 0 or 1
+//	workload                           string
+//	keys                               list of strings
+//	decision, reason                   strings
+//	manifest                           string (v2 only)
+//
+// A record that names a workload measurement (manifest) is encoded as v2, with the label
+// "ppml audit record v2\x00" and the manifest last; the others as v1, so that chains written
+// before the manifest was recorded still verify.
+// A string is its length in bytes (uint32, big-endian) and its bytes; an optional uint16 is the
+// byte 0 when absent, or the byte 1 and the value (big-endian); a list is its number of items
+// (uint32, big-endian) and each item, so that an absent list and an empty one encode alike.
+//
+// A checkpoint signs the chain's head: the signed message is
+//
+//	"ppml audit checkpoint v1\x00" ‖ record id (uint64) ‖ record hash (32 bytes) ‖ time (int64 ns)
+//
+// with the server's TLS key: ECDSA over its SHA-256 (ASN.1 signature), Ed25519 over the message
+// itself, or RSA-PSS with SHA-256.
+const (
+	recordLabel     = "ppml audit record v1\x00"
+	recordLabelV2   = "ppml audit record v2\x00"
+	checkpointLabel = "ppml audit checkpoint v1\x00"
+	hashSize        = sha256.Size
+)
+
+// Checkpoint is a server's signature over the head of the audit chain at a time: whoever has
+// the signer's public key can tell that no record up to RecordID was changed, deleted or
+// inserted since.
+type Checkpoint struct {
+	ID         int64     `json:"id"` // assigned by the store
+	Time       time.Time `json:"time"`
+	RecordID   int64     `json:"record_id"`   // the head of the chain
+	RecordHash string    `json:"record_hash"` // its hash, hex
+	Signer     string    `json:"signer"`      // SHA-256 of the signer's public key (PKIX DER), hex
+	Signature  []byte    `json:"signature"`
+}
+
+// canonical appends the canonical encoding of r to b, for hashing.
+func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
+	str := func(s string) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	opt := func(v *uint16) {
+		if v == nil {
+			b = append(b, 0)
+			return
+		}
+		b = binary.BigEndian.AppendUint16(append(b, 1), *v)
+	}
+	list := func(l []string) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(l)))
+		for _, s := range l {
+			str(s)
+		}
+	}
+	if r.Manifest != "" {
+		b = append(b, recordLabelV2...)
+	} else {
+		b = append(b, recordLabel...)
+	}
+	b = append(b, prev...)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.ID))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
+	str(r.Peer)
+	str(r.TEE)
+	str(r.Platform)
+	str(r.MREnclave)
+	str(r.MRSigner)
+	opt(r.ISVProdID)
+	opt(r.ISVSVN)
+	str(r.MRTD)
+	list(r.RTMRs)
+	str(r.Measurement)
+	str(r.TCBStatus)
+	debug := byte(0)
+	if r.Debug {
+		debug = 1
+	}
+	b = append(b, debug)
+	str(r.Workload)
+	list(r.Keys)
+	str(string(r.Decision))
+	str(r.Reason)
+	if r.Manifest != "" {
+		str(r.Manifest)
+	}
+	return b
+}
+
+// chainHash returns the hash of r, with ID set, following the record whose hash is prev.
+func (r *AuditRecord) chainHash(prev []byte) []byte {
+	h := sha256.Sum256(r.canonical(nil, prev))
+	return h[:]
+}
+
+// chain gives the records of batch, in order, the IDs and hashes that follow the chain's head
+// (headID, headHash; headHash is nil when no record is chained yet).
+func chain(headID int64, headHash []byte, batch []*pendingRecord) {
+	prev := headHash
+	if prev == nil {
+		prev = make([]byte, hashSize)
+	}
+	for _, p := range batch {
+		headID++
+		p.r.ID = headID
+		p.r.PrevHash = hex.EncodeToString(prev)
+		prev = p.r.chainHash(prev)
+		p.r.Hash = hex.EncodeToString(prev)
+	}
+}
+
+// decodeHashes turns stored hashes (nil for a record from before the chain) into hex.
+func decodeHashes(r *AuditRecord, prev, hash []byte) {
+	if hash != nil {
+		r.PrevHash, r.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
+	}
+}
+
+func checkpointMessage(c *Checkpoint, hash []byte) []byte {
+	m := append([]byte(checkpointLabel), binary.BigEndian.AppendUint64(nil, uint64(c.RecordID))...)
+	m = append(m, hash...)
+	return binary.BigEndian.AppendUint64(m, uint64(c.Time.UnixNano()))
+}
+
+// KeyID returns the hex SHA-256 of pub's PKIX DER encoding, which names a checkpoint's signer.
+func KeyID(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint key: %w", err)
+	}
+	id := sha256.Sum256(der)
+	return hex.EncodeToString(id[:]), nil
+}
+
+// SignCheckpoint signs the head of st's audit chain with key and stores the checkpoint. With
+// no record chained yet there is nothing to sign: it returns a zero Checkpoint.
+func SignCheckpoint(ctx context.Context, st Store, key crypto.Signer) (Checkpoint, error) {
+	id, head, err := st.AuditHead(ctx)
+	if err != nil || id == 0 {
+		return Checkpoint{}, err
+	}
+	hash, err := hex.DecodeString(head)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("audit head: %w", err)
+	}
+	c := Checkpoint{Time: time.Now().UTC(), RecordID: id, RecordHash: head}
+	if c.Signer, err = KeyID(key.Public()); err != nil {
+		return Checkpoint{}, err
+	}
+	msg := checkpointMessage(&c, hash)
+	var opts crypto.SignerOpts = crypto.SHA256
+	switch key.Public().(type) {
+	case ed25519.PublicKey:
+		opts = crypto.Hash(0)
+	case *rsa.PublicKey:
+		opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+	}
+	if opts.HashFunc() != 0 {
+		digest := sha256.Sum256(msg)
+		msg = digest[:]
+	}
+	if c.Signature, err = key.Sign(rand.Reader, msg, opts); err != nil {
+		return Checkpoint{}, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	if c.ID, err = st.AddCheckpoint(ctx, c); err != nil {
+		return Checkpoint{}, err
+	}
+	return c, nil
+}
+
+// verifySignature checks c's signature over hash with pub.
+func verifySignature(pub crypto.PublicKey, c *Checkpoint, hash []byte) bool {
+	msg := checkpointMessage(c, hash)
+	digest := sha256.Sum256(msg)
+	switch pub := pub.(type) {
+	case *ecdsa.PublicKey:
+		return ecdsa.VerifyASN1(pub, digest[:], c.Signature)
+	case ed25519.PublicKey:
+		return ed25519.Verify(pub, msg, c.Signature)
+	case *rsa.PublicKey:
+		return rsa.VerifyPSS(pub, crypto.SHA256, digest[:], c.Signature, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+	}
+	return false
+}
+
+// AuditReport sums up an audit log that VerifyAudit found whole.
+type AuditReport struct {
+	Records     int64      `json:"records"`   // in all
+	Unchained   int64      `json:"unchained"` // from before the store had a chain
+	Head        int64      `json:"head"`      // the ID of the newest record
+	Checkpoints int        `json:"checkpoints"`
+	Covered     int64      `json:"covered"`                   // the newest record a checkpoint signs
+	LastSigned  *time.Time `json:"last_signed,omitempty"`     // when the newest checkpoint was made
+	Unsigned    int64      `json:"unsigned_after_checkpoint"` // records after Covered
+}
+
+// ChainError is the first place where the audit log does not fit its chain or checkpoints.
+type ChainError struct {
+	Record     int64 // the record that does not fit; 0 if the fault is a checkpoint's alone
+	Checkpoint int64 // the checkpoint involved, if any
+	Reason     string
+}
+
+func (e *ChainError) Error() string {
+	switch {
+	case e.Record != 0 && e.Checkpoint != 0:
+		return fmt.Sprintf("audit record %d does not fit checkpoint %d: %s", e.Record, e.Checkpoint, e.Reason)
+	case e.Record != 0:
+		return fmt.Sprintf("audit record %d does not fit the chain: %s", e.Record, e.Reason)
+	}
+	return fmt.Sprintf("audit checkpoint %d: %s", e.Checkpoint, e.Reason)
+}
+
+// VerifyAudit checks st's whole audit log: that each chained record's hash is that of its
+// content and its predecessor's hash, with IDs that follow one another; that no record without
+// a hash follows a chained one; and that every checkpoint is signed by one of keys and names a
+// record that holds the hash it signed. The error is a *ChainError naming the first record (or
+// checkpoint) that does not fit.
+func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditReport, error) {
+	var rep AuditReport
+	trusted := map[string]crypto.PublicKey{}
+	for _, k := range keys {
+		id, err := KeyID(k)
+		if err != nil {
+			return rep, err
+		}
+		trusted[id] = k
+	}
+	due := map[int64][]*Checkpoint{} // the checkpoints of each record, checked on reaching it
+	for c, err := range st.Checkpoints(ctx) {
+		if err != nil {
+			return rep, err
+		}
+		pub, ok := trusted[c.Signer]
+		hash, herr := hex.DecodeString(c.RecordHash)
+		switch {
+		case !ok:
+			return rep, &ChainError{Checkpoint: c.ID, Reason: fmt.Sprintf("signed by key %s, which is not the server's (tls_cert) nor one given with --cert", c.Signer)}
+		case herr != nil || len(hash) != hashSize || !verifySignature(pub, &c, hash):
+			return rep, &ChainError{Checkpoint: c.ID, Reason: "its signature does not verify: it was altered"}
+		}
+		due[c.RecordID] = append(due[c.RecordID], &c)
+		rep.Checkpoints++
+		if c.RecordID > rep.Covered {
+			rep.Covered = c.RecordID
+		}
+		if rep.LastSigned == nil || c.Time.After(*rep.LastSigned) {
+			rep.LastSigned = &c.Time
+		}
+	}
+	var prev []byte // the hash of the chain's last record so far; nil before the chain
+	for r, err := range st.AuditRecords(ctx, AuditFilter{}) {
+		if err != nil {
+			return rep, err
+		}
+		rep.Records++
+		if r.Hash == "" {
+			if prev != nil {
+				return rep, &ChainError{Record: r.ID, Reason: fmt.Sprintf("it has no hash but follows chained record %d: it was inserted, or its hash removed", rep.Head)}
+			}
+			rep.Unchained++
+			rep.Head = r.ID
+			continue
+		}
+		stated, err1 := hex.DecodeString(r.PrevHash)
+		hash, err2 := hex.DecodeString(r.Hash)
+		if err1 != nil || err2 != nil {
+			return rep, &ChainError{Record: r.ID, Reason: "its hashes are not hex"}
+		}
+		switch {
+		case prev == nil && !bytes.Equal(stated, make([]byte, hashSize)):
+			return rep, &ChainError{Record: r.ID, Reason: "it is the first chained record but names a predecessor: the records before it were deleted"}
+		case prev != nil && r.ID != rep.Head+1:
+			return rep, &ChainError{Record: r.ID, Reason: fmt.Sprintf("it follows record %d: records %d to %d were deleted", rep.Head, rep.Head+1, r.ID-1)}
+		case prev != nil && !bytes.Equal(stated, prev):
+			return rep, &ChainError{Record: r.ID, Reason: fmt.Sprintf("the predecessor hash it carries is not that of record %d: one of the two was changed, or it was inserted", rep.Head)}
+		}
+		if want := r.chainHash(stated); !bytes.Equal(hash, want) {
+			return rep, &ChainError{Record: r.ID, Reason: "its content does not match its hash: it was changed"}
+		}
+		for _, c := range due[r.ID] {
+			if c.RecordHash != r.Hash {
+				return rep, &ChainError{Record: r.ID, Checkpoint: c.ID, Reason: fmt.Sprintf("the checkpoint signed at %s another hash: the records up to it were rewritten", c.Time.Format(time.RFC3339))}
+			}
+		}
+		delete(due, r.ID)
+		prev, rep.Head = hash, r.ID
+	}
+	if len(due) > 0 {
+		missing := slices.Min(slices.Collect(maps.Keys(due)))
+		return rep, &ChainError{Record: missing, Checkpoint: due[missing][0].ID, Reason: "the checkpoint signs this record, which is missing: records were deleted"}
+	}
+	rep.Unsigned = rep.Records - rep.Unchained
+	if rep.Covered > 0 {
+		rep.Unsigned = rep.Head - rep.Covered
+	}
+	return rep, nil
+}

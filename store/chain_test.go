@@ -1,0 +1,293 @@
+package store
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestCanonicalEncoding checks the record hash against the encoding that chain.go documents,
+// spelled out byte by byte here.
+func TestCanonicalEncoding(t *testing.T) {
+	svn := uint16(0x0102)
+	r := AuditRecord{ID: 7, Time: time.Unix(0, 0x0102030405060708), Peer: "p", ISVSVN: &svn,
+		RTMRs: []string{"ab"}, Debug: true, Keys: []string{"k", "l"}, Decision: Deny, Reason: "no"}
+	prev := sha256.Sum256([]byte("previous"))
+	enc := "ppml audit record v1\x00" + string(prev[:]) +
+		"\x00\x00\x00\x00\x00\x00\x00\x07" + // id
+		"\x01\x02\x03\x04\x05\x06\x07\x08" + // time
+		"\x00\x00\x00\x01p" + // peer
+		strings.Repeat("\x00\x00\x00\x00", 4) + // tee, platform, mrenclave, mrsigner
+		"\x00" + "\x01\x01\x02" + // isv_prod_id absent, isv_svn
+		"\x00\x00\x00\x00" + // mrtd
+		"\x00\x00\x00\x01" + "\x00\x00\x00\x02ab" + // rtmrs
+		"\x00\x00\x00\x00\x00\x00\x00\x00" + // measurement, tcb_status
+		"\x01" + // debug
+		"\x00\x00\x00\x00" + // workload
+		"\x00\x00\x00\x02" + "\x00\x00\x00\x01k" + "\x00\x00\x00\x01l" + // keys
+		"\x00\x00\x00\x04deny" + "\x00\x00\x00\x02no"
+	want := sha256.Sum256([]byte(enc))
+	if got := r.chainHash(prev[:]); hex.EncodeToString(got) != hex.EncodeToString(want[:]) {
+		t.Errorf("record hash %x, want %x", got, want)
+	}
+	// An absent list encodes as an empty one; any field changes the hash.
+	empty := r
+	empty.RTMRs, r.RTMRs = nil, []string{}
+	if hex.EncodeToString(empty.chainHash(prev[:])) != hex.EncodeToString(r.chainHash(prev[:])) {
+		t.Error("an absent list and an empty one hash differently")
+	}
+	other := r
+	other.Keys = []string{"kl"}
+	if hex.EncodeToString(other.chainHash(prev[:])) == hex.EncodeToString(r.chainHash(prev[:])) {
+		t.Error("keys [k l] and [kl] hash alike")
+	}
+}
+
+// testSigner is the server's TLS key in the tests: ECDSA P-256, as ppml serve setup makes.
+func testSigner(t testing.TB) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// chainedStore returns a store holding n records and a checkpoint signed by key after the
+// first m of them.
+func chainedStore(t *testing.T, b backend, key crypto.Signer, n, m int) (Store, string) {
+	t.Helper()
+	s, dsn := newStore(t, b)
+	for i := range n {
+		if i == m {
+			if _, err := SignCheckpoint(ctx, s, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.AppendAudit(ctx, sampleRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, dsn
+}
+
+func TestChainVerify(t *testing.T) { forEachBackend(t, testChainVerify) }
+
+func testChainVerify(t *testing.T, b backend) {
+	key := testSigner(t)
+	s, _ := newStore(t, b)
+	if c, err := SignCheckpoint(ctx, s, key); err != nil || c.ID != 0 {
+		t.Fatalf("checkpoint of an empty log: %+v, %v", c, err)
+	}
+	s, _ = chainedStore(t, b, key, 10, 4)
+	records := collect(t, s, AuditFilter{})
+	for i, r := range records {
+		prev := strings.Repeat("0", 64)
+		if i > 0 {
+			prev = records[i-1].Hash
+		}
+		if r.ID != int64(i+1) || r.PrevHash != prev || len(r.Hash) != 64 {
+			t.Fatalf("record %d: ID %d, prev %s, hash %s", i, r.ID, r.PrevHash, r.Hash)
+		}
+	}
+	if id, hash, err := s.AuditHead(ctx); err != nil || id != 10 || hash != records[9].Hash {
+		t.Errorf("AuditHead = %d, %s, %v", id, hash, err)
+	}
+	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Records != 10 || rep.Unchained != 0 || rep.Head != 10 || rep.Checkpoints != 1 || rep.Covered != 4 || rep.Unsigned != 6 {
+		t.Errorf("report %+v", rep)
+	}
+	// A checkpoint by a key the verifier is not given does not count.
+	var ce *ChainError
+	if _, err := VerifyAudit(ctx, s, []crypto.PublicKey{testSigner(t).Public()}); !errors.As(err, &ce) || ce.Checkpoint != 1 || !strings.Contains(err.Error(), "not the server's") {
+		t.Errorf("checkpoint by an unknown key: %v", err)
+	}
+	// Ed25519 and RSA keys sign checkpoints as well.
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, k := range []crypto.Signer{ed, rsaKey} {
+		if _, err := SignCheckpoint(ctx, s, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public(), ed.Public(), rsaKey.Public()}); err != nil || rep.Checkpoints != 3 || rep.Unsigned != 0 {
+		t.Errorf("with three signers: %+v, %v", rep, err)
+	}
+}
+
+// TestChainTamper changes, deletes and inserts records and checkpoints directly in the
+// database, as someone with access to it could, and checks that VerifyAudit names the first
+// record that no longer fits.
+func TestChainTamper(t *testing.T) { forEachBackend(t, testChainTamper) }
+
+func testChainTamper(t *testing.T, b backend) {
+	key := testSigner(t)
+	for _, c := range []struct {
+		name       string
+		tamper     []string // statements run on the database
+		record     int64
+		checkpoint int64
+		reason     string
+	}{
+		{"changed", []string{`UPDATE audit SET reason = 'fine' WHERE id = 4`}, 4, 0, "does not match its hash"},
+		{"manifest named", []string{`UPDATE audit SET manifest = '` + strings.Repeat("ab", 32) + `' WHERE id = 5`}, 5, 0, "does not match its hash"},
+		{"manifest changed", []string{`UPDATE audit SET manifest = '` + strings.Repeat("ab", 32) + `' WHERE id = 6`}, 6, 0, "does not match its hash"},
+		{"changed decision", []string{`UPDATE audit SET decision = 'allow', reason = '' WHERE id = 8`}, 8, 0, "does not match its hash"},
+		{"rehashed", []string{`UPDATE audit SET reason = 'fine', hash = (SELECT hash FROM audit WHERE id = 3) WHERE id = 4`}, 4, 0, "does not match its hash"},
+		{"deleted", []string{`DELETE FROM audit WHERE id = 6`}, 7, 0, "records 6 to 6 were deleted"},
+		{"first deleted", []string{`DELETE FROM audit WHERE id = 1`}, 2, 0, "the records before it were deleted"},
+		{"tail deleted", []string{`DELETE FROM audit WHERE id >= 3`}, 4, 1, "which is missing"},
+		{"inserted without hash", []string{`INSERT INTO audit (id, time_ns, peer, tee, platform, mrenclave, mrsigner, mrtd, rtmrs,
+			measurement, tcb_status, debug, workload, keys, decision, reason)
+			SELECT 100, time_ns, peer, tee, platform, mrenclave, mrsigner, mrtd, rtmrs, measurement, tcb_status, debug,
+			workload, keys, decision, reason FROM audit WHERE id = 2`}, 100, 0, "no hash"},
+		{"inserted copy", []string{`INSERT INTO audit (` + auditColumns + `) SELECT 11, time_ns, peer, tee, platform, mrenclave,
+			mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement, tcb_status, debug, workload, keys, decision, reason,
+			prev_hash, hash, manifest FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
+		{"hash removed", []string{`UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id = 5`}, 5, 0, "no hash"},
+		{"checkpoint altered", []string{`UPDATE audit_checkpoints SET record_id = 5`}, 0, 1, "signature does not verify"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, dsn := chainedStore(t, b, key, 10, 4)
+			if _, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}); err != nil {
+				t.Fatalf("before: %v", err)
+			}
+			db := rawDB(t, b, dsn)
+			for _, q := range c.tamper {
+				exec(t, db, q)
+			}
+			_, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+			var ce *ChainError
+			if !errors.As(err, &ce) || ce.Record != c.record || ce.Checkpoint != c.checkpoint || !strings.Contains(ce.Reason, c.reason) {
+				t.Errorf("VerifyAudit: %v; want record %d, checkpoint %d, %q", err, c.record, c.checkpoint, c.reason)
+			}
+		})
+	}
+
+	// Rewriting the chain from a changed record on, with correct hashes, breaks the checkpoint.
+	s, dsn := chainedStore(t, b, key, 10, 4)
+	rewrite(t, rawDB(t, b, dsn), 2, "nothing happened")
+	_, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	if ce := (*ChainError)(nil); !errors.As(err, &ce) || ce.Record != 4 || ce.Checkpoint != 1 || !strings.Contains(err.Error(), "rewritten") {
+		t.Errorf("rewritten chain: %v", err)
+	}
+}
+
+// rewrite changes the reason of record id and recomputes the hashes of the chain from it on,
+// as someone who knows the encoding could.
+func rewrite(t *testing.T, db *sql.DB, id int64, reason string) {
+	t.Helper()
+	rows, err := db.Query(`SELECT `+auditColumns+` FROM audit WHERE id >= $1 ORDER BY id`, id-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []AuditRecord
+	for rows.Next() {
+		r, err := scanAudit(rows.Scan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	rows.Close()
+	prev, _ := hex.DecodeString(rs[0].Hash)
+	for _, r := range rs[1:] {
+		if r.ID == id {
+			r.Reason = reason
+		}
+		hash := r.chainHash(prev)
+		exec(t, db, `UPDATE audit SET reason = $1, prev_hash = $2, hash = $3 WHERE id = $4`, r.Reason, prev, hash, r.ID)
+		prev = hash
+	}
+}
+
+// TestChainMigration: a SQLite store made before the chain keeps its records, unchained; the
+// chain starts at the first record after the migration.
+func TestChainMigration(t *testing.T) {
+	dsn := sqliteBackend.newDSN(t)
+	seal, _ := newSealer(masterKey(1))
+	w := rawDB(t, sqliteBackend, dsn)
+	// A store at schema version 1, as ppml made them before the chain.
+	exec(t, w, sqliteMigrations[0])
+	exec(t, w, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_ns INTEGER NOT NULL)`)
+	exec(t, w, `INSERT INTO schema_version VALUES (1, 0)`)
+	exec(t, w, `INSERT INTO meta (name, value) VALUES ($1, $2)`, checkName, seal.checkValue())
+	for i := range 3 {
+		exec(t, w, `INSERT INTO audit (time_ns, peer, tee, platform, mrenclave, mrsigner, mrtd, rtmrs, measurement,
+			tcb_status, debug, workload, keys, decision, reason) VALUES ($1, $2, '', '', '', '', '', 'null', '', '', 0, '', 'null', 'deny', 'old')`,
+			int64(i), fmt.Sprintf("old %d", i))
+	}
+
+	s := openAt(t, dsn, masterKey(1))
+	defer s.Close()
+	key := testSigner(t)
+	for i := range 2 {
+		if _, err := s.AppendAudit(ctx, sampleRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := SignCheckpoint(ctx, s, key); err != nil {
+		t.Fatal(err)
+	}
+	records := collect(t, s, AuditFilter{})
+	if len(records) != 5 || records[2].Hash != "" || records[2].Peer != "old 2" || records[3].ID != 4 || records[3].PrevHash != strings.Repeat("0", 64) {
+		t.Fatalf("after migration: %+v", records)
+	}
+	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	if err != nil || rep.Unchained != 3 || rep.Records != 5 || rep.Covered != 5 {
+		t.Errorf("VerifyAudit: %+v, %v", rep, err)
+	}
+}
+
+// TestChainReplicas appends from three stores over one PostgreSQL database at once: the chain
+// stays one total order.
+func TestChainReplicas(t *testing.T) {
+	dsn := postgresBackend.newDSN(t)
+	key := testSigner(t)
+	var stores []Store
+	for range 3 {
+		s := openAt(t, dsn, masterKey(1))
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	const perWriter = 50
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		for w := range 4 {
+			wg.Go(func() {
+				for j := range perWriter {
+					r := sampleRecord(j)
+					r.Peer = fmt.Sprintf("replica %d writer %d", i, w)
+					if _, err := s.AppendAudit(ctx, r); err != nil {
+						t.Error(err)
+						return
+					}
+					if j%10 == 0 {
+						if _, err := SignCheckpoint(ctx, s, key); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	rep, err := VerifyAudit(ctx, stores[0], []crypto.PublicKey{key.Public()})
+	if err != nil || rep.Records != 3*4*perWriter || rep.Head != rep.Records || rep.Checkpoints != 3*4*perWriter/10 {
+		t.Errorf("VerifyAudit: %+v, %v", rep, err)
+	}
+}

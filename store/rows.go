@@ -1,0 +1,81 @@
+package store
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The columns of an audit record and of a checkpoint, as both backends store them, in the order
+// of auditArgs, scanAudit, checkpointArgs and scanCheckpoint. rtmrs and keys are JSON (an array
+// of strings, or null); prev_hash and hash are NULL in records from before the chain.
+const (
+	auditColumns = `id, time_ns, peer, tee, platform, mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs,
+		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash, manifest`
+	checkpointColumns = `time_ns, record_id, record_hash, signer, signature`
+)
+
+// auditArgs returns the values of r's columns; chain has set its ID and hashes.
+func auditArgs(r *AuditRecord) []any {
+	rtmrs, _ := json.Marshal(r.RTMRs) // a []string always marshals
+	keys, _ := json.Marshal(r.Keys)
+	prev, _ := hex.DecodeString(r.PrevHash) // chain wrote them
+	hash, _ := hex.DecodeString(r.Hash)
+	var prodID, svn *int32
+	if r.ISVProdID != nil {
+		prodID = new(int32(*r.ISVProdID))
+	}
+	if r.ISVSVN != nil {
+		svn = new(int32(*r.ISVSVN))
+	}
+	return []any{r.ID, r.Time.UnixNano(), r.Peer, r.TEE, r.Platform, r.MREnclave, r.MRSigner, prodID, svn,
+		r.MRTD, string(rtmrs), r.Measurement, r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision),
+		r.Reason, prev, hash, r.Manifest}
+}
+
+// scanAudit reads a row of auditColumns with scan.
+func scanAudit(scan func(...any) error) (AuditRecord, error) {
+	var r AuditRecord
+	var t int64
+	var rtmrs, keys, decision string
+	var prodID, svn *int32
+	var prev, hash []byte
+	if err := scan(&r.ID, &t, &r.Peer, &r.TEE, &r.Platform, &r.MREnclave, &r.MRSigner, &prodID, &svn,
+		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash, &r.Manifest); err != nil {
+		return AuditRecord{}, fmt.Errorf("read audit records: %w", err)
+	}
+	r.Time, r.Decision = fromNanos(t), Decision(decision)
+	if prodID != nil {
+		r.ISVProdID = new(uint16(*prodID))
+	}
+	if svn != nil {
+		r.ISVSVN = new(uint16(*svn))
+	}
+	decodeHashes(&r, prev, hash)
+	if err := errors.Join(json.Unmarshal([]byte(rtmrs), &r.RTMRs), json.Unmarshal([]byte(keys), &r.Keys)); err != nil {
+		return AuditRecord{}, fmt.Errorf("read audit record %d: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+// checkpointArgs returns the values of c's checkpointColumns.
+func checkpointArgs(c *Checkpoint) ([]any, error) {
+	hash, err := hex.DecodeString(c.RecordHash)
+	if err != nil || len(hash) != hashSize {
+		return nil, fmt.Errorf("checkpoint: record hash %q is not %d bytes of hex", c.RecordHash, hashSize)
+	}
+	return []any{c.Time.UnixNano(), c.RecordID, hash, c.Signer, c.Signature}, nil
+}
+
+// scanCheckpoint reads a row of id and checkpointColumns with scan.
+func scanCheckpoint(scan func(...any) error) (Checkpoint, error) {
+	var c Checkpoint
+	var t int64
+	var hash []byte
+	if err := scan(&c.ID, &t, &c.RecordID, &hash, &c.Signer, &c.Signature); err != nil {
+		return Checkpoint{}, fmt.Errorf("read checkpoints: %w", err)
+	}
+	c.Time, c.RecordHash = fromNanos(t), hex.EncodeToString(hash)
+	return c, nil
+}
