@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,10 @@ type RenderOptions struct {
 	RuntimeDir string
 	// LibOS is what gramine.libos gives: by default the running executable, ppml itself.
 	LibOS string
+	// Progress, when not nil, is called once the trusted files are listed, with the number of
+	// bytes to hash; the hashing, on every core, counts the bytes it reads on the writer that
+	// it returns, which must be safe for concurrent use.
+	Progress func(total int64) io.Writer
 }
 
 // Render fills the manifest template with the defines (gramine-manifest's -D NAME=VALUE), parses
@@ -43,7 +48,7 @@ func Render(template []byte, defines map[string]string, opts *RenderOptions) ([]
 	if err != nil {
 		return nil, fmt.Errorf("the rendered template: %w", err)
 	}
-	if m, err = m.HashTrustedFiles(opts.Dir); err != nil {
+	if m, err = m.hashTrustedFiles(opts.Dir, opts.Progress); err != nil {
 		return nil, err
 	}
 	return m.Canonical(), nil

@@ -10,7 +10,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 )
@@ -24,15 +27,27 @@ import (
 // { uri = "file:PATH", sha256 = "HEX" }, PATH being cleaned (path.Clean) but otherwise as
 // written. A file listed twice appears once, where first listed, and two different hashes for
 // it are an error; so is a trusted file that does not exist.
+//
+// The files are listed first, then hashed on every core, a host file that several paths name
+// (a folder and a symbolic link to it, say) once.
 func (m *Manifest) HashTrustedFiles(dir string) (*Manifest, error) {
+	return m.hashTrustedFiles(dir, nil)
+}
+
+// hashTrustedFiles is HashTrustedFiles, which counts the bytes it hashes on the writer that
+// progress returns, given their total, when progress is not nil.
+func (m *Manifest) hashTrustedFiles(dir string, progress func(total int64) io.Writer) (*Manifest, error) {
 	if len(m.TrustedFiles) == 0 {
 		return m, nil
 	}
-	e := expansion{dir: dir, index: map[string]int{}, given: map[string]bool{}}
+	e := expansion{dir: dir, index: map[string]int{}, given: map[string]bool{}, late: map[int]bool{}}
 	for _, tf := range m.TrustedFiles {
 		if err := e.entry(tf); err != nil {
 			return nil, err
 		}
+	}
+	if err := e.hash(progress); err != nil {
+		return nil, err
 	}
 	var tree map[string]any
 	if _, err := toml.Decode(string(m.canonical), &tree); err != nil {
@@ -56,6 +71,17 @@ type expansion struct {
 	files []TrustedFile
 	index map[string]int  // cleaned path → position in files
 	given map[string]bool // the paths whose hash the manifest gave
+	late  map[int]bool    // the files whose hash the manifest gave after listing them to hash
+	work  []toHash
+}
+
+// toHash is a host file to hash for files[i]: to fill in its hash, or to compare with the one
+// that the manifest gave.
+type toHash struct {
+	i    int
+	host string
+	sum  string
+	err  error
 }
 
 func (e *expansion) entry(tf TrustedFile) error {
@@ -81,7 +107,8 @@ func (e *expansion) entry(tf TrustedFile) error {
 	case !info.Mode().IsRegular():
 		return fmt.Errorf("trusted file %s is not a regular file", tf.URI)
 	}
-	return e.file(host, path.Clean(p))
+	e.file(host, path.Clean(p))
+	return nil
 }
 
 // folder adds the files below the host folder, whose manifest path is p.
@@ -95,38 +122,44 @@ func (e *expansion) folder(host, p string) error {
 	}
 	for _, d := range entries {
 		h, q := filepath.Join(host, d.Name()), path.Join(p, d.Name())
-		var err error
 		switch t := d.Type(); {
 		case t.IsDir():
-			err = e.folder(h, q)
+			if err := e.folder(h, q); err != nil {
+				return err
+			}
 		case t.IsRegular():
-			err = e.file(h, q)
+			e.file(h, q)
 		case t&fs.ModeSymlink != 0:
 			if info, serr := os.Stat(h); serr == nil && info.Mode().IsRegular() {
-				err = e.file(h, q)
+				e.file(h, q)
 			}
-		}
-		if err != nil && !errors.Is(err, fs.ErrPermission) {
-			return err
 		}
 	}
 	return nil
 }
 
-// file hashes the host file, whose manifest path is p, unless it has been already.
-func (e *expansion) file(host, p string) error {
-	if _, ok := e.index[p]; ok && !e.given[p] {
-		return nil
+// file adds the host file, whose manifest path is p, to be hashed, unless it is already.
+func (e *expansion) file(host, p string) {
+	i, ok := e.index[p]
+	switch {
+	case ok && !e.given[p]:
+		return
+	case !ok:
+		i = len(e.files)
+		e.index[p] = i
+		e.files = append(e.files, TrustedFile{URI: "file:" + p})
 	}
-	sum, err := hashFile(host)
-	if err != nil {
-		return fmt.Errorf("trusted file file:%s: %w", p, err)
-	}
-	return e.add(p, sum, false)
+	e.given[p] = false // compared once
+	e.work = append(e.work, toHash{i: i, host: host})
 }
 
 func (e *expansion) add(p, sum string, given bool) error {
 	if i, ok := e.index[p]; ok {
+		if e.files[i].SHA256 == "" { // to be hashed: compared then
+			e.files[i].SHA256 = sum
+			e.late[i] = true
+			return nil
+		}
 		if e.files[i].SHA256 != sum {
 			return fmt.Errorf("trusted file file:%s has two different hashes: %s and %s", p, e.files[i].SHA256, sum)
 		}
@@ -138,14 +171,76 @@ func (e *expansion) add(p, sum string, given bool) error {
 	return nil
 }
 
-func hashFile(name string) (string, error) {
+// hash hashes the files of e.work on every core, each host file once, and fills in their
+// hashes, or reports the first that cannot be read or differs from the hash given for it.
+func (e *expansion) hash(progress func(total int64) io.Writer) error {
+	type fileID struct{ dev, ino uint64 }
+	first := map[fileID]int{} // the host file's first job
+	same := make([]int, len(e.work))
+	var unique []int
+	var total int64
+	for j := range e.work {
+		same[j] = j
+		var st syscall.Stat_t
+		if err := syscall.Stat(e.work[j].host, &st); err != nil {
+			unique = append(unique, j) // hashFile reports it
+			continue
+		}
+		id := fileID{st.Dev, st.Ino}
+		if k, ok := first[id]; ok {
+			same[j] = k
+			continue
+		}
+		first[id] = j
+		unique = append(unique, j)
+		total += st.Size
+	}
+	bar := io.Discard
+	if progress != nil {
+		bar = progress(total)
+	}
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), len(unique)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				e.work[j].sum, e.work[j].err = hashFile(e.work[j].host, bar)
+			}
+		}()
+	}
+	for _, j := range unique {
+		jobs <- j
+	}
+	close(jobs)
+	wg.Wait()
+	for j, w := range e.work {
+		f := &e.files[w.i]
+		done := e.work[same[j]]
+		switch {
+		case done.err != nil:
+			return fmt.Errorf("trusted file %s: %w", f.URI, done.err)
+		case f.SHA256 == "":
+			f.SHA256 = done.sum
+		case f.SHA256 != done.sum && e.late[w.i]:
+			return fmt.Errorf("trusted file %s has two different hashes: %s and %s", f.URI, done.sum, f.SHA256)
+		case f.SHA256 != done.sum:
+			return fmt.Errorf("trusted file %s has two different hashes: %s and %s", f.URI, f.SHA256, done.sum)
+		}
+	}
+	return nil
+}
+
+// hashFile returns the SHA-256 of the file name in hex, counting the bytes it reads on bar.
+func hashFile(name string, bar io.Writer) (string, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(io.MultiWriter(h, bar), f); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

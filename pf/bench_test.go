@@ -29,6 +29,19 @@ func BenchmarkDecrypt(b *testing.B) {
 	}
 }
 
+// BenchmarkReencrypt is pf rekey's work on one file: its yardstick is BenchmarkDecrypt plus
+// BenchmarkEncrypt, which it does at once.
+func BenchmarkReencrypt(b *testing.B) {
+	src := encryptBytes(b, plaintext(benchSize), "bench")
+	dst := memStorage{b: make([]byte, 0, HostSize(benchSize))}
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		if _, err := Reencrypt(&dst, src, src.size(), testKey, newKey, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkFileWriteAt writes a file sequentially in 128 KiB pieces, as a FUSE server does.
 func BenchmarkFileWriteAt(b *testing.B) {
 	plain := plaintext(benchSize)

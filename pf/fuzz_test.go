@@ -115,3 +115,37 @@ func FuzzFileOps(f *testing.F) {
 		randomOps(t, seed, int(steps%200), false)
 	})
 }
+
+// FuzzReencrypt feeds arbitrary host files to Reencrypt: it fails exactly when Decrypt does, and
+// otherwise writes a file that reads, under the new key, as the old one did.
+func FuzzReencrypt(f *testing.F) {
+	key := readKey(f, "wrap.key")
+	for _, name := range []string{"ct/ct_0.pf", "ct/ct_4097.pf", "neg/trunc_unaligned_1.pf"} {
+		b, err := os.ReadFile(filepath.Join(vectors, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	var big memStorage
+	if _, err := Encrypt(&big, bytes.NewReader(plaintext(MetaDataSize+100*NodeSize)), key, "big", &Options{Version: 1}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(big.b)
+	f.Fuzz(func(t *testing.T, host []byte) {
+		var want bytes.Buffer
+		_, derr := Decrypt(&want, bytes.NewReader(host), int64(len(host)), key, nil)
+		var dst memStorage
+		_, err := Reencrypt(&dst, bytes.NewReader(host), int64(len(host)), key, newKey, nil)
+		if (err == nil) != (derr == nil) {
+			t.Fatalf("Reencrypt (%v) and Decrypt (%v) disagree", err, derr)
+		}
+		if err != nil {
+			return
+		}
+		var got bytes.Buffer
+		if _, err := Decrypt(&got, &dst, dst.size(), newKey, nil); err != nil || !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("the re-encrypted file reads differently (%v)", err)
+		}
+	})
+}

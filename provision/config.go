@@ -3,6 +3,7 @@ package provision
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ type Config struct {
 	Listen        string `toml:"listen"`
 	TLSCert       string `toml:"tls_cert"`        // the server's own certificate (PEM)
 	TLSKey        string `toml:"tls_key"`         // and its key
-	Store         string `toml:"store"`           // "sqlite:PATH" or "postgres://..."
+	Store         string `toml:"store"`           // "sqlite:PATH", "postgres://...", or "env:NAME" to read it from $NAME
 	MasterKeyFile string `toml:"master_key_file"` // 32 bytes; keys are encrypted at rest under it
 	// The roots of trust that vouch for workloads' evidence: sim_platforms, collateral,
 	// skip_crl, tdx_collateral, snp, snp_certificates.
@@ -141,6 +142,12 @@ func (c *Config) check() error {
 	}
 	for i, p := range c.SimPlatforms {
 		c.SimPlatforms[i] = c.Path(p)
+	}
+	if name, ok := strings.CutPrefix(c.Store, "env:"); ok {
+		// The store's URL, which may hold a password, kept out of the file (a Kubernetes Secret).
+		if c.Store = os.Getenv(name); c.Store == "" {
+			return fmt.Errorf("store = \"env:%s\": the environment variable %[1]s is not set or empty: set it to the store's data source name", name)
+		}
 	}
 	if path, ok := strings.CutPrefix(c.Store, "sqlite:"); ok {
 		c.Store = "sqlite:" + c.Path(path)

@@ -315,3 +315,21 @@ func TestTCBPolicy(t *testing.T) {
 		t.Errorf("allow_sept_ve on an SGX workload: %v", err)
 	}
 }
+
+// TestStoreFromEnv: store = "env:NAME" takes the store's data source name from $NAME, so that a
+// password in it stays out of the file; an unset variable is an error that names it.
+func TestStoreFromEnv(t *testing.T) {
+	const workload = "[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n"
+	path := writeConfig(t, workload)
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(b), `store = "sqlite:ppml.db"`, `store = "env:PPML_TEST_STORE"`, 1)), 0o600)
+	t.Setenv("PPML_TEST_STORE", "sqlite:keys.db")
+	c, err := LoadConfig(path)
+	if err != nil || c.Store != "sqlite:"+filepath.Join(filepath.Dir(path), "keys.db") {
+		t.Fatalf("store from the environment: %v, %+v", err, c)
+	}
+	t.Setenv("PPML_TEST_STORE", "")
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), `store = "env:PPML_TEST_STORE": the environment variable PPML_TEST_STORE is not set or empty`) {
+		t.Fatalf("unset variable: %v", err)
+	}
+}

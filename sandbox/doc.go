@@ -33,8 +33,14 @@
 //     serves each encrypted mount with package encfs (files bound to the mount's URI path as
 //     Gramine binds them, relative to the folder ppml runs in) and mounts an empty tmpfs for
 //     each tmpfs mount. Like Gramine's LibOS it also provides /dev/null,
-//     /dev/zero, /dev/full, /dev/random and /dev/urandom, which a mount at /dev hides. Nothing
+//     /dev/zero, /dev/full, /dev/random and /dev/urandom, which a mount at /dev hides, and the
+//     CPU's description (/proc/cpuinfo, /sys/devices/system/{cpu,node}), read-only. Nothing
 //     else of the host is in the view: no /proc, /sys or /etc unless the manifest mounts them.
+//     A mount point that the mount around it lacks is made in the view, never on the host
+//     (view.shadow), and where the view lacks the dynamic loader that the entrypoint names
+//     but /lib, where Gramine's manifests mount its runtime, holds one of that name, the
+//     loader's path becomes a link to it (view.provideLoader), as Gramine runs every program
+//     with its runtime's loader.
 //  5. The sandbox process starts ppml once more, as the workload's init, in a mount namespace
 //     of its own and in its own process group (the terminal's foreground group when its
 //     standard input is the terminal). It receives its configuration over a pipe, and on the

@@ -64,6 +64,11 @@ const (
 // devices are the device files that the workload's /dev holds, as Gramine's LibOS provides them.
 var devices = []string{"null", "zero", "full", "random", "urandom"}
 
+// cpuDescription is what Gramine's LibOS emulates of /proc and /sys to describe the CPU, without
+// which PyTorch's CPU detection fails and it picks other kernels and threads than natively. The
+// view holds the host's, read-only, under whatever the manifest mounts there.
+var cpuDescription = []string{"/proc/cpuinfo", "/sys/devices/system/cpu", "/sys/devices/system/node"}
+
 // unmountTimeout bounds the wait for the filesystems that the sandbox serves to go away once the
 // workload has ended: only a process of the workload that escaped its process group can hold
 // them longer.
@@ -159,6 +164,7 @@ type view struct {
 	volumes []*encfs.Server // the encfs volumes
 	trusted *trustfs.Server // the trusted files' filesystem, or nil
 	exposed map[int]bool    // the volumes bound at exposedDir in the root, for absent files
+	shadows []string        // the folders that shadow made, in the view
 }
 
 // exposedDir is where, in the workload's view, a volume of single-file encrypted mounts is
@@ -222,9 +228,25 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 			return err
 		}
 	}
+	for _, p := range cpuDescription {
+		if _, err := os.Stat(filepath.Join(hostDir, p)); err != nil {
+			continue // not on this host
+		}
+		if err := v.mount(stageMount{Type: manifest.Chroot, Path: p, Source: p, ReadOnly: true}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
+			return err
+		}
+	}
 	for _, sm := range cfg.Mounts {
 		if err := v.mount(sm, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
 			return fmt.Errorf("mount %s: %w", sm.Path, err)
+		}
+	}
+	if err := v.provideLoader(cfg.Path); err != nil {
+		return fmt.Errorf("provide the dynamic loader: %w", err)
+	}
+	for _, dir := range v.shadows {
+		if err := unix.MountSetattr(unix.AT_FDCWD, filepath.Join(rootDir, dir), 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return fmt.Errorf("make the folder of mount points %s read-only: %w", dir, err)
 		}
 	}
 	err = unix.MountSetattr(v.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
@@ -303,7 +325,9 @@ func (v *view) linkAbsent(sm stageMount) error {
 		return err
 	}
 	if in, ok := v.mountOf(dir); ok && in.Type != manifest.Tmpfs {
-		return fmt.Errorf("%s does not exist, and ppml does not make its mount point in the %s mount at %s on the host", sm.Path, in.Type, in.Path)
+		if err := v.shadow(dir, in, path.Base(sm.Path)); err != nil {
+			return fmt.Errorf("make %s in the %s mount at %s: %w", sm.Path, in.Type, in.Path, err)
+		}
 	}
 	return os.Symlink(path.Join(exposed, sm.Source), filepath.Join(rootDir, sm.Path))
 }
@@ -322,8 +346,8 @@ func createMissing(name string) error {
 
 // mountPoint makes sure that p, a path in the workload's view, exists in the root as a folder
 // (dir) or a file. It creates what is missing on the root's own tmpfs or on a tmpfs mount; in a
-// chroot or encrypted mount it would change the host, so a missing mount point is an error
-// there. It refuses symbolic links, which would lead outside the workload's root.
+// folder of a chroot or encrypted mount, which would change the host, it shadows the folder
+// first (see shadow). It refuses symbolic links, which would lead outside the workload's root.
 func (v *view) mountPoint(p string, dir bool) error {
 	cur := "/"
 	for part := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
@@ -342,7 +366,9 @@ func (v *view) mountPoint(p string, dir bool) error {
 			return err
 		}
 		if in, ok := v.mountOf(parent); ok && in.Type != manifest.Tmpfs {
-			return fmt.Errorf("%s does not exist in the %s mount at %s, and ppml does not create mount points on the host", cur, in.Type, in.Path)
+			if err := v.shadow(parent, in, ""); err != nil {
+				return fmt.Errorf("make the mount point %s in the %s mount at %s: %w", cur, in.Type, in.Path, err)
+			}
 		}
 		if cur != p || dir {
 			err = os.Mkdir(filepath.Join(rootDir, cur), 0o755)
@@ -353,6 +379,85 @@ func (v *view) mountPoint(p string, dir bool) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// shadow makes dir, a folder of the mount in of the workload's view, one whose mount points
+// are made in the view and never on the host, as Gramine's LibOS makes them in its own tree of
+// names: it mounts a tmpfs over dir that holds what dir holds, each name bound to what it is in
+// dir (with whatever is mounted on it), but for symbolic links, which are copied. What is in
+// dir's names is served as before, writable where it was; dir itself holds the names it had
+// and the mount points made in it, and is read-only once the view is built (finish), so that
+// the workload cannot make a name there that would be lost. The name omit, which the caller
+// makes itself, is left out.
+func (v *view) shadow(dir string, in stageMount, omit string) error {
+	target := filepath.Join(rootDir, dir)
+	fd, err := unix.Open(target, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), target)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	var nested []stageMount // mounts inside dir, which the binds below carry
+	for _, sm := range v.mounted {
+		if rel, ok := within(dir, sm.Path); ok && rel != "" {
+			nested = append(nested, sm)
+		}
+	}
+	if err := mountTmpfs(target, fmt.Sprintf("mode=%o,uid=%d,gid=%d", st.Mode&0o7777, st.Uid, st.Gid)); err != nil {
+		return err
+	}
+	v.mounted = append(v.mounted, stageMount{Type: manifest.Tmpfs, Path: dir})
+	v.shadows = append(v.shadows, dir)
+	attrs := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
+	if in.ReadOnly || in.Checked != "" {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if name == omit {
+			continue
+		}
+		source := fmt.Sprintf("/proc/self/fd/%d/%s", fd, name)
+		p := filepath.Join(target, name)
+		info, err := os.Lstat(source)
+		switch {
+		case err != nil:
+			return err
+		case info.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(source)
+			if err == nil {
+				err = os.Symlink(link, p)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		case info.IsDir():
+			err = os.Mkdir(p, 0o755)
+		default:
+			err = createMissing(p)
+		}
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount(source, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", path.Join(dir, name), err)
+		}
+		if err := unix.MountSetattr(unix.AT_FDCWD, p, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
+			return fmt.Errorf("set the mount's attributes: %w", err)
+		}
+		v.mounted = append(v.mounted, stageMount{Type: in.Type, Path: path.Join(dir, name), ReadOnly: in.ReadOnly, Checked: in.Checked})
+	}
+	v.mounted = append(v.mounted, nested...)
 	return nil
 }
 

@@ -159,6 +159,11 @@ func startEntrypoint(config *os.File) (int, error) {
 	pid, err := syscall.ForkExec(cfg.Path, cfg.Args, &syscall.ProcAttr{
 		Env: cfg.Env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
+	if err == syscall.ENOENT {
+		if _, serr := os.Stat(cfg.Path); serr == nil {
+			return 0, fmt.Errorf("start the workload (libos.entrypoint): exec %s: %w: the program is there, but not its dynamic loader, or the interpreter of its #! line (mount it, or a folder holding ld-linux-x86-64.so.2 at /lib, as Gramine's manifests mount its runtime)", cfg.Path, err)
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("start the workload (libos.entrypoint): exec %s: %w", cfg.Path, err)
 	}

@@ -137,6 +137,19 @@ func TestScripts(t *testing.T) {
 				ts.Check(err)
 				ts.Defer(func() { c.Close() })
 			},
+			// httpget URL prints the status code of a GET of URL and the body, on a line of their
+			// own.
+			"httpget": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: httpget URL")
+				}
+				resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(args[0])
+				ts.Check(err)
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				ts.Check(err)
+				fmt.Fprintf(ts.Stdout(), "%d %s", resp.StatusCode, body)
+			},
 			// garbage HOST:PORT N opens N connections there that send bytes that are not TLS,
 			// each until the server closes it.
 			"garbage": func(ts *testscript.TestScript, neg bool, args []string) {

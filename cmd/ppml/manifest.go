@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -57,7 +58,13 @@ to the current folder, as for gramine-manifest.`,
 			if err != nil {
 				return err
 			}
-			b, err := manifest.Render(template, vars, nil)
+			finish := func() {}
+			b, err := manifest.Render(template, vars, &manifest.RenderOptions{Progress: func(total int64) io.Writer {
+				var bar io.Writer
+				bar, finish = newProgress(cmd.ErrOrStderr(), total, "hashing the trusted files")
+				return bar
+			}})
+			finish()
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}

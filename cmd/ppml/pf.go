@@ -12,10 +12,12 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/internal/atomicfile"
 	"github.com/ppml/ppml/pf"
+	"github.com/ppml/ppml/pf/rekey"
 )
 
 func newPFCommand() *cobra.Command {
@@ -30,7 +32,7 @@ is replaced only with --force.
 A protected file is bound to a path: Gramine opens it only under that exact path (relative to
 the folder where gramine-sgx runs, normalized). encrypt binds the normalized -o path, or --path.`,
 	}
-	cmd.AddCommand(newGenKeyCommand(), newEncryptCommand(), newDecryptCommand(), newInspectCommand())
+	cmd.AddCommand(newGenKeyCommand(), newEncryptCommand(), newDecryptCommand(), newRekeyCommand(), newInspectCommand())
 	return cmd
 }
 
@@ -195,8 +197,8 @@ Files are written in format 2, which Gramine reads since v1.9. --format 1 writes
 Gramine v1.0 to v1.8, which v1.9 reads too (and rewrites as format 2 when it changes a file).`,
 		Args: filesAsFlags,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != 1 && format != 2 {
-				return usageError{fmt.Errorf("%s: --format %d: want 1 (Gramine v1.0 to v1.8) or 2 (Gramine v1.9 and later)", cmd.CommandPath(), format)}
+			if err := checkFormat(cmd, format); err != nil {
+				return err
 			}
 			prefix := c.out
 			if cmd.Flags().Changed("path") {
@@ -212,6 +214,14 @@ Gramine v1.0 to v1.8, which v1.9 reads too (and rewrites as format 2 when it cha
 	cmd.Flags().StringVar(&bound, "path", "", "bind this path instead of the output path")
 	cmd.Flags().IntVar(&format, "format", pf.Version, "protected-file format: 2 for Gramine v1.9 and later, 1 for v1.0 to v1.8")
 	return cmd
+}
+
+// checkFormat checks the value of --format.
+func checkFormat(cmd *cobra.Command, format int) error {
+	if format != 1 && format != 2 {
+		return usageError{fmt.Errorf("%s: --format %d: want 1 (Gramine v1.0 to v1.8) or 2 (Gramine v1.9 and later)", cmd.CommandPath(), format)}
+	}
+	return nil
 }
 
 func encryptFile(cmd *cobra.Command, in, out, bound string, key pf.Key, opts *pf.Options) error {
@@ -313,6 +323,90 @@ func decryptFile(cmd *cobra.Command, in, out string, key pf.Key, opts *pf.Option
 		}
 		return err
 	})
+}
+
+func newRekeyCommand() *cobra.Command {
+	var oldPath, newPath, in string
+	var format int
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "rekey -w OLD -W NEW -i PATH [--format 1|2]",
+		Short: "Re-encrypt a protected file, or a folder of them, in place under a new key",
+		Long: `rekey re-encrypts the protected file PATH, or every file under the folder PATH, from the wrap
+key OLD to the wrap key NEW, in place: after ppml key rotate, it moves the files to the new
+current version of the key. Each file keeps its bound path, and its format unless --format says
+otherwise.
+
+First every file's metadata is opened: if one opens with neither key, or is no protected file,
+rekey names it and changes nothing. Files under NEW already are skipped. Each file is then
+replaced atomically and durably, several at once, large ones one at a time on every core: a
+rekey stopped at any moment (Ctrl-C, a crash, a power cut) leaves every file whole under OLD or
+NEW, and run again it finishes. It removes the temporary files that a stopped run left.`,
+		Args: filesAsFlags,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlags(cmd, "wrap-key", "new-wrap-key", "input"); err != nil {
+				return err
+			}
+			opts := &rekey.Options{}
+			if cmd.Flags().Changed("format") {
+				if err := checkFormat(cmd, format); err != nil {
+					return err
+				}
+				opts.Version = uint8(format)
+			}
+			oldKey, err := readKey(oldPath)
+			if err != nil {
+				return err
+			}
+			defer clear(oldKey[:])
+			newKey, err := readKey(newPath)
+			if err != nil {
+				return fmt.Errorf("-W: %w", err)
+			}
+			defer clear(newKey[:])
+			if oldKey == newKey {
+				return usageError{fmt.Errorf("%s: -w %s and -W %s hold the same key", cmd.CommandPath(), oldPath, newPath)}
+			}
+			stderr := cmd.ErrOrStderr()
+			if verbose {
+				opts.Done = func(name string, rekeyed bool) {
+					if rekeyed {
+						fmt.Fprintf(stderr, "rekeyed %s\n", name)
+					} else {
+						fmt.Fprintf(stderr, "skipped %s: under the new key already\n", name)
+					}
+				}
+			}
+			// Ctrl-C lets the files in progress finish; a second one stops at once.
+			defer stopBy(cmd.Context(), stopOnContext)()
+			res, err := rekey.Run(cmd.Context(), in, oldKey, newKey, opts)
+			if res != nil {
+				for _, name := range res.Removed {
+					fmt.Fprintf(stderr, "removed %s, left by an interrupted run\n", name)
+				}
+				if verbose {
+					for _, name := range res.Ignored {
+						fmt.Fprintf(stderr, "skipping %s: not a regular file\n", name)
+					}
+				}
+			}
+			if errors.Is(err, rekey.ErrNeitherKey) {
+				return fmt.Errorf("%w (is -w the key the files are under, and -W the new one?)", err)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "rekeyed %d files (%s of plaintext); %d under the new key already\n", res.Rekeyed, humanize.IBytes(uint64(res.Bytes)), res.Skipped)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&oldPath, "wrap-key", "w", "", "the wrap key the files are under now (OLD)")
+	f.StringVarP(&newPath, "new-wrap-key", "W", "", "the wrap key to re-encrypt them under (NEW)")
+	f.StringVarP(&in, "input", "i", "", "the protected file or folder, changed in place")
+	f.IntVar(&format, "format", 0, "write format 1 (Gramine v1.0 to v1.8) or 2 (v1.9 and later) instead of each file's own")
+	f.BoolVarP(&verbose, "verbose", "v", false, "name every file rekeyed or skipped")
+	return cmd
 }
 
 func newInspectCommand() *cobra.Command {

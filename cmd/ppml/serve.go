@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/internal/atomicfile"
 	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/provision"
@@ -88,6 +90,8 @@ func serve(cmd *cobra.Command, configPath string) error {
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET "+provision.HealthzPath, provision.Healthz)
+		mux.HandleFunc("GET "+provision.ReadyzPath, server.Readyz)
 		metrics := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := metrics.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -364,6 +368,50 @@ func newKeyCommand() *cobra.Command {
 		}),
 	}
 	importCmd.Flags().StringVarP(&keyFile, "wrap-key", "w", "", "the key file")
+	var version int
+	var force bool
+	exportCmd := &cobra.Command{
+		Use:   "export NAME -w KEYFILE [--version N] --config FILE",
+		Short: "Write a version of NAME (by default the current one) to a key file, for ppml pf rekey",
+		Long: `export writes version N of the key NAME, or its current version, to KEYFILE (16 raw bytes, mode
+0600), as ppml pf gen-key writes a key: after ppml key rotate, export the version before and the
+current one, re-encrypt the files with ppml pf rekey -w OLD -W NEW, then remove both files.
+Workloads always get the current version.`,
+		Args: exactArgs(1),
+		RunE: withStore(func(cmd *cobra.Command, st store.Store, args []string) error {
+			if err := requireFlags(cmd, "wrap-key"); err != nil {
+				return err
+			}
+			name := args[0]
+			if version < 0 {
+				return usageError{fmt.Errorf("%s: --version %d: versions start at 1", cmd.CommandPath(), version)}
+			}
+			if version == store.Current {
+				keys, err := st.ListKeys(cmd.Context())
+				if err != nil {
+					return err
+				}
+				i := slices.IndexFunc(keys, func(k store.KeyInfo) bool { return k.Name == name })
+				if i < 0 {
+					return fmt.Errorf("key %q: %w", name, store.ErrNotFound)
+				}
+				version = keys[i].Version
+			}
+			key, err := st.Key(cmd.Context(), name, version)
+			if err != nil {
+				return err
+			}
+			defer clear(key)
+			if err := atomicfile.WriteFile(keyFile, key, 0o600, force); err != nil {
+				return forceHint(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key %q version %d written to %s\n", name, version, keyFile)
+			return nil
+		}),
+	}
+	exportCmd.Flags().StringVarP(&keyFile, "wrap-key", "w", "", "the key file to write")
+	exportCmd.Flags().IntVar(&version, "version", store.Current, "the version to write (default: the current one)")
+	exportCmd.Flags().BoolVar(&force, "force", false, "replace an existing key file")
 	one := func(use, short, verb string, f func(context.Context, store.Store, string) (store.KeyInfo, error)) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Args: exactArgs(1),
@@ -397,7 +445,7 @@ func newKeyCommand() *cobra.Command {
 		}),
 	}
 	listCmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line")
-	cmd.AddCommand(importCmd,
+	cmd.AddCommand(importCmd, exportCmd,
 		one("create NAME --config FILE", "Store a new random key under NAME", "created",
 			func(ctx context.Context, st store.Store, name string) (store.KeyInfo, error) {
 				return st.CreateKey(ctx, name)

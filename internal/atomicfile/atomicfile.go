@@ -9,8 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 )
+
+// tempMark is in the name of every temporary output: ".NAME" + tempMark + random digits.
+const tempMark = ".ppml-tmp-"
 
 // ErrExists is returned, after the path, when the final path exists and replacing it was not
 // asked for.
@@ -53,7 +58,7 @@ func New(final string, dir, force bool) (*Pending, error) {
 	if info, err := os.Stat(parent); err != nil || !info.IsDir() {
 		return nil, fmt.Errorf("%s: %w", final, missingFolder(parent))
 	}
-	pattern := "." + base + ".ppml-tmp-*"
+	pattern := "." + base + tempMark + "*"
 	var temp string
 	var err error
 	if dir {
@@ -224,4 +229,82 @@ func WriteFile(name string, data []byte, mode os.FileMode, force bool) error {
 		return err
 	}
 	return p.Commit()
+}
+
+// IsTemp reports whether name, a file's base name, is that of a temporary output, which a run
+// that was killed may leave behind.
+func IsTemp(name string) bool {
+	before, _, ok := strings.Cut(name, tempMark)
+	return ok && strings.HasPrefix(before, ".") && len(before) > 1
+}
+
+// Replace replaces the regular file name with what write writes to a new file, durably: the new
+// file gets name's permissions (and owner, where the caller may set it), is synced, then renamed
+// over name, and the folder is synced. If write fails, AbortAll is called or the process dies
+// before the rename, name is as it was; after it, name is the new file, even after a power
+// loss. Hard links to name keep the old file.
+func Replace(name string, write func(*os.File) error) error {
+	info, err := os.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file: not replacing it", name)
+	}
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+tempMark+"*")
+	if err != nil {
+		return err
+	}
+	temp := f.Name()
+	p := &Pending{Temp: temp} // for AbortAll
+	mu.Lock()
+	live[p] = true
+	mu.Unlock()
+	defer p.forget()
+	err = fill(f, info, write)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(temp, name)
+	}
+	if err != nil {
+		os.Remove(temp)
+		return err
+	}
+	return syncFolder(dir)
+}
+
+// fill writes the new file f with write, gives it the permissions and owner of the file that
+// info describes, and syncs it.
+func fill(f *os.File, info fs.FileInfo, write func(*os.File) error) error {
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Chmod(info.Mode().Perm()); err != nil {
+		return err
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid()) {
+		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("give the new file the owner of %s: %w", info.Name(), err)
+		}
+	}
+	return f.Sync()
+}
+
+// syncFolder makes the renames in dir durable.
+func syncFolder(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync folder %s: %w", dir, err)
+	}
+	return nil
 }

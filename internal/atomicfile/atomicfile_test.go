@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -196,5 +197,63 @@ func TestCommitRace(t *testing.T) {
 func TestNotRegular(t *testing.T) {
 	if _, err := New("/dev/null", false, true); err == nil {
 		t.Error("a device would be replaced")
+	}
+}
+
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "f")
+	if err := os.WriteFile(name, []byte("old"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(name, 0o640)
+	if err := Replace(name, func(f *os.File) error { _, err := f.WriteString("new"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(name)
+	if b, _ := os.ReadFile(name); err != nil || string(b) != "new" || info.Mode().Perm() != 0o640 {
+		t.Fatalf("after Replace: %q, mode %v, %v", b, info.Mode(), err)
+	}
+
+	// A failed write leaves the file as it was, and no temporary file.
+	boom := errors.New("boom")
+	if err := Replace(name, func(f *os.File) error { f.WriteString("partial"); return boom }); !errors.Is(err, boom) {
+		t.Fatalf("failed write: %v", err)
+	}
+	if b, _ := os.ReadFile(name); string(b) != "new" {
+		t.Fatalf("a failed Replace changed the file: %q", b)
+	}
+	assertOnly(t, dir, "f")
+
+	// Only regular files are replaced.
+	os.Symlink("f", filepath.Join(dir, "link"))
+	if err := Replace(filepath.Join(dir, "link"), func(*os.File) error { return nil }); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("link replaced: %v", err)
+	}
+	if err := Replace(filepath.Join(dir, "missing"), func(*os.File) error { return nil }); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestIsTemp(t *testing.T) {
+	dir := t.TempDir()
+	final := filepath.Join(dir, "model.pt")
+	p, err := New(final, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Abort()
+	var seen string
+	os.WriteFile(final, nil, 0o600)
+	Replace(final, func(f *os.File) error { seen = filepath.Base(f.Name()); return nil })
+	for _, name := range []string{filepath.Base(p.Temp), seen} {
+		if !IsTemp(name) {
+			t.Errorf("IsTemp(%q) = false for a temporary output", name)
+		}
+	}
+	for _, name := range []string{"model.pt", ".model.pt", "x.ppml-tmp-1", ".ppml-tmp-1", ""} {
+		if IsTemp(name) {
+			t.Errorf("IsTemp(%q) = true", name)
+		}
 	}
 }
