@@ -581,4 +581,7 @@ func fillClaims(rec *store.AuditRecord, c *attest.Claims) {
 	for _, r := range c.RTMRs {
 		rec.RTMRs = append(rec.RTMRs, r.String())
 	}
+	if m := attest.Workload(c.ReportData); m != nil {
+		rec.Manifest = m.String()
+	}
 }

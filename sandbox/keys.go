@@ -28,7 +28,8 @@ func KeyNames(m *manifest.Manifest) []string {
 	return names
 }
 
-// fetchKeys attests with a and fetches the named keys from m's provisioning servers.
+// fetchKeys attests with a, m's measurement in the report data (attest.ForWorkload), and fetches
+// the named keys from m's provisioning servers.
 func fetchKeys(ctx context.Context, m *manifest.Manifest, a attest.Attester, names []string) (map[string]pf.Key, error) {
 	if a == nil {
 		return nil, errors.New("the encrypted mounts' keys need remote attestation, and no TEE was chosen to attest with")
@@ -47,7 +48,8 @@ func fetchKeys(ctx context.Context, m *manifest.Manifest, a attest.Attester, nam
 		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %s holds no PEM certificate", ca)
 	}
 	servers := m.Provisioning.Servers
-	c := &client.Client{Servers: servers, Roots: roots, Attester: a}
+	// The evidence names the workload: in a CVM it measures only the VM's image.
+	c := &client.Client{Servers: servers, Roots: roots, Attester: attest.ForWorkload(a, manifest.Measure(m))}
 	secrets, err := c.Fetch(ctx, names...)
 	if err != nil {
 		return nil, fmt.Errorf("keys %s from %s: %w", strings.Join(names, ", "), strings.Join(servers, ", "), err)

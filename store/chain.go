@@ -37,7 +37,12 @@ import (
 //	workload                           string
 //	keys                               list of strings
 //	decision, reason                   strings
+//	manifest                           string (v2 only)
+//	gpus                               string (v2 only): JSON of the GPUs' records, or "null"
 //
+// A record that names a workload measurement (manifest) or GPUs is encoded as v2, with the label
+// "ppml audit record v2\x00" and those two last; the others as v1, so that chains written
+// before these were recorded still verify.
 // A string is its length in bytes (uint32, big-endian) and its bytes; an optional uint16 is the
 // byte 0 when absent, or the byte 1 and the value (big-endian); a list is its number of items
 // (uint32, big-endian) and each item, so that an absent list and an empty one encode alike.
@@ -50,6 +55,7 @@ import (
 // itself, or RSA-PSS with SHA-256.
 const (
 	recordLabel     = "ppml audit record v1\x00"
+	recordLabelV2   = "ppml audit record v2\x00"
 	checkpointLabel = "ppml audit checkpoint v1\x00"
 	hashSize        = sha256.Size
 )
@@ -85,7 +91,12 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 			str(s)
 		}
 	}
-	b = append(b, recordLabel...)
+	v2 := r.Manifest != "" || len(r.GPUs) > 0
+	if v2 {
+		b = append(b, recordLabelV2...)
+	} else {
+		b = append(b, recordLabel...)
+	}
 	b = append(b, prev...)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.ID))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
@@ -109,9 +120,12 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 	list(r.Keys)
 	str(string(r.Decision))
 	str(r.Reason)
-	if len(r.GPUs) > 0 {
-		// Only records with GPUs carry them: the hashes of records without stay as they were.
-		gpus, _ := json.Marshal(r.GPUs) // plain fields always marshal, in a fixed order
+	if v2 {
+		str(r.Manifest)
+		gpus := []byte("null")
+		if len(r.GPUs) > 0 {
+			gpus, _ = json.Marshal(r.GPUs) // plain fields always marshal, in a fixed order
+		}
 		str(string(gpus))
 	}
 	return b

@@ -144,6 +144,8 @@ func testChainTamper(t *testing.T, b backend) {
 		reason     string
 	}{
 		{"changed", []string{`UPDATE audit SET reason = 'fine' WHERE id = 4`}, 4, 0, "does not match its hash"},
+		{"manifest named", []string{`UPDATE audit SET manifest = '` + strings.Repeat("ab", 32) + `' WHERE id = 5`}, 5, 0, "does not match its hash"},
+		{"manifest changed", []string{`UPDATE audit SET manifest = '` + strings.Repeat("ab", 32) + `' WHERE id = 6`}, 6, 0, "does not match its hash"},
 		{"changed decision", []string{`UPDATE audit SET decision = 'allow', reason = '' WHERE id = 8`}, 8, 0, "does not match its hash"},
 		{"GPU claims changed", []string{`UPDATE audit SET gpus = '[{"measurements":"match"}]' WHERE id = 5`}, 5, 0, "does not match its hash"},
 		{"GPU claims added", []string{`UPDATE audit SET gpus = '[{"measurements":"match"}]' WHERE id = 6`}, 6, 0, "does not match its hash"},
@@ -157,7 +159,7 @@ func testChainTamper(t *testing.T, b backend) {
 			workload, keys, decision, reason FROM audit WHERE id = 2`}, 100, 0, "no hash"},
 		{"inserted copy", []string{`INSERT INTO audit (` + auditColumns + `) SELECT 11, time_ns, peer, tee, platform, mrenclave,
 			mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement, tcb_status, debug, workload, keys, decision, reason,
-			prev_hash, hash, gpus FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
+			prev_hash, hash, gpus, manifest FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
 		{"hash removed", []string{`UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id = 5`}, 5, 0, "no hash"},
 		{"checkpoint altered", []string{`UPDATE audit_checkpoints SET record_id = 5`}, 0, 1, "signature does not verify"},
 	} {

@@ -12,7 +12,7 @@ import (
 // of strings, or null), and so is gpus (an array of GPURecord, or null); prev_hash and hash are NULL in records from before the chain.
 const (
 	auditColumns = `id, time_ns, peer, tee, platform, mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs,
-		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash, gpus`
+		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash, gpus, manifest`
 	checkpointColumns = `time_ns, record_id, record_hash, signer, signature`
 )
 
@@ -32,7 +32,7 @@ func auditArgs(r *AuditRecord) []any {
 	}
 	return []any{r.ID, r.Time.UnixNano(), r.Peer, r.TEE, r.Platform, r.MREnclave, r.MRSigner, prodID, svn,
 		r.MRTD, string(rtmrs), r.Measurement, r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision),
-		r.Reason, prev, hash, string(gpus)}
+		r.Reason, prev, hash, string(gpus), r.Manifest}
 }
 
 // scanAudit reads a row of auditColumns with scan.
@@ -43,7 +43,7 @@ func scanAudit(scan func(...any) error) (AuditRecord, error) {
 	var prodID, svn *int32
 	var prev, hash []byte
 	if err := scan(&r.ID, &t, &r.Peer, &r.TEE, &r.Platform, &r.MREnclave, &r.MRSigner, &prodID, &svn,
-		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash, &gpus); err != nil {
+		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash, &gpus, &r.Manifest); err != nil {
 		return AuditRecord{}, fmt.Errorf("read audit records: %w", err)
 	}
 	r.Time, r.Decision = fromNanos(t), Decision(decision)

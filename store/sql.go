@@ -80,7 +80,7 @@ func (s *sqlStore) prepare() error {
 		return err
 	}
 	s.insertAudit, err = s.w.Prepare(`INSERT INTO audit (` + auditColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`)
 	return err
 }
 

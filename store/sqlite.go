@@ -71,6 +71,9 @@ CREATE TABLE audit_checkpoints (
 `, `
 -- What each GPU's evidence said (GPURecord), as JSON: an array, or null.
 ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
+`, `
+-- The workload measurement that the evidence's report data carried (ppml run's).
+ALTER TABLE audit ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
 `}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather

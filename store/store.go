@@ -121,6 +121,8 @@ type AuditRecord struct {
 	MRTD        string   `json:"mrtd,omitempty"`
 	RTMRs       []string `json:"rtmrs,omitempty"`
 	Measurement string   `json:"measurement,omitempty"` // SEV-SNP launch measurement
+	// Manifest is the workload measurement in the report data's last 32 bytes (ppml run's).
+	Manifest string `json:"manifest,omitempty"`
 
 	TCBStatus string   `json:"tcb_status,omitempty"`
 	Debug     bool     `json:"debug"`
@@ -206,7 +208,7 @@ func (r *AuditRecord) check() error {
 		return fmt.Errorf("audit record: decision %q is neither %q nor %q", r.Decision, Allow, Deny)
 	}
 	type field struct{ name, hex string }
-	hexes := []field{{"mrenclave", r.MREnclave}, {"mrsigner", r.MRSigner}, {"mrtd", r.MRTD}, {"measurement", r.Measurement}}
+	hexes := []field{{"mrenclave", r.MREnclave}, {"mrsigner", r.MRSigner}, {"mrtd", r.MRTD}, {"measurement", r.Measurement}, {"manifest", r.Manifest}}
 	for i, h := range r.RTMRs {
 		hexes = append(hexes, field{fmt.Sprintf("rtmr%d", i), h})
 	}

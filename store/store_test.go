@@ -452,6 +452,7 @@ func sampleRecord(i int) AuditRecord {
 			Measurement: "",
 			TCBStatus:   "OutOfDate",
 			Debug:       true,
+			Manifest:    strings.Repeat("5a", 32),
 			Decision:    Deny,
 			Reason:      "TCB status OutOfDate is not accepted",
 		}

@@ -35,37 +35,36 @@ type Settings struct {
 	SNPCertificates []string `toml:"snp_certificates"`
 }
 
-// Registry returns the verifiers the settings trust, one per kind of evidence. SGX quotes are
-// tried against the simulated platforms first, whose refusal of a genuine quote is cheap and
-// certain, then against Intel's roots.
+// Registry returns the verifiers the settings trust, one per kind of evidence. Evidence is tried
+// against the simulated platforms of its kind first, whose refusal of genuine evidence is cheap
+// and certain, then against Intel's or AMD's roots.
 func (s *Settings) Registry() (attest.Registry, error) {
-	r := attest.Registry{}
-	var sgxVerifiers attest.AnyOf
+	verifiers := map[attest.Kind]attest.AnyOf{}
+	add := func(v attest.Verifier) { verifiers[v.Kind()] = append(verifiers[v.Kind()], v) }
 	for _, dir := range s.SimPlatforms {
 		v, err := sim.LoadVerifier(dir)
 		if err != nil {
 			return nil, err
 		}
-		sgxVerifiers = append(sgxVerifiers, v)
+		add(v)
 	}
 	if s.Collateral != "" {
 		source, err := collateral.OpenSource(s.Collateral)
 		if err != nil {
 			return nil, err
 		}
-		sgxVerifiers = append(sgxVerifiers, &sgx.IntelVerifier{Source: source, SkipCRL: s.SkipCRL})
-	}
-	if len(sgxVerifiers) > 0 {
-		r[attest.SGX] = sgxVerifiers
+		add(&sgx.IntelVerifier{Source: source, SkipCRL: s.SkipCRL})
 	}
 	if s.TDXCollateral != "" {
 		b, err := collateral.ReadDir(s.TDXCollateral, "")
 		if err != nil {
 			return nil, err
 		}
-		if r[attest.TDX], err = tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: s.SkipCRL}); err != nil {
+		v, err := tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: s.SkipCRL})
+		if err != nil {
 			return nil, err
 		}
+		add(v)
 	}
 	if s.SNP {
 		var certs [][]byte
@@ -80,7 +79,11 @@ func (s *Settings) Registry() (attest.Registry, error) {
 		if err != nil {
 			return nil, err
 		}
-		r[attest.SNP] = v
+		add(v)
+	}
+	r := attest.Registry{}
+	for kind, vs := range verifiers {
+		r[kind] = vs
 	}
 	return r, nil
 }

@@ -3,6 +3,8 @@ package trust_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,5 +76,39 @@ func TestRegistryErrors(t *testing.T) {
 		if _, err := s.Registry(); err == nil || !strings.Contains(err.Error(), missing) {
 			t.Errorf("%s: %v, want an error naming %s", name, err, missing)
 		}
+	}
+}
+
+// TestRegistryTDX: a simulated TDX platform's verifier comes before Intel's for TDX quotes; a
+// genuine TD's quote goes past the simulated platform, which refuses it as from another root, to
+// Intel's verifier.
+func TestRegistryTDX(t *testing.T) {
+	plat, err := sim.InitTDX(filepath.Join(t.TempDir(), "td"), sim.TDOptions{}, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := testfiles.CollateralDir(t, t.TempDir(), "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json", "tdx/oasis-core/qe_identity_v2_tdx2.json")
+	r, err := (&trust.Settings{SimPlatforms: []string{plat.Dir}, TDXCollateral: dir, SkipCRL: true}).Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anyOf, ok := r[attest.TDX].(attest.AnyOf); !ok || len(anyOf) != 2 || r[attest.SGX] != nil {
+		t.Fatalf("registry %v, want TDX alone, the simulated platform and Intel", r)
+	}
+	quote, err := plat.TDQuote([64]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := r.Verify(context.Background(), attest.TDX, quote, time.Now())
+	if err != nil || claims.Platform != attest.Simulated || claims.MRTD.String() != fmt.Sprintf("%x", sim.DefaultMRTD) {
+		t.Fatalf("simulated TD quote: %+v, %v", claims, err)
+	}
+	genuine, err := os.ReadFile(filepath.Join(testfiles.Attestation, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The recorded collateral has expired by now: Intel's verifier is the one that says so.
+	if _, err := r.Verify(context.Background(), attest.TDX, genuine, time.Now()); err == nil || errors.Is(err, attest.ErrUntrustedRoot) {
+		t.Errorf("genuine TD quote: %v, want Intel's verifier's refusal", err)
 	}
 }

@@ -513,6 +513,9 @@ is told the reference of its record, not its number: --ref prints that record al
 				if workload == "" {
 					workload = "-" // no workload admitted the evidence
 				}
+				if r.Manifest != "" {
+					workload += " manifest=" + short(r.Manifest)
+				}
 				fmt.Fprintf(out, "%s %-5s %s %s %s workload=%s %s\n", r.Time.Format(time.RFC3339), r.Decision, r.Peer, tee, short(id), workload, what)
 			}
 			if ref != "" && !found {
