@@ -108,9 +108,10 @@ func (r recorded) Kind() attest.Kind                        { return r.kind }
 func (r recorded) Attest(attest.ReportData) ([]byte, error) { return r.evidence, nil }
 
 // TestRecordedEvidenceOverTLS: clients present RA-TLS certificates carrying a real TDX quote (set
-// TDX-1 of testdata/attestation) and a real SEV-SNP report to a server on loopback whose policy
-// admits their measurements. With the server's clock pinned where the evidence verifies (at the
-// wall clock's time TDX-1's collateral has expired), what fails is that the evidence does not
+// TDX-8 of testdata/attestation, its collateral from a PCCS that the server's collateral setting
+// names, as for SGX) and a real SEV-SNP report to a server on loopback whose policy admits their
+// measurements. With the server's clock pinned where the evidence verifies (at the
+// wall clock's time TDX-8's collateral has expired), what fails is that the evidence does not
 // bind the certificate's fresh key: the server refuses and audits why at
 // the pinned time.
 func TestRecordedEvidenceOverTLS(t *testing.T) {
@@ -118,12 +119,13 @@ func TestRecordedEvidenceOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tdxCollateral := collateralDir(t, "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json", "tdx/oasis-core/qe_identity_v2_tdx2.json")
-	tb := newTestbed(t, fmt.Sprintf(`tdx_collateral = %q
-skip_crl = true
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	pccs := httptest.NewServer(testfiles.PCCS(testfiles.TDXSets()[7].CollateralDir(t, t.TempDir()), ""))
+	defer pccs.Close()
+	tb := newTestbed(t, fmt.Sprintf(`collateral = %q
 snp = true
 snp_certificates = [%q]
-`, tdxCollateral, vcek)+byEnclave+`
+`, pccs.URL, vcek)+byEnclave+`
 [[workload]]
 name = "td"
 tee = "tdx"
@@ -141,7 +143,7 @@ keys = ["default"]
 		evidence string
 		at       time.Time
 	}{
-		{attest.TDX, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin", time.Unix(1725263032, 0)},
+		{attest.TDX, "tdx/phala-dcap-qvl/tdx_quote", time.Unix(1750415547, 0)},
 		{attest.SNP, "snp/trustee/test-report.bin", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
