@@ -391,13 +391,30 @@ func printClaims(w io.Writer, c *attest.Claims) {
 	if c.Measurement != nil {
 		line("measurement", c.Measurement)
 	}
+	if s := c.SNP; s != nil {
+		p := s.Policy
+		line("product_line", fmt.Sprintf("%s (report version %d, signed by its %s)", s.ProductLine, s.ReportVersion, strings.ToUpper(s.SigningKey)))
+		line("vmpl", s.VMPL)
+		line("guest_svn", s.GuestSVN)
+		line("policy", fmt.Sprintf("%s (debug %v, smt %v, migrate_ma %v, single_socket %v, abi %d.%d)", p.Raw, p.Debug, p.SMT, p.MigrateMA, p.SingleSocket, p.ABIMajor, p.ABIMinor))
+		line("host_data", s.HostData)
+		for _, t := range []struct {
+			name string
+			tcb  attest.SNPTCB
+		}{{"reported_tcb", s.ReportedTCB}, {"current_tcb", s.CurrentTCB}, {"committed_tcb", s.CommittedTCB}, {"launch_tcb", s.LaunchTCB}} {
+			line(t.name, fmt.Sprintf("%v (%s)", t.tcb, t.tcb.Raw))
+		}
+		line("firmware", fmt.Sprintf("%s (committed %s)", s.CurrentFirmware, s.CommittedFirmware))
+	}
 	line("debug", c.Debug)
 	line("tcb_status", c.TCBStatus)
-	advisories := strings.Join(c.AdvisoryIDs, ", ")
-	if advisories == "" {
-		advisories = "none"
+	if c.SNP == nil { // AMD's evidence names no advisories
+		advisories := strings.Join(c.AdvisoryIDs, ", ")
+		if advisories == "" {
+			advisories = "none"
+		}
+		line("advisory_ids", advisories)
 	}
-	line("advisory_ids", advisories)
 	if c.TCBDate != nil {
 		line("tcb_date", c.TCBDate.Format(time.DateOnly))
 		line("tcb_eval_num", c.TCBEvaluationDataNumber)
