@@ -20,7 +20,9 @@ import (
 
 // The audit chain. Each record's hash is SHA-256 over its canonical encoding, which begins with
 // the hash of the record before it; the first record of a chain follows 32 zero bytes. The
-// canonical encoding of a record is, in this order:
+// canonical encoding has versions; a record is encoded in the first version that holds all it
+// says, so that records written before a version existed still verify, and a record is never
+// encoded in two ways (the label differs). Version 1 is, in this order:
 //
 //	"ppml audit record v1\x00"         label (21 bytes)
 //	prev_hash                          32 bytes
@@ -37,9 +39,21 @@ import (
 //	keys                               list of strings
 //	decision, reason                   strings
 //
+// Version 2 is for records with any of what a TCB status rests on (advisory IDs, TCB date, TCB
+// evaluation data number, QE status, TDX module). It is version 1 with the label
+// "ppml audit record v2\x00", followed by:
+//
+//	advisory_ids                       list of strings
+//	tcb_date                           optional int64: nanoseconds since 1970-01-01 UTC
+//	tcb_evaluation_data_number         int64, big-endian
+//	qe_status                          string
+//	tdx_module                         the byte 0 when absent, or the byte 1, its id (string),
+//	                                   ISVSVN (one byte) and status (string)
+//
 // A string is its length in bytes (uint32, big-endian) and its bytes; an optional uint16 is the
 // byte 0 when absent, or the byte 1 and the value (big-endian); a list is its number of items
-// (uint32, big-endian) and each item, so that an absent list and an empty one encode alike.
+// (uint32, big-endian) and each item, so that an absent list and an empty one encode alike; an
+// optional int64 is the byte 0 when absent, or the byte 1 and the value (big-endian).
 //
 // A checkpoint signs the chain's head: the signed message is
 //
@@ -49,6 +63,7 @@ import (
 // itself, or RSA-PSS with SHA-256.
 const (
 	recordLabel     = "ppml audit record v1\x00"
+	recordLabelV2   = "ppml audit record v2\x00"
 	checkpointLabel = "ppml audit checkpoint v1\x00"
 	hashSize        = sha256.Size
 )
@@ -84,7 +99,12 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 			str(s)
 		}
 	}
-	b = append(b, recordLabel...)
+	v2 := len(r.AdvisoryIDs) > 0 || r.TCBDate != nil || r.TCBEvaluationDataNumber != 0 || r.QEStatus != "" || r.TDXModule != nil
+	if v2 {
+		b = append(b, recordLabelV2...)
+	} else {
+		b = append(b, recordLabel...)
+	}
 	b = append(b, prev...)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.ID))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
@@ -108,6 +128,25 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 	list(r.Keys)
 	str(string(r.Decision))
 	str(r.Reason)
+	if !v2 {
+		return b
+	}
+	list(r.AdvisoryIDs)
+	if r.TCBDate == nil {
+		b = append(b, 0)
+	} else {
+		b = binary.BigEndian.AppendUint64(append(b, 1), uint64(r.TCBDate.UnixNano()))
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.TCBEvaluationDataNumber)))
+	str(r.QEStatus)
+	if m := r.TDXModule; m == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		str(m.ID)
+		b = append(b, m.ISVSVN)
+		str(m.Status)
+	}
 	return b
 }
 

@@ -59,7 +59,7 @@ CREATE TABLE audit_checkpoints (
 	signer      TEXT NOT NULL,
 	signature   BYTEA NOT NULL
 );
-`}
+`, auditTCBMigration}
 
 // The servers that share a database take turns, in the transactions that migrate the schema or
 // append to the audit chain, through one transaction-level advisory lock: an appender reads the

@@ -68,7 +68,7 @@ CREATE TABLE audit_checkpoints (
 	signer      TEXT NOT NULL,
 	signature   BLOB NOT NULL
 );
-`}
+`, auditTCBMigration}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather
 // than sleep in SQLite's busy handler; the busy timeout covers other processes, such as a
