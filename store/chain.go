@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -280,6 +281,12 @@ func (e *ChainError) Error() string {
 // record that holds the hash it signed. The error is a *ChainError naming the first record (or
 // checkpoint) that does not fit.
 func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditReport, error) {
+	return verifyAudit(st.Checkpoints(ctx), st.AuditRecords(ctx, AuditFilter{}), keys)
+}
+
+// verifyAudit checks the audit log of records and checkpoints, oldest first, as read from a
+// database whose writers the verifier does not trust, as VerifyAudit says.
+func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[AuditRecord, error], keys []crypto.PublicKey) (AuditReport, error) {
 	var rep AuditReport
 	trusted := map[string]crypto.PublicKey{}
 	for _, k := range keys {
@@ -290,7 +297,7 @@ func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditR
 		trusted[id] = k
 	}
 	due := map[int64][]*Checkpoint{} // the checkpoints of each record, checked on reaching it
-	for c, err := range st.Checkpoints(ctx) {
+	for c, err := range checkpoints {
 		if err != nil {
 			return rep, err
 		}
@@ -312,7 +319,7 @@ func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditR
 		}
 	}
 	var prev []byte // the hash of the chain's last record so far; nil before the chain
-	for r, err := range st.AuditRecords(ctx, AuditFilter{}) {
+	for r, err := range records {
 		if err != nil {
 			return rep, err
 		}
