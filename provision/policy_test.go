@@ -32,7 +32,9 @@ sim_platforms = ["sim"]
 }
 
 func TestLoadConfig(t *testing.T) {
-	path := writeConfig(t, `
+	path := writeConfig(t, `collateral = "collateral"
+tdx_collateral = "https://pccs.example:8081"
+
 [[workload]]
 name = "pytorch"
 tee = "sgx"
@@ -63,6 +65,9 @@ keys = ["default"]
 	dir := filepath.Dir(path)
 	if c.TLSCert != filepath.Join(dir, "server.crt") || c.Store != "sqlite:"+filepath.Join(dir, "ppml.db") || c.SimPlatforms[0] != filepath.Join(dir, "sim") {
 		t.Errorf("paths not resolved against the file's folder: %+v", c)
+	}
+	if c.Collateral != filepath.Join(dir, "collateral") || c.TDXCollateral != "https://pccs.example:8081" {
+		t.Errorf("collateral %q, tdx_collateral %q: want a folder resolved, a URL as it is", c.Collateral, c.TDXCollateral)
 	}
 	if c.HandshakeTimeout.Duration != 10*time.Second || c.MaxConnections != 256 || c.MaxConnectionsPerPeer != 32 || c.FirstByteTimeout.Duration != 2*time.Second {
 		t.Errorf("defaults not set: %+v", c)
