@@ -231,11 +231,11 @@ func WriteFile(name string, data []byte, mode os.FileMode, force bool) error {
 	return p.Commit()
 }
 
-// IsTemp reports whether name, a file's base name, is that of a temporary output, which a run
-// that was killed may leave behind.
+// IsTemp reports whether name, a file's base name, is named as a temporary output is (the
+// random part is digits), which a run that was killed may leave behind.
 func IsTemp(name string) bool {
-	before, _, ok := strings.Cut(name, tempMark)
-	return ok && strings.HasPrefix(before, ".") && len(before) > 1
+	before, after, ok := strings.Cut(name, tempMark)
+	return ok && strings.HasPrefix(before, ".") && len(before) > 1 && after != "" && strings.Trim(after, "0123456789") == ""
 }
 
 // Replace replaces the regular file name with what write writes to a new file, durably: the new

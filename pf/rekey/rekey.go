@@ -65,6 +65,16 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 	if err != nil {
 		return nil, err
 	}
+	// A name is no proof: a protected file whole under either key is the user's, whatever its
+	// name. Only what neither key opens is what an interrupted run left.
+	var stale []string
+	for _, t := range temps {
+		if _, err := keyOf(t.name, oldKey, newKey); err == nil {
+			files = append(files, t)
+		} else {
+			stale = append(stale, t.name)
+		}
+	}
 	var mu sync.Mutex
 	done := func(name string, rekeyed bool, bytes int64) {
 		mu.Lock()
@@ -83,7 +93,7 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range temps {
+	for _, t := range stale {
 		if err := os.Remove(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return res, err
 		}
@@ -125,9 +135,9 @@ type file struct {
 	size int64 // host size
 }
 
-// list returns the regular files at root (root itself, or those under the folder root) and the
-// temporary files of interrupted runs there.
-func list(root string, res *Result) (files []file, temps []string, err error) {
+// list returns the regular files at root (root itself, or those under the folder root) and those
+// named as the temporary files of interrupted runs are.
+func list(root string, res *Result) (files, temps []file, err error) {
 	info, err := os.Stat(root)
 	if err != nil {
 		return nil, nil, err
@@ -146,14 +156,16 @@ func list(root string, res *Result) (files []file, temps []string, err error) {
 			return nil
 		case !d.Type().IsRegular():
 			res.Ignored = append(res.Ignored, name)
-		case atomicfile.IsTemp(d.Name()):
-			temps = append(temps, name)
 		default:
 			info, err := d.Info()
 			if err != nil {
 				return err
 			}
-			files = append(files, file{name, info.Size()})
+			if atomicfile.IsTemp(d.Name()) {
+				temps = append(temps, file{name, info.Size()})
+			} else {
+				files = append(files, file{name, info.Size()})
+			}
 		}
 		return nil
 	})

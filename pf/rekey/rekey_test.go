@@ -232,3 +232,20 @@ func assertNoTemp(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestTempNameOfUserFile: a whole protected file whose name only looks like a temporary file of
+// an interrupted run (a workload chose it) is the user's: it is rekeyed, never removed.
+func TestTempNameOfUserFile(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, ".results.ppml-tmp-2")
+	plain := map[string][]byte{name: []byte("the only copy of the results")}
+	write(t, name, plain[name], oldKey, 2)
+	res, err := Run(context.Background(), dir, oldKey, newKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 0 || res.Rekeyed != 1 {
+		t.Fatalf("removed %q, rekeyed %d", res.Removed, res.Rekeyed)
+	}
+	check(t, plain, newKey, 0)
+}
