@@ -37,6 +37,7 @@ import (
 //	workload                           string
 //	keys                               list of strings
 //	decision, reason                   strings
+//	gpus                               string: the GPU records in JSON, only when there are any
 //
 // A string is its length in bytes (uint32, big-endian) and its bytes; an optional uint16 is the
 // byte 0 when absent, or the byte 1 and the value (big-endian); a list is its number of items
