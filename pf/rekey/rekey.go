@@ -65,14 +65,17 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 	if err != nil {
 		return nil, err
 	}
-	// A name is no proof: a protected file whole under either key is the user's, whatever its
-	// name. Only what neither key opens is what an interrupted run left.
+	// A name is no proof. What an interrupted run left lies beside the file it was replacing,
+	// which is still there, and never opens with the old key (it was written under the new
+	// one); anything else so named is the user's, rekeyed like any other file.
 	var stale []string
 	for _, t := range temps {
-		if _, err := keyOf(t.name, oldKey, newKey); err == nil {
-			files = append(files, t)
-		} else {
+		final, _ := atomicfile.TempFor(filepath.Base(t.name))
+		_, err := os.Lstat(filepath.Join(filepath.Dir(t.name), final))
+		if underNew, kerr := keyOf(t.name, oldKey, newKey); err == nil && (kerr != nil || underNew) {
 			stale = append(stale, t.name)
+		} else {
+			files = append(files, t)
 		}
 	}
 	var mu sync.Mutex
