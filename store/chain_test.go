@@ -54,8 +54,8 @@ func TestCanonicalEncoding(t *testing.T) {
 		t.Error("keys [k l] and [kl] hash alike")
 	}
 
-	// A record with what its TCB status rests on is encoded in version 2: version 1's fields
-	// under the label v2, then those.
+	// A record with a manifest, GPUs or what its TCB status rests on is encoded in version 2:
+	// version 1's fields under the label v2, then those.
 	v2 := r
 	v2.RTMRs = []string{"ab"}
 	v2.AdvisoryIDs = []string{"A"}
@@ -64,6 +64,8 @@ func TestCanonicalEncoding(t *testing.T) {
 	v2.QEStatus = "Q"
 	v2.TDXModule = &TDXModule{ID: "T", ISVSVN: 4, Status: "S"}
 	enc = "ppml audit record v2\x00" + enc[len("ppml audit record v1\x00"):] +
+		"\x00\x00\x00\x00" + // manifest
+		"\x00\x00\x00\x04null" + // gpus
 		"\x00\x00\x00\x01" + "\x00\x00\x00\x01A" + // advisory_ids
 		"\x01\x11\x12\x13\x14\x15\x16\x17\x18" + // tcb_date
 		"\x00\x00\x00\x00\x00\x00\x00\x12" + // tcb_evaluation_data_number
@@ -80,6 +82,8 @@ func TestCanonicalEncoding(t *testing.T) {
 		"tcb_evaluation_data_number": func(r *AuditRecord) { r.TCBEvaluationDataNumber = 1 },
 		"qe_status":                  func(r *AuditRecord) { r.QEStatus = "UpToDate" },
 		"tdx_module":                 func(r *AuditRecord) { r.TDXModule = &TDXModule{} },
+		"manifest":                   func(r *AuditRecord) { r.Manifest = "ab" },
+		"gpus":                       func(r *AuditRecord) { r.GPUs = []GPURecord{{Arch: "Hopper"}} },
 	} {
 		one := r
 		f(&one)
@@ -306,7 +310,7 @@ func TestChainVersion1Records(t *testing.T) { forEachBackend(t, testChainVersion
 func testChainVersion1Records(t *testing.T, b backend) {
 	dsn := b.newDSN(t)
 	w := rawDB(t, b, dsn)
-	// A store at schema version 2, as ppml made them before record version 2.
+	// A store at the schema version before the last, as ppml made them before record version 2.
 	migrations := map[string][]string{"sqlite": sqliteMigrations, "postgres": postgresMigrations}[b.name]
 	exec(t, w, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL)`)
 	for v, m := range migrations[:len(migrations)-1] {
@@ -321,6 +325,7 @@ func testChainVersion1Records(t *testing.T, b backend) {
 	for i := range 3 {
 		r := sampleRecord(i)
 		r.AdvisoryIDs, r.TCBDate, r.TCBEvaluationDataNumber, r.QEStatus, r.TDXModule = nil, nil, 0, "", nil
+		r.Manifest, r.GPUs = "", nil
 		batch = append(batch, &pendingRecord{r: r})
 	}
 	chain(0, nil, batch)

@@ -118,6 +118,7 @@ func TestRegistryTDX(t *testing.T) {
 		t.Errorf("genuine TD quote: %v, want Intel's verifier's refusal", err)
 	}
 }
+
 // TestCollateralFromPCCS: with collateral naming a PCCS, TDX quotes verify as SGX quotes do, with
 // the collateral fetched from it into ppml's cache, under the TDX path of the PCS API, once per
 // platform until the collateral's next update. Set TDX-11 of testdata/attestation.
