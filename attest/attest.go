@@ -35,7 +35,42 @@ const (
 )
 
 // ReportData is the 64 bytes a piece of evidence binds: a hash of a public key, a nonce, ...
+//
+// ppml gives them a layout: the first 32 bytes are RA-TLS's binding of the key (Gramine's), the
+// last 32 the measurement of the workload that ppml run runs (see [ForWorkload]), zero where
+// there is none (Gramine's own enclaves).
 type ReportData [64]byte
+
+// Workload returns the workload measurement that report data carries in its last 32 bytes, nil
+// where they are zero or missing (report data shorter than 64 bytes).
+func Workload(reportData []byte) Hex {
+	if len(reportData) < 64 {
+		return nil
+	}
+	m := reportData[32:64]
+	for _, b := range m {
+		if b != 0 {
+			return Hex(m)
+		}
+	}
+	return nil
+}
+
+// ForWorkload returns an Attester that attests with a, putting the workload measurement m (a
+// manifest's, manifest.Measure) in the last 32 bytes of the report data of all its evidence,
+// whatever the caller put there. In a confidential VM the evidence measures the VM's image,
+// not what runs in it: the report data is where the evidence names the workload.
+func ForWorkload(a Attester, m [32]byte) Attester { return workload{a, m} }
+
+type workload struct {
+	Attester
+	m [32]byte
+}
+
+func (w workload) Attest(reportData ReportData) ([]byte, error) {
+	copy(reportData[32:], w.m[:])
+	return w.Attester.Attest(reportData)
+}
 
 // Attester produces evidence about the TEE it runs in.
 type Attester interface {

@@ -1,6 +1,7 @@
 package attest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -47,5 +48,38 @@ func TestAnyOf(t *testing.T) {
 	}
 	if any.Kind() != attest.SGX {
 		t.Errorf("kind %s", any.Kind())
+	}
+}
+
+// reportDataOf is an attester whose evidence is the report data it is asked to bind.
+type reportDataOf struct{}
+
+func (reportDataOf) Kind() attest.Kind { return attest.TDX }
+func (reportDataOf) Attest(rd attest.ReportData) ([]byte, error) {
+	return rd[:], nil
+}
+
+// TestForWorkload checks that the workload measurement fills the last 32 bytes of the report
+// data, whatever the caller put there, and leaves the first 32 (the key binding) as they were.
+func TestForWorkload(t *testing.T) {
+	m := [32]byte{1, 2, 3}
+	a := attest.ForWorkload(reportDataOf{}, m)
+	rd := attest.ReportData{9, 9}
+	rd[40] = 7
+	got, err := a.Attest(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Kind() != attest.TDX || got[0] != 9 || got[1] != 9 || !bytes.Equal(got[32:], m[:]) {
+		t.Errorf("kind %s, report data %x", a.Kind(), got)
+	}
+	if w := attest.Workload(got); !bytes.Equal(w, m[:]) {
+		t.Errorf("Workload = %x", w)
+	}
+	if w := attest.Workload(make([]byte, 64)); w != nil {
+		t.Errorf("Workload of zero bytes = %x, want nil", w)
+	}
+	if w := attest.Workload(got[:63]); w != nil {
+		t.Errorf("Workload of 63 bytes = %x, want nil", w)
 	}
 }

@@ -132,11 +132,23 @@ func runScript(t *testing.T, repo string, env []string, script string, args ...s
 // TestPyTorchDemo runs the demo, the tutorial's flow with the inference workload, and checks
 // that the result it decrypts equals, byte for byte, what a native run of the unchanged script
 // writes on the plaintext files, and that the changed script was refused: by the sandbox when
-// the workload opened it under the approved manifest, and by the demo's server under its own.
+// the workload opened it under the approved manifest, and by the demo's server under its own: on
+// the simulated SGX platform (MRENCLAVE is the manifest's measurement), and on simulated TDX and
+// SEV-SNP platforms (PPML_DEMO_TEE), whose policy names the VM image and the manifest.
 func TestPyTorchDemo(t *testing.T) {
 	repo := setup(t)
+	for _, tc := range []struct{ tee, refusal string }{
+		{"sim", "reason: no workload admits it (pytorch: mrenclave "},
+		{"tdx", "reason: no workload admits it (pytorch: manifest "},
+		{"snp", "reason: no workload admits it (pytorch: manifest "},
+	} {
+		t.Run(tc.tee, func(t *testing.T) { testPyTorchDemo(t, repo, tc.tee, tc.refusal) })
+	}
+}
+
+func testPyTorchDemo(t *testing.T, repo, tee, refusal string) {
 	demo := filepath.Join(t.TempDir(), "demo")
-	out := runScript(t, repo, []string{"PPML_DEMO_DIR=" + demo}, "scripts/demo.sh")
+	out := runScript(t, repo, []string{"PPML_DEMO_DIR=" + demo, "PPML_DEMO_TEE=" + tee}, "scripts/demo.sh")
 
 	got, err := os.ReadFile(filepath.Join(demo, "plaintext", "result.txt"))
 	if err != nil {
@@ -163,7 +175,7 @@ func TestPyTorchDemo(t *testing.T) {
 		`msg="trustfs: trusted file refused: its SHA-256 is not the manifest's" file=` + demo + "/pytorchexample.py sha256=",
 		"can't open file '//pytorchexample.py': [Errno 13] Permission denied",
 		"the server refused: see audit record ",
-		"reason: no workload admits it (pytorch: mrenclave ",
+		refusal,
 		"the confidential result is identical, byte for byte, to the native run's",
 	} {
 		if !strings.Contains(out, want) {

@@ -35,13 +35,19 @@ type Workload struct {
 	MinISVSVN *uint16  `toml:"min_isv_svn"`
 	SigFile   string   `toml:"sig_file"`
 
-	// TDX: any of MRTD, and each RTMR given (index 0 to 3; "" skips one).
-	MRTD  []string `toml:"mrtd"`
-	RTMRs []string `toml:"rtmrs"`
+	// TDX: any of MRTD, and each RTMR given (index 0 to 3; "" skips one); any of MRConfigID,
+	// which the VM's launcher set (docs/cvm.md).
+	MRTD       []string `toml:"mrtd"`
+	RTMRs      []string `toml:"rtmrs"`
+	MRConfigID []string `toml:"mr_config_id"`
 
 	// SEV-SNP: any of Measurement, and the constraints of SNPWorkload.
 	Measurement []string `toml:"measurement"`
 	SNPWorkload
+
+	// Manifest: any of these workload measurements (ppml manifest measure), which ppml run puts
+	// in the last 32 bytes of the report data (any TEE).
+	Manifest []string `toml:"manifest"`
 
 	// AllowSimulated admits evidence from the simulated platforms the server trusts
 	// (sim_platforms): development only, since anyone holding such a platform's folder can
@@ -107,6 +113,7 @@ func (w *Workload) check(dir string) error {
 	}{
 		{"mrenclave", w.MREnclave, 32}, {"mrsigner", nonEmpty(w.MRSigner), 32}, {"mrtd", w.MRTD, 48},
 		{"rtmrs", nonEmpty(w.RTMRs...), 48}, {"measurement", w.Measurement, 48}, {"host_data", w.HostData, 32}, {"mr_service_td", w.MRServiceTD, 48},
+		{"mr_config_id", w.MRConfigID, 48}, {"manifest", w.Manifest, 32},
 	} {
 		for _, v := range list.values {
 			if b, err := hex.DecodeString(v); err != nil || len(b) != list.size {
@@ -140,8 +147,12 @@ func (w *Workload) check(dir string) error {
 	if err := w.TCBPolicy.check(); err != nil {
 		return fail("%v", err)
 	}
-	if w.TEE != string(attest.TDX) && (w.AllowSEPTVE || len(w.MRServiceTD) > 0) {
-		return fail("allow_sept_ve and mr_service_td are for tee = \"tdx\"")
+	if w.TEE == string(attest.SNP) && (w.DenyAdvisories != nil || w.AllowAdvisories != nil) {
+		// SEV-SNP evidence names no advisory: the lists would admit everything.
+		return fail("deny_advisories and allow_advisories name Intel's advisories, which tee = \"snp\" evidence never carries: use min_tcb")
+	}
+	if w.TEE != string(attest.TDX) && (w.AllowSEPTVE || len(w.MRServiceTD) > 0 || len(w.MRConfigID) > 0) {
+		return fail("allow_sept_ve, mr_service_td and mr_config_id are for tee = \"tdx\"")
 	}
 	if len(w.AcceptTCB) == 0 {
 		w.AcceptTCB = []string{"UpToDate"}
@@ -204,15 +215,17 @@ func (w *Workload) admits(c *attest.Claims) error {
 	if c.Platform == attest.Simulated && !w.AllowSimulated {
 		return errors.New("evidence from a simulated platform is not allowed (allow_simulated = false)")
 	}
-	checks := []struct {
+	type check struct {
 		name    string
 		allowed []string
 		got     attest.Hex
-	}{
+	}
+	checks := []check{
 		{"mrenclave", w.MREnclave, c.MREnclave},
 		{"mrsigner", nonEmpty(w.MRSigner), c.MRSigner},
 		{"mrtd", w.MRTD, c.MRTD},
 		{"measurement", w.Measurement, c.Measurement},
+		{"manifest", w.Manifest, attest.Workload(c.ReportData)},
 	}
 	for i, r := range w.RTMRs {
 		if r != "" {
@@ -220,15 +233,21 @@ func (w *Workload) admits(c *attest.Claims) error {
 			if i < len(c.RTMRs) {
 				got = c.RTMRs[i]
 			}
-			checks = append(checks, struct {
-				name    string
-				allowed []string
-				got     attest.Hex
-			}{fmt.Sprintf("rtmr%d", i), []string{r}, got})
+			checks = append(checks, check{fmt.Sprintf("rtmr%d", i), []string{r}, got})
 		}
+	}
+	if len(w.MRConfigID) > 0 {
+		var got attest.Hex
+		if c.TD != nil {
+			got = c.TD.MRConfigID
+		}
+		checks = append(checks, check{"mr_config_id", w.MRConfigID, got})
 	}
 	for _, ch := range checks {
 		if len(ch.allowed) > 0 && !slices.ContainsFunc(ch.allowed, func(a string) bool { return hexEqual(a, ch.got) }) {
+			if ch.got == nil {
+				return fmt.Errorf("the evidence carries no %s", ch.name)
+			}
 			return fmt.Errorf("%s %s is not the one allowed", ch.name, ch.got)
 		}
 	}

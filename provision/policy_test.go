@@ -32,7 +32,9 @@ sim_platforms = ["sim"]
 }
 
 func TestLoadConfig(t *testing.T) {
-	path := writeConfig(t, `
+	path := writeConfig(t, `collateral = "collateral"
+tdx_collateral = "https://pccs.example:8081"
+
 [[workload]]
 name = "pytorch"
 tee = "sgx"
@@ -64,6 +66,9 @@ keys = ["default"]
 	if c.TLSCert != filepath.Join(dir, "server.crt") || c.Store != "sqlite:"+filepath.Join(dir, "ppml.db") || c.SimPlatforms[0] != filepath.Join(dir, "sim") {
 		t.Errorf("paths not resolved against the file's folder: %+v", c)
 	}
+	if c.Collateral != filepath.Join(dir, "collateral") || c.TDXCollateral != "https://pccs.example:8081" {
+		t.Errorf("collateral %q, tdx_collateral %q: want a folder resolved, a URL as it is", c.Collateral, c.TDXCollateral)
+	}
 	if c.HandshakeTimeout.Duration != 10*time.Second || c.MaxConnections != 256 || c.MaxConnectionsPerPeer != 32 || c.FirstByteTimeout.Duration != 2*time.Second {
 		t.Errorf("defaults not set: %+v", c)
 	}
@@ -88,6 +93,8 @@ func TestConfigErrors(t *testing.T) {
 		{"first_byte_timeout = \"-1s\"\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", "first_byte_timeout must be positive"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\naccept_tcb = [\"Fine\"]\nkeys = [\"k\"]\n", `accept_tcb "Fine"`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\nallow_debg = true\n", "unknown keys: workload.allow_debg"},
+		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\ndeny_advisories = [\"AMD-SB-3019\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
+		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\nallow_advisories = [\"INTEL-SA-00837\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", `two workloads are named "w"`},
 	} {
 		_, err := LoadConfig(writeConfig(t, tc.workloads))
@@ -111,6 +118,18 @@ func unhex(s string) attest.Hex {
 	var h attest.Hex
 	h.UnmarshalText([]byte(s))
 	return h
+}
+
+// checkAdmit checks that w admits c if want is "", else that it refuses c saying want.
+func checkAdmit(t *testing.T, name string, w Workload, c *attest.Claims, want string) {
+	t.Helper()
+	got, err := Policy{w}.Admit(c)
+	switch {
+	case want == "" && (err != nil || got.Name != w.Name):
+		t.Errorf("%s: refused: %v", name, err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("%s: err = %v, want %q", name, err, want)
+	}
 }
 
 func TestAdmit(t *testing.T) {
@@ -144,13 +163,7 @@ func TestAdmit(t *testing.T) {
 	} {
 		c := sgxClaims()
 		tc.change(c)
-		w, err := Policy{tc.w}.Admit(c)
-		switch {
-		case tc.want == "" && (err != nil || w.Name != tc.w.Name):
-			t.Errorf("%s: refused: %v", tc.name, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
-		}
+		checkAdmit(t, tc.name, tc.w, c, tc.want)
 	}
 	debugOK := byEnclave
 	debugOK.AllowDebug, debugOK.AcceptTCB = true, []string{"UpToDate", "OutOfDate"}
@@ -161,6 +174,63 @@ func TestAdmit(t *testing.T) {
 	}
 	if _, err := (Policy{}).Admit(c); err == nil {
 		t.Error("an empty policy admitted")
+	}
+}
+
+// TestAdmitCVM checks the constraints of a TD's and an SEV-SNP guest's policy: the image's
+// measurement, the workload's measurement in the report data, MRCONFIGID and HOSTDATA. A
+// different manifest in the same image (same MRTD, same launch measurement) is refused.
+func TestAdmitCVM(t *testing.T) {
+	mrtd, measurement := strings.Repeat("33", 48), strings.Repeat("44", 48)
+	manifestA, manifestB := strings.Repeat("aa", 32), strings.Repeat("bb", 32)
+	reportData := func(m string) attest.Hex { return append(make(attest.Hex, 32), unhex(m)...) }
+	td := Workload{Name: "td", TEE: "tdx", MRTD: []string{mrtd}, Manifest: []string{manifestA},
+		MRConfigID: []string{manifestA + strings.Repeat("00", 16)}, Keys: []string{"k"}}
+	guest := Workload{Name: "guest", TEE: "snp", Measurement: []string{measurement}, Manifest: []string{manifestA},
+		SNPWorkload: SNPWorkload{HostData: []string{manifestA}}, Keys: []string{"k"}}
+	for _, w := range []*Workload{&td, &guest} {
+		if err := w.check(""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tdClaims := func() *attest.Claims {
+		return &attest.Claims{TEE: attest.TDX, Platform: "intel", MRTD: unhex(mrtd), TCBStatus: "UpToDate",
+			TD:         &attest.TD{MRConfigID: unhex(manifestA + strings.Repeat("00", 16)), Attributes: attest.TDAttributes{SEPTVEDisable: true}},
+			ReportData: reportData(manifestA)}
+	}
+	snpClaims := func() *attest.Claims {
+		return &attest.Claims{TEE: attest.SNP, Platform: "amd", Measurement: unhex(measurement), TCBStatus: "UpToDate",
+			SNP: &attest.SNPClaims{HostData: unhex(manifestA)}, ReportData: reportData(manifestA)}
+	}
+	for _, tc := range []struct {
+		name   string
+		w      Workload
+		claims func() *attest.Claims
+		change func(*attest.Claims)
+		want   string // "" admits
+	}{
+		{"td", td, tdClaims, func(*attest.Claims) {}, ""},
+		{"td, other manifest", td, tdClaims, func(c *attest.Claims) { c.ReportData = reportData(manifestB) }, "manifest " + manifestB + " is not the one allowed"},
+		{"td, no manifest", td, tdClaims, func(c *attest.Claims) { c.ReportData = make(attest.Hex, 64) }, "the evidence carries no manifest"},
+		{"td, other mrconfigid", td, tdClaims, func(c *attest.Claims) { c.TD.MRConfigID = unhex(manifestB + strings.Repeat("00", 16)) }, "mr_config_id " + manifestB},
+		{"td, no mrconfigid", td, tdClaims, func(c *attest.Claims) { c.TD = nil }, "the evidence carries no mr_config_id"},
+		{"guest", guest, snpClaims, func(*attest.Claims) {}, ""},
+		{"guest, other manifest", guest, snpClaims, func(c *attest.Claims) { c.ReportData = reportData(manifestB) }, "manifest " + manifestB},
+		{"guest, other hostdata", guest, snpClaims, func(c *attest.Claims) { c.SNP.HostData = unhex(manifestB) }, "host_data " + manifestB},
+	} {
+		c := tc.claims()
+		tc.change(c)
+		checkAdmit(t, tc.name, tc.w, c, tc.want)
+	}
+	for _, tc := range []struct{ workload, want string }{
+		{"tee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nmr_config_id = [\"" + mrtd + "\"]", `allow_sept_ve, mr_service_td and mr_config_id are for tee = "tdx"`},
+		{"tee = \"tdx\"\nmrtd = [\"" + mrtd + "\"]\nmr_config_id = [\"abcd\"]", `mr_config_id "abcd" is not 48 bytes in hex`},
+		{"tee = \"tdx\"\nmrtd = [\"" + mrtd + "\"]\nmanifest = [\"abcd\"]", `manifest "abcd" is not 32 bytes in hex`},
+	} {
+		_, err := LoadConfig(writeConfig(t, "[[workload]]\nname = \"w\"\nkeys = [\"k\"]\n"+tc.workload+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.workload, err, tc.want)
+		}
 	}
 }
 

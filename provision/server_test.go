@@ -200,6 +200,42 @@ func TestProvisionGranted(t *testing.T) {
 	}
 }
 
+// TestProvisionManifest checks through TLS that a policy's manifest admits the workload whose
+// measurement the report data carries (attest.ForWorkload), refuses another in the same enclave,
+// and that the audit record names the workload's measurement either way.
+func TestProvisionManifest(t *testing.T) {
+	admitted, other := sha256.Sum256([]byte("app.manifest")), sha256.Sum256([]byte("other.manifest"))
+	tb := newTestbed(t, byEnclave+fmt.Sprintf("manifest = [\"%x\"]\n", admitted))
+	a := sim.Attester{Platform: tb.plat, Enclave: tb.enclave}
+	seen := len(tb.audit(t))
+	if _, err := tb.client(attest.ForWorkload(a, admitted)).Fetch(context.Background(), "default"); err != nil {
+		t.Fatal(err)
+	}
+	if rec := tb.lastAudit(t, seen); rec.Decision != store.Allow || rec.Manifest != fmt.Sprintf("%x", admitted) {
+		t.Errorf("audit record %+v", rec)
+	}
+	for _, tc := range []struct {
+		name string
+		a    attest.Attester
+		want string
+	}{
+		{"other manifest", attest.ForWorkload(a, other), fmt.Sprintf("manifest %x is not the one allowed", other)},
+		{"no manifest", a, "the evidence carries no manifest"},
+	} {
+		seen := len(tb.audit(t))
+		if _, err := tb.client(tc.a).Fetch(context.Background(), "default"); err == nil {
+			t.Fatalf("%s: admitted", tc.name)
+		}
+		rec := tb.lastAudit(t, seen)
+		if rec.Decision != store.Deny || !strings.Contains(rec.Reason, tc.want) {
+			t.Errorf("%s: audit record %+v, want reason %q", tc.name, rec, tc.want)
+		}
+		if tc.a != a && rec.Manifest != fmt.Sprintf("%x", other) {
+			t.Errorf("%s: audit record names manifest %q", tc.name, rec.Manifest)
+		}
+	}
+}
+
 // unbound attests with report data of its own, not the TLS key's.
 type unbound struct{ sim.Attester }
 

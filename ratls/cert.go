@@ -166,7 +166,8 @@ func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension
 	return pkix.Extension{Id: oidTaggedEvidence, Value: value}, binding, nil
 }
 
-// attestTo gets evidence whose report data is binding followed by 32 zero bytes.
+// attestTo gets evidence whose report data begins with binding; the other 32 bytes are zero,
+// unless the attester puts something of its own there (attest.ForWorkload).
 func attestTo(a attest.Attester, binding [32]byte) ([]byte, error) {
 	var rd attest.ReportData
 	copy(rd[:], binding[:])

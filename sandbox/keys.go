@@ -28,7 +28,8 @@ func KeyNames(m *manifest.Manifest) []string {
 	return names
 }
 
-// fetchKeys attests with a and fetches the named keys from m's provisioning servers.
+// fetchKeys attests with a, m's measurement in the report data (attest.ForWorkload), and fetches
+// the named keys from m's provisioning servers.
 func fetchKeys(ctx context.Context, m *manifest.Manifest, a attest.Attester, names []string) (map[string]pf.Key, error) {
 	if a == nil {
 		return nil, errors.New("the encrypted mounts' keys need remote attestation, and no TEE was chosen to attest with")
@@ -74,7 +75,8 @@ func newClient(m *manifest.Manifest, a attest.Attester) (*client.Client, error) 
 	if !roots.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %s holds no PEM certificate", ca)
 	}
-	return &client.Client{Servers: m.Provisioning.Servers, Roots: roots, Attester: a}, nil
+	// The evidence names the workload: in a CVM it measures only the VM's image.
+	return &client.Client{Servers: m.Provisioning.Servers, Roots: roots, Attester: attest.ForWorkload(a, manifest.Measure(m))}, nil
 }
 
 // wipe clears the keys.

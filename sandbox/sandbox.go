@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/cvm"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
 	"github.com/ppml/ppml/trustfs"
@@ -79,7 +80,8 @@ type Timing struct {
 // mount namespace, where each trusted file is checked when first opened, and runs the workload
 // there until it ends (see the package documentation). Relative host paths of m are relative to
 // the current folder, to which the protected files of encrypted mounts are bound as Gramine
-// binds them.
+// binds them. In a confidential VM whose launcher gave it an MRCONFIGID or HOSTDATA, that must
+// name m (attest/cvm) before any key is fetched.
 //
 // An error means the workload did not start, or that the sandbox process died under it; the
 // workload's own failures are its exit status. Cancelling ctx kills the sandbox, and with it the
@@ -101,6 +103,12 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 	var keys map[string]pf.Key
 	if names := KeyNames(m); len(names) > 0 {
 		t := time.Now()
+		// A VM launched for another workload stops here, before anything is fetched or mounted.
+		if opts.Attester != nil {
+			if err := cvm.CheckLaunch(opts.Attester, manifest.Measure(m)); err != nil {
+				return nil, err
+			}
+		}
 		keys, err = fetchKeys(ctx, m, opts.Attester, names)
 		if err != nil {
 			return nil, err

@@ -13,6 +13,8 @@
 #   PPML_DEMO_DIR   the folder (one the demo made before, or an empty or new one)
 #   PPML_DEMO_PORT  the provisioning server's port on 127.0.0.1 (44333)
 #   PPML_BIN        the folder of the ppml binary (bin/)
+#   PPML_DEMO_TEE   the simulated platform: sim (SGX, the default), tdx or snp (a confidential VM,
+#                   whose policy names the VM image and the manifest: docs/cvm.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -21,6 +23,11 @@ dir=${PPML_DEMO_DIR:-$repo/demo}
 port=${PPML_DEMO_PORT:-44333}
 python=/usr/bin/python3
 example=$repo/examples/pytorch
+tee=${PPML_DEMO_TEE:-sim}
+case $tee in
+sim | tdx | snp) ;;
+*) echo "demo: PPML_DEMO_TEE=$tee: want sim, tdx or snp" >&2; exit 2 ;;
+esac
 
 step() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
@@ -75,8 +82,20 @@ fi
 test ! -e tampered.out && echo "(no tampered.out was written)"
 rm tampered.pt
 
-step "Preparing secret provisioning (owner): a simulated SGX platform, the server's certificates"
-show ppml sim init sim
+case $tee in
+sim)
+	step "Preparing secret provisioning (owner): a simulated SGX platform, the server's certificates"
+	show ppml sim init sim
+	;;
+tdx)
+	step "Preparing secret provisioning (owner): a simulated TDX platform (its TD is the CVM image), the server's certificates"
+	show ppml sim init sim --tee tdx | tee sim.txt
+	;;
+snp)
+	step "Preparing secret provisioning (owner): a simulated SEV-SNP platform (its guest is the CVM image), the server's certificates"
+	show ppml sim init sim --tee snp | tee sim.txt
+	;;
+esac
 show ppml serve setup secret_prov --host localhost --listen 127.0.0.1:$port --sim-platform sim
 mkdir ssl
 show cp secret_prov/ca.crt ssl/ca.crt
@@ -85,11 +104,31 @@ step "Preparing the manifest (owner): the workload she approves, and its measure
 render=(ppml manifest render "$example/pytorch.manifest.template" -D entrypoint=/usr/bin/python3
 	-D arch_libdir=/lib/x86_64-linux-gnu -D server=localhost:$port)
 show "${render[@]}" -o pytorch.manifest
-mrenclave=$(ppml manifest measure pytorch.manifest)
-echo "the workload's measurement (MRENCLAVE): $mrenclave"
+measurement=$(ppml manifest measure pytorch.manifest)
+if [ "$tee" = sim ]; then
+	echo "the workload's measurement (MRENCLAVE): $measurement"
+else
+	echo "the workload's measurement (in the report data of the VM's evidence): $measurement"
+fi
 
 step "Steps 4-5 (owner): start the secret provisioning server, whose policy admits exactly that measurement"
-show ppml serve add-workload pytorch.manifest --config secret_prov/server.toml --tee sim
+case $tee in
+sim) show ppml serve add-workload pytorch.manifest --config secret_prov/server.toml --tee sim ;;
+tdx | snp)
+	# The VM image (MRTD, or the SEV-SNP launch measurement) and the manifest, both.
+	image=$(awk '$1 == "mrtd" || $1 == "measurement" { print $1 " = [\"" $2 "\"]" }' sim.txt)
+	cat >> secret_prov/server.toml <<-EOF
+
+		[[workload]]
+		name = "pytorch"
+		tee = "$tee"
+		$image
+		manifest = ["$measurement"]
+		allow_simulated = true
+		keys = ["default"]
+	EOF
+	;;
+esac
 cat secret_prov/server.toml
 show ppml key import default -w files/wrap_key --config secret_prov/server.toml
 ppml serve --config secret_prov/server.toml 2> secret_prov/server.log &
@@ -100,7 +139,7 @@ echo "the server listens on localhost:$port (log in secret_prov/server.log)"
 
 step "Steps 3, 6-8 (cloud): ppml run checks the workload, attests over RA-TLS, gets the key and runs PyTorch"
 echo "(the model, image and classes are decrypted as PyTorch reads them; result.txt is encrypted as it writes it)"
-show ppml run pytorch.manifest --tee sim --sim-platform sim -v
+show ppml run pytorch.manifest --tee $tee --sim-platform sim -v
 show ppml pf inspect result.txt
 
 step "A changed script (cloud) is refused"
@@ -108,13 +147,13 @@ echo 'print(open("classes.txt").read())  # leak the classes' >> pytorchexample.p
 show tail -n 2 pytorchexample.py
 echo "-- with the approved manifest, the workload gets its key, but the script, checked when it opens it, is refused"
 echo "   (Permission denied), and ppml's log names it:"
-if ppml run pytorch.manifest --tee sim --sim-platform sim; then
+if ppml run pytorch.manifest --tee $tee --sim-platform sim; then
 	fail "the changed script ran"
 fi
 echo "-- with a manifest made for the changed script, the server refuses its measurement:"
 "${render[@]}" -o changed.manifest 2>/dev/null
 echo "the changed workload's measurement: $(ppml manifest measure changed.manifest)"
-if ppml run changed.manifest --tee sim --sim-platform sim; then
+if ppml run changed.manifest --tee $tee --sim-platform sim; then
 	fail "the changed script ran with the key"
 fi
 

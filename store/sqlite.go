@@ -71,7 +71,10 @@ CREATE TABLE audit_checkpoints (
 `, `
 -- What each GPU's evidence said (GPURecord), as JSON: an array, or null.
 ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
-`}
+`, `
+-- The workload measurement that the evidence's report data carried (ppml run's).
+ALTER TABLE audit ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
+`, auditTCBMigration}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather
 // than sleep in SQLite's busy handler; the busy timeout covers other processes, such as a

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ppml/ppml/collateral"
@@ -37,7 +38,7 @@ func (p *Platform) writeCollateral(revoked []*big.Int) error {
 	if err != nil {
 		return err
 	}
-	qeIdentity, err := p.signed("enclaveIdentity", qeIdentity(now))
+	qeIdentity, err := p.signed("enclaveIdentity", p.qeIdentity(now))
 	if err != nil {
 		return err
 	}
@@ -91,21 +92,34 @@ func signRaw(key *ecdsa.PrivateKey, msg []byte) ([]byte, error) {
 }
 
 type tcbInfo struct {
-	ID                      string     `json:"id"`
-	Version                 int        `json:"version"`
-	IssueDate               string     `json:"issueDate"`
-	NextUpdate              string     `json:"nextUpdate"`
-	FMSPC                   string     `json:"fmspc"`
-	PCEID                   string     `json:"pceId"`
-	TCBType                 int        `json:"tcbType"`
-	TCBEvaluationDataNumber int        `json:"tcbEvaluationDataNumber"`
-	TCBLevels               []tcbLevel `json:"tcbLevels"`
+	ID                      string      `json:"id"`
+	Version                 int         `json:"version"`
+	IssueDate               string      `json:"issueDate"`
+	NextUpdate              string      `json:"nextUpdate"`
+	FMSPC                   string      `json:"fmspc"`
+	PCEID                   string      `json:"pceId"`
+	TCBType                 int         `json:"tcbType"`
+	TCBEvaluationDataNumber int         `json:"tcbEvaluationDataNumber"`
+	TDXModule               *tdxModule  `json:"tdxModule,omitempty"`
+	TDXModuleIdentities     []tdxModule `json:"tdxModuleIdentities,omitempty"`
+	TCBLevels               []tcbLevel  `json:"tcbLevels"`
+}
+
+// tdxModule is the TDX module of a TDX TCB info (tdxModule) or one of its identities
+// (tdxModuleIdentities, with an ID and TCB levels).
+type tdxModule struct {
+	ID             string       `json:"id,omitempty"`
+	MRSigner       string       `json:"mrsigner"`
+	Attributes     string       `json:"attributes"`
+	AttributesMask string       `json:"attributesMask"`
+	TCBLevels      []qeTCBLevel `json:"tcbLevels,omitempty"`
 }
 
 type tcbLevel struct {
 	TCB struct {
 		SGXComponents []svn  `json:"sgxtcbcomponents"`
 		PCESVN        uint16 `json:"pcesvn"`
+		TDXComponents []svn  `json:"tdxtcbcomponents,omitempty"`
 	} `json:"tcb"`
 	TCBDate     string   `json:"tcbDate"`
 	TCBStatus   string   `json:"tcbStatus"`
@@ -117,12 +131,19 @@ type svn struct {
 }
 
 // tcbInfo makes the platform's TCB info: its own TCB is the level with its status; below
-// UpToDate, a newer UpToDate level comes first, as when Intel has published a fix.
+// UpToDate, a newer UpToDate level comes first, as when Intel has published a fix. A TDX
+// platform's levels grade TEE_TCB_SVN too, and its module has an identity of its own, TDX_01.
 func (p *Platform) tcbInfo(now time.Time) tcbInfo {
+	tdx := p.Settings.isTDX()
 	level := func(comps [16]uint8, pcesvn uint16, status string) tcbLevel {
 		var l tcbLevel
 		for _, c := range comps {
 			l.TCB.SGXComponents = append(l.TCB.SGXComponents, svn{c})
+		}
+		if tdx {
+			for _, c := range teeTCBSVN {
+				l.TCB.TDXComponents = append(l.TCB.TDXComponents, svn{c})
+			}
 		}
 		l.TCB.PCESVN, l.TCBDate, l.TCBStatus = pcesvn, now.Format(pcsTime), status
 		if status != "UpToDate" {
@@ -133,6 +154,17 @@ func (p *Platform) tcbInfo(now time.Time) tcbInfo {
 	info := tcbInfo{
 		ID: "SGX", Version: 3, IssueDate: now.Format(pcsTime), NextUpdate: now.Add(collateralValidity).Format(pcsTime),
 		FMSPC: p.Settings.FMSPC, PCEID: "0000", TCBEvaluationDataNumber: 1,
+	}
+	if tdx {
+		// Some verifiers (go-tdx-guest) compare the FMSPC with the PCK certificate's in lower case.
+		info.ID, info.FMSPC = "TDX", strings.ToLower(p.Settings.FMSPC)
+		module := tdxModule{MRSigner: strings.Repeat("00", 48), Attributes: "0000000000000000", AttributesMask: "FFFFFFFFFFFFFFFF"}
+		info.TDXModule = &module
+		id := module
+		id.ID = fmt.Sprintf("TDX_%02X", teeTCBSVN[1])
+		id.TCBLevels = []qeTCBLevel{{TCBDate: now.Format(pcsTime), TCBStatus: "UpToDate"}}
+		id.TCBLevels[0].TCB.ISVSVN = uint16(teeTCBSVN[0])
+		info.TDXModuleIdentities = []tdxModule{id}
 	}
 	if p.Settings.TCBStatus != "UpToDate" {
 		newer := platformTCB
@@ -166,16 +198,21 @@ type qeTCBLevel struct {
 	TCBStatus string `json:"tcbStatus"`
 }
 
-// qeIdentity describes the simulated Quoting Enclave as Intel describes its own.
-func qeIdentity(now time.Time) qeIdentityBody {
+// qeIdentity describes the simulated Quoting Enclave as Intel describes its own: QE for SGX,
+// TD_QE for TDX.
+func (p *Platform) qeIdentity(now time.Time) qeIdentityBody {
 	level := qeTCBLevel{TCBDate: now.Format(pcsTime), TCBStatus: "UpToDate"}
 	level.TCB.ISVSVN = qeSVN
+	id := "QE"
+	if p.Settings.isTDX() {
+		id = "TD_QE"
+	}
 	return qeIdentityBody{
-		ID: "QE", Version: 2, IssueDate: now.Format(pcsTime), NextUpdate: now.Add(collateralValidity).Format(pcsTime),
+		ID: id, Version: 2, IssueDate: now.Format(pcsTime), NextUpdate: now.Add(collateralValidity).Format(pcsTime),
 		TCBEvaluationDataNumber: 1,
 		MiscSelect:              "00000000", MiscSelectMask: "FFFFFFFF",
 		Attributes: "11000000000000000000000000000000", AttributesMask: "FBFFFFFFFFFFFFFF0000000000000000",
-		MRSigner: fmt.Sprintf("%X", qeMRSigner), ISVProdID: 1,
+		MRSigner: fmt.Sprintf("%X", qeMRSigner), ISVProdID: p.qeProdID(),
 		TCBLevels: []qeTCBLevel{level},
 	}
 }

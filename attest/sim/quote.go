@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"math/big"
 	"time"
 
@@ -40,6 +41,9 @@ var qeAuthData = []byte("ppml simulated QE authentication")
 // Quote writes a DCAP v3 quote, signed by the platform's attestation key and certified by its
 // PCK certificate, for enclave with reportData.
 func (p *Platform) Quote(enclave Enclave, reportData [64]byte) ([]byte, error) {
+	if p.Settings.isTDX() {
+		return nil, fmt.Errorf("simulated platform %s is a TDX platform: it quotes its trust domain, not enclaves", p.Dir)
+	}
 	flags := uint64(sgx.AttrInit | sgx.AttrMode64Bit)
 	if enclave.Debug {
 		flags |= sgx.AttrDebug
@@ -50,29 +54,34 @@ func (p *Platform) Quote(enclave Enclave, reportData [64]byte) ([]byte, error) {
 	}
 	binary.LittleEndian.PutUint64(body.Attributes[:8], flags)
 	binary.LittleEndian.PutUint64(body.Attributes[8:], 0x3) // XFRM: x87 and SSE
+	return p.sign(&sgx.Quote{Header: sgx.Header{Version: 3}, BodyType: sgx.BodySGX, Body: body})
+}
 
-	q := &sgx.Quote{
-		Header: sgx.Header{
-			Version: 3, AttestationKeyType: 2, QESVN: qeSVN, PCESVN: platformPCESVN,
-			QEVendorID: intelQEVendorID,
-		},
-		Body:       body,
-		QEAuthData: qeAuthData,
-		PCKChain:   pemChain(p.pck, p.pckCA, p.root),
-	}
+// bodySizes are the sizes of the report bodies of DCAP quotes.
+var bodySizes = map[uint16]int{sgx.BodySGX: 384, sgx.BodyTD10: 584, sgx.BodyTD15: 648}
+
+// sign completes q, whose header names its version and TEE type and whose body is set, as the
+// platform's Quoting Enclave writes its quotes: the rest of the header, the QE report and its
+// signature by the PCK key, the PCK chain; then it signs the header (and version 5's body
+// descriptor) and body with the attestation key and returns the quote's bytes.
+func (p *Platform) sign(q *sgx.Quote) ([]byte, error) {
+	q.Header.AttestationKeyType, q.Header.QESVN, q.Header.PCESVN = 2, qeSVN, platformPCESVN
+	q.Header.QEVendorID = intelQEVendorID
 	qeID := sha256.Sum256(p.pck.Raw)
 	copy(q.Header.UserData[:], qeID[:16])
-	q.AttestationKey = p.attestationKeyBytes()
-	q.QEReport = p.qeReport()
-	q.QEReportSignature = p.qeReportSignature
-
-	signed := append(q.Header.Marshal(), q.Body.Marshal()...)
-	sig, err := signRaw(p.attestationKey, signed)
+	q.QEAuthData, q.PCKChain = qeAuthData, pemChain(p.pck, p.pckCA, p.root)
+	q.AttestationKey, q.QEReport, q.QEReportSignature = p.attestationKeyBytes(), p.qeReport(), p.qeReportSignature
+	b := q.Marshal()
+	signed := len(q.Header.Marshal()) + bodySizes[q.BodyType]
+	if q.Header.Version == 5 {
+		signed += 6 // body type u16, body size u32
+	}
+	sig, err := signRaw(p.attestationKey, b[:signed])
 	if err != nil {
 		return nil, err
 	}
-	copy(q.Signature[:], sig)
-	return q.Marshal(), nil
+	copy(b[signed+4:], sig) // after the signature data's length
+	return b, nil
 }
 
 // attestationKeyBytes returns the attestation key as quotes carry it: X ‖ Y.
@@ -86,12 +95,20 @@ func (p *Platform) attestationKeyBytes() [64]byte {
 // qeReport returns the simulated Quoting Enclave's report, which binds the attestation key: its
 // report data is SHA-256(key ‖ auth data).
 func (p *Platform) qeReport() sgx.ReportBody {
-	r := sgx.ReportBody{MRSigner: qeMRSigner, ISVProdID: 1, ISVSVN: qeSVN}
+	r := sgx.ReportBody{MRSigner: qeMRSigner, ISVProdID: p.qeProdID(), ISVSVN: qeSVN}
 	r.Attributes[0] = sgx.AttrInit | sgx.AttrProvKey
 	ak := p.attestationKeyBytes()
 	binding := sha256.Sum256(append(ak[:], qeAuthData...))
 	copy(r.ReportData[:], binding[:])
 	return r
+}
+
+// qeProdID is the Quoting Enclave's ISV_PROD_ID: 1 for SGX's QE, 2 for TDX's TD_QE.
+func (p *Platform) qeProdID() uint16 {
+	if p.Settings.isTDX() {
+		return 2
+	}
+	return 1
 }
 
 // certifyAttestationKey signs the QE report with the PCK key, as Intel's PCE does once when the

@@ -1,18 +1,23 @@
-// Package sim is ppml's simulated SGX platform: a simulated Intel PKI (root CA, PCK platform CA,
-// PCK certificate with SGX extensions, TCB signing certificate), the collateral Intel's PCS would
-// serve for it (TCB info, QE identity, CRLs), and a simulated Quoting Enclave that writes
-// real-format DCAP v3 quotes.
+// Package sim is ppml's simulated platforms. An Intel one, SGX or TDX, is a simulated Intel PKI
+// (root CA, PCK platform CA, PCK certificate with SGX extensions, TCB signing certificate), the
+// collateral Intel's PCS would serve for it (TCB info, QE or TD_QE identity, CRLs), and a
+// simulated Quoting Enclave that writes real-format DCAP quotes: v3 for an SGX enclave, v4 and v5
+// for a trust domain whose MRTD, MRCONFIGID and RTMRs the platform's folder keeps. An AMD one
+// (SNPPlatform) is a simulated ARK, ASK and VCEK writing real-format SEV-SNP attestation reports.
 //
-// Its quotes go through the very same verifier as genuine ones (package attest/sgx). They verify
-// only where the platform's root CA is explicitly trusted; to any verifier trusting Intel's root
-// they are quotes from an unknown root, and are refused. A simulated platform protects nothing:
-// it is for development, tests and demonstrations on machines without a TEE.
+// Their evidence goes through the very same verifiers as genuine evidence (attest/sgx,
+// attest/tdx, attest/snp). It verifies only where the platform's root is explicitly trusted; to
+// any verifier trusting Intel's or AMD's roots it comes from an unknown root, and is refused. A
+// simulated platform protects nothing: it is for development, tests and demonstrations on
+// machines without a TEE.
 package sim
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -73,10 +78,16 @@ var Statuses = []string{
 
 // Settings describe a platform.
 type Settings struct {
-	FMSPC     string    `json:"fmspc"`      // upper-case hex, 6 bytes
-	TCBStatus string    `json:"tcb_status"` // what the platform's TCB evaluates to
-	Created   time.Time `json:"created"`
+	// TEE is what the platform attests: attest.SGX enclaves ("" in folders made before TDX) or
+	// attest.TDX trust domains.
+	TEE       attest.Kind `json:"tee,omitempty"`
+	FMSPC     string      `json:"fmspc"`      // upper-case hex, 6 bytes
+	TCBStatus string      `json:"tcb_status"` // what the platform's TCB evaluates to
+	Created   time.Time   `json:"created"`
 }
+
+// isTDX reports whether the platform attests trust domains.
+func (s *Settings) isTDX() bool { return s.TEE == attest.TDX }
 
 // Platform is a simulated platform loaded from its folder.
 type Platform struct {
@@ -89,9 +100,16 @@ type Platform struct {
 	qeReportSignature                    [64]byte
 }
 
-// Init creates a new platform in dir, which must not exist, whose TCB evaluates to status (one of
-// Statuses; "" means UpToDate) as of now.
+// Init creates a new SGX platform in dir, which must not exist, whose TCB evaluates to status
+// (one of Statuses; "" means UpToDate) as of now.
 func Init(dir, status string, now time.Time) (*Platform, error) {
+	return initPlatform(dir, attest.SGX, status, now, nil)
+}
+
+// initPlatform creates a new platform of the kind tee in dir, which must not exist, whose TCB
+// evaluates to status as of now; then, before the folder is complete, more writes what else
+// the kind keeps there. A failure leaves no folder.
+func initPlatform(dir string, tee attest.Kind, status string, now time.Time, more func(*Platform) error) (*Platform, error) {
 	if status == "" {
 		status = "UpToDate"
 	}
@@ -101,11 +119,15 @@ func Init(dir, status string, now time.Time) (*Platform, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &Platform{Dir: dir, Settings: Settings{TCBStatus: status, Created: now.UTC().Truncate(time.Second)}}
+	p := &Platform{Dir: dir, Settings: Settings{TEE: tee, TCBStatus: status, Created: now.UTC().Truncate(time.Second)}}
 	var fmspc [6]byte
 	rand.Read(fmspc[:])
 	p.Settings.FMSPC = fmt.Sprintf("%X", fmspc)
-	if err := p.issue(fmspc); err != nil {
+	err := p.issue(fmspc)
+	if err == nil && more != nil {
+		err = more(p)
+	}
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -130,15 +152,26 @@ func (p *Platform) issue(fmspc [6]byte) error {
 	}
 	var errs []error
 	issue := func(tmpl *x509.Certificate, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey) *x509.Certificate {
-		c, err := issueCert(tmpl, parent, key, parentKey, now)
+		c, err := issueCert(tmpl, parent, &key.PublicKey, parentKey, now)
 		errs = append(errs, err)
 		return c
 	}
-	p.root = issue(caTemplate("ppml Simulated SGX Root CA", 1), nil, p.rootKey, p.rootKey)
-	p.pckCA = issue(caTemplate("ppml Simulated SGX PCK Platform CA", 0), p.root, p.pckCAKey, p.rootKey)
-	p.signer = issue(leafTemplate("ppml Simulated SGX TCB Signing"), p.root, p.signerKey, p.rootKey)
-	pck := leafTemplate("ppml Simulated SGX PCK Certificate")
+	// A TDX platform's certificates have the common names and extensions of Intel's, as
+	// verifiers of TD quotes may require (go-tdx-guest does); their organization still says
+	// what they are.
+	prefix := "ppml Simulated SGX "
+	if p.Settings.isTDX() {
+		prefix = "Intel SGX "
+	}
+	root := caTemplate(prefix+"Root CA", 1)
+	root.CRLDistributionPoints = []string{simRootCRL}
+	p.root = issue(root, nil, p.rootKey, p.rootKey)
+	p.pckCA = issue(caTemplate(prefix+"PCK Platform CA", 0), p.root, p.pckCAKey, p.rootKey)
+	p.signer = issue(leafTemplate(prefix+"TCB Signing"), p.root, p.signerKey, p.rootKey)
+	pck := leafTemplate(prefix + "PCK Certificate")
 	pck.ExtraExtensions = []pkix.Extension{{Id: sgx.OIDSGXExtensions, Value: sgxExt}}
+	pck.CRLDistributionPoints = []string{simPCKCRL}
+	pck.SubjectKeyId = keyID(p.pckKey)
 	p.pck = issue(pck, p.pckCA, p.pckKey, p.pckCAKey)
 	errs = append(errs, p.certifyAttestationKey())
 	if err := errors.Join(errs...); err != nil {
@@ -160,6 +193,20 @@ func (p *Platform) issue(fmspc [6]byte) error {
 	return p.writeCollateral(nil)
 }
 
+// Where the platform's certificates say their CRLs are. Nothing is fetched from there: the
+// CRLs are in the collateral folder, and verifiers find them by these names.
+const (
+	simRootCRL = "https://ppml.invalid/simulated/root-ca-crl.der"
+	simPCKCRL  = "https://ppml.invalid/simulated/pck-crl.der"
+)
+
+// keyID is a subject key identifier for key: SHA-1 of its public point, as RFC 5280 suggests.
+func keyID(key *ecdsa.PrivateKey) []byte {
+	pub, _ := key.PublicKey.ECDH() // a P-256 key made here always converts
+	id := sha1.Sum(pub.Bytes())
+	return id[:]
+}
+
 func caTemplate(name string, pathLen int) *x509.Certificate {
 	return &x509.Certificate{
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"ppml simulation (not Intel)"}},
@@ -179,7 +226,9 @@ func leafTemplate(name string) *x509.Certificate {
 	}
 }
 
-func issueCert(tmpl, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey, now time.Time) (*x509.Certificate, error) {
+// issueCert issues the certificate tmpl of the public key pub, signed by parentKey as parent
+// (self-signed where parent is nil), valid from an hour before now for certValidity.
+func issueCert(tmpl, parent *x509.Certificate, pub any, parentKey crypto.Signer, now time.Time) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159))
 	if err != nil {
 		return nil, err
@@ -189,7 +238,7 @@ func issueCert(tmpl, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey,
 	if parent == nil {
 		parent = tmpl
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +258,9 @@ func Load(dir string) (*Platform, error) {
 	}
 	if err := json.Unmarshal(b, &p.Settings); err != nil {
 		return nil, fmt.Errorf("simulated platform %s: %s: %w", dir, platformFile, err)
+	}
+	if p.Settings.TEE == attest.SNP {
+		return nil, fmt.Errorf("simulated platform %s is an SEV-SNP platform, not an Intel one (SGX or TDX)", dir)
 	}
 	var errs []error
 	for name, c := range map[string]**x509.Certificate{rootCertFile: &p.root, pckCACertFile: &p.pckCA, pckCertFile: &p.pck, signerCertFile: &p.signer} {
@@ -283,7 +335,9 @@ func (p *Platform) Roots() *x509.CertPool {
 // Verifier returns a verifier that trusts this platform, and only it, as of its collateral.
 func (p *Platform) Verifier() (attest.Verifier, error) { return LoadVerifier(p.Dir) }
 
-// LoadVerifier returns a verifier that trusts the platform in dir, and only it. It reads the
+// LoadVerifier returns a verifier that trusts the platform in dir, and only it: of SGX quotes,
+// of TDX quotes for a TDX platform (see [Settings.TEE]), of SEV-SNP reports for an SEV-SNP one
+// (SNPPlatform). It reads the
 // platform's root certificate and collateral, none of its private keys: a relying party needs
 // only those files.
 func LoadVerifier(dir string) (attest.Verifier, error) {
@@ -298,6 +352,9 @@ func LoadVerifier(dir string) (attest.Verifier, error) {
 	if err := json.Unmarshal(b, &settings); err != nil {
 		return fail(err)
 	}
+	if settings.TEE == attest.SNP {
+		return loadSNPVerifier(dir)
+	}
 	root, err := readCert(filepath.Join(dir, rootCertFile))
 	if err != nil {
 		return fail(err)
@@ -305,6 +362,13 @@ func LoadVerifier(dir string) (attest.Verifier, error) {
 	bundle, err := collateral.ReadDir(filepath.Join(dir, collateralDir), settings.FMSPC)
 	if err != nil {
 		return fail(err)
+	}
+	if settings.isTDX() {
+		v, err := newTDVerifier(root, bundle)
+		if err != nil {
+			return fail(err)
+		}
+		return v, nil
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(root)

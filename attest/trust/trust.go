@@ -20,14 +20,15 @@ import (
 type Settings struct {
 	// SimPlatforms are folders of simulated platforms to trust (development).
 	SimPlatforms []string `toml:"sim_platforms"`
-	// Collateral is where the collateral of genuine SGX platforms comes from: a folder of Intel
-	// PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's cache
-	// (see docs/collateral.md). Without it only simulated SGX platforms can attest.
+	// Collateral is where the collateral of genuine SGX and TDX platforms comes from: a folder
+	// of Intel PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's
+	// cache (see docs/collateral.md). Without it only simulated SGX platforms can attest.
 	Collateral string `toml:"collateral"`
 	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
 	SkipCRL bool `toml:"skip_crl"`
-	// TDXCollateral is a folder of Intel collateral for TDX platforms (TDX TCB info, TD_QE
-	// identity): with it, TDX trust domains can attest.
+	// TDXCollateral, if given, is where the collateral of TDX platforms comes from instead of
+	// Collateral, as Collateral names it: for SGX and TDX platforms with folders of their own
+	// (one folder holds one QE identity: QE for SGX, TD_QE for TDX).
 	TDXCollateral string `toml:"tdx_collateral"`
 	// SNP lets SEV-SNP guests attest, trusting AMD's roots, with the VCEK or VLEK certificates
 	// their evidence carries or SNPCertificates (PEM or DER files, as AMD's KDS serves them).
@@ -35,37 +36,37 @@ type Settings struct {
 	SNPCertificates []string `toml:"snp_certificates"`
 }
 
-// Registry returns the verifiers the settings trust, one per kind of evidence. SGX quotes are
-// tried against the simulated platforms first, whose refusal of a genuine quote is cheap and
-// certain, then against Intel's roots.
+// Registry returns the verifiers the settings trust, one per kind of evidence. Evidence is tried
+// against the simulated platforms of its kind first, whose refusal of genuine evidence is cheap
+// and certain, then against Intel's or AMD's roots.
 func (s *Settings) Registry() (attest.Registry, error) {
-	r := attest.Registry{}
-	var sgxVerifiers attest.AnyOf
+	verifiers := map[attest.Kind]attest.AnyOf{}
+	add := func(v attest.Verifier) { verifiers[v.Kind()] = append(verifiers[v.Kind()], v) }
 	for _, dir := range s.SimPlatforms {
 		v, err := sim.LoadVerifier(dir)
 		if err != nil {
 			return nil, err
 		}
-		sgxVerifiers = append(sgxVerifiers, v)
+		add(v)
 	}
+	var tdxSource collateral.Source
 	if s.Collateral != "" {
 		source, err := collateral.OpenSource(s.Collateral)
 		if err != nil {
 			return nil, err
 		}
-		sgxVerifiers = append(sgxVerifiers, &sgx.IntelVerifier{Source: source, SkipCRL: s.SkipCRL})
-	}
-	if len(sgxVerifiers) > 0 {
-		r[attest.SGX] = sgxVerifiers
+		add(&sgx.IntelVerifier{Source: source, SkipCRL: s.SkipCRL})
+		tdxSource = source
 	}
 	if s.TDXCollateral != "" {
-		b, err := collateral.ReadDir(s.TDXCollateral, "")
+		source, err := collateral.OpenSource(s.TDXCollateral)
 		if err != nil {
 			return nil, err
 		}
-		if r[attest.TDX], err = tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: s.SkipCRL}); err != nil {
-			return nil, err
-		}
+		tdxSource = source
+	}
+	if tdxSource != nil {
+		add(tdx.NewIntelVerifier(tdxSource, s.SkipCRL))
 	}
 	if s.SNP {
 		var certs [][]byte
@@ -80,7 +81,11 @@ func (s *Settings) Registry() (attest.Registry, error) {
 		if err != nil {
 			return nil, err
 		}
-		r[attest.SNP] = v
+		add(v)
+	}
+	r := attest.Registry{}
+	for kind, vs := range verifiers {
+		r[kind] = vs
 	}
 	return r, nil
 }

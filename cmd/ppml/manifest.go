@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/attest/cvm"
 	"github.com/ppml/ppml/internal/atomicfile"
 	"github.com/ppml/ppml/manifest"
 )
@@ -101,13 +102,18 @@ type manifestMeasurement struct {
 }
 
 func newManifestMeasureCommand() *cobra.Command {
-	var asJSON bool
+	var asJSON, mrconfigid, hostdata bool
 	cmd := &cobra.Command{
 		Use:   "measure MANIFEST [--json]",
 		Short: "Print the workload measurement (the simulated MRENCLAVE) of a manifest",
 		Long: `measure prints the measurement of MANIFEST in hex: the MRENCLAVE that the simulated platform
-reports for it. With --json it prints the identity a policy names: with MRSIGNER when
-MANIFEST.sig signs the manifest (a signature that does not is an error).`,
+reports for it, and that ppml run puts in the last 32 bytes of the report data (a policy's
+manifest = [...]). With --json it prints the identity a policy names: with MRSIGNER when
+MANIFEST.sig signs the manifest (a signature that does not is an error).
+
+--mrconfigid prints the MRCONFIGID to launch a TDX trust domain with (the measurement followed by
+16 zero bytes, 48 bytes), --hostdata the HOSTDATA to launch an SEV-SNP guest with (the
+measurement, 32 bytes): ppml run in that VM then runs this manifest only (docs/cvm.md).`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := manifest.ParseFile(args[0])
@@ -118,7 +124,16 @@ MANIFEST.sig signs the manifest (a signature that does not is an error).`,
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			mr := manifest.Measure(m)
-			if !asJSON {
+			switch {
+			case mrconfigid && (hostdata || asJSON), hostdata && asJSON:
+				return usageError{fmt.Errorf("%s: give one of --mrconfigid, --hostdata and --json", cmd.CommandPath())}
+			case mrconfigid:
+				fmt.Fprintf(cmd.OutOrStdout(), "%x\n", cvm.MRConfigID(mr))
+				return nil
+			case hostdata:
+				fmt.Fprintf(cmd.OutOrStdout(), "%x\n", cvm.HostData(mr))
+				return nil
+			case !asJSON:
 				fmt.Fprintf(cmd.OutOrStdout(), "%x\n", mr)
 				return nil
 			}
@@ -139,6 +154,8 @@ MANIFEST.sig signs the manifest (a signature that does not is an error).`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	cmd.Flags().BoolVar(&mrconfigid, "mrconfigid", false, "print the MRCONFIGID to launch a TDX trust domain with")
+	cmd.Flags().BoolVar(&hostdata, "hostdata", false, "print the HOSTDATA to launch an SEV-SNP guest with")
 	return cmd
 }
 

@@ -43,9 +43,9 @@ output as "NAME HEX" lines. Without --key it asks with Gramine's protocol for th
 first key. A refusal exits 1 with the server's reason.
 
 --tee gramine attests from inside a Gramine enclave (/dev/attestation); --tee tdx and --tee snp
-from inside a confidential VM (configfs-tsm, or /dev/sev-guest). --tee sim attests with a
-simulated platform for the identity given by --mrenclave, --mrsigner, --isv-prod-id, --isv-svn
-and --debug.`,
+from inside a confidential VM (configfs-tsm, or /dev/sev-guest), or as the simulated TDX or
+SEV-SNP platform of --sim-platform. --tee sim attests with a simulated platform for the identity
+given by --mrenclave, --mrsigner, --isv-prod-id, --isv-svn and --debug.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlags(cmd, "server", "ca", "tee"); err != nil {
@@ -101,7 +101,7 @@ and --debug.`,
 	f.StringSliceVar(&keys, "key", nil, "a key name; repeat for several")
 	f.StringVarP(&out, "output", "o", "", "where to write the keys")
 	f.StringVar(&tee, "tee", "", "how to attest: sim, gramine, tdx or snp")
-	f.StringVar(&simDir, "sim-platform", "", "the simulated platform (--tee sim)")
+	f.StringVar(&simDir, "sim-platform", "", "the simulated platform (--tee sim; or tdx, snp on a simulated one)")
 	f.StringVar(&mrenclave, "mrenclave", "", "the claimed MRENCLAVE (--tee sim; 32 bytes, hex)")
 	f.StringVar(&mrsigner, "mrsigner", "", "the claimed MRSIGNER (--tee sim; 32 bytes, hex)")
 	f.Uint16Var(&enclave.ISVProdID, "isv-prod-id", 0, "the claimed ISV_PROD_ID (--tee sim)")
@@ -115,9 +115,17 @@ and --debug.`,
 const underGramine = "SGX workloads run under Gramine (gramine-sgx), with ppml serve as their provisioning server"
 
 // attester returns the attester that --tee names. For --tee sim it attests, on the simulated
-// platform of --sim-platform, as the enclave that simEnclave returns; for tdx and snp the error
-// says what this machine lacks.
+// platform of --sim-platform, as the enclave that simEnclave returns; --tee tdx and snp with
+// --sim-platform attest as the simulated platform's trust domain or guest; without it, the
+// error says what this machine lacks.
 func attester(cmd *cobra.Command, tee, simDir string, simEnclave func() (sim.Enclave, error)) (attest.Attester, error) {
+	if simDir != "" && (tee == "tdx" || tee == "snp") {
+		a, err := simulatedVM(cmd, attest.Kind(tee), simDir)
+		if err != nil {
+			return nil, err
+		}
+		return withSimulatedGPUs(a, simDir)
+	}
 	switch tee {
 	case "gramine":
 		return gramine.Attester{}, nil
@@ -147,18 +155,46 @@ func attester(cmd *cobra.Command, tee, simDir string, simEnclave func() (sim.Enc
 		if err != nil {
 			return nil, err
 		}
-		// A platform with simulated GPUs attests them too.
-		g, err := simgpu.Load(simDir)
-		if errors.Is(err, simgpu.ErrNoGPUs) {
-			return sim.Attester{Platform: p, Enclave: e}, nil
+		if p.Settings.TEE == attest.TDX {
+			return nil, usageError{fmt.Errorf("%s: --sim-platform %s is a simulated TDX platform: attest with --tee tdx", cmd.CommandPath(), simDir)}
 		}
-		if err != nil {
-			return nil, err
-		}
-		return attest.WithGPUs{Attester: sim.Attester{Platform: p, Enclave: e}, GPUs: g}, nil
+		return withSimulatedGPUs(sim.Attester{Platform: p, Enclave: e}, simDir)
 	default:
 		return nil, usageError{fmt.Errorf("--tee %q: want sim, gramine, tdx or snp", tee)}
 	}
+}
+
+// withSimulatedGPUs returns a, attesting the simulated GPUs of the platform in dir beside the
+// CPU when it has some.
+func withSimulatedGPUs(a attest.Attester, dir string) (attest.Attester, error) {
+	g, err := simgpu.Load(dir)
+	if errors.Is(err, simgpu.ErrNoGPUs) {
+		return a, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return attest.WithGPUs{Attester: a, GPUs: g}, nil
+}
+
+// simulatedVM returns the attester of the trust domain (tdx) or guest (snp) of the simulated
+// platform in dir.
+func simulatedVM(cmd *cobra.Command, tee attest.Kind, dir string) (attest.Attester, error) {
+	if tee == attest.SNP {
+		p, err := sim.LoadSNP(dir)
+		if err != nil {
+			return nil, err
+		}
+		return p.Attester(), nil
+	}
+	p, err := sim.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	if p.Settings.TEE != attest.TDX {
+		return nil, usageError{fmt.Errorf("%s: --sim-platform %s is a simulated SGX platform: attest with --tee sim, or make a TDX one with ppml sim init --tee tdx", cmd.CommandPath(), dir)}
+	}
+	return p.TDAttester(), nil
 }
 
 func writeSecrets(cmd *cobra.Command, out string, names []string, secrets [][]byte) error {

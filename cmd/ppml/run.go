@@ -49,10 +49,16 @@ Relative paths in the manifest are relative to the current folder, and protected
 bound to them as Gramine binds them: run ppml where gramine-sgx would run.
 
 --tee tdx and --tee snp attest from inside a confidential VM, through configfs-tsm (or
-/dev/sev-guest for SEV-SNP). The evidence covers the VM's image as measured when it started
-(TDX: MRTD and the RTMRs; SEV-SNP: the launch measurement), not MANIFEST: MANIFEST and ppml must
-be part of that image for a policy naming it to mean anything. The trusted files are checked
-against MANIFEST all the same, when the workload opens them.
+/dev/sev-guest for SEV-SNP), or, with --sim-platform, as the trust domain or guest of a
+simulated TDX or SEV-SNP platform (ppml sim init --tee tdx|snp). The evidence covers the VM's
+image as measured when it started (TDX: MRTD and the RTMRs; SEV-SNP: the launch measurement)
+and carries MANIFEST's measurement (ppml manifest measure) in the last 32 bytes of its report
+data, which a policy may require (manifest = [...]); MANIFEST and ppml must still be part of
+the measured image for that to mean anything (docs/cvm.md). Where the VM was launched with an
+MRCONFIGID (TDX) or HOSTDATA (SEV-SNP) that is not zero, it must be MANIFEST's measurement
+(ppml manifest measure --mrconfigid|--hostdata), or ppml stops before it fetches or mounts
+anything. The trusted files are checked against MANIFEST all the same, when the workload opens
+them.
 
 --tee sim attests with the simulated platform in --sim-platform, reporting the manifest's
 measurement (ppml manifest measure) as MRENCLAVE and the signer of MANIFEST.sig, if there is
@@ -81,8 +87,8 @@ the trusted files it opened and the time checking them took.`,
 			if !slices.Contains([]string{"", "sim", "tdx", "snp"}, tee) {
 				return usageError{fmt.Errorf("%s: --tee %q: want tdx, snp or sim", cmd.CommandPath(), tee)}
 			}
-			if tee != "sim" && cmd.Flags().Changed("sim-platform") {
-				return usageError{fmt.Errorf("%s: --sim-platform is for --tee sim only", cmd.CommandPath())}
+			if tee == "" && cmd.Flags().Changed("sim-platform") {
+				return usageError{fmt.Errorf("%s: --sim-platform goes with --tee sim, tdx or snp", cmd.CommandPath())}
 			}
 			m, err := manifest.ParseFile(args[0])
 			if err != nil {
@@ -139,7 +145,7 @@ the trusted files it opened and the time checking them took.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&tee, "tee", "", "how to attest for the keys of encrypted mounts: tdx or snp (in a confidential VM), or sim")
-	f.StringVar(&simDir, "sim-platform", "", "the simulated platform's folder (--tee sim only)")
+	f.StringVar(&simDir, "sim-platform", "", "the simulated platform's folder (--tee sim; tdx, snp on a simulated platform)")
 	f.StringVar(&meshEndpoint, "mesh-endpoint", "", "[ADDRESS]:PORT where the job's other nodes send this node's WireGuard packets (ppml.network = \"mesh\")")
 	f.BoolVarP(&verbose, "verbose", "v", false, "report the start-up's steps and times")
 	return cmd
