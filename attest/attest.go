@@ -59,8 +59,15 @@ func Workload(reportData []byte) Hex {
 // ForWorkload returns an Attester that attests with a, putting the workload measurement m (a
 // manifest's, manifest.Measure) in the last 32 bytes of the report data of all its evidence,
 // whatever the caller put there. In a confidential VM the evidence measures the VM's image,
-// not what runs in it: the report data is where the evidence names the workload.
-func ForWorkload(a Attester, m [32]byte) Attester { return workload{a, m} }
+// not what runs in it: the report data is where the evidence names the workload. The GPUs of a
+// that is also a [GPUAttester] attest with it, as they did.
+func ForWorkload(a Attester, m [32]byte) Attester {
+	w := workload{a, m}
+	if g, ok := a.(GPUAttester); ok {
+		return WithGPUs{Attester: w, GPUs: g}
+	}
+	return w
+}
 
 type workload struct {
 	Attester

@@ -83,3 +83,36 @@ func TestForWorkload(t *testing.T) {
 		t.Errorf("Workload of 63 bytes = %x, want nil", w)
 	}
 }
+
+// gpuCount is a GPU attester of n GPUs whose evidence is the nonce.
+type gpuCount int
+
+func (n gpuCount) AttestGPUs(nonce [32]byte) ([]attest.GPUEvidence, error) {
+	var gpus []attest.GPUEvidence
+	for range int(n) {
+		gpus = append(gpus, attest.GPUEvidence{Evidence: nonce[:]})
+	}
+	return gpus, nil
+}
+
+// TestForWorkloadKeepsGPUs checks that the GPUs of an attester still attest once the workload
+// is put in its report data: ppml run's certificate must carry them.
+func TestForWorkloadKeepsGPUs(t *testing.T) {
+	m := [32]byte{1, 2, 3}
+	a := attest.ForWorkload(attest.WithGPUs{Attester: reportDataOf{}, GPUs: gpuCount(2)}, m)
+	g, ok := a.(attest.GPUAttester)
+	if !ok {
+		t.Fatal("the GPUs were dropped")
+	}
+	gpus, err := g.AttestGPUs([32]byte{7})
+	if err != nil || len(gpus) != 2 || gpus[1].Evidence[0] != 7 {
+		t.Errorf("AttestGPUs = %v, %v", gpus, err)
+	}
+	got, err := a.Attest(attest.ReportData{9})
+	if err != nil || got[0] != 9 || !bytes.Equal(got[32:], m[:]) {
+		t.Errorf("report data %x, %v", got, err)
+	}
+	if _, ok := attest.ForWorkload(reportDataOf{}, m).(attest.GPUAttester); ok {
+		t.Error("an attester without GPUs has GPUs")
+	}
+}

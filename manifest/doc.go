@@ -89,7 +89,8 @@
 //     Whitespace control ({%- -%}) and other statements are errors.
 //   - Expressions: names; 'strings' and "strings" with \n, \t, \\, \' and \" escapes;
 //     integers; true, false, none (also capitalised); attribute access (a.b); calls with
-//     positional and keyword arguments; == and !=; not, and, or; A if TEST else B.
+//     positional and keyword arguments; == and !=; not, and, or; A if TEST else B; NAME is
+//     defined and NAME is not defined, for an optional define.
 //   - Names are the defines (strings), then the globals: gramine.libos and
 //     gramine.runtimedir() (see RenderOptions); python.stdlib, python.platstdlib,
 //     python.purelib, python.distlib, python.ext_suffix and python.get_path(NAME) from

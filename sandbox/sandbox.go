@@ -36,6 +36,10 @@ type Options struct {
 	// Attester proves the workload's identity to the provisioning servers. Only a manifest with
 	// encrypted mounts needs one.
 	Attester attest.Attester
+	// ConfidentialGPUs, if set, are the GPUs whose evidence the Attester gives, in
+	// confidential-computing mode: Run sets them ready for work once the keys were released and
+	// open the existing files, just before the workload starts, and never otherwise.
+	ConfidentialGPUs ConfidentialGPUs
 	// Stdin, Stdout and Stderr are the workload's; nil means the null device, as for os/exec.
 	// The sandbox process also writes the encrypted filesystems' complaints to Stderr.
 	Stdin          io.Reader
@@ -119,6 +123,9 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 		}
 		res.Keys = time.Since(t)
 		log.Info("keys provisioned", "keys", names, "time", res.Keys)
+		if err := setReady(opts.ConfidentialGPUs, log); err != nil {
+			return nil, err
+		}
 	}
 	// After the keys: a node that they are refused to never joins a mesh.
 	netw, err := setupNetwork(ctx, m, opts, log)

@@ -60,6 +60,11 @@ MRCONFIGID (TDX) or HOSTDATA (SEV-SNP) that is not zero, it must be MANIFEST's m
 anything. The trusted files are checked against MANIFEST all the same, when the workload opens
 them.
 
+With ppml.gpus in MANIFEST, --tee tdx and snp (without --sim-platform) attest the VM's NVIDIA
+GPUs beside the CPU, in confidential-computing mode, through NVML (a ppml built with -tags
+nvml), and set them ready for work only once the keys were released (docs/gpu.md). A
+simulated platform made with --gpus attests its simulated GPUs.
+
 --tee sim attests with the simulated platform in --sim-platform, reporting the manifest's
 measurement (ppml manifest measure) as MRENCLAVE and the signer of MANIFEST.sig, if there is
 one, as MRSIGNER. It protects nothing: it is for development.
@@ -102,9 +107,18 @@ the trusted files it opened and the time checking them took.`,
 				return usageError{fmt.Errorf("%s: --mesh-endpoint is for ppml.network = %q, and %s has %q", cmd.CommandPath(), manifest.NetworkMesh, args[0], m.Network)}
 			}
 			var a attest.Attester
+			var gpus sandbox.ConfidentialGPUs
 			if len(sandbox.KeyNames(m)) > 0 || m.Network == manifest.NetworkMesh {
 				if a, err = runAttester(cmd, args[0], m, tee, simDir); err != nil {
 					return err
+				}
+				g, err := nvmlGPUs(m, tee, simDir)
+				if err != nil {
+					return err
+				}
+				if g != nil {
+					defer g.Close()
+					a, gpus = attest.WithGPUs{Attester: a, GPUs: g}, g
 				}
 			}
 			// This process holds the keys until the sandbox process does.
@@ -125,14 +139,15 @@ the trusted files it opened and the time checking them took.`,
 			// The workload, told of the signals, decides when it stops: the first one, which
 			// cancels the command's context, must not kill it.
 			res, err := sandbox.Run(context.WithoutCancel(cmd.Context()), m, sandbox.Options{
-				Args:         args[1:],
-				Attester:     a,
-				Stdin:        cmd.InOrStdin(),
-				Stdout:       cmd.OutOrStdout(),
-				Stderr:       cmd.ErrOrStderr(),
-				Signals:      signals,
-				MeshEndpoint: endpoint,
-				Log:          slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+				Args:             args[1:],
+				Attester:         a,
+				ConfidentialGPUs: gpus,
+				Stdin:            cmd.InOrStdin(),
+				Stdout:           cmd.OutOrStdout(),
+				Stderr:           cmd.ErrOrStderr(),
+				Signals:          signals,
+				MeshEndpoint:     endpoint,
+				Log:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
 			})
 			if err != nil {
 				return fromManifestFolder(explainServerCertificate(err), args[0], m)
