@@ -164,3 +164,14 @@ type noGPUs struct{}
 func (noGPUs) AttestGPUs([32]byte) ([]attest.GPUEvidence, error) { return nil, nil }
 func (noGPUs) Kind() attest.Kind                                 { return attest.SNP }
 func (noGPUs) Attest(attest.ReportData) ([]byte, error)          { return nil, nil }
+
+// Where the kernel has no RTMR3 file, Sysfs offers nothing: ppml extends nothing and sends no
+// log.
+func TestSysfsAbsent(t *testing.T) {
+	if _, err := os.Stat(SysfsRTMR3); err == nil {
+		t.Skip("this machine is a TD whose kernel offers RTMR3")
+	}
+	if _, ok := Sysfs(noGPUs{}); ok {
+		t.Error("Sysfs offers RTMR3 where the kernel has none")
+	}
+}

@@ -54,8 +54,10 @@ data, which a policy may require (manifest = [...]); MANIFEST and ppml must stil
 the measured image for that to mean anything (docs/cvm.md). Where the VM was launched with an
 MRCONFIGID (TDX) or HOSTDATA (SEV-SNP) that is not zero, it must be MANIFEST's measurement
 (ppml manifest measure --mrconfigid|--hostdata), or ppml stops before it fetches or mounts
-anything. The trusted files are checked against MANIFEST all the same, when the workload opens
-them.
+anything. In a TD whose kernel offers RTMR3 (Linux 6.16 and later), and on a simulated TDX
+platform, ppml then extends RTMR3 with MANIFEST's measurement, logs the event, and sends the log
+with the evidence, for the server to replay (docs/cvm.md). The trusted files are checked against
+MANIFEST all the same, when the workload opens them.
 
 --tee sim attests with the simulated platform in --sim-platform, reporting the manifest's
 measurement (ppml manifest measure) as MRENCLAVE and the signer of MANIFEST.sig, if there is
