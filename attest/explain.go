@@ -18,13 +18,31 @@ var statusMeaning = map[string]string{
 		"and change the BIOS configuration against the advisories",
 }
 
+// snpStatusMeaning says what each TCB status of a SEV-SNP report means (attest/snp gives the
+// first two, a policy's min_tcb the others; docs/attestation.md has the mapping).
+var snpStatusMeaning = map[string]string{
+	"UpToDate":            "AMD's key vouches for the TCB the platform runs, and its firmware is committed",
+	"ConfigurationNeeded": "the platform runs a newer TCB than AMD's key vouches for, or provisional firmware: its operator can fix that without an update",
+	"OutOfDate":           "the platform's TCB is below the policy's minimum: update the SEV firmware and the microcode, then relaunch the guest",
+	"OutOfDateConfigurationNeeded": "the platform's TCB is below the policy's minimum, and it runs a newer TCB than AMD's key vouches for " +
+		"or provisional firmware: update the SEV firmware and the microcode, then relaunch the guest",
+}
+
 // TCBExplanation says in words what the TCB status means, which components are behind the newest
-// TCB level and what to update, and which advisories apply: one line, for a person to act on
-// (ppml quote verify, the audit log).
+// TCB level and what to update, and which advisories apply, or for SEV-SNP why the status is not
+// UpToDate and what the host's operator can do: one line, for a person to act on (ppml quote
+// verify, the audit log).
 func (c *Claims) TCBExplanation() string {
 	parts := []string{c.TCBStatus}
-	if m := statusMeaning[c.TCBStatus]; m != "" {
+	meaning := statusMeaning
+	if c.SNP != nil {
+		meaning = snpStatusMeaning
+	}
+	if m := meaning[c.TCBStatus]; m != "" {
 		parts[0] += ": " + m
+	}
+	if c.SNP != nil {
+		parts = append(parts, c.SNP.StatusReasons...)
 	}
 	if m := c.TDXModule; m != nil && m.Status != "UpToDate" {
 		parts = append(parts, fmt.Sprintf("TDX module %s ISVSVN %d is %s", m.ID, m.ISVSVN, m.Status))

@@ -5,6 +5,23 @@ import (
 	"testing"
 )
 
+// TestSNPExplanation: a SEV-SNP status is explained in AMD's terms, with the reasons the verifier
+// gave, never in Intel's.
+func TestSNPExplanation(t *testing.T) {
+	reason := "REPORTED_TCB (bootloader 3, tee 0, snp 8, microcode 115) is below CURRENT_TCB (bootloader 3, tee 0, snp 8, microcode 206): " +
+		"the report's key vouches only for the older TCB; the host should report its current TCB and serve the VCEK of that TCB"
+	c := &Claims{TEE: SNP, TCBStatus: "ConfigurationNeeded", SNP: &SNPClaims{StatusReasons: []string{reason}}}
+	want := "ConfigurationNeeded: the platform runs a newer TCB than AMD's key vouches for, or provisional firmware: " +
+		"its operator can fix that without an update; " + reason
+	if got := c.TCBExplanation(); got != want {
+		t.Errorf("explanation\n%s\nwant\n%s", got, want)
+	}
+	c.TCBStatus, c.SNP.StatusReasons = "UpToDate", nil
+	if got := c.TCBExplanation(); strings.Contains(got, "collateral") || !strings.Contains(got, "AMD's key vouches for the TCB the platform runs") {
+		t.Errorf("UpToDate SEV-SNP explained as %q", got)
+	}
+}
+
 // TestTCBExplanation checks that each kind of component behind names what to update, and that
 // the status, the module's and the QE's statuses and the advisories are said.
 func TestTCBExplanation(t *testing.T) {

@@ -189,11 +189,17 @@ func replaceDir(dir string, b *Bundle) error {
 // Source gives the collateral of a platform.
 type Source func(ctx context.Context, p Platform) (*Bundle, error)
 
-// OpenSource returns the source that where names: a folder of collateral (ReadDir), the http(s)
-// URL of Intel's PCS or of a PCCS fetched through the cache in DefaultCacheDir, or, when where
-// is empty, Intel's PCS through that cache.
+// OpenSource returns the source that where names: a folder of collateral (ReadDir), which must
+// exist, the http(s) URL of Intel's PCS or of a PCCS fetched through the cache in
+// DefaultCacheDir, or, when where is empty, Intel's PCS through that cache. The cache keeps the
+// collateral of each TEE apart, so one source serves SGX and TDX platforms alike.
 func OpenSource(where string) (Source, error) {
 	if where != "" && !strings.Contains(where, "://") {
+		if fi, err := os.Stat(where); err != nil {
+			return nil, fmt.Errorf("collateral folder: %w", err)
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("collateral folder %s is not a folder", where)
+		}
 		return func(_ context.Context, p Platform) (*Bundle, error) { return ReadDir(where, p.FMSPC) }, nil
 	}
 	dir, err := DefaultCacheDir()

@@ -38,20 +38,3 @@ func FuzzResponse(f *testing.F) {
 		}
 	})
 }
-
-// FuzzPlatformOfQuote checks that reading a quote's platform never panics, and that what it reads
-// is a platform the PCS can be asked about.
-func FuzzPlatformOfQuote(f *testing.F) {
-	for name := range realQuotes {
-		f.Add(read(f, name))
-	}
-	f.Fuzz(func(t *testing.T, quote []byte) {
-		p, err := PlatformOfQuote(quote)
-		if err != nil {
-			return
-		}
-		if err := p.check(); err != nil {
-			t.Fatalf("platform %v: %v", p, err)
-		}
-	})
-}

@@ -131,11 +131,10 @@ func (c *Config) check() error {
 		}
 	}
 	c.TLSCert, c.TLSKey, c.MasterKeyFile = c.Path(c.TLSCert), c.Path(c.TLSKey), c.Path(c.MasterKeyFile)
-	if c.Collateral != "" && !strings.Contains(c.Collateral, "://") {
-		c.Collateral = c.Path(c.Collateral)
-	}
-	if c.TDXCollateral != "" {
-		c.TDXCollateral = c.Path(c.TDXCollateral)
+	for _, where := range []*string{&c.Collateral, &c.TDXCollateral} {
+		if *where != "" && !strings.Contains(*where, "://") {
+			*where = c.Path(*where)
+		}
 	}
 	for i, p := range c.SNPCertificates {
 		c.SNPCertificates[i] = c.Path(p)

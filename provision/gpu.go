@@ -2,6 +2,7 @@ package provision
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -134,8 +135,17 @@ func (g *GPUPolicy) admits(in *GPUInput, allowSimulated bool) ([]store.GPURecord
 	}
 	records := make([]store.GPURecord, have)
 	var refused []string
+	seen := map[string]int{} // the GPU each device key was first seen with
 	for i, e := range in.Evidence {
 		err := g.admitsGPU(in, e, allowSimulated, &records[i])
+		if key := deviceKey(e); err == nil && key != "" {
+			// A host could copy one GPU's evidence to count it twice: each GPU signs with its own key.
+			if j, dup := seen[key]; dup {
+				err = fmt.Errorf("the same GPU as GPU %d (its device key): evidence given twice counts once", j)
+			} else {
+				seen[key] = i
+			}
+		}
 		if err != nil {
 			records[i].Error = err.Error()
 			refused = append(refused, fmt.Sprintf("GPU %d: %v", i, err))
@@ -145,6 +155,19 @@ func (g *GPUPolicy) admits(in *GPUInput, allowSimulated bool) ([]store.GPURecord
 		return records, errors.New(strings.Join(refused, "; "))
 	}
 	return records, nil
+}
+
+// deviceKey returns the public key (PKIX DER) of the leaf certificate of e's chain, the key the
+// GPU signs its evidence with; "" if the leaf cannot be read, which verification refuses anyway.
+func deviceKey(e attest.GPUEvidence) string {
+	if len(e.CertChain) == 0 {
+		return ""
+	}
+	leaf, err := x509.ParseCertificate(e.CertChain[0])
+	if err != nil {
+		return ""
+	}
+	return string(leaf.RawSubjectPublicKeyInfo)
 }
 
 // admitsGPU verifies one GPU's evidence: its identity and nonce first, then the policy's

@@ -20,8 +20,8 @@ import (
 )
 
 // gpuBed is a testbed whose server trusts three simulated platforms with GPUs: "sim" (two
-// GPUs in CC mode, the current driver), "devtools" (one GPU in devtools mode) and "old" (one
-// GPU on an old driver).
+// GPUs in CC mode, the current driver), "devtools" (two GPUs in devtools mode) and "old" (two
+// GPUs on an old driver).
 type gpuBed struct {
 	*testbed
 	gpus, devtools, old *simgpu.GPUs
@@ -41,8 +41,8 @@ func newGPUBed(t *testing.T) *gpuBed {
 		s    simgpu.Settings
 		g    **simgpu.GPUs
 	}{
-		{"devtools", simgpu.Settings{Count: 1, Mode: simgpu.ModeDevtools}, &b.devtools},
-		{"old", simgpu.Settings{Count: 1, DriverVersion: "535.104.05"}, &b.old},
+		{"devtools", simgpu.Settings{Count: 2, Mode: simgpu.ModeDevtools}, &b.devtools},
+		{"old", simgpu.Settings{Count: 2, DriverVersion: "535.104.05"}, &b.old},
 	} {
 		dir := filepath.Join(tb.dir, p.name)
 		if _, err := sim.Init(dir, "", now); err != nil {
@@ -156,7 +156,6 @@ func TestGPUKeyRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	both := func(g *simgpu.GPUs) attest.GPUAttester { return twoOf{g} }
 	for _, tc := range []struct {
 		name, policy string
 		gpus         attest.GPUAttester
@@ -166,8 +165,9 @@ func TestGPUKeyRefused(t *testing.T) {
 		{"a GPU missing", strings.Replace(gpuPolicy, "count = 2", "count = 3", 1), b.gpus, "2 GPUs attested, 3 required (gpus.count)"},
 		{"nonce not bound", gpuPolicy, wrongNonce{b.gpus}, "GPU 0: GPU nonce: mismatch"},
 		{"replayed evidence", gpuPolicy, mixed{b.gpus, replayed[:1]}, "GPU 0: GPU nonce: mismatch"},
-		{"devtools", strings.Replace(gpuPolicy, "sim/gpu/rims", "devtools/gpu/rims", 1), both(b.devtools), "GPU 0: GPU measurements: mismatch: RIM indices [5] differ"},
-		{"old driver", strings.Replace(gpuPolicy, "sim/gpu/rims", "old/gpu/rims", 1), both(b.old), "GPU 0: driver 535.104.05 is older than 550.90 (gpus.min_driver)"},
+		{"devtools", strings.Replace(gpuPolicy, "sim/gpu/rims", "devtools/gpu/rims", 1), b.devtools, "GPU 0: GPU measurements: mismatch: RIM indices [5] differ"},
+		{"old driver", strings.Replace(gpuPolicy, "sim/gpu/rims", "old/gpu/rims", 1), b.old, "GPU 0: driver 535.104.05 is older than 550.90 (gpus.min_driver)"},
+		{"a GPU given twice", strings.Replace(gpuPolicy, "count = 2", "count = 4", 1), twoOf{b.gpus}, "GPU 2: the same GPU as GPU 0 (its device key)"},
 		{"architecture", strings.Replace(gpuPolicy, "Hopper", "Blackwell", 1), b.gpus, `GPU 0: architecture "Hopper" is not Blackwell (gpus.arch)`},
 		{"RIMs under another root", strings.Replace(gpuPolicy, "sim/gpu/rims", "devtools/gpu/rims", 1), b.gpus, `GPU 0: GPU RIM: RIM 1: RIM signer "ppml simulated NVIDIA RIM signer": certificate chain does not lead to a trusted root`},
 	} {
@@ -187,7 +187,7 @@ func TestGPUKeyRefused(t *testing.T) {
 	}
 }
 
-// twoOf presents a platform's one GPU twice, as two GPUs.
+// twoOf presents a platform's GPUs twice, as twice as many GPUs.
 type twoOf struct{ *simgpu.GPUs }
 
 func (d twoOf) AttestGPUs(nonce [32]byte) ([]attest.GPUEvidence, error) {

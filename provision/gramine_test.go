@@ -108,26 +108,28 @@ func (r recorded) Kind() attest.Kind                        { return r.kind }
 func (r recorded) Attest(attest.ReportData) ([]byte, error) { return r.evidence, nil }
 
 // TestRecordedEvidenceOverTLS: clients present RA-TLS certificates carrying a real TDX quote (set
-// TDX-1 of testdata/attestation) and a real SEV-SNP report to a server on loopback whose policy
-// admits their measurements. With the server's clock pinned where the evidence verifies (at the
-// wall clock's time TDX-1's collateral has expired), what fails is that the evidence does not
+// TDX-11 of testdata/attestation, its collateral from a PCCS that the server's collateral setting
+// names, as for SGX) and a real SEV-SNP report to a server on loopback whose policy admits their
+// measurements. With the server's clock pinned where the evidence verifies (at the
+// wall clock's time TDX-11's collateral has expired), what fails is that the evidence does not
 // bind the certificate's fresh key: the server refuses and audits why at
-// the pinned time.
+// the pinned time, with what the TD's TCB status rests on.
 func TestRecordedEvidenceOverTLS(t *testing.T) {
 	vcek, err := filepath.Abs(filepath.Join(attestation, "snp/trustee/test-vcek.der"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tdxCollateral := collateralDir(t, "tdx/oasis-core/tcb_info_v3_tdx_fmspc_C0806F000000.json", "tdx/oasis-core/qe_identity_v2_tdx2.json")
-	tb := newTestbed(t, fmt.Sprintf(`tdx_collateral = %q
-skip_crl = true
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	pccs := httptest.NewServer(testfiles.PCCS(testfiles.TDXSets()[10].CollateralDir(t, t.TempDir()), ""))
+	defer pccs.Close()
+	tb := newTestbed(t, fmt.Sprintf(`collateral = %q
 snp = true
 snp_certificates = [%q]
-`, tdxCollateral, vcek)+byEnclave+`
+`, pccs.URL, vcek)+byEnclave+`
 [[workload]]
 name = "td"
 tee = "tdx"
-mrtd = ["91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"]
+mrtd = ["ece51dc95034ed0e1aad68e57b2d9d0a54d79f5b75626adbc4bbe9576971e85ed33702d96be68134a841fb5de7f839bf"]
 keys = ["default"]
 
 [[workload]]
@@ -141,7 +143,7 @@ keys = ["default"]
 		evidence string
 		at       time.Time
 	}{
-		{attest.TDX, "tdx/oasis-core/quote_v4_tdx_ecdsa_p256.bin", time.Unix(1725263032, 0)},
+		{attest.TDX, "tdx/openenclave/tdx_quote-moduleupdate-seamldr5.dat", time.Unix(1740652640, 0)},
 		{attest.SNP, "snp/trustee/test-report.bin", time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
@@ -163,6 +165,13 @@ keys = ["default"]
 			// The record says whose evidence it was: the TD's MRTD or the guest's measurement.
 			if rec.TEE != string(tc.kind) || rec.MRTD+rec.Measurement == "" {
 				t.Errorf("audit: TEE %q, MRTD %q, measurement %q: want the evidence's", rec.TEE, rec.MRTD, rec.Measurement)
+			}
+			// And what its TCB status rests on, for the owner to review later.
+			if tc.kind == attest.TDX && (rec.TCBStatus != "TDRelaunchAdvised" || strings.Join(rec.AdvisoryIDs, " ") != "INTEL-SA-01036 INTEL-SA-01099" ||
+				rec.TCBDate == nil || !rec.TCBDate.Equal(time.Date(2024, 3, 13, 0, 0, 0, 0, time.UTC)) || rec.TCBEvaluationDataNumber != 18 ||
+				rec.QEStatus != "UpToDate" || rec.TDXModule == nil || *rec.TDXModule != (store.TDXModule{ID: "TDX_01", ISVSVN: 4, Status: "OutOfDate"})) {
+				t.Errorf("audit: TCB %s, advisories %v, date %v, evaluation %d, QE %s, module %+v", rec.TCBStatus, rec.AdvisoryIDs,
+					rec.TCBDate, rec.TCBEvaluationDataNumber, rec.QEStatus, rec.TDXModule)
 			}
 		})
 	}

@@ -23,10 +23,14 @@ func (s *Server) Ready(ctx context.Context) error {
 		return errors.New("not accepting connections yet")
 	}
 	if _, err := s.store.ListKeys(ctx); err != nil {
-		return fmt.Errorf("store unreachable: %w", err)
+		return fmt.Errorf("%w: %w", errStoreUnreachable, err)
 	}
 	return nil
 }
+
+// errStoreUnreachable is what Readyz tells of a store error, whose details (a database's host,
+// name and user) are for the server's log only.
+var errStoreUnreachable = errors.New("store unreachable")
 
 // The paths of the probes on the metrics listener.
 const (
@@ -44,6 +48,10 @@ func (s *Server) Readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := s.Ready(ctx); err != nil {
+		if errors.Is(err, errStoreUnreachable) {
+			s.log.Warn("not ready", "err", err)
+			err = fmt.Errorf("%w (the server's log says why)", errStoreUnreachable)
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "not ready: %v\n", err)
 		return

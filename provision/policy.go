@@ -150,6 +150,10 @@ func (w *Workload) check(dir string) error {
 	if err := w.TCBPolicy.check(); err != nil {
 		return fail("%v", err)
 	}
+	if w.TEE == string(attest.SNP) && (w.DenyAdvisories != nil || w.AllowAdvisories != nil) {
+		// SEV-SNP evidence names no advisory: the lists would admit everything.
+		return fail("deny_advisories and allow_advisories name Intel's advisories, which tee = \"snp\" evidence never carries: use min_tcb")
+	}
 	if w.TEE != string(attest.TDX) && (w.AllowSEPTVE || len(w.MRServiceTD) > 0 || len(w.MRConfigID) > 0) {
 		return fail("allow_sept_ve, mr_service_td and mr_config_id are for tee = \"tdx\"")
 	}

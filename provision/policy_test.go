@@ -32,7 +32,9 @@ sim_platforms = ["sim"]
 }
 
 func TestLoadConfig(t *testing.T) {
-	path := writeConfig(t, `
+	path := writeConfig(t, `collateral = "collateral"
+tdx_collateral = "https://pccs.example:8081"
+
 [[workload]]
 name = "pytorch"
 tee = "sgx"
@@ -64,6 +66,9 @@ keys = ["default"]
 	if c.TLSCert != filepath.Join(dir, "server.crt") || c.Store != "sqlite:"+filepath.Join(dir, "ppml.db") || c.SimPlatforms[0] != filepath.Join(dir, "sim") {
 		t.Errorf("paths not resolved against the file's folder: %+v", c)
 	}
+	if c.Collateral != filepath.Join(dir, "collateral") || c.TDXCollateral != "https://pccs.example:8081" {
+		t.Errorf("collateral %q, tdx_collateral %q: want a folder resolved, a URL as it is", c.Collateral, c.TDXCollateral)
+	}
 	if c.HandshakeTimeout.Duration != 10*time.Second || c.MaxConnections != 256 || c.MaxConnectionsPerPeer != 32 || c.FirstByteTimeout.Duration != 2*time.Second {
 		t.Errorf("defaults not set: %+v", c)
 	}
@@ -88,6 +93,8 @@ func TestConfigErrors(t *testing.T) {
 		{"first_byte_timeout = \"-1s\"\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", "first_byte_timeout must be positive"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\naccept_tcb = [\"Fine\"]\nkeys = [\"k\"]\n", `accept_tcb "Fine"`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\nallow_debg = true\n", "unknown keys: workload.allow_debg"},
+		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\ndeny_advisories = [\"AMD-SB-3019\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
+		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\nallow_advisories = [\"INTEL-SA-00837\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", `two workloads are named "w"`},
 	} {
 		_, err := LoadConfig(writeConfig(t, tc.workloads))

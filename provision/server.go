@@ -581,6 +581,10 @@ func fillClaims(rec *store.AuditRecord, c *attest.Claims) {
 	}
 	rec.TEE, rec.Platform, rec.TCBStatus, rec.Debug = string(c.TEE), string(c.Platform), c.TCBStatus, c.Debug
 	rec.ISVProdID, rec.ISVSVN = c.ISVProdID, c.ISVSVN
+	rec.AdvisoryIDs, rec.TCBDate, rec.TCBEvaluationDataNumber, rec.QEStatus = c.AdvisoryIDs, c.TCBDate, c.TCBEvaluationDataNumber, c.QEStatus
+	if m := c.TDXModule; m != nil {
+		rec.TDXModule = &store.TDXModule{ID: m.ID, ISVSVN: m.ISVSVN, Status: m.Status}
+	}
 	for _, f := range []struct {
 		dst *string
 		src attest.Hex

@@ -150,8 +150,7 @@ func WriteConfig(dir, listen string, simPlatforms []string) error {
 	if len(simPlatforms) > 0 {
 		fmt.Fprintf(&b, "sim_platforms = %s  # development only\n", tomlStrings(simPlatforms))
 	}
-	b.WriteString(`# collateral = "https://api.trustedservices.intel.com"   # genuine SGX platforms
-# tdx_collateral = "tdx"                                   # TDX trust domains
+	b.WriteString(`# collateral = "https://api.trustedservices.intel.com"   # genuine SGX and TDX platforms
 # snp = true                                               # SEV-SNP guests
 
 # Workloads: ppml serve add-workload --config THIS_FILE MANIFEST, or [[workload]] by hand.

@@ -117,16 +117,18 @@ func hashFile(name string) ([sha256.Size]byte, error) {
 
 // driverLibraries returns the NVIDIA driver's user-space libraries (libcuda, libnvidia-*,
 // libnvcuvid) of the host's architecture that ldconfig -p lists, absolute and clean, each once.
+// The host writes ldconfig's cache: an entry is taken only where the path it leads to is itself
+// named as a driver library, so that it cannot put another file of the host over the view.
 func driverLibraries(ldconfig []byte) []string {
 	var libs []string
 	sc := bufio.NewScanner(bytes.NewReader(ldconfig))
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(strings.TrimSpace(sc.Text()), " (")
-		if !ok || !(strings.HasPrefix(name, "libcuda.so") || strings.HasPrefix(name, "libnvidia-") || strings.HasPrefix(name, "libnvcuvid.so")) {
+		if !ok || !isDriverLibrary(name) {
 			continue
 		}
 		flags, target, ok := strings.Cut(rest, ") => ")
-		if !ok || !strings.Contains(flags, "x86-64") || !filepath.IsAbs(target) {
+		if !ok || !strings.Contains(flags, "x86-64") || !filepath.IsAbs(target) || !isDriverLibrary(filepath.Base(target)) {
 			continue
 		}
 		if t := filepath.Clean(target); !slices.Contains(libs, t) {
@@ -134,6 +136,11 @@ func driverLibraries(ldconfig []byte) []string {
 		}
 	}
 	return libs
+}
+
+// isDriverLibrary reports whether a file name is that of an NVIDIA driver's user-space library.
+func isDriverLibrary(name string) bool {
+	return strings.HasPrefix(name, "libcuda.so") || strings.HasPrefix(name, "libnvidia-") || strings.HasPrefix(name, "libnvcuvid.so")
 }
 
 // ldconfigCache returns what ldconfig -p prints: the libraries of the host's cache.

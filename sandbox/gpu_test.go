@@ -47,6 +47,11 @@ func TestPlanGPUs(t *testing.T) {
 		"\tlibcuda.so.1 (libc6,x86-64) => " + filepath.Join(libDir, "libcuda.so.1") + "\n" +
 		"\tlibcuda.so.1 (libc6) => /usr/lib/i386-linux-gnu/libcuda.so.1\n" +
 		"\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6\n")
+	// The host writes ldconfig's cache: an entry that names a driver library but leads to another
+	// file (the workload's entrypoint, say) must not mount that file, trusted, over the view.
+	app := filepath.Join(t.TempDir(), "run.py")
+	os.WriteFile(app, []byte("print('the host's code')"), 0o644)
+	ldconfig = append(ldconfig, "\tlibnvidia-ml.so.1 (libc6,x86-64) => "+app+"\n"...)
 	dev := fakeDev(t, "nvidia1", "nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-caps/nvidia-cap1", "null")
 
 	p, err := planGPUs(gpuManifest(t, `"all"`), dev, ldconfig)

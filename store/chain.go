@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"time"
@@ -21,7 +22,9 @@ import (
 
 // The audit chain. Each record's hash is SHA-256 over its canonical encoding, which begins with
 // the hash of the record before it; the first record of a chain follows 32 zero bytes. The
-// canonical encoding of a record is, in this order:
+// canonical encoding has versions; a record is encoded in the first version that holds all it
+// says, so that records written before a version existed still verify, and a record is never
+// encoded in two ways (the label differs). Version 1 is, in this order:
 //
 //	"ppml audit record v1\x00"         label (21 bytes)
 //	prev_hash                          32 bytes
@@ -37,15 +40,24 @@ import (
 //	workload                           string
 //	keys                               list of strings
 //	decision, reason                   strings
-//	manifest                           string (v2 only)
-//	gpus                               string (v2 only): JSON of the GPUs' records, or "null"
 //
-// A record that names a workload measurement (manifest) or GPUs is encoded as v2, with the label
-// "ppml audit record v2\x00" and those two last; the others as v1, so that chains written
-// before these were recorded still verify.
+// Version 2 is for records with a workload measurement (manifest), GPUs, or any of what a TCB
+// status rests on (advisory IDs, TCB date, TCB evaluation data number, QE status, TDX module). It
+// is version 1 with the label "ppml audit record v2\x00", followed by:
+//
+//	manifest                           string
+//	gpus                               string: JSON of the GPUs' records, or "null"
+//	advisory_ids                       list of strings
+//	tcb_date                           optional int64: nanoseconds since 1970-01-01 UTC
+//	tcb_evaluation_data_number         int64, big-endian
+//	qe_status                          string
+//	tdx_module                         the byte 0 when absent, or the byte 1, its id (string),
+//	                                   ISVSVN (one byte) and status (string)
+//
 // A string is its length in bytes (uint32, big-endian) and its bytes; an optional uint16 is the
 // byte 0 when absent, or the byte 1 and the value (big-endian); a list is its number of items
-// (uint32, big-endian) and each item, so that an absent list and an empty one encode alike.
+// (uint32, big-endian) and each item, so that an absent list and an empty one encode alike; an
+// optional int64 is the byte 0 when absent, or the byte 1 and the value (big-endian).
 //
 // A checkpoint signs the chain's head: the signed message is
 //
@@ -91,7 +103,8 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 			str(s)
 		}
 	}
-	v2 := r.Manifest != "" || len(r.GPUs) > 0
+	v2 := r.Manifest != "" || len(r.GPUs) > 0 || len(r.AdvisoryIDs) > 0 || r.TCBDate != nil ||
+		r.TCBEvaluationDataNumber != 0 || r.QEStatus != "" || r.TDXModule != nil
 	if v2 {
 		b = append(b, recordLabelV2...)
 	} else {
@@ -120,13 +133,30 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 	list(r.Keys)
 	str(string(r.Decision))
 	str(r.Reason)
-	if v2 {
-		str(r.Manifest)
-		gpus := []byte("null")
-		if len(r.GPUs) > 0 {
-			gpus, _ = json.Marshal(r.GPUs) // plain fields always marshal, in a fixed order
-		}
-		str(string(gpus))
+	if !v2 {
+		return b
+	}
+	str(r.Manifest)
+	gpus := []byte("null")
+	if len(r.GPUs) > 0 {
+		gpus, _ = json.Marshal(r.GPUs) // plain fields always marshal, in a fixed order
+	}
+	str(string(gpus))
+	list(r.AdvisoryIDs)
+	if r.TCBDate == nil {
+		b = append(b, 0)
+	} else {
+		b = binary.BigEndian.AppendUint64(append(b, 1), uint64(r.TCBDate.UnixNano()))
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.TCBEvaluationDataNumber)))
+	str(r.QEStatus)
+	if m := r.TDXModule; m == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		str(m.ID)
+		b = append(b, m.ISVSVN)
+		str(m.Status)
 	}
 	return b
 }
@@ -261,6 +291,12 @@ func (e *ChainError) Error() string {
 // record that holds the hash it signed. The error is a *ChainError naming the first record (or
 // checkpoint) that does not fit.
 func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditReport, error) {
+	return verifyAudit(st.Checkpoints(ctx), st.AuditRecords(ctx, AuditFilter{}), keys)
+}
+
+// verifyAudit checks the audit log of records and checkpoints, oldest first, as read from a
+// database whose writers the verifier does not trust, as VerifyAudit says.
+func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[AuditRecord, error], keys []crypto.PublicKey) (AuditReport, error) {
 	var rep AuditReport
 	trusted := map[string]crypto.PublicKey{}
 	for _, k := range keys {
@@ -271,7 +307,7 @@ func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditR
 		trusted[id] = k
 	}
 	due := map[int64][]*Checkpoint{} // the checkpoints of each record, checked on reaching it
-	for c, err := range st.Checkpoints(ctx) {
+	for c, err := range checkpoints {
 		if err != nil {
 			return rep, err
 		}
@@ -293,7 +329,7 @@ func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditR
 		}
 	}
 	var prev []byte // the hash of the chain's last record so far; nil before the chain
-	for r, err := range st.AuditRecords(ctx, AuditFilter{}) {
+	for r, err := range records {
 		if err != nil {
 			return rep, err
 		}

@@ -53,6 +53,44 @@ func TestCanonicalEncoding(t *testing.T) {
 	if hex.EncodeToString(other.chainHash(prev[:])) == hex.EncodeToString(r.chainHash(prev[:])) {
 		t.Error("keys [k l] and [kl] hash alike")
 	}
+
+	// A record with a manifest, GPUs or what its TCB status rests on is encoded in version 2:
+	// version 1's fields under the label v2, then those.
+	v2 := r
+	v2.RTMRs = []string{"ab"}
+	v2.AdvisoryIDs = []string{"A"}
+	v2.TCBDate = new(time.Unix(0, 0x1112131415161718))
+	v2.TCBEvaluationDataNumber = 18
+	v2.QEStatus = "Q"
+	v2.TDXModule = &TDXModule{ID: "T", ISVSVN: 4, Status: "S"}
+	enc = "ppml audit record v2\x00" + enc[len("ppml audit record v1\x00"):] +
+		"\x00\x00\x00\x00" + // manifest
+		"\x00\x00\x00\x04null" + // gpus
+		"\x00\x00\x00\x01" + "\x00\x00\x00\x01A" + // advisory_ids
+		"\x01\x11\x12\x13\x14\x15\x16\x17\x18" + // tcb_date
+		"\x00\x00\x00\x00\x00\x00\x00\x12" + // tcb_evaluation_data_number
+		"\x00\x00\x00\x01Q" + // qe_status
+		"\x01" + "\x00\x00\x00\x01T" + "\x04" + "\x00\x00\x00\x01S" // tdx_module
+	want = sha256.Sum256([]byte(enc))
+	if got := v2.chainHash(prev[:]); hex.EncodeToString(got) != hex.EncodeToString(want[:]) {
+		t.Errorf("version 2 record hash %x, want %x", got, want)
+	}
+	// Each of them alone makes a version 2 record.
+	for name, f := range map[string]func(*AuditRecord){
+		"advisory_ids":               func(r *AuditRecord) { r.AdvisoryIDs = []string{"A"} },
+		"tcb_date":                   func(r *AuditRecord) { r.TCBDate = new(time.Unix(0, 0)) },
+		"tcb_evaluation_data_number": func(r *AuditRecord) { r.TCBEvaluationDataNumber = 1 },
+		"qe_status":                  func(r *AuditRecord) { r.QEStatus = "UpToDate" },
+		"tdx_module":                 func(r *AuditRecord) { r.TDXModule = &TDXModule{} },
+		"manifest":                   func(r *AuditRecord) { r.Manifest = "ab" },
+		"gpus":                       func(r *AuditRecord) { r.GPUs = []GPURecord{{Arch: "Hopper"}} },
+	} {
+		one := r
+		f(&one)
+		if enc := one.canonical(nil, prev[:]); !strings.HasPrefix(string(enc), recordLabelV2) {
+			t.Errorf("a record with %s is encoded as %q", name, enc[:len(recordLabelV2)])
+		}
+	}
 }
 
 // testSigner is the server's TLS key in the tests: ECDSA P-256, as ppml serve setup makes.
@@ -159,7 +197,16 @@ func testChainTamper(t *testing.T, b backend) {
 			workload, keys, decision, reason FROM audit WHERE id = 2`}, 100, 0, "no hash"},
 		{"inserted copy", []string{`INSERT INTO audit (` + auditColumns + `) SELECT 11, time_ns, peer, tee, platform, mrenclave,
 			mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement, tcb_status, debug, workload, keys, decision, reason,
-			prev_hash, hash, gpus, manifest FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
+			prev_hash, hash, gpus, manifest, advisory_ids, tcb_date_ns, tcb_evaluation_data_number, qe_status, tdx_module_id, tdx_module_svn,
+			tdx_module_status FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
+		// Record 4 is a TDX record, whose hash covers what its TCB status rests on (version 2):
+		// neither a change nor its removal (which would make it a version 1 record) goes unseen.
+		{"TCB date changed", []string{`UPDATE audit SET tcb_date_ns = tcb_date_ns + 86400000000000 WHERE id = 4`}, 4, 0, "does not match its hash"},
+		{"advisory removed", []string{`UPDATE audit SET advisory_ids = '["INTEL-SA-01036"]' WHERE id = 4`}, 4, 0, "does not match its hash"},
+		{"module status changed", []string{`UPDATE audit SET tdx_module_status = 'UpToDate' WHERE id = 4`}, 4, 0, "does not match its hash"},
+		{"evaluation number changed", []string{`UPDATE audit SET tcb_evaluation_data_number = 19 WHERE id = 6`}, 6, 0, "does not match its hash"},
+		{"TCB claims removed", []string{`UPDATE audit SET advisory_ids = 'null', tcb_date_ns = NULL, tcb_evaluation_data_number = 0,
+			qe_status = '', tdx_module_id = '', tdx_module_svn = NULL, tdx_module_status = '' WHERE id = 8`}, 8, 0, "does not match its hash"},
 		{"hash removed", []string{`UPDATE audit SET prev_hash = NULL, hash = NULL WHERE id = 5`}, 5, 0, "no hash"},
 		{"checkpoint altered", []string{`UPDATE audit_checkpoints SET record_id = 5`}, 0, 1, "signature does not verify"},
 	} {
@@ -251,6 +298,58 @@ func TestChainMigration(t *testing.T) {
 	}
 	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
 	if err != nil || rep.Unchained != 3 || rep.Records != 5 || rep.Covered != 5 {
+		t.Errorf("VerifyAudit: %+v, %v", rep, err)
+	}
+}
+
+// TestChainVersion1Records: records chained before the audit table had the columns of record
+// version 2 keep verifying after the migration that adds them, and the chain goes on after them
+// with version 2 records.
+func TestChainVersion1Records(t *testing.T) { forEachBackend(t, testChainVersion1Records) }
+
+func testChainVersion1Records(t *testing.T, b backend) {
+	dsn := b.newDSN(t)
+	w := rawDB(t, b, dsn)
+	// A store at the schema version before the last, as ppml made them before record version 2.
+	migrations := map[string][]string{"sqlite": sqliteMigrations, "postgres": postgresMigrations}[b.name]
+	exec(t, w, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL)`)
+	for v, m := range migrations[:len(migrations)-1] {
+		exec(t, w, m)
+		exec(t, w, `INSERT INTO schema_version VALUES ($1, 0)`, v+1)
+	}
+	seal, _ := newSealer(masterKey(1))
+	exec(t, w, `INSERT INTO meta (name, value) VALUES ($1, $2)`, checkName, seal.checkValue())
+	// Three records as that ppml wrote them: the columns of then, with the hashes of version 1.
+	oldColumns := strings.Split(auditColumns, ",")[:20]
+	var batch []*pendingRecord
+	for i := range 3 {
+		r := sampleRecord(i)
+		r.AdvisoryIDs, r.TCBDate, r.TCBEvaluationDataNumber, r.QEStatus, r.TDXModule = nil, nil, 0, "", nil
+		r.Manifest, r.GPUs = "", nil
+		batch = append(batch, &pendingRecord{r: r})
+	}
+	chain(0, nil, batch)
+	for _, p := range batch {
+		exec(t, w, `INSERT INTO audit (`+strings.Join(oldColumns, ",")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+			$11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`, auditArgs(&p.r)[:20]...)
+	}
+
+	s := openAt(t, dsn, masterKey(1))
+	defer s.Close()
+	key := testSigner(t)
+	if _, err := SignCheckpoint(ctx, s, key); err != nil {
+		t.Fatal(err)
+	}
+	next := sampleRecord(3)
+	if _, err := s.AppendAudit(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	records := collect(t, s, AuditFilter{})
+	if len(records) != 4 || records[1].TDXModule != nil || records[1].AdvisoryIDs != nil || records[3].TDXModule == nil || *records[3].TCBDate != *next.TCBDate {
+		t.Fatalf("after migration: %+v", records)
+	}
+	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	if err != nil || rep.Records != 4 || rep.Unchained != 0 || rep.Covered != 3 {
 		t.Errorf("VerifyAudit: %+v, %v", rep, err)
 	}
 }

@@ -65,7 +65,7 @@ ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
 `, `
 -- The workload measurement that the evidence's report data carried (ppml run's).
 ALTER TABLE audit ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
-`}
+`, auditTCBMigration}
 
 // The servers that share a database take turns, in the transactions that migrate the schema or
 // append to the audit chain, through one transaction-level advisory lock: an appender reads the

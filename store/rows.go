@@ -8,11 +8,14 @@ import (
 )
 
 // The columns of an audit record and of a checkpoint, as both backends store them, in the order
-// of auditArgs, scanAudit, checkpointArgs and scanCheckpoint. rtmrs and keys are JSON (an array
-// of strings, or null), and so is gpus (an array of GPURecord, or null); prev_hash and hash are NULL in records from before the chain.
+// of auditArgs, scanAudit, checkpointArgs and scanCheckpoint. rtmrs, keys and advisory_ids are
+// JSON (an array of strings, or null), and so is gpus (an array of GPURecord, or null); prev_hash
+// and hash are NULL in records from before the chain; tcb_date_ns and tdx_module_svn are NULL
+// where the evidence did not say.
 const (
 	auditColumns = `id, time_ns, peer, tee, platform, mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs,
-		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash, gpus, manifest`
+		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash, gpus, manifest,
+		advisory_ids, tcb_date_ns, tcb_evaluation_data_number, qe_status, tdx_module_id, tdx_module_svn, tdx_module_status`
 	checkpointColumns = `time_ns, record_id, record_hash, signer, signature`
 )
 
@@ -20,7 +23,8 @@ const (
 func auditArgs(r *AuditRecord) []any {
 	rtmrs, _ := json.Marshal(r.RTMRs) // a []string always marshals
 	keys, _ := json.Marshal(r.Keys)
-	gpus, _ := json.Marshal(r.GPUs)         // plain fields always marshal
+	gpus, _ := json.Marshal(r.GPUs) // plain fields always marshal
+	advisories, _ := json.Marshal(r.AdvisoryIDs)
 	prev, _ := hex.DecodeString(r.PrevHash) // chain wrote them
 	hash, _ := hex.DecodeString(r.Hash)
 	var prodID, svn *int32
@@ -30,20 +34,33 @@ func auditArgs(r *AuditRecord) []any {
 	if r.ISVSVN != nil {
 		svn = new(int32(*r.ISVSVN))
 	}
+	var tcbDate *int64
+	if r.TCBDate != nil {
+		tcbDate = new(r.TCBDate.UnixNano())
+	}
+	var module TDXModule
+	var moduleSVN *int32
+	if r.TDXModule != nil {
+		module, moduleSVN = *r.TDXModule, new(int32(r.TDXModule.ISVSVN))
+	}
 	return []any{r.ID, r.Time.UnixNano(), r.Peer, r.TEE, r.Platform, r.MREnclave, r.MRSigner, prodID, svn,
 		r.MRTD, string(rtmrs), r.Measurement, r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision),
-		r.Reason, prev, hash, string(gpus), r.Manifest}
+		r.Reason, prev, hash, string(gpus), r.Manifest,
+		string(advisories), tcbDate, r.TCBEvaluationDataNumber, r.QEStatus, module.ID, moduleSVN, module.Status}
 }
 
 // scanAudit reads a row of auditColumns with scan.
 func scanAudit(scan func(...any) error) (AuditRecord, error) {
 	var r AuditRecord
 	var t int64
-	var rtmrs, keys, decision, gpus string
-	var prodID, svn *int32
+	var rtmrs, keys, advisories, decision, gpus string
+	var prodID, svn, moduleSVN *int32
 	var prev, hash []byte
+	var tcbDate *int64
+	var module TDXModule
 	if err := scan(&r.ID, &t, &r.Peer, &r.TEE, &r.Platform, &r.MREnclave, &r.MRSigner, &prodID, &svn,
-		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash, &gpus, &r.Manifest); err != nil {
+		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash, &gpus, &r.Manifest,
+		&advisories, &tcbDate, &r.TCBEvaluationDataNumber, &r.QEStatus, &module.ID, &moduleSVN, &module.Status); err != nil {
 		return AuditRecord{}, fmt.Errorf("read audit records: %w", err)
 	}
 	r.Time, r.Decision = fromNanos(t), Decision(decision)
@@ -53,8 +70,19 @@ func scanAudit(scan func(...any) error) (AuditRecord, error) {
 	if svn != nil {
 		r.ISVSVN = new(uint16(*svn))
 	}
+	if tcbDate != nil {
+		r.TCBDate = new(fromNanos(*tcbDate))
+	}
+	if moduleSVN != nil {
+		if *moduleSVN < 0 || *moduleSVN > 0xff {
+			return AuditRecord{}, fmt.Errorf("read audit record %d: TDX module SVN %d is not a byte", r.ID, *moduleSVN)
+		}
+		module.ISVSVN = uint8(*moduleSVN)
+		r.TDXModule = &module
+	}
 	decodeHashes(&r, prev, hash)
-	if err := errors.Join(json.Unmarshal([]byte(rtmrs), &r.RTMRs), json.Unmarshal([]byte(keys), &r.Keys), json.Unmarshal([]byte(gpus), &r.GPUs)); err != nil {
+	if err := errors.Join(json.Unmarshal([]byte(rtmrs), &r.RTMRs), json.Unmarshal([]byte(keys), &r.Keys),
+		json.Unmarshal([]byte(gpus), &r.GPUs), json.Unmarshal([]byte(advisories), &r.AdvisoryIDs)); err != nil {
 		return AuditRecord{}, fmt.Errorf("read audit record %d: %w", r.ID, err)
 	}
 	return r, nil

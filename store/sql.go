@@ -14,6 +14,20 @@ import (
 
 const checkName = "master_key_check" // the meta row that holds the sealer's check value
 
+// auditTCBMigration adds the columns of what a record's TCB status rests on, in both backends
+// (SQLite takes BIGINT for INTEGER): their schema versions 3 (SQLite) and 2 (PostgreSQL).
+const auditTCBMigration = `
+-- What a record's TCB status rests on (AuditRecord), encoded in the chain as record version 2.
+-- Older records have none of it.
+ALTER TABLE audit ADD COLUMN advisory_ids TEXT NOT NULL DEFAULT 'null'; -- JSON: an array of IDs, or null
+ALTER TABLE audit ADD COLUMN tcb_date_ns BIGINT;
+ALTER TABLE audit ADD COLUMN tcb_evaluation_data_number INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE audit ADD COLUMN qe_status TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN tdx_module_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN tdx_module_svn INTEGER;
+ALTER TABLE audit ADD COLUMN tdx_module_status TEXT NOT NULL DEFAULT '';
+`
+
 // sqlStore is what both backends share: keys and audit records in tables of the same shape,
 // over database/sql, with the same statements (SQLite takes PostgreSQL's $1 placeholders).
 // What differs is in dialect.
@@ -80,7 +94,8 @@ func (s *sqlStore) prepare() error {
 		return err
 	}
 	s.insertAudit, err = s.w.Prepare(`INSERT INTO audit (` + auditColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+			$21, $22, $23, $24, $25, $26, $27, $28, $29)`)
 	return err
 }
 

@@ -74,7 +74,7 @@ ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
 `, `
 -- The workload measurement that the evidence's report data carried (ppml run's).
 ALTER TABLE audit ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
-`}
+`, auditTCBMigration}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather
 // than sleep in SQLite's busy handler; the busy timeout covers other processes, such as a

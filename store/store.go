@@ -124,12 +124,21 @@ type AuditRecord struct {
 	// Manifest is the workload measurement in the report data's last 32 bytes (ppml run's).
 	Manifest string `json:"manifest,omitempty"`
 
-	TCBStatus string   `json:"tcb_status,omitempty"`
-	Debug     bool     `json:"debug"`
-	Workload  string   `json:"workload,omitempty"` // the policy entry that matched
-	Keys      []string `json:"keys,omitempty"`     // the names of the keys released
-	Decision  Decision `json:"decision"`
-	Reason    string   `json:"reason,omitempty"`
+	TCBStatus string `json:"tcb_status,omitempty"`
+	// What the TCB status rests on, where the evidence says (Intel DCAP: SGX and TDX): the
+	// advisories that apply, the matched TCB level's date, the collateral's TCB evaluation data
+	// number, the Quoting Enclave's status and the TDX module's identity and status.
+	AdvisoryIDs             []string   `json:"advisory_ids,omitempty"`
+	TCBDate                 *time.Time `json:"tcb_date,omitempty"`
+	TCBEvaluationDataNumber int        `json:"tcb_evaluation_data_number,omitempty"`
+	QEStatus                string     `json:"qe_status,omitempty"`
+	TDXModule               *TDXModule `json:"tdx_module,omitempty"`
+
+	Debug    bool     `json:"debug"`
+	Workload string   `json:"workload,omitempty"` // the policy entry that matched
+	Keys     []string `json:"keys,omitempty"`     // the names of the keys released
+	Decision Decision `json:"decision"`
+	Reason   string   `json:"reason,omitempty"`
 
 	// The audit chain, in lower-case hex, set by the store: the hash of the record before this
 	// one (64 zeros for the first) and this record's own. Both are empty for records written
@@ -151,6 +160,13 @@ type GPURecord struct {
 	Mismatched    []int  `json:"mismatched_indices,omitempty"`
 	Revocation    string `json:"revocation,omitempty"` // "good", "unchecked"
 	Error         string `json:"error,omitempty"`      // why it was refused
+}
+
+// TDXModule is the TDX module a TD ran on, as its evidence's verdict named it.
+type TDXModule struct {
+	ID     string `json:"id"` // TDX_01, ...
+	ISVSVN uint8  `json:"isv_svn"`
+	Status string `json:"tcb_status"`
 }
 
 // AuditFilter selects audit records. The zero filter selects them all.

@@ -455,6 +455,12 @@ func sampleRecord(i int) AuditRecord {
 			Manifest:    strings.Repeat("5a", 32),
 			Decision:    Deny,
 			Reason:      "TCB status OutOfDate is not accepted",
+			// What the status rests on: the fields of record version 2.
+			AdvisoryIDs:             []string{"INTEL-SA-01036", "INTEL-SA-01099"},
+			TCBDate:                 new(time.Date(2024, 3, 13, 0, 0, 0, 0, time.UTC)),
+			TCBEvaluationDataNumber: 18,
+			QEStatus:                "UpToDate",
+			TDXModule:               &TDXModule{ID: "TDX_01", ISVSVN: uint8(i), Status: "OutOfDate"},
 		}
 	}
 	return r

@@ -8,11 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ppml/ppml/collateral"
 	"github.com/ppml/ppml/internal/testfiles"
 )
 
 // FuzzParseQuote checks that ParseQuote and PCKCertificates never panic, that a parsed quote keeps
-// its signed bytes, and that Marshal round-trips. The seeds are every SGX quote (v3, and v4) and
+// its signed bytes, that Marshal round-trips, and that the platform it names is one the PCS knows. The seeds are every SGX quote (v3, and v4) and
 // every TDX quote (v4, v5 with TD 1.5 bodies, with trailing bytes) of testdata.
 func FuzzParseQuote(f *testing.F) {
 	for _, q := range sgxQuotes(f) {
@@ -41,8 +42,10 @@ func FuzzParseQuote(f *testing.F) {
 		if q2, err := ParseQuote(enc); err != nil || !bytes.Equal(q2.Marshal(), enc) {
 			t.Fatalf("Marshal does not round-trip: %v", err)
 		}
-		if certs, err := q.PCKCertificates(); err == nil {
-			PCKExtensionOf(certs[0])
+		if p, _, err := q.platform(); err == nil {
+			if len(p.FMSPC) != 12 || p.CA != collateral.ProcessorCA && p.CA != collateral.PlatformCA || (p.TEE == collateral.TDX) != q.IsTD() {
+				t.Fatalf("platform %v of a quote of TEE type %#x", p, q.Header.TEEType)
+			}
 		}
 	})
 }

@@ -52,11 +52,7 @@ func (iv *IntelVerifier) Verify(ctx context.Context, quote []byte, at time.Time)
 	if err != nil {
 		return nil, &Error{Step: StepQuote, Err: err}
 	}
-	certs, err := q.PCKCertificates()
-	if err != nil {
-		return nil, &Error{Step: StepPCKChain, Err: err}
-	}
-	p, err := platformOf(certs, iv.TDX)
+	p, certs, err := q.platform()
 	if err != nil {
 		return nil, &Error{Step: StepPCKChain, Err: err}
 	}
@@ -123,20 +119,48 @@ func intelChain(certs []*x509.Certificate, at time.Time) error {
 	return nil
 }
 
-// platformOf returns the platform a PCK chain names: the TEE, the FMSPC of its leaf, and whether
-// a Platform or a Processor CA issued it.
-func platformOf(certs []*x509.Certificate, tdx bool) (collateral.Platform, error) {
-	ext, err := PCKExtensionOf(certs[0])
+// PlatformOfQuote returns the platform of an SGX or TDX quote, whose collateral verifies it: the
+// quote's TEE, and the FMSPC and PCK CA of the PCK certificate in its certification data. It
+// parses the quote as the verifier does but checks no signature: it only tells what collateral
+// to fetch (ppml collateral fetch --quote).
+func PlatformOfQuote(quote []byte) (collateral.Platform, error) {
+	q, err := ParseQuote(quote)
 	if err != nil {
 		return collateral.Platform{}, err
 	}
-	ca := collateral.PlatformCA
-	if strings.Contains(certs[0].Issuer.CommonName, "Processor") {
-		ca = collateral.ProcessorCA
+	p, _, err := q.platform()
+	return p, err
+}
+
+// platform returns the platform of q and its PCK chain.
+func (q *Quote) platform() (collateral.Platform, []*x509.Certificate, error) {
+	certs, err := q.PCKCertificates()
+	if err != nil {
+		return collateral.Platform{}, nil, err
 	}
-	tee := collateral.SGX
+	p, err := platformOf(certs[0], q.IsTD())
+	return p, certs, err
+}
+
+// platformOf returns the platform a PCK certificate names: the TEE, the FMSPC of its SGX
+// extension, and whether a Platform or a Processor CA issued it (its issuer's CN).
+func platformOf(pck *x509.Certificate, tdx bool) (collateral.Platform, error) {
+	p := collateral.Platform{TEE: collateral.SGX}
 	if tdx {
-		tee = collateral.TDX
+		p.TEE = collateral.TDX
 	}
-	return collateral.Platform{TEE: tee, FMSPC: fmt.Sprintf("%X", ext.FMSPC), CA: ca}, nil
+	switch cn := pck.Issuer.CommonName; {
+	case strings.Contains(cn, "Processor"):
+		p.CA = collateral.ProcessorCA
+	case strings.Contains(cn, "Platform"):
+		p.CA = collateral.PlatformCA
+	default:
+		return p, fmt.Errorf("%w: the PCK certificate's issuer %q is neither the Processor nor the Platform CA", ErrFormat, cn)
+	}
+	ext, err := PCKExtensionOf(pck)
+	if err != nil {
+		return p, err
+	}
+	p.FMSPC = fmt.Sprintf("%X", ext.FMSPC)
+	return p, nil
 }

@@ -20,14 +20,15 @@ import (
 type Settings struct {
 	// SimPlatforms are folders of simulated platforms to trust (development).
 	SimPlatforms []string `toml:"sim_platforms"`
-	// Collateral is where the collateral of genuine SGX platforms comes from: a folder of Intel
-	// PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's cache
-	// (see docs/collateral.md). Without it only simulated SGX platforms can attest.
+	// Collateral is where the collateral of genuine SGX and TDX platforms comes from: a folder
+	// of Intel PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's
+	// cache (see docs/collateral.md). Without it only simulated SGX platforms can attest.
 	Collateral string `toml:"collateral"`
 	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
 	SkipCRL bool `toml:"skip_crl"`
-	// TDXCollateral is a folder of Intel collateral for TDX platforms (TDX TCB info, TD_QE
-	// identity): with it, TDX trust domains can attest.
+	// TDXCollateral, if given, is where the collateral of TDX platforms comes from instead of
+	// Collateral, as Collateral names it: for SGX and TDX platforms with folders of their own
+	// (one folder holds one QE identity: QE for SGX, TD_QE for TDX).
 	TDXCollateral string `toml:"tdx_collateral"`
 	// SNP lets SEV-SNP guests attest, trusting AMD's roots, with the VCEK or VLEK certificates
 	// their evidence carries or SNPCertificates (PEM or DER files, as AMD's KDS serves them).
@@ -48,23 +49,24 @@ func (s *Settings) Registry() (attest.Registry, error) {
 		}
 		add(v)
 	}
+	var tdxSource collateral.Source
 	if s.Collateral != "" {
 		source, err := collateral.OpenSource(s.Collateral)
 		if err != nil {
 			return nil, err
 		}
 		add(&sgx.IntelVerifier{Source: source, SkipCRL: s.SkipCRL})
+		tdxSource = source
 	}
 	if s.TDXCollateral != "" {
-		b, err := collateral.ReadDir(s.TDXCollateral, "")
+		source, err := collateral.OpenSource(s.TDXCollateral)
 		if err != nil {
 			return nil, err
 		}
-		v, err := tdx.NewVerifier(tdx.Options{Collateral: b, SkipCRL: s.SkipCRL})
-		if err != nil {
-			return nil, err
-		}
-		add(v)
+		tdxSource = source
+	}
+	if tdxSource != nil {
+		add(tdx.NewIntelVerifier(tdxSource, s.SkipCRL))
 	}
 	if s.SNP {
 		var certs [][]byte

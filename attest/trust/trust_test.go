@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,8 +31,8 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r) != 1 {
-		t.Fatalf("registry has %d kinds, want SGX alone", len(r))
+	if len(r) != 2 || r[attest.TDX] == nil {
+		t.Fatalf("registry has %d kinds, want SGX and TDX (Intel's collateral serves both)", len(r))
 	}
 	anyOf, ok := r[attest.SGX].(attest.AnyOf)
 	if !ok || len(anyOf) != 2 {
@@ -51,8 +52,12 @@ func TestRegistry(t *testing.T) {
 	if _, err := anyOf[1].Verify(context.Background(), quote, time.Now()); !errors.Is(err, attest.ErrUntrustedRoot) {
 		t.Errorf("Intel's verifier on a simulated quote: %v, want an untrusted root", err)
 	}
-	if _, err := r.Verify(context.Background(), attest.TDX, quote, time.Now()); !errors.Is(err, attest.ErrUnknownKind) {
-		t.Errorf("TDX without tdx_collateral: %v", err)
+	simOnly, err := (&trust.Settings{SimPlatforms: []string{plat.Dir}}).Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := simOnly.Verify(context.Background(), attest.TDX, quote, time.Now()); !errors.Is(err, attest.ErrUnknownKind) {
+		t.Errorf("TDX without collateral: %v", err)
 	}
 
 	empty, err := (&trust.Settings{}).Registry()
@@ -70,6 +75,7 @@ func TestRegistryErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nowhere")
 	for name, s := range map[string]trust.Settings{
 		"simulated platform": {SimPlatforms: []string{missing}},
+		"collateral":         {Collateral: missing},
 		"TDX collateral":     {TDXCollateral: missing},
 		"SNP certificate":    {SNP: true, SNPCertificates: []string{missing}},
 	} {
@@ -111,4 +117,72 @@ func TestRegistryTDX(t *testing.T) {
 	if _, err := r.Verify(context.Background(), attest.TDX, genuine, time.Now()); err == nil || errors.Is(err, attest.ErrUntrustedRoot) {
 		t.Errorf("genuine TD quote: %v, want Intel's verifier's refusal", err)
 	}
+}
+
+// TestCollateralFromPCCS: with collateral naming a PCCS, TDX quotes verify as SGX quotes do, with
+// the collateral fetched from it into ppml's cache, under the TDX path of the PCS API, once per
+// platform until the collateral's next update. Set TDX-11 of testdata/attestation.
+func TestCollateralFromPCCS(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	set := tdxSet(t, "TDX-11")
+	log := filepath.Join(t.TempDir(), "pccs.log")
+	pccs := httptest.NewServer(testfiles.PCCS(set.CollateralDir(t, t.TempDir()), log))
+	defer pccs.Close()
+	r, err := (&trust.Settings{Collateral: pccs.URL}).Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		claims, err := r.Verify(context.Background(), attest.TDX, set.ReadQuote(t), set.At)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if claims.TCBStatus != set.Status || claims.TDXModule == nil || claims.Platform != attest.Intel {
+			t.Errorf("claims: %s, module %v, platform %s; want %s from Intel", claims.TCBStatus, claims.TDXModule, claims.Platform, set.Status)
+		}
+	}
+	requests := strings.Fields(string(testfiles.Read(t, log)))
+	if len(requests) != 4 || requests[0] != "/tdx/certification/v4/tcb?fmspc=90C06F000000" || requests[1] != "/tdx/certification/v4/qe/identity" {
+		t.Errorf("PCCS requests %q, want the TDX TCB info and TD_QE identity once, and the CRLs", requests)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "ppml/collateral/tdx/90c06f000000/platform/qe-identity.json")); err != nil {
+		t.Errorf("not cached: %v", err)
+	}
+}
+
+// TestTDXCollateral: tdx_collateral gives TDX platforms collateral of their own beside the SGX
+// platforms' collateral.
+func TestTDXCollateral(t *testing.T) {
+	set := tdxSet(t, "TDX-1")
+	sgxDir := testfiles.CollateralDir(t, t.TempDir(), "sgx/oasis-core/tcb_info_v3_fmspc_00606A000000.json", "sgx/oasis-core/qe_identity_v2.json")
+	both, err := (&trust.Settings{Collateral: sgxDir, TDXCollateral: set.CollateralDir(t, t.TempDir()), SkipCRL: true}).Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := both.Verify(context.Background(), attest.TDX, set.ReadQuote(t), set.At); err != nil {
+		t.Errorf("TDX quote: %v", err)
+	}
+	sgxQuote := testfiles.Read(t, filepath.Join(testfiles.Attestation, "sgx/oasis-core/quote_v3_ecdsa_p256_pck_chain.bin"))
+	if _, err := both.Verify(context.Background(), attest.SGX, sgxQuote, time.Unix(1671497404, 0)); err != nil {
+		t.Errorf("SGX quote: %v", err)
+	}
+	// The SGX folder alone serves no TDX quote: its QE identity is the SGX QE's.
+	sgxOnly, err := (&trust.Settings{Collateral: sgxDir, SkipCRL: true}).Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sgxOnly.Verify(context.Background(), attest.TDX, set.ReadQuote(t), set.At); err == nil || !strings.Contains(err.Error(), "TD_QE") {
+		t.Errorf("TDX quote against SGX collateral: %v, want the QE identity refused", err)
+	}
+}
+
+func tdxSet(t *testing.T, name string) testfiles.TDXSet {
+	for _, s := range testfiles.TDXSets() {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no TDX set %s", name)
+	return testfiles.TDXSet{}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/collateral"
 	"github.com/ppml/ppml/internal/atomicfile"
 )
@@ -63,7 +64,7 @@ early or the standard TCB evaluation. The folder is written only once everything
 					if err != nil {
 						return err
 					}
-					p, err := collateral.PlatformOfQuote(b)
+					p, err := sgx.PlatformOfQuote(b)
 					if err != nil {
 						return fmt.Errorf("%s: %w", q, err)
 					}

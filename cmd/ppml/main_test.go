@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -173,7 +172,7 @@ func TestScripts(t *testing.T) {
 				if neg || len(args) != 1 {
 					ts.Fatalf("usage: pccs DIR")
 				}
-				s := httptest.NewServer(servePCCS(ts.MkAbs(args[0]), ts.MkAbs("pccs.log")))
+				s := httptest.NewServer(testfiles.PCCS(ts.MkAbs(args[0]), ts.MkAbs("pccs.log")))
 				ts.Defer(s.Close)
 				ts.Setenv("PCCS", s.URL)
 			},
@@ -203,51 +202,6 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
-}
-
-// servePCCS answers the PCS API version 4 requests of a PCCS with the files of a collateral
-// folder (docs/collateral.md), the issuer chains URL-encoded in their headers, and logs each
-// request's URI to the file log.
-func servePCCS(dir, log string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f, err := os.OpenFile(log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(f, r.URL.RequestURI())
-			f.Close()
-		}
-		file, chainFile, header := "", "", ""
-		switch path := r.URL.Path; {
-		case strings.HasSuffix(path, "/certification/v4/tcb"):
-			file, chainFile, header = "tcb-info.json", "tcb-info-issuer-chain.pem", "TCB-Info-Issuer-Chain"
-			if name := "tcb-info-" + strings.ToLower(r.URL.Query().Get("fmspc")) + ".json"; fileExists(filepath.Join(dir, name)) {
-				file = name
-			}
-		case strings.HasSuffix(path, "/certification/v4/qe/identity"):
-			file, chainFile, header = "qe-identity.json", "qe-identity-issuer-chain.pem", "SGX-Enclave-Identity-Issuer-Chain"
-		case path == "/sgx/certification/v4/pckcrl":
-			file, chainFile, header = "pck-crl.der", "pck-crl-issuer-chain.pem", "SGX-PCK-CRL-Issuer-Chain"
-		case path == "/sgx/certification/v4/rootcacrl":
-			file = "root-ca-crl.der"
-		}
-		body, err := os.ReadFile(filepath.Join(dir, file))
-		if file == "" || err != nil {
-			http.NotFound(w, r)
-			return
-		}
-		if chainFile != "" {
-			chain, err := os.ReadFile(filepath.Join(dir, chainFile))
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			w.Header().Set(header, url.PathEscape(string(chain)))
-		}
-		w.Write(body)
-	})
-}
-
-func fileExists(name string) bool {
-	_, err := os.Stat(name)
-	return err == nil
 }
 
 // throwawayCertificate makes a self-signed certificate.

@@ -239,7 +239,7 @@ func newQuoteVerifyCommand() *cobra.Command {
 	var skipCRL, asJSON, snpReport bool
 	var snpCerts []string
 	cmd := &cobra.Command{
-		Use:   "verify FILE [--collateral DIR] [--at TIME] [--sim-platform DIR] [--skip-crl] [--snp [--snp-cert FILE]...] [--json]",
+		Use:   "verify FILE [--collateral DIR|URL] [--at TIME] [--sim-platform DIR] [--skip-crl] [--snp [--snp-cert FILE]...] [--json]",
 		Short: "Verify an SGX or TDX quote, or a SEV-SNP report, and print what it attests",
 		Long: `verify checks a quote completely: its structure and signatures, the certificate chain to the
 root of trust, revocation, and the platform's TCB against the collateral. It exits 0 only when
@@ -250,9 +250,10 @@ is behind the newest TCB level (CPU microcode or BIOS, the TDX module, the QE, t
 update, and which advisories apply. A revoked TCB or PCK certificate, and a platform below every
 TCB level, do not verify. --at gives the time to verify as of, in RFC 3339 or Unix seconds.
 
-The collateral of a genuine quote comes from --collateral, a folder of Intel PCS responses, or
-else from ppml's cache of them, which fetches from Intel's PCS what it lacks or what is past its
-next update (see docs/collateral.md). --sim-platform trusts a simulated platform instead, with
+The collateral of a genuine SGX or TDX quote comes from --collateral, a folder of Intel PCS
+responses or the URL of Intel's PCS or of a PCCS, or else from Intel's PCS: from a URL through
+ppml's cache of responses, which fetches what it lacks or what is past its next update (see
+docs/collateral.md). --sim-platform trusts a simulated platform instead, with
 the collateral its folder holds. --snp verifies a SEV-SNP attestation report instead, against
 AMD's roots, with the VCEK or VLEK certificate its certificate table carries or --snp-cert.`,
 		Args: exactArgs(1),
@@ -270,17 +271,15 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 			switch {
 			case len(snpCerts) > 0 || snpReport:
 				kind, settings.SNP, settings.SNPCertificates, flag = attest.SNP, true, snpCerts, "--snp-cert"
-			case isTDXQuote(quote):
-				if collateralDir == "" {
-					return usageError{errors.New("a TDX quote needs --collateral DIR (its TDX TCB info and TD_QE identity)")}
-				}
-				kind, settings.TDXCollateral, flag = attest.TDX, collateralDir, "--collateral"
 			case simDir != "":
 				settings.SimPlatforms, flag = []string{simDir}, "--sim-platform"
 			case collateralDir != "":
 				settings.Collateral, flag = collateralDir, "--collateral"
 			default:
 				settings.Collateral = collateral.IntelPCS // through the cache
+			}
+			if kind == attest.SGX && isTDXQuote(quote) {
+				kind = attest.TDX
 			}
 			registry, err := settings.Registry()
 			if err != nil && flag != "" {
@@ -303,7 +302,7 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&collateralDir, "collateral", "", "folder of collateral (default: the cache, filled from Intel's PCS)")
+	f.StringVar(&collateralDir, "collateral", "", "folder of collateral, or the URL of a PCCS or Intel's PCS, fetched through the cache (default: Intel's PCS)")
 	f.StringVar(&at, "at", "", "verify as of this time (RFC 3339 or Unix seconds; default now)")
 	f.StringVar(&simDir, "sim-platform", "", "trust this simulated platform (and no other root)")
 	f.BoolVar(&skipCRL, "skip-crl", false, "accept that revocation cannot be checked")
@@ -392,13 +391,30 @@ func printClaims(w io.Writer, c *attest.Claims) {
 	if c.Measurement != nil {
 		line("measurement", c.Measurement)
 	}
+	if s := c.SNP; s != nil {
+		p := s.Policy
+		line("product_line", fmt.Sprintf("%s (report version %d, signed by its %s)", s.ProductLine, s.ReportVersion, strings.ToUpper(s.SigningKey)))
+		line("vmpl", s.VMPL)
+		line("guest_svn", s.GuestSVN)
+		line("policy", fmt.Sprintf("%s (debug %v, smt %v, migrate_ma %v, single_socket %v, abi %d.%d)", p.Raw, p.Debug, p.SMT, p.MigrateMA, p.SingleSocket, p.ABIMajor, p.ABIMinor))
+		line("host_data", s.HostData)
+		for _, t := range []struct {
+			name string
+			tcb  attest.SNPTCB
+		}{{"reported_tcb", s.ReportedTCB}, {"current_tcb", s.CurrentTCB}, {"committed_tcb", s.CommittedTCB}, {"launch_tcb", s.LaunchTCB}} {
+			line(t.name, fmt.Sprintf("%v (%s)", t.tcb, t.tcb.Raw))
+		}
+		line("firmware", fmt.Sprintf("%s (committed %s)", s.CurrentFirmware, s.CommittedFirmware))
+	}
 	line("debug", c.Debug)
 	line("tcb_status", c.TCBStatus)
-	advisories := strings.Join(c.AdvisoryIDs, ", ")
-	if advisories == "" {
-		advisories = "none"
+	if c.SNP == nil { // AMD's evidence names no advisories
+		advisories := strings.Join(c.AdvisoryIDs, ", ")
+		if advisories == "" {
+			advisories = "none"
+		}
+		line("advisory_ids", advisories)
 	}
-	line("advisory_ids", advisories)
 	if c.TCBDate != nil {
 		line("tcb_date", c.TCBDate.Format(time.DateOnly))
 		line("tcb_eval_num", c.TCBEvaluationDataNumber)

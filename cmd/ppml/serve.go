@@ -516,7 +516,7 @@ is told the reference of its record, not its number: --ref prints that record al
 				if r.Manifest != "" {
 					workload += " manifest=" + short(r.Manifest)
 				}
-				fmt.Fprintf(out, "%s %-5s %s %s %s workload=%s %s\n", r.Time.Format(time.RFC3339), r.Decision, r.Peer, tee, short(id), workload, what)
+				fmt.Fprintf(out, "%s %-5s %s %s %s%s workload=%s %s\n", r.Time.Format(time.RFC3339), r.Decision, r.Peer, tee, short(id), tcbFields(&r), workload, what)
 			}
 			if ref != "" && !found {
 				return fmt.Errorf("no audit record has the reference %s (a refused client gives the one it was told)", ref)
@@ -602,6 +602,32 @@ func readCertificate(path string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cert, nil
+}
+
+// tcbFields are the TCB status of an audit record and what it rests on, for a one-line display:
+// " tcb=STATUS tcb_date=... tcb_eval=... qe=... tdx_module=ID/SVN/STATUS advisories=A,B", each
+// where the record has it; "" for a record without a TCB status.
+func tcbFields(r *store.AuditRecord) string {
+	if r.TCBStatus == "" {
+		return ""
+	}
+	s := " tcb=" + r.TCBStatus
+	if r.TCBDate != nil {
+		s += " tcb_date=" + r.TCBDate.Format(time.DateOnly)
+	}
+	if r.TCBEvaluationDataNumber != 0 {
+		s += fmt.Sprintf(" tcb_eval=%d", r.TCBEvaluationDataNumber)
+	}
+	if r.QEStatus != "" {
+		s += " qe=" + r.QEStatus
+	}
+	if m := r.TDXModule; m != nil {
+		s += fmt.Sprintf(" tdx_module=%s/%d/%s", m.ID, m.ISVSVN, m.Status)
+	}
+	if len(r.AdvisoryIDs) > 0 {
+		s += " advisories=" + strings.Join(r.AdvisoryIDs, ",")
+	}
+	return s
 }
 
 // short abbreviates a measurement for a one-line display.

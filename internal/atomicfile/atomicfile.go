@@ -231,11 +231,21 @@ func WriteFile(name string, data []byte, mode os.FileMode, force bool) error {
 	return p.Commit()
 }
 
-// IsTemp reports whether name, a file's base name, is that of a temporary output, which a run
-// that was killed may leave behind.
+// IsTemp reports whether name, a file's base name, is named as a temporary output is (the
+// random part is digits), which a run that was killed may leave behind.
 func IsTemp(name string) bool {
-	before, _, ok := strings.Cut(name, tempMark)
-	return ok && strings.HasPrefix(before, ".") && len(before) > 1
+	_, ok := TempFor(name)
+	return ok
+}
+
+// TempFor returns the base name of the output whose temporary output name would be, if it is
+// named as one (see IsTemp).
+func TempFor(name string) (final string, ok bool) {
+	before, after, ok := strings.Cut(name, tempMark)
+	if !ok || !strings.HasPrefix(before, ".") || len(before) < 2 || after == "" || strings.Trim(after, "0123456789") != "" {
+		return "", false
+	}
+	return before[1:], true
 }
 
 // Replace replaces the regular file name with what write writes to a new file, durably: the new

@@ -251,7 +251,7 @@ func TestIsTemp(t *testing.T) {
 			t.Errorf("IsTemp(%q) = false for a temporary output", name)
 		}
 	}
-	for _, name := range []string{"model.pt", ".model.pt", "x.ppml-tmp-1", ".ppml-tmp-1", ""} {
+	for _, name := range []string{"model.pt", ".model.pt", "x.ppml-tmp-1", ".ppml-tmp-1", ".model.pt.ppml-tmp-", ".model.pt.ppml-tmp-final", ""} {
 		if IsTemp(name) {
 			t.Errorf("IsTemp(%q) = true", name)
 		}

@@ -65,6 +65,19 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 	if err != nil {
 		return nil, err
 	}
+	// A name is no proof. What an interrupted run left lies beside the file it was replacing,
+	// which is still there, and never opens with the old key (it was written under the new
+	// one); anything else so named is the user's, rekeyed like any other file.
+	var stale []string
+	for _, t := range temps {
+		final, _ := atomicfile.TempFor(filepath.Base(t.name))
+		_, err := os.Lstat(filepath.Join(filepath.Dir(t.name), final))
+		if underNew, kerr := keyOf(t.name, oldKey, newKey); err == nil && (kerr != nil || underNew) {
+			stale = append(stale, t.name)
+		} else {
+			files = append(files, t)
+		}
+	}
 	var mu sync.Mutex
 	done := func(name string, rekeyed bool, bytes int64) {
 		mu.Lock()
@@ -83,7 +96,7 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range temps {
+	for _, t := range stale {
 		if err := os.Remove(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return res, err
 		}
@@ -125,9 +138,9 @@ type file struct {
 	size int64 // host size
 }
 
-// list returns the regular files at root (root itself, or those under the folder root) and the
-// temporary files of interrupted runs there.
-func list(root string, res *Result) (files []file, temps []string, err error) {
+// list returns the regular files at root (root itself, or those under the folder root) and those
+// named as the temporary files of interrupted runs are.
+func list(root string, res *Result) (files, temps []file, err error) {
 	info, err := os.Stat(root)
 	if err != nil {
 		return nil, nil, err
@@ -146,14 +159,16 @@ func list(root string, res *Result) (files []file, temps []string, err error) {
 			return nil
 		case !d.Type().IsRegular():
 			res.Ignored = append(res.Ignored, name)
-		case atomicfile.IsTemp(d.Name()):
-			temps = append(temps, name)
 		default:
 			info, err := d.Info()
 			if err != nil {
 				return err
 			}
-			files = append(files, file{name, info.Size()})
+			if atomicfile.IsTemp(d.Name()) {
+				temps = append(temps, file{name, info.Size()})
+			} else {
+				files = append(files, file{name, info.Size()})
+			}
 		}
 		return nil
 	})

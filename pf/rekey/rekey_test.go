@@ -232,3 +232,24 @@ func assertNoTemp(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestTempNameOfUserFile: a protected file whose name only looks like a temporary file of an
+// interrupted run (a workload chose it) is the user's: it is rekeyed, never removed; whether
+// no file of the name it would replace is beside it, or it opens with the old key.
+func TestTempNameOfUserFile(t *testing.T) {
+	dir := t.TempDir()
+	alone := filepath.Join(dir, ".results.ppml-tmp-2")
+	beside, besideOf := filepath.Join(dir, ".x2.ppml-tmp-2"), filepath.Join(dir, "x2")
+	plain := map[string][]byte{alone: []byte("the only copy of the results"), beside: []byte("another"), besideOf: []byte("a")}
+	for name, b := range plain {
+		write(t, name, b, oldKey, 2)
+	}
+	res, err := Run(context.Background(), dir, oldKey, newKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 0 || res.Rekeyed != 3 {
+		t.Fatalf("removed %q, rekeyed %d", res.Removed, res.Rekeyed)
+	}
+	check(t, plain, newKey, 0)
+}
