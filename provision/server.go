@@ -48,6 +48,9 @@ type Server struct {
 	requests context.Context
 	abandon  context.CancelFunc
 
+	// rounds holds the nodes of distributed jobs waiting for the rest of their job.
+	rounds rounds
+
 	// lastCheckpoint is the ID of the newest record this server signed a checkpoint of.
 	lastCheckpoint atomic.Int64
 
@@ -378,7 +381,11 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 	names, reason := s.decide(st, claims, verr, gpus, log, req, &rec)
 	if reason != "" {
 		rec.Reason = reason
-		audited = s.refuse(tc, st, req, &rec)
+		audited = s.refuse(tc, st, req, &rec, false)
+		return
+	}
+	if req.Join != nil {
+		audited = s.join(tc, conn, st, req, peer, &rec)
 		return
 	}
 	secrets := make([][]byte, len(names))
@@ -390,7 +397,7 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 	for i, name := range names {
 		if secrets[i], err = s.store.Key(ctx, name, store.Current); err != nil {
 			rec.Reason = fmt.Sprintf("key %q: %v", name, err)
-			audited = s.refuse(tc, st, req, &rec)
+			audited = s.refuse(tc, st, req, &rec, false)
 			return
 		}
 	}
@@ -497,16 +504,17 @@ func (s *Server) auditFailure(rec store.AuditRecord) {
 // the audit record (store.AuditRef) and nothing of the policy (workloads, constraints, key
 // names), since any peer whose evidence verifies would learn it too, nor how many decisions
 // the server made; the owner finds the reason with ppml audit --ref. With explain_refusals
-// (development) the reason goes to the client as well. It reports whether the record was
+// (development), or explain (a reason that tells nothing of the policy to a client that the
+// policy admitted), the reason goes to the client as well. It reports whether the record was
 // written.
-func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.AuditRecord) bool {
+func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.AuditRecord, explain bool) bool {
 	id, err := s.store.AppendAudit(context.Background(), *rec)
 	var answer string
 	switch {
 	case err != nil:
 		s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
 		answer = "the server cannot record its decision"
-	case st.cfg.ExplainRefusals:
+	case st.cfg.ExplainRefusals || explain:
 		answer = fmt.Sprintf("%s (audit record %s)", rec.Reason, s.store.AuditRef(id))
 	default:
 		answer = fmt.Sprintf("see audit record %s: the data owner reads why with ppml audit --ref %[1]s", s.store.AuditRef(id))
@@ -537,6 +545,9 @@ func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUI
 		rec.Reason = log.String()
 	}
 	rec.Workload = w.Name
+	if req.Join != nil {
+		return nil, joinRefusal(st.cfg.job(req.Join.Job), req.Join.Job, w.Name)
+	}
 	if req.Gramine {
 		return w.Keys[:1], ""
 	}
