@@ -84,35 +84,43 @@ func TestForWorkload(t *testing.T) {
 	}
 }
 
-// gpuCount is a GPU attester of n GPUs whose evidence is the nonce.
-type gpuCount int
+// gpusOf is an attester of report data with GPUs, whose evidence is the nonce.
+type gpusOf struct{ reportDataOf }
 
-func (n gpuCount) AttestGPUs(nonce [32]byte) ([]attest.GPUEvidence, error) {
-	var gpus []attest.GPUEvidence
-	for range int(n) {
-		gpus = append(gpus, attest.GPUEvidence{Evidence: nonce[:]})
-	}
-	return gpus, nil
+func (gpusOf) AttestGPUs(nonce [32]byte) ([]attest.GPUEvidence, error) {
+	return []attest.GPUEvidence{{Evidence: nonce[:]}}, nil
 }
 
-// TestForWorkloadKeepsGPUs checks that the GPUs of an attester still attest once the workload
-// is put in its report data: ppml run's certificate must carry them.
-func TestForWorkloadKeepsGPUs(t *testing.T) {
+// logOf is an attester of report data that keeps an event log.
+type logOf struct{ reportDataOf }
+
+func (l logOf) AttestWithLog(rd attest.ReportData) ([]byte, []byte, error) {
+	ev, err := l.Attest(rd)
+	return ev, []byte("log\n"), err
+}
+
+// ForWorkload keeps what the attester offers besides attesting: its GPUs (ppml run attests them
+// beside the CPU) and its event log, with the workload in the report data.
+func TestForWorkloadKeepsGPUsAndLog(t *testing.T) {
 	m := [32]byte{1, 2, 3}
-	a := attest.ForWorkload(attest.WithGPUs{Attester: reportDataOf{}, GPUs: gpuCount(2)}, m)
+	a := attest.ForWorkload(attest.WithGPUs{Attester: logOf{}, GPUs: gpusOf{}}, m)
 	g, ok := a.(attest.GPUAttester)
 	if !ok {
-		t.Fatal("the GPUs were dropped")
+		t.Fatalf("%T lost the GPUs", a)
 	}
-	gpus, err := g.AttestGPUs([32]byte{7})
-	if err != nil || len(gpus) != 2 || gpus[1].Evidence[0] != 7 {
-		t.Errorf("AttestGPUs = %v, %v", gpus, err)
+	if gpus, err := g.AttestGPUs([32]byte{5}); err != nil || len(gpus) != 1 || gpus[0].Evidence[0] != 5 {
+		t.Errorf("GPUs: %v, %v", gpus, err)
 	}
-	got, err := a.Attest(attest.ReportData{9})
-	if err != nil || got[0] != 9 || !bytes.Equal(got[32:], m[:]) {
-		t.Errorf("report data %x, %v", got, err)
+	ev, log, err := attest.AttestWithLog(a, attest.ReportData{9})
+	if err != nil || string(log) != "log\n" || ev[0] != 9 || !bytes.Equal(ev[32:], m[:]) {
+		t.Errorf("evidence %x, log %q, %v", ev, log, err)
+	}
+	// Without a log, AttestWithLog attests all the same, with no log.
+	ev, log, err = attest.AttestWithLog(attest.ForWorkload(reportDataOf{}, m), attest.ReportData{9})
+	if err != nil || log != nil || !bytes.Equal(ev[32:], m[:]) {
+		t.Errorf("without a log: %x, %q, %v", ev, log, err)
 	}
 	if _, ok := attest.ForWorkload(reportDataOf{}, m).(attest.GPUAttester); ok {
-		t.Error("an attester without GPUs has GPUs")
+		t.Error("an attester without GPUs gained some")
 	}
 }

@@ -370,12 +370,15 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 		return
 	}
 	var gpus *GPUInput
+	var log *RTMR3Log
 	if verr == nil {
 		if gpus, err = gpuInput(tc.ConnectionState(), st.gpus, s.now()); err != nil {
 			verr = err
+		} else if log, err = rtmr3Input(tc.ConnectionState(), claims); err != nil {
+			verr = err
 		}
 	}
-	names, reason := s.decide(st, claims, verr, gpus, req, &rec)
+	names, reason := s.decide(st, claims, verr, gpus, log, req, &rec)
 	if reason != "" {
 		rec.Reason = reason
 		audited = s.refuse(tc, st, req, &rec, false)
@@ -524,14 +527,22 @@ func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.Au
 
 // decide applies the policy: it returns the names of the keys to release, or the reason to
 // refuse.
-func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUInput, req *wire.Request, rec *store.AuditRecord) ([]string, string) {
+func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUInput, log *RTMR3Log, req *wire.Request, rec *store.AuditRecord) ([]string, string) {
 	if verr != nil {
 		return nil, "attestation failed: " + verr.Error()
 	}
-	w, gpuRecords, err := st.cfg.Workloads.AdmitWithGPUs(claims, gpus)
+	w, gpuRecords, err := st.cfg.Workloads.AdmitWithGPUs(claims, gpus, log)
 	rec.GPUs = gpuRecords
 	if err != nil {
-		return nil, refusal(err, claims)
+		reason := refusal(err, claims)
+		if log != nil {
+			reason += "; " + log.String()
+		}
+		return nil, reason
+	}
+	if log != nil {
+		// The record names what started in the TD, admitted or not: the reason of an admission.
+		rec.Reason = log.String()
 	}
 	rec.Workload = w.Name
 	if req.Join != nil {

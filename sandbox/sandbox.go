@@ -112,6 +112,9 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 			if err := cvm.CheckLaunch(opts.Attester, manifest.Measure(m)); err != nil {
 				return nil, err
 			}
+			if err := measureRTMR3(opts.Attester, m, log); err != nil {
+				return nil, err
+			}
 		}
 		keys, err = fetchKeys(ctx, m, opts.Attester, names)
 		if err != nil {

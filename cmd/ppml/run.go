@@ -57,8 +57,10 @@ data, which a policy may require (manifest = [...]); MANIFEST and ppml must stil
 the measured image for that to mean anything (docs/cvm.md). Where the VM was launched with an
 MRCONFIGID (TDX) or HOSTDATA (SEV-SNP) that is not zero, it must be MANIFEST's measurement
 (ppml manifest measure --mrconfigid|--hostdata), or ppml stops before it fetches or mounts
-anything. The trusted files are checked against MANIFEST all the same, when the workload opens
-them.
+anything. In a TD whose kernel offers RTMR3 (Linux 6.16 and later), and on a simulated TDX
+platform, ppml then extends RTMR3 with MANIFEST's measurement, logs the event, and sends the log
+with the evidence, for the server to replay (docs/cvm.md). The trusted files are checked against
+MANIFEST all the same, when the workload opens them.
 
 With ppml.gpus in MANIFEST, --tee tdx and snp (without --sim-platform) attest the VM's NVIDIA
 GPUs beside the CPU, in confidential-computing mode, through NVML (a ppml built with -tags
