@@ -15,6 +15,8 @@
 #   PPML_DEMO_PORT  the provisioning server's port (44336)
 #   PPML_BIN        the folder of the ppml binary (bin/, which make build makes)
 #   PPML_NET        the prefix of the namespaces, bridge and veths this script makes (ppmld)
+#   PPML_SUBNET     the first three bytes of the bridge's IPv4 /24 (10.231.0): the server is at
+#                   .254, the nodes at .1 and .2; runs at once on one machine need different ones
 #   PPML_BENCH=1    also measure: all-reduce bandwidth over the mesh against a plain veth, and
 #                   the DDP epoch time under ppml against without (docs/benchmarks.md)
 #   PPML_CANARY     a string that rank 0 sends the others over the mesh before training (the
@@ -27,7 +29,7 @@ dir=${1:-$repo/demo/distributed}
 port=${PPML_DEMO_PORT:-44336}
 net=${PPML_NET:-ppmld}
 python=/usr/bin/python3
-subnet=10.231.0 # the bridge's: the server at .254, the nodes at .1 and .2
+subnet=${PPML_SUBNET:-10.231.0} # the bridge's: the server at .254, the nodes at .1 and .2
 
 step() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
