@@ -4,7 +4,7 @@
 // is made relative to a folder opened that way. A link that the host plants on a path, or a
 // sub-folder it swaps for one, fails the operation with ErrLink instead of leading elsewhere.
 // The filesystems that serve host folders to the workload (encfs, trustfs) reach the host
-// through it.
+// through it, and the sandbox builds the workload's view (which binds host folders) through it.
 //
 // Paths are slash-separated and relative to the folder, "" being the folder itself.
 package hostdir
@@ -134,6 +134,19 @@ func (r *Root) Mkdir(rel string, mode uint32) error {
 	defer unix.Close(dfd)
 	if err := unix.Mkdirat(dfd, base, mode); err != nil {
 		return &os.PathError{Op: "mkdir", Path: r.Name(rel), Err: err}
+	}
+	return nil
+}
+
+// Symlink makes rel a symbolic link to target.
+func (r *Root) Symlink(target, rel string) error {
+	dfd, base, err := r.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	if err := unix.Symlinkat(target, dfd, base); err != nil {
+		return &os.LinkError{Op: "symlink", Old: target, New: r.Name(rel), Err: err}
 	}
 	return nil
 }
