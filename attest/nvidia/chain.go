@@ -202,3 +202,15 @@ func Arch(chain []*x509.Certificate) string {
 	}
 	return ""
 }
+
+// ProductArch returns the architecture of a chip as a RIM's product names it ("GH100": Hopper,
+// "GB100" or "GB200": Blackwell), as Arch names a GPU's; "" for a chip of neither.
+func ProductArch(product string) string {
+	switch {
+	case strings.HasPrefix(product, "GH1"):
+		return "Hopper"
+	case strings.HasPrefix(product, "GB1") || strings.HasPrefix(product, "GB2"):
+		return "Blackwell"
+	}
+	return ""
+}
