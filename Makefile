@@ -12,8 +12,11 @@ test: setup
 	@echo "test: formatting and go vet"
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: the files above need formatting"; exit 1; }
 	go vet ./...
+	go vet -tags nvml ./attest/nvidia/nvml ./cmd/ppml
 	@echo "test: every package's tests, the PyTorch demo and training end to end among them (a few minutes)"
 	go test ./...
+	@echo "test: the NVML attester as built with -tags nvml, against a fake NVML library in C"
+	go test -tags nvml ./attest/nvidia/nvml
 	@echo "test: the concurrent packages again under the race detector"
 	go test -race -short ./pf/... ./encfs ./trustfs ./store ./provision/... ./internal/...
 

@@ -60,7 +60,16 @@ func Workload(reportData []byte) Hex {
 // manifest's, manifest.Measure) in the last 32 bytes of the report data of all its evidence,
 // whatever the caller put there. In a confidential VM the evidence measures the VM's image,
 // not what runs in it: the report data is where the evidence names the workload.
-func ForWorkload(a Attester, m [32]byte) Attester { return workload{a, m} }
+//
+// The attester returned attests a's GPUs too, where a is a [GPUAttester], and carries a's event
+// log, where a is a [LogAttester].
+func ForWorkload(a Attester, m [32]byte) Attester {
+	w := workload{a, m}
+	if g, ok := a.(GPUAttester); ok {
+		return WithGPUs{Attester: w, GPUs: g}
+	}
+	return w
+}
 
 type workload struct {
 	Attester
@@ -71,6 +80,13 @@ func (w workload) Attest(reportData ReportData) ([]byte, error) {
 	copy(reportData[32:], w.m[:])
 	return w.Attester.Attest(reportData)
 }
+
+func (w workload) AttestWithLog(reportData ReportData) ([]byte, []byte, error) {
+	copy(reportData[32:], w.m[:])
+	return AttestWithLog(w.Attester, reportData)
+}
+
+func (w workload) Unwrap() Attester { return w.Attester }
 
 // Attester produces evidence about the TEE it runs in.
 type Attester interface {

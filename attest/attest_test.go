@@ -83,3 +83,44 @@ func TestForWorkload(t *testing.T) {
 		t.Errorf("Workload of 63 bytes = %x, want nil", w)
 	}
 }
+
+// gpusOf is an attester of report data with GPUs, whose evidence is the nonce.
+type gpusOf struct{ reportDataOf }
+
+func (gpusOf) AttestGPUs(nonce [32]byte) ([]attest.GPUEvidence, error) {
+	return []attest.GPUEvidence{{Evidence: nonce[:]}}, nil
+}
+
+// logOf is an attester of report data that keeps an event log.
+type logOf struct{ reportDataOf }
+
+func (l logOf) AttestWithLog(rd attest.ReportData) ([]byte, []byte, error) {
+	ev, err := l.Attest(rd)
+	return ev, []byte("log\n"), err
+}
+
+// ForWorkload keeps what the attester offers besides attesting: its GPUs (ppml run attests them
+// beside the CPU) and its event log, with the workload in the report data.
+func TestForWorkloadKeepsGPUsAndLog(t *testing.T) {
+	m := [32]byte{1, 2, 3}
+	a := attest.ForWorkload(attest.WithGPUs{Attester: logOf{}, GPUs: gpusOf{}}, m)
+	g, ok := a.(attest.GPUAttester)
+	if !ok {
+		t.Fatalf("%T lost the GPUs", a)
+	}
+	if gpus, err := g.AttestGPUs([32]byte{5}); err != nil || len(gpus) != 1 || gpus[0].Evidence[0] != 5 {
+		t.Errorf("GPUs: %v, %v", gpus, err)
+	}
+	ev, log, err := attest.AttestWithLog(a, attest.ReportData{9})
+	if err != nil || string(log) != "log\n" || ev[0] != 9 || !bytes.Equal(ev[32:], m[:]) {
+		t.Errorf("evidence %x, log %q, %v", ev, log, err)
+	}
+	// Without a log, AttestWithLog attests all the same, with no log.
+	ev, log, err = attest.AttestWithLog(attest.ForWorkload(reportDataOf{}, m), attest.ReportData{9})
+	if err != nil || log != nil || !bytes.Equal(ev[32:], m[:]) {
+		t.Errorf("without a log: %x, %q, %v", ev, log, err)
+	}
+	if _, ok := attest.ForWorkload(reportDataOf{}, m).(attest.GPUAttester); ok {
+		t.Error("an attester without GPUs gained some")
+	}
+}

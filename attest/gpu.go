@@ -24,5 +24,13 @@ type WithGPUs struct {
 // AttestGPUs returns the evidence of the GPUs.
 func (w WithGPUs) AttestGPUs(nonce [32]byte) ([]GPUEvidence, error) { return w.GPUs.AttestGPUs(nonce) }
 
+// AttestWithLog attests with the CPU's attester, with its event log if it keeps one.
+func (w WithGPUs) AttestWithLog(reportData ReportData) ([]byte, []byte, error) {
+	return AttestWithLog(w.Attester, reportData)
+}
+
+// Unwrap returns the CPU's attester.
+func (w WithGPUs) Unwrap() Attester { return w.Attester }
+
 // NVIDIA is the root of trust of genuine NVIDIA GPUs: NVIDIA's Device Identity CA (attest/nvidia).
 const NVIDIA Platform = "nvidia"

@@ -17,6 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ppml/ppml/internal/capture"
 )
 
 const python = "/usr/bin/python3"
@@ -242,6 +245,61 @@ func TestTraining(t *testing.T) {
 		}
 		if bytes.Contains(b, []byte("accuracy")) || bytes.Contains(b, []byte("PK\x03\x04")) {
 			t.Errorf("enc/%s holds plaintext", name)
+		}
+	}
+}
+
+// TestDistributed runs the distributed training on two nodes, each in a network namespace of
+// its own, while it captures the packets on node 0's veth in the host's namespace, and checks
+// the accuracy, that the canary that the nodes exchanged never crossed the veth in plaintext,
+// that a node whose script changed was refused and the other stopped, and that a node's death
+// ended the job on the other.
+func TestDistributed(t *testing.T) {
+	repo := setup(t)
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("needs /dev/net/tun")
+	}
+	dir := filepath.Join(t.TempDir(), "distributed")
+	prefix := fmt.Sprintf("ppt%d", os.Getpid()%100000)
+	canary := fmt.Sprintf("canary-%x", time.Now().UnixNano())
+	veth := prefix + "-h0"
+	captured, stopCapture := make(chan capture.Result, 1), make(chan struct{}, 1)
+	go func() {
+		for range 600 { // the script makes the veth first thing
+			if c, err := capture.Start(veth, []byte(canary)); err == nil {
+				<-stopCapture
+				captured <- c.Stop()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		captured <- capture.Result{}
+	}()
+	out := runScript(t, repo, []string{"PPML_NET=" + prefix, "PPML_CANARY=" + canary}, "examples/distributed/run.sh", dir)
+	stopCapture <- struct{}{}
+	seen := <-captured
+
+	m := regexp.MustCompile(`accuracy: distributed ([0-9.]+), single node ([0-9.]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no accuracy in the output:\n%s", out)
+	}
+	t.Logf("accuracy: distributed %s, single node %s; captured on %s: %+v", m[1], m[2], veth, seen)
+	if seen.UDP == 0 {
+		t.Errorf("no WireGuard packet crossed %s", veth)
+	}
+	if seen.Found {
+		t.Errorf("the canary crossed %s in plaintext", veth)
+	}
+	for _, want := range []string{
+		"node 1: canary received",
+		"node 1: ppml: keys default from 10.231.0.254:", // refused: for its keys, before it could join
+		`node 0, after `,
+		`only 1 of its 2 nodes joined within join_timeout (20s)`,
+		"Timed out waiting 30000ms for recv operation to complete",
+		`joined job "digits" as node 1 of 2, mesh address 10.77.0.2/24`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -26,6 +26,14 @@
 //	sgx.debug, sgx.isvprodid, sgx.isvsvn reported with the measurement
 //	sgx.remote_attestation               none (default) or dcap
 //
+// Besides Gramine's keys, ppml has its own, in the ppml table (see docs/run.md, *Network*):
+//
+//	ppml.network                         none (default): a network namespace of its own with
+//	                                     loopback only; host: the host's network; mesh:
+//	                                     loopback and an encrypted tunnel to the job's nodes
+//	ppml.job                             with mesh: the job of the server's policy to join
+//	ppml.gpus                            "all", or how many NVIDIA GPUs the workload gets
+//
 // and it takes the secret-provisioning settings from the variables of Gramine's
 // libsecret_prov_attest.so: loader.env.SECRET_PROVISION_SERVERS (host:port list separated by
 // commas, semicolons or spaces; default localhost:4433), SECRET_PROVISION_CA_CHAIN_PATH and
@@ -81,7 +89,8 @@
 //     Whitespace control ({%- -%}) and other statements are errors.
 //   - Expressions: names; 'strings' and "strings" with \n, \t, \\, \' and \" escapes;
 //     integers; true, false, none (also capitalised); attribute access (a.b); calls with
-//     positional and keyword arguments; == and !=; not, and, or; A if TEST else B.
+//     positional and keyword arguments; == and !=; not, and, or; A if TEST else B; NAME is
+//     defined and NAME is not defined, for an optional define.
 //   - Names are the defines (strings), then the globals: gramine.libos and
 //     gramine.runtimedir() (see RenderOptions); python.stdlib, python.platstdlib,
 //     python.purelib, python.distlib, python.ext_suffix and python.get_path(NAME) from

@@ -44,6 +44,7 @@ func FuzzTemplate(f *testing.F) {
 		"{% if name == 'app' %}yes{% else %}no{% endif %}|{% if empty %}yes{% endif %}",
 		"{% for p in paths %}{{ p }} {{ p.is_dir() }} {{ p.exists(x=1) }}{% endfor %}",
 		"{% for p in nope %}{% endfor %}{{ name( }}{{ name.upper }}{% endif %}",
+		"{% if name is defined %}{{ nope is not defined }}{% endif %}{{ name is }}{{ name.x is defined }}",
 	} {
 		f.Add(seed)
 	}

@@ -59,6 +59,11 @@ type Manifest struct {
 	GPUs int
 	// Provisioning is where the keys of encrypted mounts come from.
 	Provisioning Provisioning
+	// Network is ppml.network: NetworkNone (the default), NetworkHost or NetworkMesh.
+	Network string
+	// Job is ppml.job, the job of the provisioning server's policy whose mesh the workload
+	// joins: required with NetworkMesh, and only with it.
+	Job string
 
 	canonical []byte
 
@@ -99,6 +104,13 @@ func (e *EnvVar) UnmarshalTOML(v any) error {
 const (
 	Strict         = "strict"
 	AllowAllButLog = "allow_all_but_log"
+)
+
+// Network modes (ppml.network).
+const (
+	NetworkNone = "none" // a network namespace of its own with loopback only
+	NetworkHost = "host" // the host's network namespace
+	NetworkMesh = "mesh" // loopback and an encrypted tunnel to the job's other nodes
 )
 
 // Mount types.
@@ -242,6 +254,8 @@ func Parse(b []byte) (*Manifest, error) {
 		ISVProdID:         d.SGX.ISVProdID,
 		ISVSVN:            d.SGX.ISVSVN,
 		RemoteAttestation: cmp.Or(d.SGX.RemoteAttestation, "none"),
+		Network:           cmp.Or(d.PPML.Network, NetworkNone),
+		Job:               d.PPML.Job,
 		canonical:         canonical,
 	}
 	if m.Env == nil {
@@ -287,6 +301,12 @@ func (m *Manifest) check() error {
 		return fmt.Errorf("sgx.remote_attestation %q is not none or dcap", m.RemoteAttestation)
 	case m.FileCheckPolicy != Strict && m.FileCheckPolicy != AllowAllButLog:
 		return fmt.Errorf("sgx.file_check_policy %q is not %s or %s", m.FileCheckPolicy, Strict, AllowAllButLog)
+	case m.Network != NetworkNone && m.Network != NetworkHost && m.Network != NetworkMesh:
+		return fmt.Errorf("ppml.network %q is not %s, %s or %s", m.Network, NetworkNone, NetworkHost, NetworkMesh)
+	case m.Network == NetworkMesh && !validJob(m.Job):
+		return fmt.Errorf("ppml.network %q needs ppml.job, the name of the job in the provisioning server's policy (1 to 64 letters, digits, '.', '_' or '-'), not %q", NetworkMesh, m.Job)
+	case m.Network != NetworkMesh && m.Job != "":
+		return fmt.Errorf("ppml.job is only for ppml.network = %q", NetworkMesh)
 	}
 	for i := range m.Mounts {
 		if err := m.Mounts[i].check(); err != nil {
@@ -304,6 +324,11 @@ func (m *Manifest) check() error {
 	}
 	m.Provisioning = p
 	return nil
+}
+
+// validJob reports whether name is a job's name: 1 to 64 letters, digits, '.', '_' or '-'.
+func validJob(name string) bool {
+	return len(name) >= 1 && len(name) <= 64 && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == ""
 }
 
 func (m *Mount) check() error {

@@ -95,7 +95,7 @@ func TestParseTutorial(t *testing.T) {
 
 func TestParseDefaults(t *testing.T) {
 	m := mustParse(t, minimal)
-	if m.LogLevel != "error" || m.StartDir != "/" || m.RemoteAttestation != "none" || m.Env == nil || m.Argv != nil || m.UID != 65534 || m.GID != 65534 || m.FileCheckPolicy != Strict {
+	if m.LogLevel != "error" || m.StartDir != "/" || m.RemoteAttestation != "none" || m.Env == nil || m.Argv != nil || m.UID != 65534 || m.GID != 65534 || m.FileCheckPolicy != Strict || m.Network != NetworkNone || m.Job != "" {
 		t.Errorf("defaults: %+v", m)
 	}
 	if want := []string{"localhost:4433"}; !reflect.DeepEqual(m.Provisioning.Servers, want) || m.Provisioning.CAChainPath != "" || m.Provisioning.SetKey != "" {
@@ -111,6 +111,19 @@ sgx.file_check_policy = "allow_all_but_log"
 `)
 	if !reflect.DeepEqual(m.Argv, []string{"app", "--x"}) || m.StartDir != "/work" || !m.Debug || m.UID != 0 || m.GID != 1000 || m.FileCheckPolicy != AllowAllButLog {
 		t.Errorf("argv %q, start dir %q, debug %v, uid %d, gid %d, file-check policy %q", m.Argv, m.StartDir, m.Debug, m.UID, m.GID, m.FileCheckPolicy)
+	}
+}
+
+func TestNetwork(t *testing.T) {
+	for _, src := range []string{`ppml.network = "host"`, "[ppml]\nnetwork = \"mesh\"\njob = \"digits-1.a_b\""} {
+		m := mustParse(t, minimal+src)
+		want := NetworkHost
+		if m.Job != "" {
+			want = NetworkMesh
+		}
+		if m.Network != want {
+			t.Errorf("%s: network %q, job %q", src, m.Network, m.Job)
+		}
 	}
 }
 
@@ -171,6 +184,12 @@ func TestParseErrors(t *testing.T) {
 		{"server passthrough", minimal + "loader.env.SECRET_PROVISION_SERVERS = { passthrough = true }", "loader.env.SECRET_PROVISION_SERVERS must have its value in the manifest"},
 		{"ca passthrough", minimal + "loader.env.SECRET_PROVISION_CA_CHAIN_PATH = { passthrough = true }", "SECRET_PROVISION_CA_CHAIN_PATH must have its value"},
 		{"set key unused", minimal + `loader.env.SECRET_PROVISION_SET_KEY = "model"` + "\n" + `fs.mounts = [{ type = "encrypted", path = "/m", uri = "file:m" }]`, `SECRET_PROVISION_SET_KEY names key "model", which no encrypted mount uses`},
+		{"network", minimal + `ppml.network = "bridge"`, `ppml.network "bridge" is not none, host or mesh`},
+		{"network type", minimal + `ppml.network = true`, `(last key "ppml.network"): incompatible types`},
+		{"mesh without job", minimal + `ppml.network = "mesh"`, `ppml.network "mesh" needs ppml.job`},
+		{"mesh job name", minimal + "ppml.network = \"mesh\"\nppml.job = \"a b\"", `not "a b"`},
+		{"job without mesh", minimal + `ppml.job = "a"`, `ppml.job is only for ppml.network = "mesh"`},
+		{"unknown ppml key", minimal + `ppml.gpu = true`, "unknown manifest key ppml.gpu"},
 		{"date", minimal + "sys.ioctl_structs.s = 1979-05-27", "manifest key sys.ioctl_structs.s: a time.Time is not allowed in a manifest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -162,6 +162,8 @@ func TestExpand(t *testing.T) {
 		{`{{ 'y' if empty else 'n' }}{{ 'y' if not empty else 'n' }}{{ empty or 'dflt' }}{{ name and 'both' }}`, "nydfltboth"},
 		{`{{ one == '1' }} {{ 1 }} {{ true }} {{ None }} {{ (name) }} {{ 'it\'s\\' }}`, `True 1 True None app it's\`},
 		{"{% if name == 'app' %}yes{% else %}no{% endif %}|{% if empty %}yes{% endif %}", "yes|"},
+		{"{% if name is defined %}y{% endif %}{% if nope is defined %}n{% endif %}{% if nope is not defined %}y{% endif %}{{ env is defined }}", "yyTrue"},
+		{"{% for x in python.get_sys_path('/usr/bin/python3') %}{% if x is defined %}{% else %}n{% endif %}{% endfor %}.", "."},
 	} {
 		got, err := expand(tc.template, defines, &RenderOptions{})
 		if err != nil || got != tc.want {
@@ -175,6 +177,9 @@ func TestExpandErrors(t *testing.T) {
 	for _, tc := range []struct{ template, want string }{
 		{"a\nb = {{ nope }}", "line 2: 'nope' is undefined (define it: -D nope=VALUE)"},
 		{"{% for p in nope %}{% endfor %}", "line 1: 'nope' is undefined"},
+		{"{{ name is odd }}", "line 1: only the tests 'is defined' and 'is not defined' are supported"},
+		{"{{ name.x is defined }}", "line 1: 'is defined' tests a name"},
+		{"{{ name is }}", "line 1: only the tests"},
 		{"\n{% for p in name %}{% endfor %}", "line 2: cannot loop over a string"},
 		{"{% for p in x %}", "line 1: {% for %} has no {% endfor %}"},
 		{"{% if name %}{% endfor %}", "line 1: {% if %} has no {% endif %}"},

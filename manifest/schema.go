@@ -106,7 +106,9 @@ type document struct {
 
 	// ppml's own keys, outside Gramine's schema (gpu.go).
 	PPML struct {
-		GPUCount any `toml:"gpus"`
+		GPUCount any    `toml:"gpus"`
+		Network  string `toml:"network"` // none, host or mesh
+		Job      string `toml:"job"`     // the job of a mesh
 	} `toml:"ppml"`
 }
 

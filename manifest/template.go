@@ -210,7 +210,7 @@ func isName(s string) bool {
 	return s != "" && !slices.Contains(keywords, s)
 }
 
-var keywords = []string{"and", "or", "not", "if", "else", "in", "true", "false", "none", "True", "False", "None"}
+var keywords = []string{"and", "or", "not", "if", "else", "in", "is", "true", "false", "none", "True", "False", "None"}
 
 // Expression tokens.
 type token struct {
@@ -315,7 +315,7 @@ func lexString(s string) (string, int, error) {
 //	or      = and { "or" and }
 //	and     = not { "and" not }
 //	not     = "not" not | compare
-//	compare = postfix [ ( "==" | "!=" ) postfix ]
+//	compare = postfix [ ( "==" | "!=" ) postfix | "is" [ "not" ] "defined" ]
 //	postfix = primary { "." NAME | "(" [ arg { "," arg } ] ")" }
 //	arg     = [ NAME "=" ] expr
 //	primary = NAME | STRING | INTEGER | "(" expr ")"
@@ -397,6 +397,9 @@ func (p *exprParser) not() (expr, error) {
 			y, err := p.postfix()
 			return operation{op, x, y}, err
 		}
+	}
+	if p.accept("is") {
+		return p.isDefined(x)
 	}
 	return x, nil
 }

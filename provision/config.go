@@ -47,6 +47,8 @@ type Config struct {
 	ExplainRefusals bool `toml:"explain_refusals"`
 
 	Workloads Policy `toml:"workload"`
+	// Jobs are the distributed jobs whose nodes join a mesh (job.go).
+	Jobs []Job `toml:"job"`
 
 	dir string
 }
@@ -172,7 +174,7 @@ func (c *Config) check() error {
 		}
 		names[w.Name] = true
 	}
-	return nil
+	return c.checkJobs()
 }
 
 // Path resolves a path of the configuration against the file's folder.

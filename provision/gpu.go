@@ -216,16 +216,20 @@ func (g *GPUPolicy) admitsGPU(in *GPUInput, e attest.GPUEvidence, allowSimulated
 	return err
 }
 
-// AdmitWithGPUs returns the first workload that admits the claims of the CPU evidence and, if
-// it requires GPUs, the GPUs of gpus (nil: none attested), together with what each GPU's
-// evidence said; or an error giving every workload's reason for refusing them, together with
-// the GPUs' records of the first workload that admitted the CPU.
-func (p Policy) AdmitWithGPUs(c *attest.Claims, gpus *GPUInput) (*Workload, []store.GPURecord, error) {
+// AdmitWithGPUs returns the first workload that admits the claims of the CPU evidence, its
+// RTMR3 event log (nil: none came with it; rtmr3.go) and, if it requires GPUs, the GPUs of
+// gpus (nil: none attested), together with what each GPU's evidence said; or an error giving
+// every workload's reason for refusing them, together with the GPUs' records of the first
+// workload that admitted the CPU.
+func (p Policy) AdmitWithGPUs(c *attest.Claims, gpus *GPUInput, log *RTMR3Log) (*Workload, []store.GPURecord, error) {
 	var reasons []string
 	var first []store.GPURecord
 	cpuAdmitted := false
 	for i := range p {
 		err := p[i].admits(c)
+		if err == nil {
+			err = p[i].admitsRTMR3(c, log)
+		}
 		if err == nil {
 			var records []store.GPURecord
 			records, err = p[i].GPU.admits(gpus, p[i].AllowSimulated)

@@ -48,6 +48,9 @@ type Workload struct {
 	// Manifest: any of these workload measurements (ppml manifest measure), which ppml run puts
 	// in the last 32 bytes of the report data (any TEE).
 	Manifest []string `toml:"manifest"`
+	// RTMR3Manifest requires a TD's RTMR3 event log to name the report data's manifest and,
+	// where Manifest is given, to name no other manifest (rtmr3.go).
+	RTMR3Manifest bool `toml:"rtmr3_manifest"`
 
 	// AllowSimulated admits evidence from the simulated platforms the server trusts
 	// (sim_platforms): development only, since anyone holding such a platform's folder can
@@ -153,6 +156,9 @@ func (w *Workload) check(dir string) error {
 	}
 	if w.TEE != string(attest.TDX) && (w.AllowSEPTVE || len(w.MRServiceTD) > 0 || len(w.MRConfigID) > 0) {
 		return fail("allow_sept_ve, mr_service_td and mr_config_id are for tee = \"tdx\"")
+	}
+	if w.TEE != string(attest.TDX) && w.RTMR3Manifest {
+		return fail("rtmr3_manifest is for tee = \"tdx\": only a TD has RTMR3")
 	}
 	if len(w.AcceptTCB) == 0 {
 		w.AcceptTCB = []string{"UpToDate"}
@@ -355,6 +361,6 @@ type Policy []Workload
 // reason for refusing them. A workload that requires GPUs refuses them: AdmitWithGPUs (gpu.go)
 // checks GPU evidence too.
 func (p Policy) Admit(c *attest.Claims) (*Workload, error) {
-	w, _, err := p.AdmitWithGPUs(c, nil)
+	w, _, err := p.AdmitWithGPUs(c, nil, nil)
 	return w, err
 }

@@ -48,6 +48,9 @@ type Server struct {
 	requests context.Context
 	abandon  context.CancelFunc
 
+	// rounds holds the nodes of distributed jobs waiting for the rest of their job.
+	rounds rounds
+
 	// lastCheckpoint is the ID of the newest record this server signed a checkpoint of.
 	lastCheckpoint atomic.Int64
 
@@ -372,15 +375,22 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 		return
 	}
 	var gpus *GPUInput
+	var log *RTMR3Log
 	if verr == nil {
 		if gpus, err = gpuInput(tc.ConnectionState(), st.gpus, s.now()); err != nil {
 			verr = err
+		} else if log, err = rtmr3Input(tc.ConnectionState(), claims); err != nil {
+			verr = err
 		}
 	}
-	names, reason := s.decide(st, claims, verr, gpus, req, &rec)
+	names, reason := s.decide(st, claims, verr, gpus, log, req, &rec)
 	if reason != "" {
 		rec.Reason = reason
-		audited = s.refuse(tc, st, req, &rec)
+		audited = s.refuse(tc, st, req, &rec, false)
+		return
+	}
+	if req.Join != nil {
+		audited = s.join(tc, conn, st, req, peer, &rec)
 		return
 	}
 	secrets := make([][]byte, len(names))
@@ -392,7 +402,7 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 	for i, name := range names {
 		if secrets[i], err = s.store.Key(ctx, name, store.Current); err != nil {
 			rec.Reason = fmt.Sprintf("key %q: %v", name, err)
-			audited = s.refuse(tc, st, req, &rec)
+			audited = s.refuse(tc, st, req, &rec, false)
 			return
 		}
 	}
@@ -499,16 +509,17 @@ func (s *Server) auditFailure(rec store.AuditRecord) {
 // the audit record (store.AuditRef) and nothing of the policy (workloads, constraints, key
 // names), since any peer whose evidence verifies would learn it too, nor how many decisions
 // the server made; the owner finds the reason with ppml audit --ref. With explain_refusals
-// (development) the reason goes to the client as well. It reports whether the record was
+// (development), or explain (a reason that tells nothing of the policy to a client that the
+// policy admitted), the reason goes to the client as well. It reports whether the record was
 // written.
-func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.AuditRecord) bool {
+func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.AuditRecord, explain bool) bool {
 	id, err := s.store.AppendAudit(context.Background(), *rec)
 	var answer string
 	switch {
 	case err != nil:
 		s.log.Error("audit record lost", "err", err, "peer", rec.Peer)
 		answer = "the server cannot record its decision"
-	case st.cfg.ExplainRefusals:
+	case st.cfg.ExplainRefusals || explain:
 		answer = fmt.Sprintf("%s (audit record %s)", rec.Reason, s.store.AuditRef(id))
 	default:
 		answer = fmt.Sprintf("see audit record %s: the data owner reads why with ppml audit --ref %[1]s", s.store.AuditRef(id))
@@ -521,16 +532,27 @@ func (s *Server) refuse(w io.Writer, st *state, req *wire.Request, rec *store.Au
 
 // decide applies the policy: it returns the names of the keys to release, or the reason to
 // refuse.
-func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUInput, req *wire.Request, rec *store.AuditRecord) ([]string, string) {
+func (s *Server) decide(st *state, claims *attest.Claims, verr error, gpus *GPUInput, log *RTMR3Log, req *wire.Request, rec *store.AuditRecord) ([]string, string) {
 	if verr != nil {
 		return nil, "attestation failed: " + verr.Error()
 	}
-	w, gpuRecords, err := st.cfg.Workloads.AdmitWithGPUs(claims, gpus)
+	w, gpuRecords, err := st.cfg.Workloads.AdmitWithGPUs(claims, gpus, log)
 	rec.GPUs = gpuRecords
 	if err != nil {
-		return nil, refusal(err, claims)
+		reason := refusal(err, claims)
+		if log != nil {
+			reason += "; " + log.String()
+		}
+		return nil, reason
+	}
+	if log != nil {
+		// The record names what started in the TD, admitted or not: the reason of an admission.
+		rec.Reason = log.String()
 	}
 	rec.Workload = w.Name
+	if req.Join != nil {
+		return nil, joinRefusal(st.cfg.job(req.Join.Job), req.Join.Job, w.Name)
+	}
 	if req.Gramine {
 		return w.Keys[:1], ""
 	}

@@ -56,6 +56,9 @@ func mustMarshal(v any) []byte {
 // tagged evidence only, under the tag of their kind ([TagIntelQuote] for TDX, [TagSNPReport]
 // for SEV-SNP).
 //
+// When a keeps an event log of its run-time measurements ([attest.LogAttester]: a TD's RTMR3),
+// the log read with the tagged evidence follows it, in ppml's event log extension ([EventLog]).
+//
 // When a is also an [attest.GPUAttester] (such as [attest.WithGPUs]), the certificate carries
 // the evidence of its GPUs too, in ppml's GPU extension after the others, each GPU's SPDM nonce
 // the key binding of the CPU evidence: SHA-256 of the claims buffer ([GPUEvidence]).
@@ -85,17 +88,24 @@ func NewCertificateWithKey(a attest.Attester, key *ecdsa.PrivateKey) (tls.Certif
 	}
 	var evidence []pkix.Extension
 	if kind == attest.SGX {
-		quote, err := attestTo(a, sha256.Sum256(spki))
+		quote, _, err := attestTo(a, sha256.Sum256(spki))
 		if err != nil {
 			return tls.Certificate{}, err
 		}
 		evidence = append(evidence, pkix.Extension{Id: oidGramineQuote, Value: quote})
 	}
-	tagged, binding, err := taggedExtension(a, tag, spki)
+	tagged, binding, log, err := taggedExtension(a, tag, spki)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	evidence = append(evidence, tagged)
+	if log != nil {
+		ext, err := eventLogExtension(log)
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		evidence = append(evidence, ext)
+	}
 	if g, ok := a.(attest.GPUAttester); ok {
 		// Each GPU's nonce is the key binding of the CPU evidence's report data.
 		ext, err := gpuExtension(g, binding)
@@ -148,32 +158,34 @@ func subjectKeyID(key *ecdsa.PrivateKey) ([]byte, error) {
 }
 
 // taggedExtension attests to a claims buffer binding spki and returns the tagged evidence
-// extension and the binding, SHA-256 of the claims buffer.
-func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension, [32]byte, error) {
+// extension, the binding, SHA-256 of the claims buffer, and the event log that goes with the
+// evidence (nil: none).
+func taggedExtension(a attest.Attester, tag uint64, spki []byte) (pkix.Extension, [32]byte, []byte, error) {
 	claims, err := claimsBuffer(spki)
 	if err != nil {
-		return pkix.Extension{}, [32]byte{}, fmt.Errorf("claims buffer: %w", err)
+		return pkix.Extension{}, [32]byte{}, nil, fmt.Errorf("claims buffer: %w", err)
 	}
 	binding := sha256.Sum256(claims)
-	evidence, err := attestTo(a, binding)
+	evidence, log, err := attestTo(a, binding)
 	if err != nil {
-		return pkix.Extension{}, binding, err
+		return pkix.Extension{}, binding, nil, err
 	}
 	value, err := taggedEvidence(tag, evidence, claims)
 	if err != nil {
-		return pkix.Extension{}, binding, fmt.Errorf("%s: %w", Tagged, err)
+		return pkix.Extension{}, binding, nil, fmt.Errorf("%s: %w", Tagged, err)
 	}
-	return pkix.Extension{Id: oidTaggedEvidence, Value: value}, binding, nil
+	return pkix.Extension{Id: oidTaggedEvidence, Value: value}, binding, log, nil
 }
 
-// attestTo gets evidence whose report data begins with binding; the other 32 bytes are zero,
-// unless the attester puts something of its own there (attest.ForWorkload).
-func attestTo(a attest.Attester, binding [32]byte) ([]byte, error) {
+// attestTo gets evidence whose report data begins with binding, and the event log that goes
+// with it (attest.AttestWithLog); the other 32 bytes are zero, unless the attester puts
+// something of its own there (attest.ForWorkload).
+func attestTo(a attest.Attester, binding [32]byte) ([]byte, []byte, error) {
 	var rd attest.ReportData
 	copy(rd[:], binding[:])
-	evidence, err := a.Attest(rd)
+	evidence, log, err := attest.AttestWithLog(a, rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s attestation: %w", a.Kind(), err)
+		return nil, nil, fmt.Errorf("%s attestation: %w", a.Kind(), err)
 	}
-	return evidence, nil
+	return evidence, log, nil
 }

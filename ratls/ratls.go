@@ -12,8 +12,9 @@
 //   - Gramine's legacy extension (0.6.9.42.840.113741.1337.6): a raw SGX quote whose report data
 //     begins with SHA-256 of the public key.
 //
-// A third extension, ppml's own (docs/gpu.md), carries the evidence of the GPUs attached to the
-// TEE ([GPUEvidence]); Gramine ignores it.
+// Two more extensions are ppml's own, and Gramine ignores them: the evidence of the GPUs
+// attached to the TEE ([GPUEvidence], docs/gpu.md), and the event log of a TD's RTMR3
+// ([EventLog], docs/cvm.md).
 //
 // Public keys are hashed as their DER SubjectPublicKeyInfo. [NewCertificate] writes certificates
 // Gramine's verifier accepts; [Verify] accepts Gramine's certificates, following Gramine's

@@ -34,25 +34,13 @@ func fetchKeys(ctx context.Context, m *manifest.Manifest, a attest.Attester, nam
 	if a == nil {
 		return nil, errors.New("the encrypted mounts' keys need remote attestation, and no TEE was chosen to attest with")
 	}
-	ca, err := caHostPath(m)
+	c, err := newClient(m, a)
 	if err != nil {
 		return nil, err
 	}
-	// The bytes checked are the bytes used: the host may change the file meanwhile.
-	pem, err := m.ReadTrustedFile(ca)
-	if err != nil {
-		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %s holds no PEM certificate", ca)
-	}
-	servers := m.Provisioning.Servers
-	// The evidence names the workload: in a CVM it measures only the VM's image.
-	c := &client.Client{Servers: servers, Roots: roots, Attester: attest.ForWorkload(a, manifest.Measure(m))}
 	secrets, err := c.Fetch(ctx, names...)
 	if err != nil {
-		return nil, fmt.Errorf("keys %s from %s: %w", strings.Join(names, ", "), strings.Join(servers, ", "), err)
+		return nil, fmt.Errorf("keys %s from %s: %w", strings.Join(names, ", "), strings.Join(c.Servers, ", "), err)
 	}
 	keys := make(map[string]pf.Key, len(names))
 	for i, s := range secrets {
@@ -71,6 +59,26 @@ func fetchKeys(ctx context.Context, m *manifest.Manifest, a attest.Attester, nam
 	return keys, nil
 }
 
+// newClient returns the client of m's provisioning servers, which attests with a and trusts
+// the CA of SECRET_PROVISION_CA_CHAIN_PATH.
+func newClient(m *manifest.Manifest, a attest.Attester) (*client.Client, error) {
+	ca, err := caHostPath(m)
+	if err != nil {
+		return nil, err
+	}
+	// The bytes checked are the bytes used: the host may change the file meanwhile.
+	pem, err := m.ReadTrustedFile(ca)
+	if err != nil {
+		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("SECRET_PROVISION_CA_CHAIN_PATH: %s holds no PEM certificate", ca)
+	}
+	// The evidence names the workload: in a CVM it measures only the VM's image.
+	return &client.Client{Servers: m.Provisioning.Servers, Roots: roots, Attester: attest.ForWorkload(a, manifest.Measure(m))}, nil
+}
+
 // wipe clears the keys.
 func wipe(keys map[string]pf.Key) {
 	for name := range keys {
@@ -84,7 +92,7 @@ func wipe(keys map[string]pf.Key) {
 func caHostPath(m *manifest.Manifest) (string, error) {
 	p := m.Provisioning.CAChainPath
 	if p == "" {
-		return "", errors.New("the manifest has encrypted mounts but no loader.env.SECRET_PROVISION_CA_CHAIN_PATH: name the CA certificate of the provisioning servers")
+		return "", errors.New("the manifest has encrypted mounts or ppml.network = \"mesh\", but no loader.env.SECRET_PROVISION_CA_CHAIN_PATH: name the CA certificate of the provisioning servers")
 	}
 	inView := path.Clean(p)
 	if !path.IsAbs(p) {

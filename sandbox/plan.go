@@ -36,6 +36,9 @@ type stageConfig struct {
 	// Trusted are the entries of the trusted files' filesystem (package trustfs), which serves
 	// the chroot mounts whose Checked is set.
 	Trusted []trustfs.Entry
+	// NetNS says that the workload has a network namespace of its own, which the sandbox
+	// process receives at netnsFD; Mesh, that it is ppml.network "mesh".
+	NetNS, Mesh bool
 	// Devices are the host's device nodes that ppml.gpus gives the workload, relative to /dev
 	// (gpu.go).
 	Devices []string
@@ -64,7 +67,7 @@ type stageMount struct {
 
 // plan resolves m for the sandbox process. args are the command line's arguments.
 func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, error) {
-	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: Environment(m.Env), UID: m.UID, GID: m.GID}
+	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: Environment(m.Env), UID: m.UID, GID: m.GID, Mesh: m.Network == manifest.NetworkMesh}
 	switch {
 	case m.UseCmdlineArgv:
 		cfg.Args = append([]string{m.Entrypoint}, args...)

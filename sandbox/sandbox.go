@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,10 @@ type Options struct {
 	// Attester proves the workload's identity to the provisioning servers. Only a manifest with
 	// encrypted mounts needs one.
 	Attester attest.Attester
+	// ConfidentialGPUs, if set, are the GPUs whose evidence the Attester gives, in
+	// confidential-computing mode: Run sets them ready for work once the keys were released and
+	// open the existing files, just before the workload starts, and never otherwise.
+	ConfidentialGPUs ConfidentialGPUs
 	// Stdin, Stdout and Stderr are the workload's; nil means the null device, as for os/exec.
 	// The sandbox process also writes the encrypted filesystems' complaints to Stderr.
 	Stdin          io.Reader
@@ -42,6 +47,11 @@ type Options struct {
 	// Signals are forwarded to the workload's process group while it runs. One that arrives
 	// before the workload starts stops the start instead.
 	Signals <-chan os.Signal
+	// MeshEndpoint is where the other nodes of a mesh (ppml.network = "mesh") send this node's
+	// WireGuard packets: an address of this host and a UDP port, on which ppml listens. The
+	// zero address leaves the address to the provisioning server, which gives the other
+	// nodes the one that this node's connection comes from; port 0 is any free port.
+	MeshEndpoint netip.AddrPort
 	// Log receives ppml's own messages: warnings, and the start-up's steps and their times at
 	// level Info. Nil discards them.
 	Log *slog.Logger
@@ -102,6 +112,9 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 			if err := cvm.CheckLaunch(opts.Attester, manifest.Measure(m)); err != nil {
 				return nil, err
 			}
+			if err := measureRTMR3(opts.Attester, m, log); err != nil {
+				return nil, err
+			}
 		}
 		keys, err = fetchKeys(ctx, m, opts.Attester, names)
 		if err != nil {
@@ -113,10 +126,21 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 		}
 		res.Keys = time.Since(t)
 		log.Info("keys provisioned", "keys", names, "time", res.Keys)
+		if err := setReady(opts.ConfidentialGPUs, log); err != nil {
+			return nil, err
+		}
 	}
+	// After the keys: a node that they are refused to never joins a mesh.
+	netw, err := setupNetwork(ctx, m, opts, log)
+	if err != nil {
+		return nil, err
+	}
+	defer netw.close()
+	cfg.NetNS = netw.file() != nil
+	cfg.Env = append(cfg.Env, netw.env...)
 
 	t := time.Now()
-	res.ExitCode, res.Checked, err = runStage(ctx, cfg, keys, opts, func() {
+	res.ExitCode, res.Checked, err = runStage(ctx, cfg, keys, netw.file(), opts, func() {
 		res.Sandbox = time.Since(t)
 		res.Startup = time.Since(begin)
 		log.Info("workload started", "sandbox", res.Sandbox, "startup", res.Startup)
@@ -138,6 +162,11 @@ func canRun(cfg *stageConfig) error {
 	if len(cfg.Volumes) > 0 || len(cfg.Trusted) > 0 {
 		if _, err := os.Stat("/dev/fuse"); err != nil {
 			return fmt.Errorf("ppml run needs /dev/fuse to serve the encrypted mounts and the plain ones (load the fuse module: modprobe fuse; in a container, pass the device: --device /dev/fuse): %w", err)
+		}
+	}
+	if cfg.Mesh {
+		if _, err := os.Stat("/dev/net/tun"); err != nil {
+			return fmt.Errorf("ppml.network \"mesh\" needs /dev/net/tun for the mesh's interface (load the tun module: modprobe tun; in a container, pass the device: --device /dev/net/tun): %w", err)
 		}
 	}
 	return nil
@@ -211,16 +240,18 @@ type report struct {
 }
 
 // Descriptors of the sandbox process: its configuration comes in on one pipe, and its reports
-// go out on another.
+// go out on another; the workload's network namespace, when it has one of its own, follows.
 const (
 	configFD = 3
 	reportFD = 4
+	netnsFD  = 5
 )
 
-// runStage starts the sandbox process, sends it cfg and the keys, forwards signals to the
-// workload and returns its exit status and what checking its trusted files took. started is
-// called when the workload has started.
-func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, opts Options, started func()) (int, trustfs.Stats, error) {
+// runStage starts the sandbox process, sends it cfg and the keys and gives it netns, the
+// workload's network namespace (nil for the host's), forwards signals to the workload and
+// returns its exit status and what checking its trusted files took. started is called when
+// the workload has started.
+func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, netns *os.File, opts Options, started func()) (int, trustfs.Stats, error) {
 	var none trustfs.Stats
 	configR, configW, err := os.Pipe()
 	if err != nil {
@@ -240,6 +271,9 @@ func runStage(ctx context.Context, cfg *stageConfig, keys map[string]pf.Key, opt
 	cmd.Env = []string{}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
 	cmd.ExtraFiles = []*os.File{configR, reportW} // configFD, reportFD
+	if netns != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, netns) // netnsFD
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = time.Second // for descendants of the workload that keep its output open
 	// The parent-death signal comes when the thread that started the process ends: keep it.

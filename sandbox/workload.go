@@ -24,6 +24,7 @@ type workloadConfig struct {
 	Env      []string
 	Dir      string // fs.start_dir
 	UID, GID int
+	NetNS    bool // the namespace to enter is at netnsFD
 }
 
 // startWorkload starts the workload in the view at rootDir: ppml again, as the workload's init,
@@ -56,6 +57,9 @@ func startWorkload(cfg *stageConfig, tty bool) (*exec.Cmd, error) {
 		ExtraFiles:  []*os.File{configR, errW}, // configFD, reportFD
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID, Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	}
+	if cfg.NetNS {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(netnsFD, "netns")) // netnsFD
+	}
 	if tty {
 		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, 0
 	}
@@ -66,7 +70,7 @@ func startWorkload(cfg *stageConfig, tty bool) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("start the workload's init: %w", err)
 	}
 	sendErr := json.NewEncoder(configW).Encode(workloadConfig{
-		Path: cfg.Path, Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, UID: int(cfg.UID), GID: int(cfg.GID),
+		Path: cfg.Path, Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir, UID: int(cfg.UID), GID: int(cfg.GID), NetNS: cfg.NetNS,
 	})
 	configW.Close()
 	// The init closes its report pipe once the entrypoint runs: an empty report means it does.
@@ -129,6 +133,13 @@ func startEntrypoint(config *os.File) (int, error) {
 	config.Close()
 	if err != nil {
 		return 0, fmt.Errorf("start the workload: read its configuration: %w", err)
+	}
+	// The network namespace is the thread's, which the entrypoint, started from it, inherits.
+	if cfg.NetNS {
+		if err := unix.Setns(netnsFD, unix.CLONE_NEWNET); err != nil {
+			return 0, fmt.Errorf("start the workload: enter its network namespace (ppml.network): %w", err)
+		}
+		unix.Close(netnsFD)
 	}
 	if err := enterRoot(rootDir); err != nil {
 		return 0, fmt.Errorf("start the workload: make its view the root: %w", err)

@@ -6,8 +6,9 @@ set -eu
 # ppml run and its tests (workloads in a private mount namespace, encrypted folders over FUSE); PyTorch,
 # torchvision, scikit-learn (its digits and sample images) and Pillow run the examples, the demo
 # and their tests. PostgreSQL (15 on Debian 12) is the shared store whose tests start a server of
-# their own (internal/pgtest): they are skipped without it.
-packages="openssl gocryptfs fuse3 python3 python3-torch python3-torchvision python3-sklearn python3-pil postgresql"
+# their own (internal/pgtest): they are skipped without it. gcc builds the fake NVML library of
+# attest/nvidia/nvml's tests.
+packages="gcc openssl gocryptfs fuse3 python3 python3-torch python3-torchvision python3-sklearn python3-pil postgresql"
 
 missing=""
 for p in $packages; do

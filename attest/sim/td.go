@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ppml/ppml/attest"
+	"github.com/ppml/ppml/attest/rtmr"
 	"github.com/ppml/ppml/attest/sgx"
 	"github.com/ppml/ppml/attest/tdx"
 	"github.com/ppml/ppml/collateral"
@@ -24,6 +25,9 @@ import (
 const (
 	tdFile     = "td.json" // the trust domain: TD, its RTMRs as extended so far
 	tdLockFile = "td.lock" // held while the RTMRs are read or extended
+	// rtmr3LogFile is the event log of RTMR3 (attest/rtmr), which TDAttester's extensions
+	// append to.
+	rtmr3LogFile = "rtmr3.log"
 )
 
 // The simulated TDX module and trust domain.
@@ -123,7 +127,9 @@ func (p *Platform) writeTD(td *TD) error {
 
 // ExtendRTMR extends RTMR index (0 to 3) of the platform's trust domain with digest and returns
 // its new value. The extension is kept in the platform's folder: extensions accumulate, across
-// processes too, as in a TD until it is restarted.
+// processes too, as in a TD until it is restarted. It logs nothing: RTMR3 extended here no
+// longer replays from its log, as RTMR3 extended behind the log's back in a TD (extend it with
+// TDAttester's ExtendRTMR3 to log the event).
 func (p *Platform) ExtendRTMR(index int, digest [48]byte) (attest.Hex, error) {
 	if index < 0 || index > 3 {
 		return nil, fmt.Errorf("RTMR %d: a TD has RTMR0 to RTMR3", index)
@@ -195,8 +201,18 @@ func (p *Platform) TDQuote(reportData [64]byte) ([]byte, error) {
 	return p.sign(q)
 }
 
-// TDAttester returns the platform's trust domain as an attester: its evidence is TDQuote's.
-func (p *Platform) TDAttester() attest.Attester { return quoter{attest.TDX, p.TDQuote} }
+// TDAttester returns the platform's trust domain as an attester: its evidence is TDQuote's, and
+// goes with the event log of RTMR3 that the platform's folder keeps, which its extensions of
+// RTMR3 (rtmr.Extender) append to.
+func (p *Platform) TDAttester() rtmr.Attester {
+	return rtmr.Attester{
+		Attester: quoter{attest.TDX, p.TDQuote},
+		Log: rtmr.Log{Path: filepath.Join(p.Dir, rtmr3LogFile), Extend: func(digest [48]byte) error {
+			_, err := p.ExtendRTMR(3, digest)
+			return err
+		}},
+	}
+}
 
 // quoter is an attester of one kind of evidence, which quote writes.
 type quoter struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/gramine"
+	"github.com/ppml/ppml/attest/rtmr"
 	"github.com/ppml/ppml/attest/sim"
 	simgpu "github.com/ppml/ppml/attest/sim/gpu"
 	"github.com/ppml/ppml/attest/snp"
@@ -135,6 +136,10 @@ func attester(cmd *cobra.Command, tee, simDir string, simEnclave func() (sim.Enc
 		a, err := tdx.OpenAttester()
 		if err != nil {
 			return nil, fmt.Errorf("--tee tdx: no TDX attestation here: %w", err)
+		}
+		// Where Linux offers RTMR3 (6.16 and later), its event log goes with the quotes.
+		if logged, ok := rtmr.Sysfs(a); ok {
+			return logged, nil
 		}
 		return a, nil
 	case "snp":

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -23,7 +26,7 @@ import (
 )
 
 func newRunCommand() *cobra.Command {
-	var tee, simDir string
+	var tee, simDir, meshEndpoint string
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "run MANIFEST [-- ARGS...]",
@@ -54,14 +57,28 @@ data, which a policy may require (manifest = [...]); MANIFEST and ppml must stil
 the measured image for that to mean anything (docs/cvm.md). Where the VM was launched with an
 MRCONFIGID (TDX) or HOSTDATA (SEV-SNP) that is not zero, it must be MANIFEST's measurement
 (ppml manifest measure --mrconfigid|--hostdata), or ppml stops before it fetches or mounts
-anything. The trusted files are checked against MANIFEST all the same, when the workload opens
-them.
+anything. In a TD whose kernel offers RTMR3 (Linux 6.16 and later), and on a simulated TDX
+platform, ppml then extends RTMR3 with MANIFEST's measurement, logs the event, and sends the log
+with the evidence, for the server to replay (docs/cvm.md). The trusted files are checked against
+MANIFEST all the same, when the workload opens them.
+
+With ppml.gpus in MANIFEST, --tee tdx and snp (without --sim-platform) attest the VM's NVIDIA
+GPUs beside the CPU, in confidential-computing mode, through NVML (a ppml built with -tags
+nvml), and set them ready for work only once the keys were released (docs/gpu.md). A
+simulated platform made with --gpus attests its simulated GPUs.
 
 --tee sim attests with the simulated platform in --sim-platform, reporting the manifest's
 measurement (ppml manifest measure) as MRENCLAVE and the signer of MANIFEST.sig, if there is
 one, as MRSIGNER. It protects nothing: it is for development.
 
-A manifest without encrypted mounts runs without attestation, as with gramine-direct. --verbose
+The workload's network is ppml.network's (docs/run.md, "Network"): by default ("none") a
+network namespace of its own with loopback only; "host" leaves it on the host's network;
+"mesh" gives it loopback and an encrypted WireGuard tunnel to the other nodes of the job that
+ppml.job names, which ppml joins at the provisioning server after attesting: --mesh-endpoint
+[ADDRESS]:PORT is where the other nodes reach this one (UDP; by default any free port, at the
+address from which this node reaches the server).
+
+A manifest without encrypted mounts or mesh runs without attestation, as with gramine-direct. --verbose
 reports the start-up's steps and their times on standard error and, when the workload ends,
 the trusted files it opened and the time checking them took.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -84,10 +101,26 @@ the trusted files it opened and the time checking them took.`,
 			if err != nil {
 				return err
 			}
+			endpoint, err := parseMeshEndpoint(meshEndpoint)
+			if err != nil {
+				return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+			}
+			if meshEndpoint != "" && m.Network != manifest.NetworkMesh {
+				return usageError{fmt.Errorf("%s: --mesh-endpoint is for ppml.network = %q, and %s has %q", cmd.CommandPath(), manifest.NetworkMesh, args[0], m.Network)}
+			}
 			var a attest.Attester
-			if len(sandbox.KeyNames(m)) > 0 {
+			var gpus sandbox.ConfidentialGPUs
+			if len(sandbox.KeyNames(m)) > 0 || m.Network == manifest.NetworkMesh {
 				if a, err = runAttester(cmd, args[0], m, tee, simDir); err != nil {
 					return err
+				}
+				g, err := nvmlGPUs(m, tee, simDir)
+				if err != nil {
+					return err
+				}
+				if g != nil {
+					defer g.Close()
+					a, gpus = attest.WithGPUs{Attester: a, GPUs: g}, g
 				}
 			}
 			// This process holds the keys until the sandbox process does.
@@ -108,13 +141,15 @@ the trusted files it opened and the time checking them took.`,
 			// The workload, told of the signals, decides when it stops: the first one, which
 			// cancels the command's context, must not kill it.
 			res, err := sandbox.Run(context.WithoutCancel(cmd.Context()), m, sandbox.Options{
-				Args:     args[1:],
-				Attester: a,
-				Stdin:    cmd.InOrStdin(),
-				Stdout:   cmd.OutOrStdout(),
-				Stderr:   cmd.ErrOrStderr(),
-				Signals:  signals,
-				Log:      slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+				Args:             args[1:],
+				Attester:         a,
+				ConfidentialGPUs: gpus,
+				Stdin:            cmd.InOrStdin(),
+				Stdout:           cmd.OutOrStdout(),
+				Stderr:           cmd.ErrOrStderr(),
+				Signals:          signals,
+				MeshEndpoint:     endpoint,
+				Log:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
 			})
 			if err != nil {
 				return fromManifestFolder(explainServerCertificate(err), args[0], m)
@@ -128,8 +163,30 @@ the trusted files it opened and the time checking them took.`,
 	f := cmd.Flags()
 	f.StringVar(&tee, "tee", "", "how to attest for the keys of encrypted mounts: tdx or snp (in a confidential VM), or sim")
 	f.StringVar(&simDir, "sim-platform", "", "the simulated platform's folder (--tee sim; tdx, snp on a simulated platform)")
+	f.StringVar(&meshEndpoint, "mesh-endpoint", "", "[ADDRESS]:PORT where the job's other nodes send this node's WireGuard packets (ppml.network = \"mesh\")")
 	f.BoolVarP(&verbose, "verbose", "v", false, "report the start-up's steps and times")
 	return cmd
+}
+
+// parseMeshEndpoint parses --mesh-endpoint: [ADDRESS]:PORT, or "" for any port at the address
+// that the provisioning server sees.
+func parseMeshEndpoint(s string) (netip.AddrPort, error) {
+	if s == "" {
+		return netip.AddrPort{}, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	var p uint64
+	if err == nil {
+		p, err = strconv.ParseUint(port, 10, 16)
+	}
+	var a netip.Addr
+	if err == nil && host != "" {
+		a, err = netip.ParseAddr(host)
+	}
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--mesh-endpoint %q is not [ADDRESS]:PORT with an IP address: %w", s, err)
+	}
+	return netip.AddrPortFrom(a, uint16(p)), nil
 }
 
 // runAttester returns the attester with which the workload of m, read from the file name,
@@ -137,7 +194,7 @@ the trusted files it opened and the time checking them took.`,
 // manifest's measurement and the signer of its signature, if it has one.
 func runAttester(cmd *cobra.Command, name string, m *manifest.Manifest, tee, simDir string) (attest.Attester, error) {
 	if tee == "" {
-		return nil, usageError{fmt.Errorf("%s: %s has encrypted mounts, whose keys need attestation: choose how with --tee tdx, snp or sim", cmd.CommandPath(), name)}
+		return nil, usageError{fmt.Errorf("%s: %s has encrypted mounts or ppml.network = \"mesh\", which need attestation: choose how with --tee tdx, snp or sim", cmd.CommandPath(), name)}
 	}
 	if err := m.CheckHashed(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

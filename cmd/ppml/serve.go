@@ -502,6 +502,8 @@ is told the reference of its record, not its number: --ref prints that record al
 				what := "keys " + strings.Join(r.Keys, ",")
 				if r.Decision == store.Deny {
 					what = "reason: " + r.Reason
+				} else if len(r.Keys) == 0 && r.Reason != "" {
+					what = r.Reason // a mesh join (docs/distributed.md)
 				}
 				id := r.MREnclave
 				if id == "" {

@@ -32,9 +32,11 @@ img_t = transform(img)
 # Make a batch of one image.
 batch_t = torch.unsqueeze(img_t, 0)
 
-# Prepare the model and run the classifier.
-alexnet.eval()
-out = alexnet(batch_t)
+# Prepare the model and run the classifier, on the GPU when there is one (under ppml run: a
+# manifest rendered with -D gpus=all).
+device = "cuda" if torch.cuda.is_available() else "cpu"
+alexnet.eval().to(device)
+out = alexnet(batch_t.to(device))
 
 # Load the classes from disk.
 with open("classes.txt") as f:

@@ -92,35 +92,57 @@ func (c *Client) FetchGramine(ctx context.Context) ([]byte, error) {
 	return secrets[0], nil
 }
 
+// Join asks to join the mesh of the job j names, and returns the node's place in it once the
+// server has admitted all of the job's nodes. The server answers when the last node joined, or
+// refuses when they did not all join within the job's join_timeout: Timeout must be longer.
+func (c *Client) Join(ctx context.Context, j wire.Join) (*wire.Mesh, error) {
+	var m *wire.Mesh
+	err := c.request(ctx, &wire.Request{Join: &j}, func(r io.Reader) (err error) {
+		m, err = wire.ReadJoinResponse(r)
+		return err
+	})
+	return m, err
+}
+
 func (c *Client) fetch(ctx context.Context, req *wire.Request) ([][]byte, error) {
+	var secrets [][]byte
+	err := c.request(ctx, req, func(r io.Reader) (err error) {
+		secrets, err = wire.ReadResponse(r, req)
+		return err
+	})
+	return secrets, err
+}
+
+// request sends req to the servers in turn until one answers, which read reads.
+func (c *Client) request(ctx context.Context, req *wire.Request, read func(io.Reader) error) error {
 	msg, err := req.Marshal()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(c.Servers) == 0 {
-		return nil, errors.New("no server to ask")
+		return errors.New("no server to ask")
 	}
 	cert, err := c.certificate(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var errs []error
 	for _, server := range c.Servers {
-		secrets, err := c.ask(ctx, server, cert, req, msg)
+		err := c.ask(ctx, server, cert, msg, read)
 		if err == nil || errors.Is(err, wire.ErrRefused) {
-			return secrets, err
+			return err
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", server, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // ask asks one server, trying it again while it cannot be reached or closes the connection
 // during the handshake.
-func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, req *wire.Request, msg []byte) ([][]byte, error) {
+func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, msg []byte, read func(io.Reader) error) error {
 	timeout, tries, wait := c.Timeout, c.Tries, c.Backoff
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -135,7 +157,7 @@ func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, r
 	defer cancel()
 	cfg, err := ratls.ClientConfig(cert, c.Roots, server)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for try := 1; ; try++ {
 		conn, err := connect(ctx, server, cfg)
@@ -144,26 +166,33 @@ func (c *Client) ask(ctx context.Context, server string, cert tls.Certificate, r
 			if deadline, ok := ctx.Deadline(); ok {
 				conn.SetDeadline(deadline)
 			}
+			// The end of ctx ends the wait for the answer (a join's may be long).
+			defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })()
 			if _, err := conn.Write(msg); err != nil {
-				return nil, err
+				return err
 			}
-			return wire.ReadResponse(conn, req)
+			if err := read(conn); err != nil && ctx.Err() != nil {
+				return fmt.Errorf("%w (%w)", ctx.Err(), err)
+			} else if err != nil {
+				return err
+			}
+			return nil
 		}
 		if try > 1 {
 			err = fmt.Errorf("%w (try %d of %d)", err, try, tries)
 		}
 		if try == tries || !errors.Is(err, errTransient) || ctx.Err() != nil {
-			return nil, err
+			return err
 		}
 		d := wait + mrand.N(wait/2+1)
 		if deadline, _ := ctx.Deadline(); time.Until(deadline) < d {
-			return nil, fmt.Errorf("%w; not tried again: the next try would come after the deadline", err)
+			return fmt.Errorf("%w; not tried again: the next try would come after the deadline", err)
 		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w; not tried again: %w", err, ctx.Err())
+			return fmt.Errorf("%w; not tried again: %w", err, ctx.Err())
 		case <-t.C:
 		}
 		wait *= 2

@@ -1,6 +1,7 @@
 // Package wire is the secret provisioning protocol that the server (package provision) and the
 // client (package provision/client) share: Gramine's, byte for byte, and ppml's extension for
-// several named keys and a reason when refused. Every reader bounds what it reads.
+// several named keys and a reason when refused, and for joining a distributed job's mesh
+// (mesh.go). Every reader bounds what it reads.
 package wire
 
 import (
@@ -38,10 +39,12 @@ const (
 	maxSecret = 1 << 20
 )
 
-// Request is what a client asks for: Gramine's single secret, or named keys.
+// Request is what a client asks for: Gramine's single secret, named keys, or to join a job's
+// mesh.
 type Request struct {
 	Gramine bool
 	Keys    []string
+	Join    *Join
 }
 
 // ReadRequest reads a Gramine or ppml request.
@@ -54,6 +57,12 @@ func ReadRequest(r io.Reader) (*Request, error) {
 	case gramineRequest:
 		return &Request{Gramine: true}, nil
 	case keysRequest:
+	case joinRequest:
+		j, err := readJoin(r)
+		if err != nil {
+			return nil, err
+		}
+		return &Request{Join: j}, nil
 	default:
 		return nil, fmt.Errorf("not a provisioning request (it starts %q)", magic)
 	}
@@ -94,6 +103,9 @@ func (req *Request) Marshal() ([]byte, error) {
 	if req.Gramine {
 		return []byte(gramineRequest), nil
 	}
+	if req.Join != nil {
+		return marshalJoin(req.Join)
+	}
 	if len(req.Keys) == 0 || len(req.Keys) > maxKeys {
 		return nil, fmt.Errorf("ask for 1 to %d keys, not %d", maxKeys, len(req.Keys))
 	}
@@ -130,7 +142,11 @@ func Refusal(req *Request, reason string) []byte {
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
 	}
-	b := append([]byte(keysResponse), statusRefused)
+	magic := keysResponse
+	if req.Join != nil {
+		magic = joinResponse
+	}
+	b := append([]byte(magic), statusRefused)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(reason)))
 	return append(b, reason...)
 }
@@ -151,27 +167,8 @@ func ReadResponse(r io.Reader, req *Request) ([][]byte, error) {
 		s, err := readSecret(r, binary.BigEndian.Uint32(head[len(gramineResponse):]))
 		return [][]byte{s}, err
 	}
-	head := make([]byte, len(keysResponse)+1)
-	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
-	}
-	if string(head[:len(keysResponse)]) != keysResponse {
-		return nil, errors.New("not a provisioning response")
-	}
-	switch head[len(keysResponse)] {
-	case statusGranted:
-	case statusRefused:
-		var n [2]byte
-		if _, err := io.ReadFull(r, n[:]); err != nil {
-			return nil, fmt.Errorf("%w (reason unreadable: %v)", ErrRefused, err)
-		}
-		reason := make([]byte, min(binary.BigEndian.Uint16(n[:]), maxReason))
-		if _, err := io.ReadFull(r, reason); err != nil {
-			return nil, fmt.Errorf("%w (reason unreadable: %v)", ErrRefused, err)
-		}
-		return nil, fmt.Errorf("%w: %s", ErrRefused, reason)
-	default:
-		return nil, fmt.Errorf("unknown response status %d", head[len(keysResponse)])
+	if err := readStatus(r, keysResponse); err != nil {
+		return nil, err
 	}
 	var secrets [][]byte
 	for range req.Keys {

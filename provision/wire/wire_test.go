@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -80,6 +81,8 @@ func TestBadRequests(t *testing.T) {
 func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte(gramineRequest))
 	b, _ := (&Request{Keys: []string{"default", "model"}}).Marshal()
+	f.Add(b)
+	b, _ = (&Request{Join: &Join{Job: "digits", Endpoint: netip.MustParseAddrPort("192.0.2.1:51820")}}).Marshal()
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := ReadRequest(bytes.NewReader(b))

@@ -1,0 +1,299 @@
+// Package mesh gives a workload the network of its ppml.network mode: a network namespace of its
+// own holding loopback only ("none"), or loopback and a TUN device whose packets a userspace
+// WireGuard device (golang.zx2c4.com/wireguard), which the launcher runs on the host's network,
+// carries encrypted to the job's other nodes ("mesh"). The workload is put in the namespace by
+// whoever starts it (package sandbox, with setns); the namespace has no route but the mesh's,
+// so the workload reaches nothing else.
+package mesh
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Interface is the name of the mesh's TUN device in the workload's namespace, which PyTorch's
+// GLOO_SOCKET_IFNAME names.
+const Interface = "ppml0"
+
+// MTU of the mesh's interface: WireGuard's, which leaves room for its headers over IPv4 or IPv6
+// on an Ethernet path.
+const MTU = device.DefaultMTU
+
+// Namespace is a network namespace made for a workload: loopback, up, and with NewNamespace's
+// withTUN the mesh's TUN device, down until a Node configures it.
+type Namespace struct {
+	file *os.File // the namespace, for setns
+	sock int      // an AF_INET socket made in the namespace, for the ioctls on its interfaces
+	tun  int      // the TUN device's descriptor, or -1
+}
+
+// NewNamespace makes a network namespace with loopback up and, with withTUN, the TUN device
+// Interface. It needs CAP_SYS_ADMIN and, for the TUN device, /dev/net/tun.
+func NewNamespace(withTUN bool) (*Namespace, error) {
+	type result struct {
+		ns  *Namespace
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		// The thread enters the new namespace and never leaves it: left locked, it ends with
+		// this goroutine, and no other goroutine runs on it meanwhile.
+		runtime.LockOSThread()
+		ns, err := enterNew(withTUN)
+		done <- result{ns, err}
+	}()
+	r := <-done
+	return r.ns, r.err
+}
+
+// enterNew moves the calling thread to a new network namespace and prepares it.
+func enterNew(withTUN bool) (*Namespace, error) {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return nil, fmt.Errorf("make a network namespace: %w", err)
+	}
+	ns := &Namespace{sock: -1, tun: -1}
+	var err error
+	if ns.file, err = os.Open("/proc/thread-self/ns/net"); err != nil {
+		return nil, fmt.Errorf("make a network namespace: %w", err)
+	}
+	if ns.sock, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("make a network namespace: socket: %w", err)
+	}
+	if err := ns.up("lo"); err != nil {
+		ns.Close()
+		return nil, err
+	}
+	if withTUN {
+		if ns.tun, err = openTUN(); err != nil {
+			ns.Close()
+			return nil, err
+		}
+	}
+	return ns, nil
+}
+
+// openTUN makes the TUN device Interface in the calling thread's network namespace, with the
+// virtio header that lets the kernel hand WireGuard large segments to split (TSO).
+func openTUN() (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("the mesh needs a TUN device (load the tun module: modprobe tun; in a container, pass --device /dev/net/tun): %w", err)
+	}
+	ifr, err := unix.NewIfreq(Interface)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("make the TUN device %s: %w", Interface, err)
+	}
+	return fd, nil
+}
+
+// File is the namespace, for setns(2) with CLONE_NEWNET. It stays open until Close.
+func (ns *Namespace) File() *os.File { return ns.file }
+
+// Close closes what ns holds; the namespace goes away with the last process in it.
+func (ns *Namespace) Close() error {
+	if ns.tun >= 0 {
+		unix.Close(ns.tun)
+		ns.tun = -1
+	}
+	if ns.sock >= 0 {
+		unix.Close(ns.sock)
+		ns.sock = -1
+	}
+	if ns.file != nil {
+		return ns.file.Close()
+	}
+	return nil
+}
+
+// up sets the interface name up.
+func (ns *Namespace) up(name string) error {
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		err = unix.IoctlIfreq(ns.sock, unix.SIOCGIFFLAGS, ifr)
+	}
+	if err == nil {
+		ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+		err = unix.IoctlIfreq(ns.sock, unix.SIOCSIFFLAGS, ifr)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s up in the workload's network namespace: %w", name, err)
+	}
+	return nil
+}
+
+// address gives the interface name the IPv4 address and prefix p, and the MTU mtu; the
+// kernel routes p to it once it is up, and nothing else.
+func (ns *Namespace) address(name string, p netip.Prefix, mtu int) error {
+	maskAddr := netip.AddrFrom4(prefixMask(p.Bits()))
+	for _, step := range []struct {
+		req  uint
+		set  func(*unix.Ifreq) error
+		what string
+	}{
+		{unix.SIOCSIFADDR, func(r *unix.Ifreq) error { return r.SetInet4Addr(p.Addr().AsSlice()) }, "address"},
+		{unix.SIOCSIFNETMASK, func(r *unix.Ifreq) error { return r.SetInet4Addr(maskAddr.AsSlice()) }, "netmask"},
+		{unix.SIOCSIFMTU, func(r *unix.Ifreq) error { r.SetUint32(uint32(mtu)); return nil }, "MTU"},
+	} {
+		ifr, err := unix.NewIfreq(name)
+		if err == nil {
+			err = step.set(ifr)
+		}
+		if err == nil {
+			err = unix.IoctlIfreq(ns.sock, step.req, ifr)
+		}
+		if err != nil {
+			return fmt.Errorf("set the %s of %s to %v: %w", step.what, name, p, err)
+		}
+	}
+	return ns.up(name)
+}
+
+// prefixMask is the IPv4 netmask of a prefix of bits bits.
+func prefixMask(bits int) [4]byte {
+	m := ^uint32(0) << (32 - bits)
+	if bits == 0 {
+		m = 0
+	}
+	return [4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
+}
+
+// Config is a node's place in the mesh, as the provisioning server gives it.
+type Config struct {
+	// Address is the node's address in the mesh, with the mesh's prefix length.
+	Address netip.Prefix
+	// Peers are the job's other nodes.
+	Peers []Peer
+}
+
+// Peer is another node of the mesh.
+type Peer struct {
+	PublicKey [32]byte       // its WireGuard key
+	Endpoint  netip.AddrPort // where its launcher receives WireGuard's packets
+	Address   netip.Addr     // its address in the mesh
+}
+
+// Keepalive is how often a node sends a packet to each peer when it has nothing else to send,
+// in seconds, so that a peer that died shows as silent (Node.Silent).
+const Keepalive = 5
+
+// Node is this node's WireGuard device: its key, made by Listen, never leaves it.
+type Node struct {
+	ns        *Namespace
+	dev       *device.Device
+	PublicKey [32]byte // to give the other nodes
+	Port      uint16   // the UDP port it listens on, on the host's network
+}
+
+// Listen starts the WireGuard device of the TUN device of ns, listening on UDP port (0 for
+// any) on the calling thread's network, with a key of its own. It carries nothing until
+// Configure.
+func Listen(ns *Namespace, port uint16, log *slog.Logger) (*Node, error) {
+	if ns.tun < 0 {
+		return nil, errors.New("the network namespace has no TUN device")
+	}
+	// A descriptor of its own: the device closes it.
+	fd, err := unix.FcntlInt(uintptr(ns.tun), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	// Unmonitored: the device lives in another namespace than this thread's, where its
+	// monitor would watch the wrong interfaces.
+	t, _, err := tun.CreateUnmonitoredTUNFromFD(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("open the TUN device %s: %w", Interface, err)
+	}
+	key, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	logf := func(level slog.Level) func(string, ...any) {
+		return func(format string, args ...any) {
+			log.Log(context.Background(), level, "wireguard: "+fmt.Sprintf(format, args...))
+		}
+	}
+	n := &Node{ns: ns}
+	n.dev = device.NewDevice(fixedMTU{t}, conn.NewDefaultBind(), &device.Logger{Verbosef: logf(slog.LevelDebug - 4), Errorf: logf(slog.LevelWarn)})
+	copy(n.PublicKey[:], key.PublicKey().Bytes())
+	priv := key.Bytes()
+	err = n.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(priv), port))
+	clear(priv)
+	if err == nil {
+		err = n.dev.Up() // which binds the port
+	}
+	if err != nil {
+		n.dev.Close()
+		return nil, fmt.Errorf("start WireGuard on UDP port %d: %w", port, err)
+	}
+	n.Port, err = n.listenPort()
+	if err != nil {
+		n.dev.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// fixedMTU is a TUN device whose MTU is MTU: the device's own would ask this thread's
+// namespace, not the workload's.
+type fixedMTU struct{ tun.Device }
+
+func (fixedMTU) MTU() (int, error) { return MTU, nil }
+
+// listenPort returns the UDP port that the device listens on.
+func (n *Node) listenPort() (uint16, error) {
+	state, err := n.dev.IpcGet()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(state) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "listen_port="); ok {
+			p, err := strconv.ParseUint(v, 10, 16)
+			return uint16(p), err
+		}
+	}
+	return 0, errors.New("WireGuard listens on no port")
+}
+
+// Configure gives the node its address and its peers, and sets the mesh's interface up: the
+// workload's namespace then routes the mesh's prefix to the peers, each reachable at its
+// address alone, and nothing else.
+func (n *Node) Configure(cfg Config) error {
+	if !cfg.Address.Addr().Is4() {
+		return fmt.Errorf("mesh address %v: only IPv4 meshes are supported", cfg.Address)
+	}
+	var b strings.Builder
+	b.WriteString("replace_peers=true\n")
+	for _, p := range cfg.Peers {
+		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\nallowed_ip=%s\n",
+			hex.EncodeToString(p.PublicKey[:]), p.Endpoint, Keepalive, netip.PrefixFrom(p.Address, p.Address.BitLen()))
+	}
+	if err := n.dev.IpcSet(b.String()); err != nil {
+		return fmt.Errorf("configure WireGuard's peers: %w", err)
+	}
+	return n.ns.address(Interface, cfg.Address, MTU)
+}
+
+// Close stops the device, which closes its UDP socket and its TUN device's descriptor.
+func (n *Node) Close() { n.dev.Close() }
