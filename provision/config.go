@@ -38,6 +38,10 @@ type Config struct {
 	// AuditCheckpointInterval is how often the server signs a checkpoint of the audit chain's
 	// head, when records were added since its last; it signs one when it stops, too.
 	AuditCheckpointInterval Duration `toml:"audit_checkpoint_interval"`
+	// AuditCheckpointFile, if set, is a file to which the server appends each checkpoint it
+	// signs (store.AppendCheckpoint): the chain's anchor outside the database, which belongs on
+	// storage that the database's administrators cannot write, or shipped to the owner.
+	AuditCheckpointFile string `toml:"audit_checkpoint_file"`
 	// ExplainRefusals sends a refused client the reason (development only): by default it gets
 	// the number of the audit record that holds the reason, and nothing of the policy.
 	ExplainRefusals bool `toml:"explain_refusals"`
@@ -133,6 +137,9 @@ func (c *Config) check() error {
 		}
 	}
 	c.TLSCert, c.TLSKey, c.MasterKeyFile = c.Path(c.TLSCert), c.Path(c.TLSKey), c.Path(c.MasterKeyFile)
+	if c.AuditCheckpointFile != "" {
+		c.AuditCheckpointFile = c.Path(c.AuditCheckpointFile)
+	}
 	for _, where := range []*string{&c.Collateral, &c.TDXCollateral} {
 		if *where != "" && !strings.Contains(*where, "://") {
 			*where = c.Path(*where)

@@ -136,6 +136,7 @@ keys = ["default"]
 name = "guest"
 tee = "snp"
 measurement = ["a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c"]
+min_tcb = {bootloader = 3, tee = 0, snp = 8, microcode = 115}
 keys = ["default"]
 `)
 	for _, tc := range []struct {

@@ -9,13 +9,15 @@ import (
 	"github.com/ppml/ppml/attest"
 )
 
-// SNPWorkload is the SEV-SNP part of a [Workload] (tee = "snp"). Its zero value requires VMPL 0
-// and no minimum TCB or firmware.
+// SNPWorkload is the SEV-SNP part of a [Workload] (tee = "snp"). It must name a minimum TCB;
+// otherwise its zero value requires VMPL 0 and no minimum firmware.
 type SNPWorkload struct {
 	// MinTCB is the TCB a workload considers up to date: a report whose REPORTED_TCB (what its key
 	// vouches for) or LAUNCH_TCB (what the guest was launched under) is below it in any part has
 	// the status OutOfDate (OutOfDateConfigurationNeeded if it was ConfigurationNeeded), which
-	// accept_tcb must list to be admitted.
+	// accept_tcb must list to be admitted. Required: SEV-SNP evidence has no TCB status of its
+	// own beyond what the firmware says of itself, so without it any old TCB would be UpToDate;
+	// min_tcb = {} admits any, said explicitly.
 	MinTCB *SNPMinTCB `toml:"min_tcb"`
 	// MinFirmware is the oldest SEV firmware admitted, "MAJOR.MINOR.BUILD" (as 1.55.29), compared
 	// with the committed firmware: the current one can be rolled back to it.
@@ -47,6 +49,9 @@ func (s *SNPWorkload) checkSNP(tee string) error {
 			return errors.New(`min_tcb, min_firmware, vmpl and host_data are for tee = "snp"`)
 		}
 		return nil
+	}
+	if s.MinTCB == nil {
+		return errors.New(`tee = "snp" needs min_tcb, the oldest TCB the workload considers up to date, as min_tcb = {bootloader = 10, tee = 0, snp = 23, microcode = 213} (the parts of a patched platform's REPORTED_TCB, which ppml quote verify shows; min_tcb = {} admits any TCB)`)
 	}
 	if s.VMPL != nil && *s.VMPL > 3 {
 		return fmt.Errorf("vmpl %d is not one of 0 to 3", *s.VMPL)
@@ -81,9 +86,6 @@ func (s *SNPWorkload) admitsSNP(c *attest.Claims) (status, why string, err error
 		return "", "", fmt.Errorf("committed firmware %s is below min_firmware %s", r.CommittedFirmware, s.minFirmware)
 	}
 	status, why = c.TCBStatus, strings.Join(r.StatusReasons, "; ")
-	if s.MinTCB == nil {
-		return status, why, nil
-	}
 	var below []string
 	for _, t := range []struct {
 		name string

@@ -29,9 +29,12 @@ func snpClaims(t *testing.T, report, cert string, at time.Time) *attest.Claims {
 }
 
 // snpWorkload loads a configuration with one SEV-SNP workload of the given settings, as ppml
-// serve does, and returns its policy.
+// serve does, and returns its policy. Settings without min_tcb get min_tcb = {}, any TCB.
 func snpWorkload(t *testing.T, measurement, settings string) Policy {
 	t.Helper()
+	if !strings.Contains(settings, "min_tcb") {
+		settings += "min_tcb = {}\n"
+	}
 	c, err := LoadConfig(writeConfig(t, "[[workload]]\nname = \"cvm\"\ntee = \"snp\"\nkeys = [\"k\"]\nmeasurement = [\""+measurement+"\"]\n"+settings))
 	if err != nil {
 		t.Fatal(err)
@@ -100,12 +103,13 @@ func TestAdmitSNP(t *testing.T) {
 }
 
 func TestSNPConfigErrors(t *testing.T) {
-	m := "measurement = [\"" + strings.Repeat("11", 48) + "\"]\n"
+	m := "measurement = [\"" + strings.Repeat("11", 48) + "\"]\nmin_tcb = {}\n"
 	for _, tc := range []struct{ workload, want string }{
+		{"tee = \"snp\"\nmeasurement = [\"" + strings.Repeat("11", 48) + "\"]\n", `tee = "snp" needs min_tcb, the oldest TCB the workload considers up to date, as min_tcb = {bootloader = 10`},
 		{"tee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nmin_tcb = {microcode = 1}\n", `min_tcb, min_firmware, vmpl and host_data are for tee = "snp"`},
 		{"tee = \"tdx\"\nmrtd = [\"" + strings.Repeat("11", 48) + "\"]\nvmpl = 0\n", `are for tee = "snp"`},
-		{"tee = \"snp\"\n" + m + "min_tcb = {microcod = 1}\n", "unknown keys: workload.min_tcb.microcod"},
-		{"tee = \"snp\"\n" + m + "min_tcb = {microcode = 256}\n", "microcode"},
+		{"tee = \"snp\"\nmeasurement = [\"" + strings.Repeat("11", 48) + "\"]\nmin_tcb = {microcod = 1}\n", "unknown keys: workload.min_tcb.microcod"},
+		{"tee = \"snp\"\nmeasurement = [\"" + strings.Repeat("11", 48) + "\"]\nmin_tcb = {microcode = 256}\n", "microcode"},
 		{"tee = \"snp\"\n" + m + "min_firmware = \"1.55\"\n", `min_firmware "1.55" is not MAJOR.MINOR.BUILD (as 1.55.29)`},
 		{"tee = \"snp\"\n" + m + "min_firmware = \"1.55.29 \"\n", `min_firmware "1.55.29 " is not`},
 		{"tee = \"snp\"\n" + m + "vmpl = 4\n", "vmpl 4 is not one of 0 to 3"},

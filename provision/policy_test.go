@@ -93,8 +93,8 @@ func TestConfigErrors(t *testing.T) {
 		{"first_byte_timeout = \"-1s\"\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", "first_byte_timeout must be positive"},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\naccept_tcb = [\"Fine\"]\nkeys = [\"k\"]\n", `accept_tcb "Fine"`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\nallow_debg = true\n", "unknown keys: workload.allow_debg"},
-		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\ndeny_advisories = [\"AMD-SB-3019\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
-		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\nallow_advisories = [\"INTEL-SA-00837\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
+		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\nmin_tcb = {}\ndeny_advisories = [\"AMD-SB-3019\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
+		{"[[workload]]\nname = \"w\"\ntee = \"snp\"\nmeasurement = [\"" + strings.Repeat("ab", 48) + "\"]\nmin_tcb = {}\nallow_advisories = [\"INTEL-SA-00837\"]\nkeys = [\"k\"]\n", `deny_advisories and allow_advisories name Intel's advisories`},
 		{"[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n[[workload]]\nname = \"w\"\ntee = \"sgx\"\nmrenclave = [\"" + mrenclave + "\"]\nkeys = [\"k\"]\n", `two workloads are named "w"`},
 	} {
 		_, err := LoadConfig(writeConfig(t, tc.workloads))
@@ -187,7 +187,7 @@ func TestAdmitCVM(t *testing.T) {
 	td := Workload{Name: "td", TEE: "tdx", MRTD: []string{mrtd}, Manifest: []string{manifestA},
 		MRConfigID: []string{manifestA + strings.Repeat("00", 16)}, Keys: []string{"k"}}
 	guest := Workload{Name: "guest", TEE: "snp", Measurement: []string{measurement}, Manifest: []string{manifestA},
-		SNPWorkload: SNPWorkload{HostData: []string{manifestA}}, Keys: []string{"k"}}
+		SNPWorkload: SNPWorkload{HostData: []string{manifestA}, MinTCB: &SNPMinTCB{}}, Keys: []string{"k"}}
 	for _, w := range []*Workload{&td, &guest} {
 		if err := w.check(""); err != nil {
 			t.Fatal(err)

@@ -111,7 +111,7 @@ func (c *cluster) releases(t *testing.T, st store.Store) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.VerifyAudit(context.Background(), st, []crypto.PublicKey{cert.PrivateKey.(crypto.Signer).Public()}); err != nil {
+	if _, err := store.VerifyAudit(context.Background(), st, []crypto.PublicKey{cert.PrivateKey.(crypto.Signer).Public()}, nil); err != nil {
 		t.Errorf("the audit chain: %v", err)
 	}
 	return n

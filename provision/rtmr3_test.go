@@ -59,7 +59,7 @@ func TestAdmitRTMR3(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	_, err := LoadConfig(writeConfig(t, "[[workload]]\nname = \"w\"\nkeys = [\"k\"]\ntee = \"snp\"\nmeasurement = [\""+mrtd+"\"]\nrtmr3_manifest = true\n"))
+	_, err := LoadConfig(writeConfig(t, "[[workload]]\nname = \"w\"\nkeys = [\"k\"]\ntee = \"snp\"\nmeasurement = [\""+mrtd+"\"]\nmin_tcb = {}\nrtmr3_manifest = true\n"))
 	if err == nil || !strings.Contains(err.Error(), `rtmr3_manifest is for tee = "tdx"`) {
 		t.Errorf("rtmr3_manifest for snp: %v", err)
 	}

@@ -129,6 +129,11 @@ func (s *Server) checkpoint() {
 	}
 	s.lastCheckpoint.Store(c.RecordID)
 	s.log.Debug("audit checkpoint signed", "record", c.RecordID)
+	if file := s.state.Load().cfg.AuditCheckpointFile; file != "" {
+		if err := store.AppendCheckpoint(file, c); err != nil {
+			s.log.Error("audit checkpoint not anchored", "checkpoint", c.ID, "err", err)
+		}
+	}
 }
 
 // checkpointTimeout bounds the signing of one checkpoint.

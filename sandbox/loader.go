@@ -8,12 +8,9 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/ppml/ppml/manifest"
 )
 
 // runtimeDir is where Gramine's manifests mount Gramine's runtime folder, whose dynamic loader
@@ -38,16 +35,7 @@ func (v *view) provideLoader(entrypoint string) error {
 	if !v.exists(found) {
 		return nil
 	}
-	dir := path.Dir(interp)
-	if err := v.mountPoint(dir, true); err != nil {
-		return err
-	}
-	if in, ok := v.mountOf(dir); ok && in.Type != manifest.Tmpfs {
-		if err := v.shadow(dir, in, path.Base(interp)); err != nil {
-			return err
-		}
-	}
-	return os.Symlink(found, filepath.Join(rootDir, interp))
+	return v.symlink(found, interp)
 }
 
 // interpreter returns the dynamic loader that the program p of the view asks for, or "" for

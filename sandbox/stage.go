@@ -27,6 +27,7 @@ import (
 
 	"github.com/ppml/ppml/encfs"
 	"github.com/ppml/ppml/internal/harden"
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
 	"github.com/ppml/ppml/trustfs"
@@ -164,7 +165,7 @@ type view struct {
 	volumes []*encfs.Server // the encfs volumes
 	trusted *trustfs.Server // the trusted files' filesystem, or nil
 	exposed map[int]bool    // the volumes bound at exposedDir in the root, for absent files
-	shadows []string        // the folders that shadow made, in the view
+	shadows []int           // the tmpfs mounts that shadow made, open
 }
 
 // exposedDir is where, in the workload's view, a volume of single-file encrypted mounts is
@@ -244,9 +245,9 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 	if err := v.provideLoader(cfg.Path); err != nil {
 		return fmt.Errorf("provide the dynamic loader: %w", err)
 	}
-	for _, dir := range v.shadows {
-		if err := unix.MountSetattr(unix.AT_FDCWD, filepath.Join(rootDir, dir), 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
-			return fmt.Errorf("make the folder of mount points %s read-only: %w", dir, err)
+	for _, tmp := range v.shadows {
+		if err := unix.MountSetattr(tmp, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return fmt.Errorf("make a folder of mount points read-only: %w", err)
 		}
 	}
 	err = unix.MountSetattr(v.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
@@ -258,12 +259,11 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 
 // mount makes the mount sm in the workload's root, bind mounts getting the MOUNT_ATTR_* attrs.
 func (v *view) mount(sm stageMount, attrs uint64) error {
-	target := filepath.Join(rootDir, sm.Path)
 	if sm.Type == manifest.Tmpfs {
 		if err := v.mountPoint(sm.Path, true); err != nil {
 			return err
 		}
-		if err := mountTmpfs(target, "mode=1777"); err != nil {
+		if err := mountTmpfsAt(sm.Path, "mode=1777"); err != nil {
 			return err
 		}
 		v.mounted = append(v.mounted, sm)
@@ -286,16 +286,18 @@ func (v *view) mount(sm stageMount, attrs uint64) error {
 	if err := v.mountPoint(sm.Path, info.IsDir()); err != nil {
 		return err
 	}
-	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind mount: %w", err)
-	}
-	v.mounted = append(v.mounted, sm)
 	if sm.ReadOnly {
 		attrs |= unix.MOUNT_ATTR_RDONLY
 	}
-	if err := unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
-		return fmt.Errorf("set the mount's attributes: %w", err)
+	tree, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return fmt.Errorf("bind mount: %w", err)
 	}
+	defer unix.Close(tree)
+	if err := bindAt(tree, sm.Path, attrs, true); err != nil {
+		return err
+	}
+	v.mounted = append(v.mounted, sm)
 	return nil
 }
 
@@ -308,40 +310,84 @@ func (v *view) linkAbsent(sm stageMount) error {
 		if err := v.mountPoint(exposed, true); err != nil {
 			return err
 		}
-		target := filepath.Join(rootDir, exposed)
-		if err := unix.Mount(filepath.Join(volumesDir, strconv.Itoa(sm.Volume)), target, "", unix.MS_BIND, ""); err != nil {
+		tree, err := unix.OpenTree(unix.AT_FDCWD, filepath.Join(volumesDir, strconv.Itoa(sm.Volume)), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
 			return fmt.Errorf("bind mount: %w", err)
 		}
-		if err := unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}); err != nil {
-			return fmt.Errorf("set the mount's attributes: %w", err)
+		defer unix.Close(tree)
+		if err := bindAt(tree, exposed, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, false); err != nil {
+			return err
 		}
 		if v.exposed == nil {
 			v.exposed = map[int]bool{}
 		}
 		v.exposed[sm.Volume] = true
 	}
-	dir := path.Dir(sm.Path)
+	if err := v.symlink(path.Join(exposed, sm.Source), sm.Path); err != nil {
+		return fmt.Errorf("make %s: %w", sm.Path, err)
+	}
+	return nil
+}
+
+// symlink makes p, a path in the workload's view, a symbolic link to target, shadowing the
+// folder of p first where it is a folder of a chroot or encrypted mount (see shadow).
+func (v *view) symlink(target, p string) error {
+	dir := path.Dir(p)
 	if err := v.mountPoint(dir, true); err != nil {
 		return err
 	}
 	if in, ok := v.mountOf(dir); ok && in.Type != manifest.Tmpfs {
-		if err := v.shadow(dir, in, path.Base(sm.Path)); err != nil {
-			return fmt.Errorf("make %s in the %s mount at %s: %w", sm.Path, in.Type, in.Path, err)
+		if err := v.shadow(dir, in, path.Base(p)); err != nil {
+			return fmt.Errorf("in the %s mount at %s: %w", in.Type, in.Path, err)
 		}
 	}
-	return os.Symlink(path.Join(exposed, sm.Source), filepath.Join(rootDir, sm.Path))
-}
-
-// createMissing creates the file name, empty, if it does not exist yet.
-func createMissing(name string) error {
-	if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	r, err := viewRoot()
 	if err != nil {
 		return err
 	}
-	return f.Close()
+	defer r.Close()
+	return r.Symlink(target, inView(p))
+}
+
+// viewRoot opens the workload's root as it is now, for paths of the view resolved beneath it
+// without following a symbolic link (hostdir). The view binds host folders, which the host
+// may change while it is built: a folder on a path swapped for a link fails the build instead
+// of leading a mount point, a tmpfs or a bind elsewhere, such as over a checked mount.
+func viewRoot() (*hostdir.Root, error) { return hostdir.Open(rootDir) }
+
+// inView returns p, a path of the workload's view, relative to its root.
+func inView(p string) string { return strings.Trim(path.Clean(p), "/") }
+
+// openInView opens p, a path of the workload's view, with flags (O_NOFOLLOW added), resolved
+// as viewRoot says.
+func openInView(p string, flags int) (int, error) {
+	r, err := viewRoot()
+	if err != nil {
+		return -1, err
+	}
+	defer r.Close()
+	return r.OpenFD(inView(p), flags|unix.O_NOFOLLOW, 0)
+}
+
+// bindAt attaches the detached mount tree at p, a mount point of the workload's view, with the
+// MOUNT_ATTR_* attrs (on every mount of the tree if recursive).
+func bindAt(tree int, p string, attrs uint64, recursive bool) error {
+	flags := uint(unix.AT_EMPTY_PATH)
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	if err := unix.MountSetattr(tree, "", flags, &unix.MountAttr{Attr_set: attrs}); err != nil {
+		return fmt.Errorf("set the mount's attributes: %w", err)
+	}
+	target, err := openInView(p, unix.O_PATH)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	if err := unix.MoveMount(tree, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("bind mount at %s: %w", p, err)
+	}
+	return nil
 }
 
 // mountPoint makes sure that p, a path in the workload's view, exists in the root as a folder
@@ -349,16 +395,22 @@ func createMissing(name string) error {
 // folder of a chroot or encrypted mount, which would change the host, it shadows the folder
 // first (see shadow). It refuses symbolic links, which would lead outside the workload's root.
 func (v *view) mountPoint(p string, dir bool) error {
+	r, err := viewRoot()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	cur := "/"
 	for part := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
 		if part == "" {
 			continue
 		}
 		parent := cur
-		cur = filepath.Join(cur, part)
-		info, err := os.Lstat(filepath.Join(rootDir, cur))
+		cur = path.Join(cur, part)
+		var st syscall.Stat_t
+		err := r.Stat(inView(cur), &st)
 		switch {
-		case err == nil && info.Mode()&fs.ModeSymlink != 0:
+		case err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFLNK:
 			return fmt.Errorf("the mount point's path holds a symbolic link: %s", cur)
 		case err == nil:
 			continue
@@ -371,9 +423,12 @@ func (v *view) mountPoint(p string, dir bool) error {
 			}
 		}
 		if cur != p || dir {
-			err = os.Mkdir(filepath.Join(rootDir, cur), 0o755)
+			err = r.Mkdir(inView(cur), 0o755)
 		} else {
-			err = createMissing(filepath.Join(rootDir, cur))
+			var fd int
+			if fd, err = r.OpenFD(inView(cur), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o644); err == nil {
+				unix.Close(fd)
+			}
 		}
 		if err != nil {
 			return err
@@ -390,13 +445,16 @@ func (v *view) mountPoint(p string, dir bool) error {
 // and the mount points made in it, and is read-only once the view is built (finish), so that
 // the workload cannot make a name there that would be lost. The name omit, which the caller
 // makes itself, is left out.
+//
+// dir is a host folder, which the host may swap for a link at any moment: it is opened once,
+// resolved as viewRoot says, and the tmpfs, each name and each bind are reached through that
+// descriptor and the tmpfs's own, never through a path again.
 func (v *view) shadow(dir string, in stageMount, omit string) error {
-	target := filepath.Join(rootDir, dir)
-	fd, err := unix.Open(target, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openInView(dir, unix.O_DIRECTORY|unix.O_RDONLY)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), target)
+	f := os.NewFile(uintptr(fd), filepath.Join(rootDir, dir))
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {
@@ -412,11 +470,19 @@ func (v *view) shadow(dir string, in stageMount, omit string) error {
 			nested = append(nested, sm)
 		}
 	}
-	if err := mountTmpfs(target, fmt.Sprintf("mode=%o,uid=%d,gid=%d", st.Mode&0o7777, st.Uid, st.Gid)); err != nil {
+	if testHookShadow != nil {
+		testHookShadow(dir)
+	}
+	tmp, err := newTmpfs(fmt.Sprintf("mode=%o,uid=%d,gid=%d", st.Mode&0o7777, st.Uid, st.Gid))
+	if err != nil {
 		return err
 	}
+	if err := unix.MoveMount(tmp, "", fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		unix.Close(tmp)
+		return fmt.Errorf("mount a tmpfs at %s: %w", dir, err)
+	}
 	v.mounted = append(v.mounted, stageMount{Type: manifest.Tmpfs, Path: dir})
-	v.shadows = append(v.shadows, dir)
+	v.shadows = append(v.shadows, tmp)
 	attrs := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
 	if in.ReadOnly || in.Checked != "" {
 		attrs |= unix.MOUNT_ATTR_RDONLY
@@ -426,38 +492,60 @@ func (v *view) shadow(dir string, in stageMount, omit string) error {
 		if name == omit {
 			continue
 		}
-		source := fmt.Sprintf("/proc/self/fd/%d/%s", fd, name)
-		p := filepath.Join(target, name)
-		info, err := os.Lstat(source)
-		switch {
-		case err != nil:
-			return err
-		case info.Mode()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(source)
-			if err == nil {
-				err = os.Symlink(link, p)
-			}
-			if err != nil {
-				return err
-			}
-			continue
-		case info.IsDir():
-			err = os.Mkdir(p, 0o755)
-		default:
-			err = createMissing(p)
-		}
-		if err != nil {
-			return err
-		}
-		if err := unix.Mount(source, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind %s: %w", path.Join(dir, name), err)
-		}
-		if err := unix.MountSetattr(unix.AT_FDCWD, p, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
-			return fmt.Errorf("set the mount's attributes: %w", err)
+		if err := shadowName(fd, tmp, name, attrs); err != nil {
+			return fmt.Errorf("%s: %w", path.Join(dir, name), err)
 		}
 		v.mounted = append(v.mounted, stageMount{Type: in.Type, Path: path.Join(dir, name), ReadOnly: in.ReadOnly, Checked: in.Checked})
 	}
 	v.mounted = append(v.mounted, nested...)
+	return nil
+}
+
+// testHookShadow, if set, is called by shadow between opening the folder and mounting over it.
+var testHookShadow func(dir string)
+
+// shadowName makes name of the folder dir in the tmpfs tmp that shadows it: a copy of a
+// symbolic link, or a bind of anything else, with the MOUNT_ATTR_* attrs.
+func shadowName(dir, tmp int, name string, attrs uint64) error {
+	fd, err := unix.Openat(dir, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		buf := make([]byte, unix.PathMax)
+		n, err := unix.Readlinkat(fd, "", buf)
+		if err != nil {
+			return err
+		}
+		return unix.Symlinkat(string(buf[:n]), tmp, name)
+	case unix.S_IFDIR:
+		err = unix.Mkdirat(tmp, name, 0o755)
+	default:
+		var point int
+		if point, err = unix.Openat(tmp, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644); err == nil {
+			unix.Close(point)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	tree, err := unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	defer unix.Close(tree)
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
+		return fmt.Errorf("set the mount's attributes: %w", err)
+	}
+	if err := unix.MoveMount(tree, "", tmp, name, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
 	return nil
 }
 
@@ -476,6 +564,9 @@ func (v *view) mountOf(p string) (stageMount, bool) {
 func (v *view) teardown() {
 	if v.root >= 0 {
 		unix.Close(v.root)
+	}
+	for _, tmp := range v.shadows {
+		unix.Close(tmp)
 	}
 	// The binds in the root would keep the filesystems alive: they go first, with whatever a
 	// mount at / stacked on the root.
@@ -542,10 +633,43 @@ func foreground() bool {
 	return err == nil && pgrp == unix.Getpgrp()
 }
 
-// mountTmpfs mounts an empty tmpfs at dir.
+// mountTmpfs mounts an empty tmpfs at dir, a path of the sandbox's own.
 func mountTmpfs(dir, options string) error {
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, options); err != nil {
 		return fmt.Errorf("mount a tmpfs at %s: %w", dir, err)
 	}
 	return nil
+}
+
+// mountTmpfsAt mounts an empty tmpfs at p, a mount point of the workload's view.
+func mountTmpfsAt(p, options string) error {
+	tmp, err := newTmpfs(options)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tmp)
+	return bindAt(tmp, p, 0, false)
+}
+
+// newTmpfs returns a new tmpfs, detached, with the comma-separated KEY=VALUE options.
+func newTmpfs(options string) (int, error) {
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("make a tmpfs: %w", err)
+	}
+	defer unix.Close(fsfd)
+	for opt := range strings.SplitSeq(options, ",") {
+		key, value, _ := strings.Cut(opt, "=")
+		if err := unix.FsconfigSetString(fsfd, key, value); err != nil {
+			return -1, fmt.Errorf("make a tmpfs with %s: %w", opt, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, fmt.Errorf("make a tmpfs: %w", err)
+	}
+	tmp, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return -1, fmt.Errorf("make a tmpfs: %w", err)
+	}
+	return tmp, nil
 }

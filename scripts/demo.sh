@@ -117,12 +117,15 @@ sim) show ppml serve add-workload pytorch.manifest --config secret_prov/server.t
 tdx | snp)
 	# The VM image (MRTD, or the SEV-SNP launch measurement) and the manifest, both.
 	image=$(awk '$1 == "mrtd" || $1 == "measurement" { print $1 " = [\"" $2 "\"]" }' sim.txt)
+	# An SEV-SNP workload names the oldest TCB it admits: here the simulated platform's.
+	tcb=$(awk '$1 == "min_tcb" { sub(/^min_tcb /, ""); print "min_tcb = " $0 }' sim.txt)
 	cat >> secret_prov/server.toml <<-EOF
 
 		[[workload]]
 		name = "pytorch"
 		tee = "$tee"
 		$image
+		$tcb
 		manifest = ["$measurement"]
 		allow_simulated = true
 		keys = ["default"]

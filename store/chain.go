@@ -266,6 +266,7 @@ type AuditReport struct {
 	Covered     int64      `json:"covered"`                   // the newest record a checkpoint signs
 	LastSigned  *time.Time `json:"last_signed,omitempty"`     // when the newest checkpoint was made
 	Unsigned    int64      `json:"unsigned_after_checkpoint"` // records after Covered
+	Anchored    int        `json:"anchored"`                  // checkpoints of the checkpoint file, all in the database
 }
 
 // ChainError is the first place where the audit log does not fit its chain or checkpoints.
@@ -288,15 +289,17 @@ func (e *ChainError) Error() string {
 // VerifyAudit checks st's whole audit log: that each chained record's hash is that of its
 // content and its predecessor's hash, with IDs that follow one another; that no record without
 // a hash follows a chained one; and that every checkpoint is signed by one of keys and names a
-// record that holds the hash it signed. The error is a *ChainError naming the first record (or
-// checkpoint) that does not fit.
-func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey) (AuditReport, error) {
-	return verifyAudit(st.Checkpoints(ctx), st.AuditRecords(ctx, AuditFilter{}), keys)
+// record that holds the hash it signed. Each of anchored, the checkpoints of a checkpoint file
+// (ReadCheckpoints), must be signed so too, be in the database and be covered by the chain as
+// the database's own: checkpoints deleted from the database, and the records they covered, are
+// found. The error is a *ChainError naming the first record (or checkpoint) that does not fit.
+func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey, anchored []Checkpoint) (AuditReport, error) {
+	return verifyAudit(st.Checkpoints(ctx), st.AuditRecords(ctx, AuditFilter{}), keys, anchored)
 }
 
 // verifyAudit checks the audit log of records and checkpoints, oldest first, as read from a
 // database whose writers the verifier does not trust, as VerifyAudit says.
-func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[AuditRecord, error], keys []crypto.PublicKey) (AuditReport, error) {
+func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[AuditRecord, error], keys []crypto.PublicKey, anchored []Checkpoint) (AuditReport, error) {
 	var rep AuditReport
 	trusted := map[string]crypto.PublicKey{}
 	for _, k := range keys {
@@ -306,19 +309,27 @@ func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[Aud
 		}
 		trusted[id] = k
 	}
-	due := map[int64][]*Checkpoint{} // the checkpoints of each record, checked on reaching it
-	for c, err := range checkpoints {
-		if err != nil {
-			return rep, err
-		}
+	check := func(c *Checkpoint) error {
 		pub, ok := trusted[c.Signer]
 		hash, herr := hex.DecodeString(c.RecordHash)
 		switch {
 		case !ok:
-			return rep, &ChainError{Checkpoint: c.ID, Reason: fmt.Sprintf("signed by key %s, which is not the server's (tls_cert) nor one given with --cert", c.Signer)}
-		case herr != nil || len(hash) != hashSize || !verifySignature(pub, &c, hash):
-			return rep, &ChainError{Checkpoint: c.ID, Reason: "its signature does not verify: it was altered"}
+			return &ChainError{Checkpoint: c.ID, Reason: fmt.Sprintf("signed by key %s, which is not the server's (tls_cert) nor one given with --cert", c.Signer)}
+		case herr != nil || len(hash) != hashSize || !verifySignature(pub, c, hash):
+			return &ChainError{Checkpoint: c.ID, Reason: "its signature does not verify: it was altered"}
 		}
+		return nil
+	}
+	due := map[int64][]*Checkpoint{} // the checkpoints of each record, checked on reaching it
+	inDB := map[string]bool{}        // the signatures of the database's checkpoints
+	for c, err := range checkpoints {
+		if err != nil {
+			return rep, err
+		}
+		if err := check(&c); err != nil {
+			return rep, err
+		}
+		inDB[string(c.Signature)] = true
 		due[c.RecordID] = append(due[c.RecordID], &c)
 		rep.Checkpoints++
 		if c.RecordID > rep.Covered {
@@ -327,6 +338,15 @@ func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[Aud
 		if rep.LastSigned == nil || c.Time.After(*rep.LastSigned) {
 			rep.LastSigned = &c.Time
 		}
+	}
+	for _, c := range anchored {
+		if err := check(&c); err != nil {
+			return rep, err
+		}
+		if !inDB[string(c.Signature)] {
+			return rep, &ChainError{Checkpoint: c.ID, Reason: fmt.Sprintf("it is in the checkpoint file (signed at %s, covering record %d) but not in the database: checkpoints were deleted", c.Time.Format(time.RFC3339), c.RecordID)}
+		}
+		rep.Anchored++
 	}
 	var prev []byte // the hash of the chain's last record so far; nil before the chain
 	for r, err := range records {

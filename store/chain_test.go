@@ -142,7 +142,7 @@ func testChainVerify(t *testing.T, b backend) {
 	if id, hash, err := s.AuditHead(ctx); err != nil || id != 10 || hash != records[9].Hash {
 		t.Errorf("AuditHead = %d, %s, %v", id, hash, err)
 	}
-	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func testChainVerify(t *testing.T, b backend) {
 	}
 	// A checkpoint by a key the verifier is not given does not count.
 	var ce *ChainError
-	if _, err := VerifyAudit(ctx, s, []crypto.PublicKey{testSigner(t).Public()}); !errors.As(err, &ce) || ce.Checkpoint != 1 || !strings.Contains(err.Error(), "not the server's") {
+	if _, err := VerifyAudit(ctx, s, []crypto.PublicKey{testSigner(t).Public()}, nil); !errors.As(err, &ce) || ce.Checkpoint != 1 || !strings.Contains(err.Error(), "not the server's") {
 		t.Errorf("checkpoint by an unknown key: %v", err)
 	}
 	// Ed25519 and RSA keys sign checkpoints as well.
@@ -162,7 +162,7 @@ func testChainVerify(t *testing.T, b backend) {
 			t.Fatal(err)
 		}
 	}
-	if rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public(), ed.Public(), rsaKey.Public()}); err != nil || rep.Checkpoints != 3 || rep.Unsigned != 0 {
+	if rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public(), ed.Public(), rsaKey.Public()}, nil); err != nil || rep.Checkpoints != 3 || rep.Unsigned != 0 {
 		t.Errorf("with three signers: %+v, %v", rep, err)
 	}
 }
@@ -212,14 +212,14 @@ func testChainTamper(t *testing.T, b backend) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, dsn := chainedStore(t, b, key, 10, 4)
-			if _, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}); err != nil {
+			if _, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}, nil); err != nil {
 				t.Fatalf("before: %v", err)
 			}
 			db := rawDB(t, b, dsn)
 			for _, q := range c.tamper {
 				exec(t, db, q)
 			}
-			_, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+			_, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}, nil)
 			var ce *ChainError
 			if !errors.As(err, &ce) || ce.Record != c.record || ce.Checkpoint != c.checkpoint || !strings.Contains(ce.Reason, c.reason) {
 				t.Errorf("VerifyAudit: %v; want record %d, checkpoint %d, %q", err, c.record, c.checkpoint, c.reason)
@@ -230,7 +230,7 @@ func testChainTamper(t *testing.T, b backend) {
 	// Rewriting the chain from a changed record on, with correct hashes, breaks the checkpoint.
 	s, dsn := chainedStore(t, b, key, 10, 4)
 	rewrite(t, rawDB(t, b, dsn), 2, "nothing happened")
-	_, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	_, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}, nil)
 	if ce := (*ChainError)(nil); !errors.As(err, &ce) || ce.Record != 4 || ce.Checkpoint != 1 || !strings.Contains(err.Error(), "rewritten") {
 		t.Errorf("rewritten chain: %v", err)
 	}
@@ -296,7 +296,7 @@ func TestChainMigration(t *testing.T) {
 	if len(records) != 5 || records[2].Hash != "" || records[2].Peer != "old 2" || records[3].ID != 4 || records[3].PrevHash != strings.Repeat("0", 64) {
 		t.Fatalf("after migration: %+v", records)
 	}
-	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}, nil)
 	if err != nil || rep.Unchained != 3 || rep.Records != 5 || rep.Covered != 5 {
 		t.Errorf("VerifyAudit: %+v, %v", rep, err)
 	}
@@ -348,7 +348,7 @@ func testChainVersion1Records(t *testing.T, b backend) {
 	if len(records) != 4 || records[1].TDXModule != nil || records[1].AdvisoryIDs != nil || records[3].TDXModule == nil || *records[3].TCBDate != *next.TCBDate {
 		t.Fatalf("after migration: %+v", records)
 	}
-	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()})
+	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}, nil)
 	if err != nil || rep.Records != 4 || rep.Unchained != 0 || rep.Covered != 3 {
 		t.Errorf("VerifyAudit: %+v, %v", rep, err)
 	}
@@ -387,7 +387,7 @@ func TestChainReplicas(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	rep, err := VerifyAudit(ctx, stores[0], []crypto.PublicKey{key.Public()})
+	rep, err := VerifyAudit(ctx, stores[0], []crypto.PublicKey{key.Public()}, nil)
 	if err != nil || rep.Records != 3*4*perWriter || rep.Head != rep.Records || rep.Checkpoints != 3*4*perWriter/10 {
 		t.Errorf("VerifyAudit: %+v, %v", rep, err)
 	}

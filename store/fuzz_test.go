@@ -68,7 +68,7 @@ func FuzzVerifyAudit(f *testing.F) {
 			}
 		}
 		checkpoints := func(yield func(Checkpoint, error) bool) { yield(c, nil) }
-		if _, err := verifyAudit(checkpoints, records, keys); err != nil {
+		if _, err := verifyAudit(checkpoints, records, keys, nil); err != nil {
 			if col == columns && len(signature)+len(recordHash) == 0 {
 				t.Fatalf("the log as written does not verify: %v", err)
 			}

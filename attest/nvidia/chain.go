@@ -188,17 +188,27 @@ func readFWID(fw cryptobyte.String) []byte {
 	return digest
 }
 
-// Arch tells the GPU architecture from the names in its certificate chain ("GH100" for Hopper,
-// "GB1xx" or "GB2xx" for Blackwell), or "" when none says.
+// Arch tells the GPU architecture from the chip its certificate chain names in a word of a
+// subject (see ProductArch), or "" when none says.
 func Arch(chain []*x509.Certificate) string {
 	for _, c := range chain {
-		cn := c.Subject.CommonName
-		switch {
-		case strings.Contains(cn, "GH100"):
-			return "Hopper"
-		case strings.Contains(cn, "GB1") || strings.Contains(cn, "GB2"):
-			return "Blackwell"
+		for word := range strings.FieldsSeq(c.Subject.CommonName) {
+			if arch := ProductArch(word); arch != "" {
+				return arch
+			}
 		}
+	}
+	return ""
+}
+
+// ProductArch returns the architecture of a chip as NVIDIA names it, in a RIM's product or a
+// device certificate ("GH100": Hopper, "GB100" or "GB202": Blackwell); "" for a chip of neither.
+func ProductArch(chip string) string {
+	switch {
+	case strings.HasPrefix(chip, "GH1"):
+		return "Hopper"
+	case strings.HasPrefix(chip, "GB1") || strings.HasPrefix(chip, "GB2"):
+		return "Blackwell"
 	}
 	return ""
 }

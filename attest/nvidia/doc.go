@@ -20,7 +20,8 @@
 //     certificateHold too unless allowed;
 //  7. reference values: the driver and VBIOS RIMs (SWID tags with enveloped XML signatures,
 //     C14N 1.1, ECDSA-SHA384) chained to the pinned NVIDIA CoRIM signing Root CA ([RIMRoots]),
-//     valid at the verification time, for the versions the GPU reports; every active RIM index
+//     valid at the verification time, for the versions the GPU reports and a chip of its
+//     architecture (the RIM's product against the device chain's); every active RIM index
 //     i is compared with measurement block i+1, any of its alternatives matching.
 //
 // No step reads the wall clock or the network: the caller gives the time, the RIMs and the

@@ -28,9 +28,12 @@ const MaxRIMSize = 4 << 20
 
 // RIM is a Reference Integrity Manifest: the golden measurements of one driver or VBIOS version.
 type RIM struct {
-	ID           string // the SWID tag's tagId
-	Name         string // the SWID tag's name, e.g. "GH100"
-	Version      string // colloquialVersion: the driver or VBIOS version it is for
+	ID      string // the SWID tag's tagId
+	Name    string // the SWID tag's name, e.g. "GH100"
+	Version string // colloquialVersion: the driver or VBIOS version it is for
+	// Product is the chip it is for: Meta's product (the tag's name where Meta has none), as
+	// "GH100" (Hopper) or "GB100" (Blackwell).
+	Product      string
 	Measurements []Golden
 	// Chain is the signer's certificate chain as verified, leaf to root; nil from ParseRIM.
 	Chain []*x509.Certificate
@@ -253,6 +256,9 @@ func parseSWID(root *etree.Element) (*RIM, error) {
 	r.Version = strings.ToLower(meta.SelectAttrValue("colloquialVersion", ""))
 	if r.Version == "" {
 		return nil, fmt.Errorf("%w: Meta has no colloquialVersion", ErrFormat)
+	}
+	if r.Product = strings.ToUpper(meta.SelectAttrValue("product", r.Name)); r.Product == "" {
+		return nil, fmt.Errorf("%w: Meta has no product and the tag no name", ErrFormat)
 	}
 	payload, err := child(root, nsSWID, "Payload")
 	if err != nil {

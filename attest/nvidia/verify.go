@@ -2,6 +2,7 @@ package nvidia
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha512"
@@ -158,6 +159,9 @@ func (v *Verdict) compareRIMs(opts Options, oc *ocspChecker) error {
 			res.Component = "vbios"
 		default:
 			return stepErr(StepRIM, "%w: RIM %d (%s) is for version %s, but the GPU runs driver %s and VBIOS %s", ErrMismatch, i+1, r.ID, r.Version, driver, vbios)
+		}
+		if arch := ProductArch(r.Product); arch == "" || arch != v.Arch {
+			return stepErr(StepRIM, "%w: RIM %d (%s) is for a %s, but the GPU is %s", ErrMismatch, i+1, r.ID, r.Product, cmp.Or(v.Arch, "of an architecture not known"))
 		}
 		if slices.ContainsFunc(v.RIMs, func(o RIMResult) bool { return o.Component == res.Component }) {
 			return stepErr(StepRIM, "two %s RIMs given", res.Component)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +106,15 @@ func TestRIMsRefused(t *testing.T) {
 
 	_, err = s.verify(func(o *Options) { o.RIMs = [][]byte{s.pki.sign(t, rimXML("550.54.14", s.driverValues, 8))} })
 	wantStep(t, "RIM for another driver", err, StepRIM, ErrMismatch)
+
+	// A RIM of the same version for another chip: a Blackwell RIM for this Hopper GPU.
+	_, err = s.verify(func(o *Options) {
+		o.RIMs = [][]byte{s.pki.sign(t, strings.ReplaceAll(rimXML("550.90.07", s.driverValues, 8), "GH100", "GB100"))}
+	})
+	wantStep(t, "RIM for another architecture", err, StepRIM, ErrMismatch)
+	if err == nil || !strings.Contains(err.Error(), "is for a GB100, but the GPU is Hopper") {
+		t.Errorf("RIM for another architecture: %v", err)
+	}
 
 	_, err = s.verify(func(o *Options) { o.RIMs = [][]byte{s.driver, s.driver} })
 	wantStep(t, "two driver RIMs", err, StepRIM, nil)

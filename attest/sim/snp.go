@@ -270,6 +270,11 @@ func littleEndian(b []byte, n *big.Int) {
 }
 
 // Attester returns the platform's guest as an attester: its evidence is Report's.
+// TCB returns the platform's TCB, which its reports give as REPORTED_TCB and LAUNCH_TCB.
+func (p *SNPPlatform) TCB() attest.SNPTCB {
+	return attest.SNPTCB{Bootloader: snpTCB.BlSpl, TEE: snpTCB.TeeSpl, SNP: snpTCB.SnpSpl, Microcode: snpTCB.UcodeSpl}
+}
+
 func (p *SNPPlatform) Attester() attest.Attester { return quoter{attest.SNP, p.Report} }
 
 // snpVerifier is an attest.Verifier of the reports of one simulated SEV-SNP platform: the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -535,17 +536,21 @@ is told the reference of its record, not its number: --ref prints that record al
 }
 
 func newAuditVerifyCommand() *cobra.Command {
-	var configPath string
+	var configPath, checkpointFile string
 	var certs []string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "verify --config FILE [--cert FILE]... [--json]",
+		Use:   "verify --config FILE [--cert FILE]... [--checkpoints FILE] [--json]",
 		Short: "Check that no audit record was changed, deleted or inserted since it was written",
 		Long: `verify checks the whole audit log: each record against the hash it carries and the hash of
 the record before it, and each checkpoint that the servers signed against its signer's
 certificate and the record it covers. It names the first record that does not fit. Checkpoints
 are signed with the servers' TLS keys: the configuration's tls_cert, and, after the key was
-changed, the earlier certificates that --cert names. See docs/provisioning.md#audit.`,
+changed, the earlier certificates that --cert names. Whoever can write the database can delete
+checkpoints, and rewrite the records after the oldest one left: --checkpoints (by default the
+configuration's audit_checkpoint_file) names the file to which the server appended each
+checkpoint, and every checkpoint there must be in the database and covered by the chain. See
+docs/provisioning.md#audit.`,
 		Args: exactArgs(0),
 		RunE: withConfigStore(&configPath, func(cmd *cobra.Command, st store.Store, _ []string) error {
 			cfg, err := provision.LoadConfig(configPath)
@@ -560,7 +565,14 @@ changed, the earlier certificates that --cert names. See docs/provisioning.md#au
 				}
 				keys = append(keys, cert.PublicKey)
 			}
-			rep, err := store.VerifyAudit(cmd.Context(), st, keys)
+			var anchored []store.Checkpoint
+			given := checkpointFile != ""
+			if checkpointFile = cmp.Or(checkpointFile, cfg.AuditCheckpointFile); checkpointFile != "" {
+				if anchored, err = readCheckpointFile(checkpointFile, given); err != nil {
+					return err
+				}
+			}
+			rep, err := store.VerifyAudit(cmd.Context(), st, keys, anchored)
 			if err != nil {
 				return err
 			}
@@ -580,13 +592,37 @@ changed, the earlier certificates that --cert names. See docs/provisioning.md#au
 			if rep.Unsigned > 0 {
 				fmt.Fprintf(out, "the last %d records are chained but no checkpoint signs them yet\n", rep.Unsigned)
 			}
+			if checkpointFile != "" {
+				fmt.Fprintf(out, "the %d checkpoints of %s are all in the database\n", rep.Anchored, checkpointFile)
+			} else {
+				fmt.Fprintln(out, "no checkpoint file (audit_checkpoint_file, --checkpoints): checkpoints deleted from the database, with the records after the oldest one left, would not be seen")
+			}
 			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "the server configuration (TOML)")
 	cmd.Flags().StringSliceVar(&certs, "cert", nil, "an earlier server certificate whose key signed checkpoints")
+	cmd.Flags().StringVar(&checkpointFile, "checkpoints", "", "the checkpoint file the server appended to (default: audit_checkpoint_file)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "the summary as JSON")
 	return cmd
+}
+
+// readCheckpointFile reads the checkpoint file name. One that does not exist holds no
+// checkpoint (the server has signed none yet) unless mustExist.
+func readCheckpointFile(name string, mustExist bool) ([]store.Checkpoint, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, os.ErrNotExist) && !mustExist {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cs, err := store.ReadCheckpoints(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return cs, nil
 }
 
 // readCertificate reads a PEM certificate file.

@@ -105,7 +105,9 @@ evidence of the real format that ppml run and ppml provision fetch put beside th
 					return err
 				}
 				dir = p.Dir
-				fmt.Fprintf(out, "simulated SEV-SNP platform %s\nmeasurement %s\nhostdata %s\n", p.Dir, p.Settings.Measurement, p.Settings.HostData)
+				tcb := p.TCB()
+				fmt.Fprintf(out, "simulated SEV-SNP platform %s\nmeasurement %s\nhostdata %s\nmin_tcb {bootloader = %d, tee = %d, snp = %d, microcode = %d}\n",
+					p.Dir, p.Settings.Measurement, p.Settings.HostData, tcb.Bootloader, tcb.TEE, tcb.SNP, tcb.Microcode)
 			default:
 				p, err := sim.Init(args[0], status, now)
 				if err != nil {

@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/ppml/ppml/internal/hostdir"
 )
 
 // tempMark is in the name of every temporary output: ".NAME" + tempMark + random digits.
@@ -23,9 +27,10 @@ var ErrExists = errors.New("already exists")
 
 // Pending is an output under construction at its temporary path.
 type Pending struct {
-	Temp  string // where to write now
-	final string
-	force bool
+	Temp   string // where to write now
+	final  string
+	force  bool
+	remove func() // removes Temp, if not by its path
 }
 
 var (
@@ -209,7 +214,11 @@ func AbortAll() {
 	mu.Lock()
 	defer mu.Unlock()
 	for p := range live {
-		os.RemoveAll(p.Temp)
+		if p.remove != nil {
+			p.remove()
+		} else {
+			os.RemoveAll(p.Temp)
+		}
 		delete(live, p)
 	}
 }
@@ -248,73 +257,66 @@ func TempFor(name string) (final string, ok bool) {
 	return before[1:], true
 }
 
-// Replace replaces the regular file name with what write writes to a new file, durably: the new
-// file gets name's permissions (and owner, where the caller may set it), is synced, then renamed
-// over name, and the folder is synced. If write fails, AbortAll is called or the process dies
-// before the rename, name is as it was; after it, name is the new file, even after a power
-// loss. Hard links to name keep the old file.
-func Replace(name string, write func(*os.File) error) error {
-	info, err := os.Lstat(name)
-	if err != nil {
+// Replace replaces the regular file name in the folder dir with what write writes to a new
+// file, durably: the new file gets name's permissions (and owner, where the caller may set it),
+// is synced, then renamed over name, and the folder is synced. If write fails, AbortAll is
+// called or the process dies before the rename, name is as it was; after it, name is the new
+// file, even after a power loss. Hard links to name keep the old file. Every step is made
+// relative to dir, never through a path, so that a host that swaps a folder for a symbolic link
+// meanwhile cannot lead the file elsewhere.
+func Replace(dir *hostdir.Root, name string, write func(*os.File) error) error {
+	var st syscall.Stat_t
+	if err := dir.Stat(name, &st); err != nil {
 		return err
 	}
-	if !info.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file: not replacing it", name)
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return fmt.Errorf("%s is not a regular file: not replacing it", dir.Name(name))
 	}
-	dir, base := filepath.Split(name)
-	if dir == "" {
-		dir = "."
+	var f *os.File
+	var temp string
+	for {
+		temp = "." + name + tempMark + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		var err error
+		f, err = dir.OpenFile(temp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
 	}
-	f, err := os.CreateTemp(dir, "."+base+tempMark+"*")
-	if err != nil {
-		return err
-	}
-	temp := f.Name()
-	p := &Pending{Temp: temp} // for AbortAll
+	p := &Pending{Temp: dir.Name(temp), remove: func() { dir.Remove(temp, 0) }} // for AbortAll
 	mu.Lock()
 	live[p] = true
 	mu.Unlock()
 	defer p.forget()
-	err = fill(f, info, write)
+	err := fill(f, &st, write)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(temp, name)
+		err = dir.Rename(temp, name, 0)
 	}
 	if err != nil {
-		os.Remove(temp)
+		dir.Remove(temp, 0)
 		return err
 	}
-	return syncFolder(dir)
+	return dir.SyncDir("")
 }
 
 // fill writes the new file f with write, gives it the permissions and owner of the file that
-// info describes, and syncs it.
-func fill(f *os.File, info fs.FileInfo, write func(*os.File) error) error {
+// st describes, and syncs it.
+func fill(f *os.File, st *syscall.Stat_t, write func(*os.File) error) error {
 	if err := write(f); err != nil {
 		return err
 	}
-	if err := f.Chmod(info.Mode().Perm()); err != nil {
+	if err := f.Chmod(fs.FileMode(st.Mode).Perm()); err != nil {
 		return err
 	}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid()) {
+	if int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
 		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
-			return fmt.Errorf("give the new file the owner of %s: %w", info.Name(), err)
+			return fmt.Errorf("give the new file the owner of %s: %w", f.Name(), err)
 		}
 	}
 	return f.Sync()
-}
-
-// syncFolder makes the renames in dir durable.
-func syncFolder(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	return nil
 }

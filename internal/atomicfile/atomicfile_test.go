@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ppml/ppml/internal/hostdir"
 )
 
 func TestFileCommitAndAbort(t *testing.T) {
@@ -200,14 +202,26 @@ func TestNotRegular(t *testing.T) {
 	}
 }
 
+// openRoot opens the folder dir for Replace.
+func openRoot(t *testing.T, dir string) *hostdir.Root {
+	t.Helper()
+	r, err := hostdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
 func TestReplace(t *testing.T) {
 	dir := t.TempDir()
+	root := openRoot(t, dir)
 	name := filepath.Join(dir, "f")
 	if err := os.WriteFile(name, []byte("old"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	os.Chmod(name, 0o640)
-	if err := Replace(name, func(f *os.File) error { _, err := f.WriteString("new"); return err }); err != nil {
+	if err := Replace(root, "f", func(f *os.File) error { _, err := f.WriteString("new"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	info, err := os.Stat(name)
@@ -217,7 +231,7 @@ func TestReplace(t *testing.T) {
 
 	// A failed write leaves the file as it was, and no temporary file.
 	boom := errors.New("boom")
-	if err := Replace(name, func(f *os.File) error { f.WriteString("partial"); return boom }); !errors.Is(err, boom) {
+	if err := Replace(root, "f", func(f *os.File) error { f.WriteString("partial"); return boom }); !errors.Is(err, boom) {
 		t.Fatalf("failed write: %v", err)
 	}
 	if b, _ := os.ReadFile(name); string(b) != "new" {
@@ -227,10 +241,10 @@ func TestReplace(t *testing.T) {
 
 	// Only regular files are replaced.
 	os.Symlink("f", filepath.Join(dir, "link"))
-	if err := Replace(filepath.Join(dir, "link"), func(*os.File) error { return nil }); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if err := Replace(root, "link", func(*os.File) error { return nil }); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("link replaced: %v", err)
 	}
-	if err := Replace(filepath.Join(dir, "missing"), func(*os.File) error { return nil }); !errors.Is(err, os.ErrNotExist) {
+	if err := Replace(root, "missing", func(*os.File) error { return nil }); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
@@ -245,7 +259,7 @@ func TestIsTemp(t *testing.T) {
 	defer p.Abort()
 	var seen string
 	os.WriteFile(final, nil, 0o600)
-	Replace(final, func(f *os.File) error { seen = filepath.Base(f.Name()); return nil })
+	Replace(openRoot(t, dir), "model.pt", func(f *os.File) error { seen = filepath.Base(f.Name()); return nil })
 	for _, name := range []string{filepath.Base(p.Temp), seen} {
 		if !IsTemp(name) {
 			t.Errorf("IsTemp(%q) = false for a temporary output", name)

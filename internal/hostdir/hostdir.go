@@ -4,7 +4,8 @@
 // is made relative to a folder opened that way. A link that the host plants on a path, or a
 // sub-folder it swaps for one, fails the operation with ErrLink instead of leading elsewhere.
 // The filesystems that serve host folders to the workload (encfs, trustfs) reach the host
-// through it.
+// through it, the sandbox builds the workload's view (which binds host folders) through it, and
+// pf rekey rewrites a host folder through it.
 //
 // Paths are slash-separated and relative to the folder, "" being the folder itself.
 package hostdir
@@ -36,6 +37,15 @@ func Open(path string) (*Root, error) {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	return &Root{path: path, fd: fd}, nil
+}
+
+// OpenRoot opens the folder rel as a Root of its own.
+func (r *Root) OpenRoot(rel string) (*Root, error) {
+	fd, err := r.OpenFD(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &Root{path: r.Name(rel), fd: fd}, nil
 }
 
 // Close closes the folder.
@@ -134,6 +144,19 @@ func (r *Root) Mkdir(rel string, mode uint32) error {
 	defer unix.Close(dfd)
 	if err := unix.Mkdirat(dfd, base, mode); err != nil {
 		return &os.PathError{Op: "mkdir", Path: r.Name(rel), Err: err}
+	}
+	return nil
+}
+
+// Symlink makes rel a symbolic link to target.
+func (r *Root) Symlink(target, rel string) error {
+	dfd, base, err := r.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	if err := unix.Symlinkat(target, dfd, base); err != nil {
+		return &os.LinkError{Op: "symlink", Old: target, New: r.Name(rel), Err: err}
 	}
 	return nil
 }

@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/ppml/ppml/internal/atomicfile"
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/pf"
 )
 
@@ -61,21 +64,23 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 		return nil, errors.New("the old key and the new key are the same")
 	}
 	res := &Result{}
-	files, temps, err := list(root, res)
+	t, files, temps, err := list(root, res)
 	if err != nil {
 		return nil, err
 	}
+	defer t.Close()
 	// A name is no proof. What an interrupted run left lies beside the file it was replacing,
 	// which is still there, and never opens with the old key (it was written under the new
 	// one); anything else so named is the user's, rekeyed like any other file.
 	var stale []string
-	for _, t := range temps {
-		final, _ := atomicfile.TempFor(filepath.Base(t.name))
-		_, err := os.Lstat(filepath.Join(filepath.Dir(t.name), final))
-		if underNew, kerr := keyOf(t.name, oldKey, newKey); err == nil && (kerr != nil || underNew) {
-			stale = append(stale, t.name)
+	for _, tf := range temps {
+		final, _ := atomicfile.TempFor(path.Base(tf.rel))
+		var st syscall.Stat_t
+		err := t.Stat(hostdir.Join(hostdir.Dir(tf.rel), final), &st)
+		if underNew, kerr := keyOf(t, tf.rel, oldKey, newKey); err == nil && (kerr != nil || underNew) {
+			stale = append(stale, tf.rel)
 		} else {
-			files = append(files, t)
+			files = append(files, tf)
 		}
 	}
 	var mu sync.Mutex
@@ -92,15 +97,15 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 			opts.Done(name, rekeyed)
 		}
 	}
-	old, err := classify(files, oldKey, newKey, func(name string) { done(name, false, 0) })
+	old, err := classify(t, files, oldKey, newKey, func(rel string) { done(t.Name(rel), false, 0) })
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range stale {
-		if err := os.Remove(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, rel := range stale {
+		if err := t.Remove(rel, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return res, err
 		}
-		res.Removed = append(res.Removed, t)
+		res.Removed = append(res.Removed, t.Name(rel))
 	}
 	var small, big []file
 	for _, f := range old {
@@ -111,11 +116,14 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 		}
 	}
 	rekey := func(f file) error {
-		n, err := rekeyFile(f.name, oldKey, newKey, opts.Version)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
+		if testHookRekey != nil {
+			testHookRekey(f.rel)
 		}
-		done(f.name, true, n)
+		n, err := rekeyFile(t, f.rel, oldKey, newKey, opts.Version)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.Name(f.rel), err)
+		}
+		done(t.Name(f.rel), true, n)
 		return nil
 	}
 	err = parallel(ctx, small, runtime.GOMAXPROCS(0), rekey)
@@ -132,53 +140,76 @@ func Run(ctx context.Context, root string, oldKey, newKey pf.Key, opts *Options)
 	return res, nil
 }
 
+// testHookRekey, if set, is called before each file is rekeyed.
+var testHookRekey func(rel string)
+
 // file is a protected file found under the old key.
 type file struct {
-	name string
-	size int64 // host size
+	rel  string // its path in the folder that Run walks
+	size int64  // host size
 }
 
-// list returns the regular files at root (root itself, or those under the folder root) and those
-// named as the temporary files of interrupted runs are.
-func list(root string, res *Result) (files, temps []file, err error) {
+// list opens the folder that Run walks, root or root's folder, and returns the regular files
+// there (root itself, or those under the folder root) and those named as the temporary files of
+// interrupted runs are. Every path beneath the folder is resolved without following a symbolic
+// link (hostdir): a host that swaps a sub-folder for a link while Run runs fails that file
+// instead of leading Run outside the folder.
+func list(root string, res *Result) (t *hostdir.Root, files, temps []file, err error) {
 	info, err := os.Stat(root)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if !info.IsDir() {
 		if !info.Mode().IsRegular() {
-			return nil, nil, fmt.Errorf("%s is not a regular file or folder", root)
+			return nil, nil, nil, fmt.Errorf("%s is not a regular file or folder", root)
 		}
-		return []file{{root, info.Size()}}, nil, nil
+		t, err = hostdir.Open(filepath.Dir(root))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return t, []file{{filepath.Base(root), info.Size()}}, nil, nil
 	}
-	err = filepath.WalkDir(root, func(name string, d fs.DirEntry, err error) error {
-		switch {
-		case err != nil:
+	if t, err = hostdir.Open(root); err != nil {
+		return nil, nil, nil, err
+	}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		entries, err := t.ReadDir(dir)
+		if err != nil {
 			return err
-		case d.IsDir():
-			return nil
-		case !d.Type().IsRegular():
-			res.Ignored = append(res.Ignored, name)
-		default:
-			info, err := d.Info()
+		}
+		for _, d := range entries {
+			rel := hostdir.Join(dir, d.Name())
+			var st syscall.Stat_t
+			switch {
+			case d.IsDir():
+				err = walk(rel)
+			case !d.Type().IsRegular():
+				res.Ignored = append(res.Ignored, t.Name(rel))
+			default:
+				if err = t.Stat(rel, &st); err == nil && atomicfile.IsTemp(d.Name()) {
+					temps = append(temps, file{rel, st.Size})
+				} else if err == nil {
+					files = append(files, file{rel, st.Size})
+				}
+			}
 			if err != nil {
 				return err
 			}
-			if atomicfile.IsTemp(d.Name()) {
-				temps = append(temps, file{name, info.Size()})
-			} else {
-				files = append(files, file{name, info.Size()})
-			}
 		}
 		return nil
-	})
-	return files, temps, err
+	}
+	if err := walk(""); err != nil {
+		t.Close()
+		return nil, nil, nil, err
+	}
+	return t, files, temps, nil
 }
 
 // classify opens every file's metadata with oldKey, then newKey, on every core. It returns the
 // files under oldKey, calls skip for each under newKey, and fails, before calling skip, if a file
 // opens with neither, naming the first such file in files' order and counting the others.
-func classify(files []file, oldKey, newKey pf.Key, skip func(name string)) ([]file, error) {
+func classify(t *hostdir.Root, files []file, oldKey, newKey pf.Key, skip func(rel string)) ([]file, error) {
 	underNew := make([]bool, len(files))
 	errs := make([]error, len(files))
 	idx := make([]int, len(files))
@@ -186,7 +217,7 @@ func classify(files []file, oldKey, newKey pf.Key, skip func(name string)) ([]fi
 		idx[i] = i
 	}
 	parallel(context.Background(), idx, runtime.GOMAXPROCS(0), func(i int) error {
-		underNew[i], errs[i] = keyOf(files[i].name, oldKey, newKey)
+		underNew[i], errs[i] = keyOf(t, files[i].rel, oldKey, newKey)
 		return nil
 	})
 	var first error
@@ -194,7 +225,7 @@ func classify(files []file, oldKey, newKey pf.Key, skip func(name string)) ([]fi
 	for i, err := range errs {
 		if err != nil {
 			if bad++; first == nil {
-				first = fmt.Errorf("%s: %w", files[i].name, err)
+				first = fmt.Errorf("%s: %w", t.Name(files[i].rel), err)
 			}
 		}
 	}
@@ -207,7 +238,7 @@ func classify(files []file, oldKey, newKey pf.Key, skip func(name string)) ([]fi
 	var old []file
 	for i, f := range files {
 		if underNew[i] {
-			skip(f.name)
+			skip(f.rel)
 		} else {
 			old = append(old, f)
 		}
@@ -215,9 +246,9 @@ func classify(files []file, oldKey, newKey pf.Key, skip func(name string)) ([]fi
 	return old, nil
 }
 
-// keyOf reports whether the protected file name opens with newKey rather than oldKey.
-func keyOf(name string, oldKey, newKey pf.Key) (underNew bool, err error) {
-	f, err := os.Open(name)
+// keyOf reports whether the protected file rel of t opens with newKey rather than oldKey.
+func keyOf(t *hostdir.Root, rel string, oldKey, newKey pf.Key) (underNew bool, err error) {
+	f, err := t.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return false, err
 	}
@@ -239,10 +270,17 @@ func keyOf(name string, oldKey, newKey pf.Key) (underNew bool, err error) {
 	return false, ErrNeitherKey
 }
 
-// rekeyFile replaces the protected file name under oldKey with its re-encryption under newKey,
-// in format version (0: the same), and returns its plaintext size.
-func rekeyFile(name string, oldKey, newKey pf.Key, version uint8) (int64, error) {
-	src, err := os.Open(name)
+// rekeyFile replaces the protected file rel of t under oldKey with its re-encryption under
+// newKey, in format version (0: the same), and returns its plaintext size. The file and its
+// replacement are reached through its folder, opened once.
+func rekeyFile(t *hostdir.Root, rel string, oldKey, newKey pf.Key, version uint8) (int64, error) {
+	dir, err := t.OpenRoot(hostdir.Dir(rel))
+	if err != nil {
+		return 0, err
+	}
+	defer dir.Close()
+	name := path.Base(rel)
+	src, err := dir.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -252,7 +290,7 @@ func rekeyFile(name string, oldKey, newKey pf.Key, version uint8) (int64, error)
 		return 0, err
 	}
 	var n int64
-	err = atomicfile.Replace(name, func(dst *os.File) error {
+	err = atomicfile.Replace(dir, name, func(dst *os.File) error {
 		n, err = pf.Reencrypt(dst, src, info.Size(), oldKey, newKey, &pf.Options{Version: version})
 		return err
 	})

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ppml/ppml/internal/atomicfile"
+	"github.com/ppml/ppml/internal/hostdir"
 	"github.com/ppml/ppml/pf"
 )
 
@@ -252,4 +253,28 @@ func TestTempNameOfUserFile(t *testing.T) {
 		t.Fatalf("removed %q, rekeyed %d", res.Removed, res.Rekeyed)
 	}
 	check(t, plain, newKey, 0)
+}
+
+// TestFolderSwapped: a host that swaps a sub-folder for a symbolic link to a folder outside
+// while Run runs fails that file; nothing outside the folder is read or written.
+func TestFolderSwapped(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	b := []byte("weights")
+	write(t, filepath.Join(dir, "sub", "x2"), b, oldKey, 2)
+	write(t, filepath.Join(outside, "x2"), b, oldKey, 2)
+	before := snapshot(t, outside)
+	testHookRekey = func(rel string) {
+		if rel == "sub/x2" {
+			os.Rename(filepath.Join(dir, "sub"), filepath.Join(dir, "moved"))
+			os.Symlink(outside, filepath.Join(dir, "sub"))
+		}
+	}
+	defer func() { testHookRekey = nil }()
+	_, err := Run(context.Background(), dir, oldKey, newKey, nil)
+	if !errors.Is(err, hostdir.ErrLink) {
+		t.Errorf("a folder swapped for a link: %v", err)
+	}
+	if after := snapshot(t, outside); !maps.Equal(before, after) {
+		t.Error("a file outside the folder was replaced")
+	}
 }
