@@ -842,3 +842,44 @@ func TestHostTimeout(t *testing.T) {
 		t.Errorf("open once the host answers: %v, equal %v", err, bytes.Equal(b, good))
 	}
 }
+
+// TestEvictedChunkChanged: a chunk that was verified, served and then dropped from the chunk
+// cache is verified again when it is read again, so that a host that changed it meanwhile gets
+// EIO, while a chunk still in the cache is served as it was checked.
+func TestEvictedChunkChanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads 2×CacheChunks MiB")
+	}
+	good := content(11, (CacheChunks+4)*ChunkSize)
+	host := hostFolder(t, map[string][]byte{"big": good})
+	s, mnt, logs := mount(t, host, []Entry{trustedEntry("big", "big", good)})
+	p := filepath.Join(mnt, "big")
+	// Every chunk read once: chunk 0 is verified, served, and then dropped from the cache.
+	if b, err := readAll(p); err != nil || !bytes.Equal(b, good) {
+		t.Fatalf("read: %v, equal %v", err, bytes.Equal(b, good))
+	}
+	if s.fsys.cache.get(chunkKey{s.fsys.files[fileKey{"big", sha256.Sum256(good)}], 0}) != nil {
+		t.Fatal("chunk 0 is still in the cache")
+	}
+	f, err := os.OpenFile(filepath.Join(host, "big"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := int64(len(good) - ChunkSize)
+	for _, off := range []int64{100, last + 100} {
+		if _, err := f.WriteAt([]byte("EVIL"), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	b := make([]byte, 100)
+	if err := readAt(p, b, 0); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the changed chunk dropped from the cache: %v, want EIO", err)
+	}
+	if err := readAt(p, b, last+50); err != nil || !bytes.Equal(b, good[last+50:last+150]) {
+		t.Errorf("read of the changed chunk still in the cache: %v, %q; want the checked bytes", err, b)
+	}
+	if !strings.Contains(logs.String(), "changed since it was checked") {
+		t.Errorf("the change is not logged:\n%s", logs)
+	}
+}
