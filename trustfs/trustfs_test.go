@@ -858,7 +858,10 @@ func TestEvictedChunkChanged(t *testing.T) {
 	if b, err := readAll(p); err != nil || !bytes.Equal(b, good) {
 		t.Fatalf("read: %v, equal %v", err, bytes.Equal(b, good))
 	}
-	if s.fsys.cache.get(chunkKey{s.fsys.files[fileKey{"big", sha256.Sum256(good)}], 0}) != nil {
+	s.fsys.filesMu.Lock()
+	file := s.fsys.files[fileKey{"big", sha256.Sum256(good)}]
+	s.fsys.filesMu.Unlock()
+	if s.fsys.cache.get(chunkKey{file, 0}) != nil {
 		t.Fatal("chunk 0 is still in the cache")
 	}
 	f, err := os.OpenFile(filepath.Join(host, "big"), os.O_WRONLY, 0)
