@@ -40,6 +40,9 @@ type fileNode struct {
 	gofs.Inode
 	fsys *fsys
 	file *trusted
+	// hostAttr is set when Getattr gave the host file's status, before the check, which the
+	// kernel may keep until the first open that passes the check makes it drop it.
+	hostAttr atomic.Bool
 }
 
 var (
@@ -52,16 +55,24 @@ var (
 // checks what opened.
 const hostReadFlags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY
 
-// Getattr gives the checked file's status, which the kernel may keep; before the check, the host
-// file's, which it may not: a size the host shows before the check (a prefix, say) must not
-// outlive it and cut the reads of the checked content short, nor extend them.
+// Getattr gives the checked file's status; before the check, the host file's. The kernel may
+// keep either (a workload stats many files that it never opens), but a size the host shows
+// before the check (a prefix, say) must not outlive it and cut the reads of the checked content
+// short, nor extend them: the open that passes the check makes the kernel drop it (Open).
 func (n *fileNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.SetTimeout(cacheTimeout)
 	if c := n.file.checked.Load(); c != nil {
-		out.SetTimeout(cacheTimeout)
 		out.Attr = c.attr
 		return 0
 	}
-	out.SetTimeout(0)
+	// Marked before the check is looked at again, so that an open that the check passes
+	// meanwhile sees the mark; the kernel ignores this reply if it comes after that open's
+	// invalidation.
+	n.hostAttr.Store(true)
+	if c := n.file.checked.Load(); c != nil {
+		out.Attr = c.attr
+		return 0
+	}
 	return n.fsys.hostGetattr(n.file.host, syscall.S_IFREG, &out.Attr)
 }
 
@@ -91,6 +102,16 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if errno != 0 {
 		go f.Close() // which waits for the reads of a check given up on
 		return nil, 0, errno
+	}
+	if n.hostAttr.Swap(false) {
+		// The kernel may hold the host file's status from before the check: it drops it (a
+		// negative offset invalidates the attributes only), before this open returns, and asks
+		// for the checked one.
+		if errno := n.NotifyContent(-1, 0); errno != 0 && errno != syscall.ENOENT {
+			n.fsys.log.Error("trustfs: the kernel could not be told to drop a trusted file's status from before its check", "file", n.fsys.root.Name(n.file.host), "err", errno)
+			go f.Close()
+			return nil, 0, syscall.EIO
+		}
 	}
 	// The kernel caches only what Read replied, which is the checked content: it may keep it.
 	return &handle{fsys: n.fsys, file: n.file, host: f, checked: c}, fuse.FOPEN_KEEP_CACHE, 0

@@ -50,6 +50,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,6 +183,9 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 		},
 		// The host's permission bits as they are, 0 included.
 		NullPermissions: true,
+		// A name that a mount without unchecked entries does not serve is absent for as long as
+		// it is mounted: the kernel may remember it, as it remembers the names it serves.
+		NegativeTimeout: negativeTimeout(entries),
 		Logger:          fuseLog,
 	})
 	if err != nil {
@@ -214,6 +218,17 @@ func readAhead(mountpoint string) error {
 // bdiReadAhead is the file of the read-ahead, in KiB, of the backing device dev.
 func bdiReadAhead(dev uint64) string {
 	return fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
+}
+
+// negativeTimeout is how long the kernel may remember a name that the filesystem of entries
+// does not serve: cacheTimeout, unless an entry is Unchecked, whose host folder may gain the
+// name at any time.
+func negativeTimeout(entries []Entry) *time.Duration {
+	if slices.ContainsFunc(entries, func(e Entry) bool { return e.Kind == Unchecked }) {
+		return nil
+	}
+	d := cacheTimeout
+	return &d
 }
 
 // Unmount unmounts the filesystem. If files are still open it detaches the mount instead, which

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -542,6 +543,16 @@ func TestUnchecked(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(mnt, "0/libc.so")); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("a changed trusted file in an unchecked folder: %q, %v; want EACCES", b, err)
+	}
+	// A name looked up in vain is not remembered: the host may make it at once.
+	if _, err := os.Stat(filepath.Join(mnt, "0/new.so")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("0/new.so before the host makes it: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "lib/new.so"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "0/new.so")); err != nil || string(b) != "new" {
+		t.Errorf("0/new.so once the host made it: %q, %v", b, err)
 	}
 }
 
