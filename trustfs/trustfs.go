@@ -31,6 +31,12 @@
 // would send every read to trustfs, is not used: it breaks shared memory maps. A file served
 // unchecked is opened without FOPEN_KEEP_CACHE, so that each open sees the host's bytes.
 //
+// The kernel may keep a trusted file's status for cacheTimeout, also the host file's that it is
+// given before the check; the first open that passes the check makes the kernel drop that one
+// before it returns, so that a size the host showed before the check never bounds the reads of
+// the checked content. A filesystem without Unchecked entries also lets the kernel remember
+// for cacheTimeout a name that it does not serve.
+//
 // # Host files
 //
 // Host paths are resolved beneath the host folder given to Mount, never through a symbolic
