@@ -221,16 +221,23 @@ func ParseFile(name string) (*Manifest, error) {
 // accepted and ignored (see the package documentation); unknown keys, and the Gramine keys that
 // ppml cannot honour, are errors naming them.
 func Parse(b []byte) (*Manifest, error) {
-	var tree map[string]any
-	if _, err := toml.Decode(string(b), &tree); err != nil {
-		return nil, err
-	}
-	var d document
-	md, err := toml.Decode(string(b), &d)
+	// Parsed once (a manifest lists every trusted file: tens of thousands for PyTorch's), then
+	// decoded twice: the document, which leaves the keys it does not know undecoded, and the
+	// tree of every key, which the canonical form encodes.
+	var whole toml.Primitive
+	md, err := toml.Decode(string(b), &whole)
 	if err != nil {
 		return nil, err
 	}
+	var d document
+	if err := md.PrimitiveDecode(whole, &d); err != nil {
+		return nil, err
+	}
 	if err := checkKeys(md.Undecoded()); err != nil {
+		return nil, err
+	}
+	var tree map[string]any
+	if err := md.PrimitiveDecode(whole, &tree); err != nil {
 		return nil, err
 	}
 	canonical, err := encode(tree)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"runtime"
@@ -21,6 +22,7 @@ import (
 type trusted struct {
 	host string
 	want [sha256.Size]byte
+	id   uint64 // the number of the file in its mount, in its chunks' tags
 
 	checking sync.Mutex              // held while the file is checked: its opens wait for the check
 	checked  atomic.Pointer[checked] // what the check found, once the file has passed it
@@ -29,8 +31,8 @@ type trusted struct {
 // checked is what the check of a trusted file found, which every later read is compared with.
 type checked struct {
 	size int64
-	sums [][sha256.Size]byte // the hash of each chunk
-	attr fuse.Attr           // the host file's status when it was checked
+	tags []tag     // the tag of each chunk
+	attr fuse.Attr // the host file's status when it was checked
 }
 
 // fileNode is a trusted file.
@@ -38,6 +40,9 @@ type fileNode struct {
 	gofs.Inode
 	fsys *fsys
 	file *trusted
+	// hostAttr is set when Getattr gave the host file's status, before the check, which the
+	// kernel may keep until the first open that passes the check makes it drop it.
+	hostAttr atomic.Bool
 }
 
 var (
@@ -50,16 +55,24 @@ var (
 // checks what opened.
 const hostReadFlags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY
 
-// Getattr gives the checked file's status, which the kernel may keep; before the check, the host
-// file's, which it may not: a size the host shows before the check (a prefix, say) must not
-// outlive it and cut the reads of the checked content short, nor extend them.
+// Getattr gives the checked file's status; before the check, the host file's. The kernel may
+// keep either (a workload stats many files that it never opens), but a size the host shows
+// before the check (a prefix, say) must not outlive it and cut the reads of the checked content
+// short, nor extend them: the open that passes the check makes the kernel drop it (Open).
 func (n *fileNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.SetTimeout(cacheTimeout)
 	if c := n.file.checked.Load(); c != nil {
-		out.SetTimeout(cacheTimeout)
 		out.Attr = c.attr
 		return 0
 	}
-	out.SetTimeout(0)
+	// Marked before the check is looked at again, so that an open that the check passes
+	// meanwhile sees the mark; the kernel ignores this reply if it comes after that open's
+	// invalidation.
+	n.hostAttr.Store(true)
+	if c := n.file.checked.Load(); c != nil {
+		out.Attr = c.attr
+		return 0
+	}
 	return n.fsys.hostGetattr(n.file.host, syscall.S_IFREG, &out.Attr)
 }
 
@@ -85,10 +98,20 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, n.fsys.hostErrno(n.file.host, "open", err)
 	}
-	c, errno := n.fsys.check(n.file, f)
+	c, errno := n.fsys.check(ctx, n.file, f)
 	if errno != 0 {
-		f.Close()
+		go f.Close() // which waits for the reads of a check given up on
 		return nil, 0, errno
+	}
+	if n.hostAttr.Swap(false) {
+		// The kernel may hold the host file's status from before the check: it drops it (a
+		// negative offset invalidates the attributes only), before this open returns, and asks
+		// for the checked one.
+		if errno := n.NotifyContent(-1, 0); errno != 0 && errno != syscall.ENOENT {
+			n.fsys.log.Error("trustfs: the kernel could not be told to drop a trusted file's status from before its check", "file", n.fsys.root.Name(n.file.host), "err", errno)
+			go f.Close()
+			return nil, 0, syscall.EIO
+		}
 	}
 	// The kernel caches only what Read replied, which is the checked content: it may keep it.
 	return &handle{fsys: n.fsys, file: n.file, host: f, checked: c}, fuse.FOPEN_KEEP_CACHE, 0
@@ -97,7 +120,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 // check checks the trusted file t, whose host file f has just been opened: on its first open,
 // f's content against the manifest's hash, and later that f has the size it had then. A file
 // that fails is EACCES and a log line.
-func (s *fsys) check(t *trusted, f *os.File) (*checked, syscall.Errno) {
+func (s *fsys) check(ctx context.Context, t *trusted, f *os.File) (*checked, syscall.Errno) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, s.hostErrno(t.host, "stat", err)
@@ -111,7 +134,7 @@ func (s *fsys) check(t *trusted, f *os.File) (*checked, syscall.Errno) {
 		t.checking.Lock()
 		defer t.checking.Unlock()
 		if c = t.checked.Load(); c == nil { // unless checked while this open waited
-			return s.checkFirst(t, f, &st)
+			return s.checkFirst(ctx, t, f, &st)
 		}
 	}
 	if st.Size != c.size {
@@ -122,41 +145,47 @@ func (s *fsys) check(t *trusted, f *os.File) (*checked, syscall.Errno) {
 }
 
 // checkFirst checks the content of f, the host file of t, whose status is st, against the
-// manifest's hash. t.checking must be held.
-func (s *fsys) checkFirst(t *trusted, f *os.File, st *syscall.Stat_t) (*checked, syscall.Errno) {
+// manifest's hash. t.checking must be held. A host file that does not give a chunk within
+// s.hostTimeout is EIO and a log line, and an open that the caller interrupts is EINTR: either
+// way the file is checked again at its next open.
+func (s *fsys) checkFirst(ctx context.Context, t *trusted, f *os.File, st *syscall.Stat_t) (*checked, syscall.Errno) {
 	begin := time.Now()
-	sums, whole, err := hashChunks(f, st.Size)
-	if err != nil {
+	tags, whole, err := hashChunks(ctx, f, st.Size, s.hostTimeout, func(i int64, b []byte) tag { return s.tagger.tag(t.id, i, b) })
+	switch {
+	case errors.Is(err, errStalled):
+		s.log.Error("trustfs: trusted file not checked: its host file did not answer in time", "file", s.root.Name(t.host), "timeout", s.hostTimeout)
+		return nil, syscall.EIO
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return nil, syscall.EINTR
+	case err != nil:
 		s.log.Error("trustfs: trusted file refused: it cannot be read", "file", s.root.Name(t.host), "err", err)
 		return nil, syscall.EACCES
-	}
-	if whole != t.want {
+	case whole != t.want:
 		s.log.Error("trustfs: trusted file refused: its SHA-256 is not the manifest's", "file", s.root.Name(t.host),
 			"sha256", hex.EncodeToString(whole[:]), "manifest", hex.EncodeToString(t.want[:]))
 		return nil, syscall.EACCES
 	}
-	c := &checked{size: st.Size, sums: sums}
+	c := &checked{size: st.Size, tags: tags}
 	hostAttr(st, &c.attr)
 	t.checked.Store(c)
 	s.counted(st.Size, time.Since(begin))
 	return c, 0
 }
 
-// hashChunks reads the size bytes of f in chunks of ChunkSize and returns the SHA-256 of each,
-// and of the whole. Workers on every core read and hash several chunks at once, while the
-// whole's hash, which cannot be split, takes them in order; 2 chunks a worker are in memory at
-// most.
-func hashChunks(f io.ReaderAt, size int64) ([][sha256.Size]byte, [sha256.Size]byte, error) {
+// errStalled is hashChunks's error when the host file does not give a chunk in time.
+var errStalled = errors.New("the host file did not answer in time")
+
+// hashChunks reads the size bytes of f in chunks of ChunkSize and returns the tag of each, as
+// tagOf makes it, and the SHA-256 of the whole. Workers on every core read and tag several chunks
+// at once, while the whole's hash, which cannot be split, takes them in order; 2 chunks a worker
+// are in memory at most. It gives up, leaving the reads under way to finish on their own, when
+// ctx is done or when no chunk has come for timeout (errStalled): a host that never answers a
+// read does not hang the caller.
+func hashChunks(ctx context.Context, f io.ReaderAt, size int64, timeout time.Duration, tagOf func(i int64, b []byte) tag) ([]tag, [sha256.Size]byte, error) {
 	n := int((size + ChunkSize - 1) / ChunkSize)
-	sums := make([][sha256.Size]byte, n)
-	switch n {
-	case 0:
-		return sums, sha256.Sum256(nil), nil
-	case 1: // the chunk's hash is the whole's
-		b := make([]byte, size)
-		_, err := f.ReadAt(b, 0)
-		sums[0] = sha256.Sum256(b)
-		return sums, sums[0], err
+	tags := make([]tag, n)
+	if n == 0 {
+		return tags, sha256.Sum256(nil), nil
 	}
 	type job struct {
 		i int
@@ -167,9 +196,10 @@ func hashChunks(f io.ReaderAt, size int64) ([][sha256.Size]byte, [sha256.Size]by
 		err error
 	}
 	workers := min(runtime.GOMAXPROCS(0), n)
+	bufSize := min(ChunkSize, size)
 	free := make(chan []byte, min(2*workers, n))
 	for range cap(free) {
-		free <- make([]byte, ChunkSize)
+		free <- make([]byte, bufSize)
 	}
 	ready := make([]chan piece, n)
 	for i := range ready {
@@ -202,27 +232,37 @@ func hashChunks(f io.ReaderAt, size int64) ([][sha256.Size]byte, [sha256.Size]by
 				b := j.b[:min(ChunkSize, size-off)]
 				_, err := f.ReadAt(b, off)
 				if err == nil {
-					sums[j.i] = sha256.Sum256(b)
+					tags[j.i] = tagOf(int64(j.i), b)
 				}
 				ready[j.i] <- piece{b, err}
 			}
 		})
 	}
 	h := sha256.New()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	var err error
-	for i := range n {
-		p := <-ready[i]
-		if err = p.err; err != nil {
-			break
+	for i := 0; i < n && err == nil; i++ {
+		select {
+		case p := <-ready[i]:
+			if err = p.err; err == nil {
+				h.Write(p.b)
+				free <- p.b[:bufSize]
+				timer.Reset(timeout)
+			}
+		case <-timer.C:
+			close(stop)
+			return nil, [sha256.Size]byte{}, errStalled // without waiting for the reads under way
+		case <-ctx.Done():
+			close(stop)
+			return nil, [sha256.Size]byte{}, ctx.Err()
 		}
-		h.Write(p.b)
-		free <- p.b[:ChunkSize]
 	}
 	close(stop)
 	wg.Wait()
 	var whole [sha256.Size]byte
 	h.Sum(whole[:0])
-	return sums, whole, err
+	return tags, whole, err
 }
 
 // handle is an open trusted file.
@@ -241,6 +281,15 @@ var (
 // Read serves what the checked chunks hold, each verified again unless verified lately.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	end := min(off+int64(len(dest)), h.checked.size)
+	if i := off / ChunkSize; off < end && (end-1)/ChunkSize == i {
+		// Within one chunk, as the kernel's requests mostly are: the reply is the verified
+		// chunk itself, which nothing changes, without a copy.
+		b, errno := h.chunk(i)
+		if errno != 0 {
+			return nil, errno
+		}
+		return fuse.ReadResultData(b[off-i*ChunkSize : end-i*ChunkSize]), 0
+	}
 	n := 0
 	for pos := off; pos < end; {
 		i := pos / ChunkSize
@@ -267,7 +316,7 @@ func (h *handle) chunk(i int64) ([]byte, syscall.Errno) {
 		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.Name(h.file.host), "offset", i*ChunkSize, "err", err)
 		return nil, syscall.EIO
 	}
-	if sha256.Sum256(b) != h.checked.sums[i] {
+	if h.fsys.tagger.tag(h.file.id, i, b) != h.checked.tags[i] {
 		h.fsys.log.Error("trustfs: read of a trusted file failed: it changed since it was checked", "file", h.fsys.root.Name(h.file.host), "offset", i*ChunkSize)
 		return nil, syscall.EIO
 	}

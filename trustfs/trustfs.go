@@ -8,14 +8,17 @@
 // A trusted file is checked when it is first opened, not before: its host file is read once,
 // in chunks of ChunkSize, several at once on every core for a large file, and the SHA-256 of
 // the whole compared with the manifest's. A file that does not match is refused (EACCES) with a
-// log line naming it, and checked again at its next open. A file that matches keeps the
-// SHA-256 of each of its chunks, in memory, for as long as it is mounted, and from then on every
-// read re-reads the chunks it covers from the host file, hashes them and compares: a host that
-// changes the file after the check gets EIO for the reader, and a log line, never its bytes. The
-// file is thus served as it was checked without being copied. A later open of a file whose size
-// changed is refused (EACCES) at once. The chunks last verified are kept, CacheChunks of them
-// for the whole filesystem, so that the kernel's requests, smaller than a chunk, read and hash
-// each chunk once.
+// log line naming it, and checked again at its next open; so is a host file that gives no chunk
+// within Options.HostTimeout (EIO), so that a host that does not answer fails the open rather
+// than hanging it. A file that matches keeps a tag of each of its chunks, made as the check read
+// it (a GMAC under a key of the mount's own, see tag), in memory, for as long as it is mounted,
+// and from then on every read re-reads the chunks it covers from the host file, tags them and
+// compares: a host that changes the file after the check gets EIO for the reader, and a log
+// line, never its bytes. The file is thus served as it was checked without being copied. A later
+// open of a file whose size changed is refused (EACCES) at once. The chunks last verified are
+// kept, CacheChunks of them for the whole filesystem, so that the kernel's requests, which may
+// be smaller than a chunk, read and verify each chunk once; mounted by root, the kernel reads
+// ahead by a chunk, so that a chunk comes in one request.
 //
 // # The kernel's page cache
 //
@@ -27,6 +30,12 @@
 // the host changed the file fails: the process gets SIGBUS. Direct I/O (FOPEN_DIRECT_IO), which
 // would send every read to trustfs, is not used: it breaks shared memory maps. A file served
 // unchecked is opened without FOPEN_KEEP_CACHE, so that each open sees the host's bytes.
+//
+// The kernel may keep a trusted file's status for cacheTimeout, also the host file's that it is
+// given before the check; the first open that passes the check makes the kernel drop that one
+// before it returns, so that a size the host showed before the check never bounds the reads of
+// the checked content. A filesystem without Unchecked entries also lets the kernel remember
+// for cacheTimeout a name that it does not serve.
 //
 // # Host files
 //
@@ -47,6 +56,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +65,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/ppml/ppml/internal/hostdir"
 )
@@ -95,7 +107,14 @@ type Options struct {
 	// allow_other), as the sandbox's workload, which runs as another user, must. Mount as root
 	// for it.
 	AllowOther bool
+	// HostTimeout is how long the first check of a trusted file waits for each chunk of its
+	// host file: a host that does not answer fails the open (EIO) instead of hanging it. 0 means
+	// DefaultHostTimeout.
+	HostTimeout time.Duration
 }
+
+// DefaultHostTimeout is the default of Options.HostTimeout.
+const DefaultHostTimeout = 30 * time.Second
 
 // ChunkSize is the size of the chunks that a trusted file is checked in: each has its hash.
 const ChunkSize = 1 << 20
@@ -142,7 +161,16 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &fsys{root: hr, log: log, cache: newChunkCache(CacheChunks), files: map[fileKey]*trusted{}, mounted: time.Now()}
+	tg, err := newTagger()
+	if err != nil {
+		hr.Close()
+		return nil, err
+	}
+	timeout := opts.HostTimeout
+	if timeout <= 0 {
+		timeout = DefaultHostTimeout
+	}
+	s := &fsys{root: hr, log: log, tagger: tg, hostTimeout: timeout, cache: newChunkCache(CacheChunks), files: map[fileKey]*trusted{}, mounted: time.Now()}
 	root := &dirNode{fsys: s, own: true, tree: t}
 	fuseLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv, err := gofs.Mount(mountpoint, root, &gofs.Options{
@@ -161,11 +189,17 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 		},
 		// The host's permission bits as they are, 0 included.
 		NullPermissions: true,
+		// A name that a mount without unchecked entries does not serve is absent for as long as
+		// it is mounted: the kernel may remember it, as it remembers the names it serves.
+		NegativeTimeout: negativeTimeout(entries),
 		Logger:          fuseLog,
 	})
 	if err != nil {
 		hr.Close()
 		return nil, fmt.Errorf("mount the trusted files of %s on %s: %w", host, mountpoint, err)
+	}
+	if err := readAhead(mountpoint); err != nil {
+		log.Debug("trustfs: the kernel reads ahead of the trusted files by its default (128 KiB), not by a chunk", "err", err)
 	}
 	server := &Server{srv: srv, mountpoint: mountpoint, fsys: s, done: make(chan struct{})}
 	go func() {
@@ -174,6 +208,33 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 		close(server.done)
 	}()
 	return server, nil
+}
+
+// readAhead lets the kernel read ahead of the mount at mountpoint by a chunk, not by its default
+// of 128 KiB, so that a chunk comes to trustfs in one request rather than 8: it sets the
+// read_ahead_kb of the mount's backing device, which only root may.
+func readAhead(mountpoint string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		return err
+	}
+	return os.WriteFile(bdiReadAhead(st.Dev), []byte(strconv.Itoa(ChunkSize>>10)), 0)
+}
+
+// bdiReadAhead is the file of the read-ahead, in KiB, of the backing device dev.
+func bdiReadAhead(dev uint64) string {
+	return fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
+}
+
+// negativeTimeout is how long the kernel may remember a name that the filesystem of entries
+// does not serve: cacheTimeout, unless an entry is Unchecked, whose host folder may gain the
+// name at any time.
+func negativeTimeout(entries []Entry) *time.Duration {
+	if slices.ContainsFunc(entries, func(e Entry) bool { return e.Kind == Unchecked }) {
+		return nil
+	}
+	d := cacheTimeout
+	return &d
 }
 
 // Unmount unmounts the filesystem. If files are still open it detaches the mount instead, which
@@ -212,10 +273,12 @@ func (s *Server) Stats() Stats {
 // Reads take no lock but the cache's: what a file's check found (trusted.checked) never changes
 // once it is set.
 type fsys struct {
-	root    *hostdir.Root
-	log     *slog.Logger
-	cache   *chunkCache
-	mounted time.Time // the times of the filesystem's own folders and files
+	root        *hostdir.Root
+	log         *slog.Logger
+	tagger      *tagger
+	hostTimeout time.Duration // Options.HostTimeout
+	cache       *chunkCache
+	mounted     time.Time // the times of the filesystem's own folders and files
 
 	filesMu sync.Mutex // guards files
 	// files are the trusted files, one for each host file and hash, however many entries
@@ -249,7 +312,7 @@ func (s *fsys) trustedFile(e Entry) *trusted {
 	key := fileKey{e.Host, e.SHA256}
 	t := s.files[key]
 	if t == nil {
-		t = &trusted{host: e.Host, want: e.SHA256}
+		t = &trusted{host: e.Host, want: e.SHA256, id: uint64(len(s.files))}
 		s.files[key] = t
 	}
 	return t

@@ -3,10 +3,12 @@ package trustfs
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -15,12 +17,15 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,6 +83,12 @@ func trustedEntry(path, host string, content []byte) Entry {
 // that nothing stays mounted. It skips the test where FUSE cannot be used.
 func mount(t testing.TB, host string, entries []Entry) (*Server, string, *logBuffer) {
 	t.Helper()
+	return mountWith(t, host, entries, Options{})
+}
+
+// mountWith is mount with options, but for the logger and AllowOther.
+func mountWith(t testing.TB, host string, entries []Entry, opts Options) (*Server, string, *logBuffer) {
+	t.Helper()
 	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
 		t.Skipf("skipped: FUSE is not usable here (%v); trustfs tests need /dev/fuse", err)
 	} else {
@@ -93,7 +104,8 @@ func mount(t testing.TB, host string, entries []Entry) (*Server, string, *logBuf
 	if err := os.Chmod(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Mount(mnt, host, entries, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), AllowOther: true})
+	opts.Logger, opts.AllowOther = slog.New(slog.NewTextHandler(logs, nil)), true
+	s, err := Mount(mnt, host, entries, opts)
 	if errors.Is(err, syscall.EPERM) {
 		t.Skipf("skipped: not allowed to mount FUSE filesystems here (%v)", err)
 	}
@@ -532,6 +544,16 @@ func TestUnchecked(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "0/libc.so")); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("a changed trusted file in an unchecked folder: %q, %v; want EACCES", b, err)
 	}
+	// A name looked up in vain is not remembered: the host may make it at once.
+	if _, err := os.Stat(filepath.Join(mnt, "0/new.so")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("0/new.so before the host makes it: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "lib/new.so"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "0/new.so")); err != nil || string(b) != "new" {
+		t.Errorf("0/new.so once the host made it: %q, %v", b, err)
+	}
 }
 
 // TestEntries: a set of entries that does not make a tree is refused, naming the entry.
@@ -567,28 +589,106 @@ func (f failingReader) ReadAt(b []byte, off int64) (int, error) {
 	return f.r.ReadAt(b, off)
 }
 
-// TestHashChunks: the hashes of the whole and of each chunk, with one worker or several, and a
-// read that fails stops the check with its error.
+// tagsOf returns tagOf for hashChunks under tg, for the file numbered 0.
+func tagsOf(tg *tagger) func(int64, []byte) tag {
+	return func(i int64, b []byte) tag { return tg.tag(0, i, b) }
+}
+
+// TestHashChunks: the hash of the whole and the tag of each chunk, with one worker or several,
+// and a read that fails stops the check with its error.
 func TestHashChunks(t *testing.T) {
+	tg, err := newTagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
 	for _, procs := range []int{1, 3} {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 		for _, size := range []int{0, 1, ChunkSize - 1, ChunkSize, ChunkSize + 1, 9*ChunkSize + 7} {
 			b := content(uint64(size), size)
-			sums, whole, err := hashChunks(bytes.NewReader(b), int64(size))
-			if err != nil || whole != sha256.Sum256(b) || len(sums) != (size+ChunkSize-1)/ChunkSize {
-				t.Errorf("%d procs, %d bytes: %v, %d sums, whole ok %v", procs, size, err, len(sums), whole == sha256.Sum256(b))
+			tags, whole, err := hashChunks(ctx, bytes.NewReader(b), int64(size), time.Minute, tagsOf(tg))
+			if err != nil || whole != sha256.Sum256(b) || len(tags) != (size+ChunkSize-1)/ChunkSize {
+				t.Errorf("%d procs, %d bytes: %v, %d tags, whole ok %v", procs, size, err, len(tags), whole == sha256.Sum256(b))
 				continue
 			}
-			for i, sum := range sums {
-				if sum != sha256.Sum256(b[i*ChunkSize:min((i+1)*ChunkSize, size)]) {
-					t.Errorf("%d procs, %d bytes: the hash of chunk %d", procs, size, i)
+			for i, tg1 := range tags {
+				if tg1 != tg.tag(0, int64(i), b[i*ChunkSize:min((i+1)*ChunkSize, size)]) {
+					t.Errorf("%d procs, %d bytes: the tag of chunk %d", procs, size, i)
 				}
 			}
 		}
 		b := content(6, 20*ChunkSize)
-		if _, _, err := hashChunks(failingReader{bytes.NewReader(b), 7 * ChunkSize}, int64(len(b))); err != io.ErrUnexpectedEOF {
+		if _, _, err := hashChunks(ctx, failingReader{bytes.NewReader(b), 7 * ChunkSize}, int64(len(b)), time.Minute, tagsOf(tg)); err != io.ErrUnexpectedEOF {
 			t.Errorf("%d procs: a failing read: %v", procs, err)
 		}
+	}
+}
+
+// TestTags: a tag depends on the chunk's bytes, its index, its file and the mount's key.
+func TestTags(t *testing.T) {
+	tg, err := newTagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := newTagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := content(1, ChunkSize)
+	flipped := slices.Clone(b)
+	flipped[ChunkSize-1] ^= 1
+	want := tg.tag(1, 2, b)
+	for name, got := range map[string]tag{
+		"a bit flipped":     tg.tag(1, 2, flipped),
+		"a byte cut":        tg.tag(1, 2, b[:ChunkSize-1]),
+		"another index":     tg.tag(1, 3, b),
+		"another file":      tg.tag(2, 2, b),
+		"another mount key": other.tag(1, 2, b),
+	} {
+		if got == want {
+			t.Errorf("%s: same tag", name)
+		}
+	}
+	if tg.tag(1, 2, slices.Clone(b)) != want {
+		t.Error("the same chunk's tag differs")
+	}
+}
+
+// stallingReader gives its first chunk and then blocks every read until release is closed.
+type stallingReader struct {
+	r       io.ReaderAt
+	release chan struct{}
+}
+
+func (s stallingReader) ReadAt(b []byte, off int64) (int, error) {
+	if off > 0 {
+		<-s.release
+	}
+	return s.r.ReadAt(b, off)
+}
+
+// TestHashChunksStall: a host file that stops answering fails the check once no chunk has come
+// for the timeout, and an interrupted caller's at once, without waiting for the blocked reads.
+func TestHashChunksStall(t *testing.T) {
+	tg, err := newTagger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := content(2, 8*ChunkSize)
+	release := make(chan struct{})
+	defer close(release)
+	r := stallingReader{bytes.NewReader(b), release}
+	begin := time.Now()
+	if _, _, err := hashChunks(context.Background(), r, int64(len(b)), 200*time.Millisecond, tagsOf(tg)); !errors.Is(err, errStalled) {
+		t.Errorf("stalled host file: %v, want %v", err, errStalled)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Errorf("the stalled check took %v, with a timeout of 200ms", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if _, _, err := hashChunks(ctx, r, int64(len(b)), time.Hour, tagsOf(tg)); !errors.Is(err, context.Canceled) {
+		t.Errorf("interrupted check: %v, want %v", err, context.Canceled)
 	}
 }
 
@@ -658,5 +758,142 @@ func TestSizeBeforeCheck(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(mnt, "f"))
 	if err != nil || !bytes.Equal(b, full) {
 		t.Errorf("read %d bytes, %v; want the %d checked", len(b), err, len(full))
+	}
+}
+
+// TestReadAhead: mounted by root, the kernel reads ahead a chunk at a time.
+func TestReadAhead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root sets the read-ahead")
+	}
+	good := content(9, 3*ChunkSize)
+	host := hostFolder(t, map[string][]byte{"f": good})
+	_, mnt, _ := mount(t, host, []Entry{trustedEntry("f", "f", good)})
+	var st unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(bdiReadAhead(st.Dev))
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(ChunkSize>>10) {
+		t.Errorf("read_ahead_kb of the mount: %q, %v; want %d", b, err, ChunkSize>>10)
+	}
+}
+
+// stallingHost is a FUSE filesystem of one file, "f", whose reads past its first chunk block
+// until release is closed: a host filesystem that stops answering.
+type stallingHost struct {
+	gofs.Inode
+	content []byte
+	release chan struct{}
+}
+
+func (h *stallingHost) OnAdd(ctx context.Context) {
+	f := &stallingFile{host: h}
+	h.AddChild("f", h.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+}
+
+type stallingFile struct {
+	gofs.Inode
+	host *stallingHost
+}
+
+func (f *stallingFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode, out.Size = syscall.S_IFREG|0o444, uint64(len(f.host.content))
+	return 0
+}
+
+func (f *stallingFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (f *stallingFile) Read(ctx context.Context, _ gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if off >= ChunkSize {
+		<-f.host.release
+	}
+	n := copy(dest, f.host.content[min(off, int64(len(f.host.content))):])
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// TestHostTimeout: a host filesystem that stops answering during a trusted file's first check
+// fails the open with EIO after Options.HostTimeout, and a later open too, instead of hanging;
+// once the host answers again, the file opens.
+func TestHostTimeout(t *testing.T) {
+	good := content(10, 3*ChunkSize)
+	release := make(chan struct{})
+	hostMnt := t.TempDir()
+	hostSrv, err := gofs.Mount(hostMnt, &stallingHost{content: good, release: release}, &gofs.Options{
+		MountOptions: fuse.MountOptions{DirectMountStrict: os.Geteuid() == 0, AllowOther: true, Name: "stalling"},
+	})
+	if err != nil {
+		t.Skipf("skipped: cannot mount the stalling host filesystem: %v", err)
+	}
+	t.Cleanup(func() {
+		hostSrv.Unmount()
+		hostSrv.Wait()
+	})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	_, mnt, logs := mountWith(t, hostMnt, []Entry{trustedEntry("f", "f", good)}, Options{HostTimeout: 300 * time.Millisecond})
+	for i := range 2 {
+		begin := time.Now()
+		_, err := os.ReadFile(filepath.Join(mnt, "f"))
+		if !errors.Is(err, syscall.EIO) {
+			t.Errorf("open %d while the host does not answer: %v, want EIO", i, err)
+		}
+		if d := time.Since(begin); d > 10*time.Second {
+			t.Errorf("open %d took %v with a host timeout of 300ms", i, d)
+		}
+	}
+	if !strings.Contains(logs.String(), "did not answer in time") {
+		t.Errorf("the timeout is not logged:\n%s", logs)
+	}
+	unblock()
+	if b, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || !bytes.Equal(b, good) {
+		t.Errorf("open once the host answers: %v, equal %v", err, bytes.Equal(b, good))
+	}
+}
+
+// TestEvictedChunkChanged: a chunk that was verified, served and then dropped from the chunk
+// cache is verified again when it is read again, so that a host that changed it meanwhile gets
+// EIO, while a chunk still in the cache is served as it was checked.
+func TestEvictedChunkChanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads 2×CacheChunks MiB")
+	}
+	good := content(11, (CacheChunks+4)*ChunkSize)
+	host := hostFolder(t, map[string][]byte{"big": good})
+	s, mnt, logs := mount(t, host, []Entry{trustedEntry("big", "big", good)})
+	p := filepath.Join(mnt, "big")
+	// Every chunk read once: chunk 0 is verified, served, and then dropped from the cache.
+	if b, err := readAll(p); err != nil || !bytes.Equal(b, good) {
+		t.Fatalf("read: %v, equal %v", err, bytes.Equal(b, good))
+	}
+	s.fsys.filesMu.Lock()
+	file := s.fsys.files[fileKey{"big", sha256.Sum256(good)}]
+	s.fsys.filesMu.Unlock()
+	if s.fsys.cache.get(chunkKey{file, 0}) != nil {
+		t.Fatal("chunk 0 is still in the cache")
+	}
+	f, err := os.OpenFile(filepath.Join(host, "big"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := int64(len(good) - ChunkSize)
+	for _, off := range []int64{100, last + 100} {
+		if _, err := f.WriteAt([]byte("EVIL"), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	b := make([]byte, 100)
+	if err := readAt(p, b, 0); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of the changed chunk dropped from the cache: %v, want EIO", err)
+	}
+	if err := readAt(p, b, last+50); err != nil || !bytes.Equal(b, good[last+50:last+150]) {
+		t.Errorf("read of the changed chunk still in the cache: %v, %q; want the checked bytes", err, b)
+	}
+	if !strings.Contains(logs.String(), "changed since it was checked") {
+		t.Errorf("the change is not logged:\n%s", logs)
 	}
 }
