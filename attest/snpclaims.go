@@ -34,6 +34,10 @@ type SNPClaims struct {
 	PlatformInfo      Hex         `json:"platform_info"` // PLATFORM_INFO, big-endian
 	// StatusReasons says why the TCB status is not UpToDate, and what the host's operator can do.
 	StatusReasons []string `json:"status_reasons,omitempty"`
+	// Revocation is "good" when AMD's CRL of the product line, current at the verification
+	// time, revokes neither the ASK nor the ASVK that signed the report's key, "unchecked" when
+	// the verifier had no CRL and was told to accept that (skip_crl).
+	Revocation string `json:"revocation"`
 }
 
 // SNPPolicy is an SEV-SNP guest policy, decoded.

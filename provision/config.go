@@ -145,6 +145,9 @@ func (c *Config) check() error {
 			*where = c.Path(*where)
 		}
 	}
+	if c.SNPCRL != "" {
+		c.SNPCRL = c.Path(c.SNPCRL)
+	}
 	for i, p := range c.SNPCertificates {
 		c.SNPCertificates[i] = c.Path(p)
 	}

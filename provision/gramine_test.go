@@ -122,9 +122,11 @@ func TestRecordedEvidenceOverTLS(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	pccs := httptest.NewServer(testfiles.PCCS(testfiles.TDXSets()[10].CollateralDir(t, t.TempDir()), ""))
 	defer pccs.Close()
+	// No CRL of AMD's is recorded (testdata/attestation/README.md): skip_crl.
 	tb := newTestbed(t, fmt.Sprintf(`collateral = %q
 snp = true
 snp_certificates = [%q]
+skip_crl = true
 `, pccs.URL, vcek)+byEnclave+`
 [[workload]]
 name = "td"

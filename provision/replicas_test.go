@@ -152,7 +152,7 @@ func TestReplicas(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want, _ := r.store.Key(ctx, "default", info.Version)
+				want, _, _ := r.store.Key(ctx, "default", info.Version)
 				for j, other := range c.replicas {
 					if j == i {
 						continue
@@ -190,7 +190,7 @@ func TestReplicasFailover(t *testing.T) {
 	cl := c.client(servers...)
 	cl.Tries, cl.Timeout = 2, 2*time.Second
 	ctx := context.Background()
-	want, _ := c.replicas[2].store.Key(ctx, "default", store.Current)
+	want, _, _ := c.replicas[2].store.Key(ctx, "default", store.Current)
 	got, err := cl.Fetch(ctx, "default")
 	if err != nil || !bytes.Equal(got[0], want) {
 		t.Fatalf("with two replicas down: %v", err)

@@ -53,6 +53,8 @@ type Server struct {
 
 	// lastCheckpoint is the ID of the newest record this server signed a checkpoint of.
 	lastCheckpoint atomic.Int64
+	// marks are the latest key states the server knows of; it releases no older version.
+	marks keyMarks
 
 	mu       sync.Mutex
 	closing  bool
@@ -92,6 +94,9 @@ func NewServer(cfg *Config, st store.Store, log *slog.Logger, metrics *Metrics) 
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
+	if err := s.marks.load(cfg.AuditCheckpointFile); err != nil {
+		return nil, err
+	}
 	go s.checkpoints(cfg.AuditCheckpointInterval.Duration)
 	return s, nil
 }
@@ -121,12 +126,13 @@ func (s *Server) checkpoint() {
 	}
 	var c store.Checkpoint
 	if err == nil {
-		c, err = store.SignCheckpoint(ctx, s.store, s.state.Load().signer)
+		c, err = store.SignCheckpoint(ctx, s.store, s.state.Load().signer, s.marks.snapshot())
 	}
 	if err != nil {
 		s.log.Error("audit checkpoint not signed", "err", err)
 		return
 	}
+	s.marks.raise(c.Keys)
 	s.lastCheckpoint.Store(c.RecordID)
 	s.log.Debug("audit checkpoint signed", "record", c.RecordID)
 	if file := s.state.Load().cfg.AuditCheckpointFile; file != "" {
@@ -400,8 +406,17 @@ func (s *Server) handle(conn net.Conn, peer string, st *state) {
 		}
 	}()
 	for i, name := range names {
-		if secrets[i], err = s.store.Key(ctx, name, store.Current); err != nil {
+		var version int
+		if secrets[i], version, err = s.store.Key(ctx, name, store.Current); err != nil {
 			rec.Reason = fmt.Sprintf("key %q: %v", name, err)
+			if mark, ok := s.marks.seen(name); ok && !mark.Deleted && errors.Is(err, store.ErrNotFound) {
+				rec.Reason += fmt.Sprintf(" (this server knows it at %s: unless ppml key delete deleted it, someone who can write the database did)", mark)
+			}
+			audited = s.refuse(tc, st, req, &rec, false)
+			return
+		}
+		if reason := s.marks.release(name, version); reason != "" {
+			rec.Reason = reason
 			audited = s.refuse(tc, st, req, &rec, false)
 			return
 		}

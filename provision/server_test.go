@@ -94,7 +94,7 @@ func newTestbed(t *testing.T, workloads string) *testbed {
 		if _, err := st.CreateKey(context.Background(), name); err != nil {
 			t.Fatal(err)
 		}
-		tb.keys[name], _ = st.Key(context.Background(), name, store.Current)
+		tb.keys[name], _, _ = st.Key(context.Background(), name, store.Current)
 	}
 	srv, err := NewServer(cfg, st, nil, nil)
 	if err != nil {

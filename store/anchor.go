@@ -40,6 +40,24 @@ func AppendCheckpoint(path string, c Checkpoint) error {
 	return nil
 }
 
+// ReadCheckpointFile reads the checkpoint file at path (ReadCheckpoints). One that does not exist
+// holds no checkpoint (the server has signed none yet) unless mustExist.
+func ReadCheckpointFile(path string, mustExist bool) ([]Checkpoint, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) && !mustExist {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cs, err := ReadCheckpoints(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cs, nil
+}
+
 // ReadCheckpoints reads a checkpoint file, oldest first. A last line without its newline, which a
 // server stopped while appending leaves, is left out.
 func ReadCheckpoints(r io.Reader) ([]Checkpoint, error) {

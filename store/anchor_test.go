@@ -28,7 +28,7 @@ func testCheckpointFile(t *testing.T, b backend) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, dsn := chainedStore(t, b, key, 10, 4)
-			if _, err := SignCheckpoint(ctx, s, key); err != nil {
+			if _, err := SignCheckpoint(ctx, s, key, nil); err != nil {
 				t.Fatal(err)
 			}
 			file := filepath.Join(t.TempDir(), "checkpoints.jsonl")

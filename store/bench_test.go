@@ -81,7 +81,7 @@ func BenchmarkKeyGet(b *testing.B) {
 	forEachBackendB(b, func(b *testing.B, be backend) {
 		s := benchKeyStore(b, be)
 		for b.Loop() {
-			k, err := s.Key(ctx, "default", Current)
+			k, _, err := s.Key(ctx, "default", Current)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -98,7 +98,7 @@ func BenchmarkKeyGetParallel(b *testing.B) {
 		b.SetParallelism(8)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				k, err := s.Key(ctx, "default", Current)
+				k, _, err := s.Key(ctx, "default", Current)
 				if err != nil {
 					b.Error(err)
 					return

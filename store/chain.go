@@ -54,6 +54,11 @@ import (
 //	tdx_module                         the byte 0 when absent, or the byte 1, its id (string),
 //	                                   ISVSVN (one byte) and status (string)
 //
+// Version 3 is for the records of a key's change (KeyCreate, ...). It is version 2 with the label
+// "ppml audit record v3\x00", followed by:
+//
+//	key_version                        uint64, big-endian
+//
 // A string is its length in bytes (uint32, big-endian) and its bytes; an optional uint16 is the
 // byte 0 when absent, or the byte 1 and the value (big-endian); a list is its number of items
 // (uint32, big-endian) and each item, so that an absent list and an empty one encode alike; an
@@ -63,12 +68,19 @@ import (
 //
 //	"ppml audit checkpoint v1\x00" ‖ record id (uint64) ‖ record hash (32 bytes) ‖ time (int64 ns)
 //
+// and, when it also signs the state of keys (Checkpoint.Keys), the signed message is
+//
+//	"ppml audit checkpoint v2\x00" ‖ record id ‖ record hash ‖ time ‖ number of keys (uint32) ‖
+//	for each key, by name in byte order: name (string) ‖ version (uint64) ‖ deleted (one byte)
+//
 // with the server's TLS key: ECDSA over its SHA-256 (ASN.1 signature), Ed25519 over the message
 // itself, or RSA-PSS with SHA-256.
 const (
 	recordLabel     = "ppml audit record v1\x00"
 	recordLabelV2   = "ppml audit record v2\x00"
+	recordLabelV3   = "ppml audit record v3\x00"
 	checkpointLabel = "ppml audit checkpoint v1\x00"
+	keysLabel       = "ppml audit checkpoint v2\x00"
 	hashSize        = sha256.Size
 )
 
@@ -82,6 +94,10 @@ type Checkpoint struct {
 	RecordHash string    `json:"record_hash"` // its hash, hex
 	Signer     string    `json:"signer"`      // SHA-256 of the signer's public key (PKIX DER), hex
 	Signature  []byte    `json:"signature"`
+	// Keys is the state of every key at the head that the signing server knew of: the store's,
+	// raised to the versions the server itself had seen, so that a rollback before the
+	// checkpoint does not lower it. Checkpoints made before ppml signed keys have none.
+	Keys KeyStates `json:"keys,omitempty"`
 }
 
 // canonical appends the canonical encoding of r to b, for hashing.
@@ -103,11 +119,15 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 			str(s)
 		}
 	}
-	v2 := r.Manifest != "" || len(r.GPUs) > 0 || len(r.AdvisoryIDs) > 0 || r.TCBDate != nil ||
+	v3 := r.KeyVersion != 0
+	v2 := v3 || r.Manifest != "" || len(r.GPUs) > 0 || len(r.AdvisoryIDs) > 0 || r.TCBDate != nil ||
 		r.TCBEvaluationDataNumber != 0 || r.QEStatus != "" || r.TDXModule != nil
-	if v2 {
+	switch {
+	case v3:
+		b = append(b, recordLabelV3...)
+	case v2:
 		b = append(b, recordLabelV2...)
-	} else {
+	default:
 		b = append(b, recordLabel...)
 	}
 	b = append(b, prev...)
@@ -158,6 +178,9 @@ func (r *AuditRecord) canonical(b []byte, prev []byte) []byte {
 		b = append(b, m.ISVSVN)
 		str(m.Status)
 	}
+	if v3 {
+		b = binary.BigEndian.AppendUint64(b, uint64(int64(r.KeyVersion)))
+	}
 	return b
 }
 
@@ -191,9 +214,29 @@ func decodeHashes(r *AuditRecord, prev, hash []byte) {
 }
 
 func checkpointMessage(c *Checkpoint, hash []byte) []byte {
-	m := append([]byte(checkpointLabel), binary.BigEndian.AppendUint64(nil, uint64(c.RecordID))...)
+	label := checkpointLabel
+	if len(c.Keys) > 0 {
+		label = keysLabel
+	}
+	m := append([]byte(label), binary.BigEndian.AppendUint64(nil, uint64(c.RecordID))...)
 	m = append(m, hash...)
-	return binary.BigEndian.AppendUint64(m, uint64(c.Time.UnixNano()))
+	m = binary.BigEndian.AppendUint64(m, uint64(c.Time.UnixNano()))
+	if len(c.Keys) == 0 {
+		return m
+	}
+	m = binary.BigEndian.AppendUint32(m, uint32(len(c.Keys)))
+	for _, name := range slices.Sorted(maps.Keys(c.Keys)) {
+		k := c.Keys[name]
+		m = binary.BigEndian.AppendUint32(m, uint32(len(name)))
+		m = append(m, name...)
+		m = binary.BigEndian.AppendUint64(m, uint64(int64(k.Version)))
+		deleted := byte(0)
+		if k.Deleted {
+			deleted = 1
+		}
+		m = append(m, deleted)
+	}
+	return m
 }
 
 // KeyID returns the hex SHA-256 of pub's PKIX DER encoding, which names a checkpoint's signer.
@@ -206,9 +249,15 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 	return hex.EncodeToString(id[:]), nil
 }
 
-// SignCheckpoint signs the head of st's audit chain with key and stores the checkpoint. With
-// no record chained yet there is nothing to sign: it returns a zero Checkpoint.
-func SignCheckpoint(ctx context.Context, st Store, key crypto.Signer) (Checkpoint, error) {
+// SignCheckpoint signs the head of st's audit chain with key and stores the checkpoint, with the
+// state of st's keys raised to seen, the versions the signer saw itself (nil if none). With no
+// record chained yet there is nothing to sign: it returns a zero Checkpoint.
+func SignCheckpoint(ctx context.Context, st Store, key crypto.Signer, seen KeyStates) (Checkpoint, error) {
+	keys, err := st.KeyVersions(ctx)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	keys.Raise(seen)
 	id, head, err := st.AuditHead(ctx)
 	if err != nil || id == 0 {
 		return Checkpoint{}, err
@@ -217,7 +266,7 @@ func SignCheckpoint(ctx context.Context, st Store, key crypto.Signer) (Checkpoin
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("audit head: %w", err)
 	}
-	c := Checkpoint{Time: time.Now().UTC(), RecordID: id, RecordHash: head}
+	c := Checkpoint{Time: time.Now().UTC(), RecordID: id, RecordHash: head, Keys: keys}
 	if c.Signer, err = KeyID(key.Public()); err != nil {
 		return Checkpoint{}, err
 	}
@@ -267,6 +316,24 @@ type AuditReport struct {
 	LastSigned  *time.Time `json:"last_signed,omitempty"`     // when the newest checkpoint was made
 	Unsigned    int64      `json:"unsigned_after_checkpoint"` // records after Covered
 	Anchored    int        `json:"anchored"`                  // checkpoints of the checkpoint file, all in the database
+	Keys        int        `json:"keys"`                      // keys whose version the checkpoints and records vouch for, none rolled back
+}
+
+// RollbackError is a key that the store holds at an older state than a signed checkpoint or an
+// audit record says it reached: someone who can write the database rolled it back, to release
+// an older version again.
+type RollbackError struct {
+	Key    string
+	Store  *KeyState // nil when the store has no such key
+	Want   KeyState
+	Source string // what says Want: "checkpoint 3 (signed ...)", "audit record 7"
+}
+
+func (e *RollbackError) Error() string {
+	if e.Store == nil {
+		return fmt.Sprintf("key %q is missing from the store, but %s says it is at %s: it was rolled back or deleted by someone who can write the database (ppml key delete writes a record)", e.Key, e.Source, e.Want)
+	}
+	return fmt.Sprintf("key %q is at %s in the store, but %s says it is at %s: it was rolled back by someone who can write the database", e.Key, e.Store, e.Source, e.Want)
 }
 
 // ChainError is the first place where the audit log does not fit its chain or checkpoints.
@@ -293,13 +360,20 @@ func (e *ChainError) Error() string {
 // (ReadCheckpoints), must be signed so too, be in the database and be covered by the chain as
 // the database's own: checkpoints deleted from the database, and the records they covered, are
 // found. The error is a *ChainError naming the first record (or checkpoint) that does not fit.
+// Last, the store's keys must be at the states that the checkpoints sign, or later ones that the
+// records of key changes name: a key rolled back is a *RollbackError.
 func VerifyAudit(ctx context.Context, st Store, keys []crypto.PublicKey, anchored []Checkpoint) (AuditReport, error) {
-	return verifyAudit(st.Checkpoints(ctx), st.AuditRecords(ctx, AuditFilter{}), keys, anchored)
+	current, err := st.KeyVersions(ctx)
+	if err != nil {
+		return AuditReport{}, err
+	}
+	return verifyAudit(st.Checkpoints(ctx), st.AuditRecords(ctx, AuditFilter{}), keys, anchored, current)
 }
 
-// verifyAudit checks the audit log of records and checkpoints, oldest first, as read from a
-// database whose writers the verifier does not trust, as VerifyAudit says.
-func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[AuditRecord, error], keys []crypto.PublicKey, anchored []Checkpoint) (AuditReport, error) {
+// verifyAudit checks the audit log of records and checkpoints, oldest first, and the current
+// states of keys, as read from a database whose writers the verifier does not trust, as
+// VerifyAudit says.
+func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[AuditRecord, error], keys []crypto.PublicKey, anchored []Checkpoint, current KeyStates) (AuditReport, error) {
 	var rep AuditReport
 	trusted := map[string]crypto.PublicKey{}
 	for _, k := range keys {
@@ -321,6 +395,7 @@ func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[Aud
 		return nil
 	}
 	due := map[int64][]*Checkpoint{} // the checkpoints of each record, checked on reaching it
+	want := wantedKeys{}             // the states the checkpoints and key records say keys reached
 	inDB := map[string]bool{}        // the signatures of the database's checkpoints
 	for c, err := range checkpoints {
 		if err != nil {
@@ -337,6 +412,9 @@ func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[Aud
 		}
 		if rep.LastSigned == nil || c.Time.After(*rep.LastSigned) {
 			rep.LastSigned = &c.Time
+		}
+		for name, k := range c.Keys {
+			want.raise(name, k, fmt.Sprintf("checkpoint %d (signed %s)", c.ID, c.Time.Format(time.RFC3339)))
 		}
 	}
 	for _, c := range anchored {
@@ -385,6 +463,9 @@ func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[Aud
 		}
 		delete(due, r.ID)
 		prev, rep.Head = hash, r.ID
+		if r.Decision.KeyChange() && len(r.Keys) == 1 {
+			want.raise(r.Keys[0], r.after(), fmt.Sprintf("audit record %d", r.ID))
+		}
 	}
 	if len(due) > 0 {
 		missing := slices.Min(slices.Collect(maps.Keys(due)))
@@ -394,5 +475,32 @@ func verifyAudit(checkpoints iter.Seq2[Checkpoint, error], records iter.Seq2[Aud
 	if rep.Covered > 0 {
 		rep.Unsigned = rep.Head - rep.Covered
 	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		w := want[name]
+		have, ok := current[name]
+		switch {
+		case !ok && !w.state.Deleted:
+			return rep, &RollbackError{Key: name, Want: w.state, Source: w.source}
+		case ok && have.Before(w.state):
+			return rep, &RollbackError{Key: name, Store: &have, Want: w.state, Source: w.source}
+		}
+		rep.Keys++
+	}
 	return rep, nil
+}
+
+// wantedKeys are the states that keys must have reached, each with what says so.
+type wantedKeys map[string]struct {
+	state  KeyState
+	source string
+}
+
+// raise raises the state of key name to k, said by source, if it is later.
+func (w wantedKeys) raise(name string, k KeyState, source string) {
+	if cur, ok := w[name]; !ok || cur.state.Before(k) {
+		w[name] = struct {
+			state  KeyState
+			source string
+		}{k, source}
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +93,34 @@ func TestCanonicalEncoding(t *testing.T) {
 			t.Errorf("a record with %s is encoded as %q", name, enc[:len(recordLabelV2)])
 		}
 	}
+
+	// A key's change is encoded in version 3: version 2's fields under the label v3, then the
+	// key's version.
+	v3 := v2
+	v3.KeyVersion = 0x0102
+	enc = "ppml audit record v3\x00" + enc[len("ppml audit record v2\x00"):] + "\x00\x00\x00\x00\x00\x00\x01\x02"
+	want = sha256.Sum256([]byte(enc))
+	if got := v3.chainHash(prev[:]); hex.EncodeToString(got) != hex.EncodeToString(want[:]) {
+		t.Errorf("version 3 record hash %x, want %x", got, want)
+	}
+}
+
+// TestCheckpointMessage checks the signed message of a checkpoint with keys against the encoding
+// that chain.go documents, and that one without keys keeps version 1's.
+func TestCheckpointMessage(t *testing.T) {
+	hash := sha256.Sum256([]byte("head"))
+	c := Checkpoint{RecordID: 7, Time: time.Unix(0, 0x0102030405060708)}
+	v1 := "ppml audit checkpoint v1\x00" + "\x00\x00\x00\x00\x00\x00\x00\x07" + string(hash[:]) + "\x01\x02\x03\x04\x05\x06\x07\x08"
+	if got := string(checkpointMessage(&c, hash[:])); got != v1 {
+		t.Errorf("checkpoint message %q, want %q", got, v1)
+	}
+	c.Keys = KeyStates{"b": {Version: 2}, "a": {Version: 3, Deleted: true}}
+	v2 := "ppml audit checkpoint v2\x00" + v1[len("ppml audit checkpoint v1\x00"):] + "\x00\x00\x00\x02" +
+		"\x00\x00\x00\x01a" + "\x00\x00\x00\x00\x00\x00\x00\x03" + "\x01" +
+		"\x00\x00\x00\x01b" + "\x00\x00\x00\x00\x00\x00\x00\x02" + "\x00"
+	if got := string(checkpointMessage(&c, hash[:])); got != v2 {
+		t.Errorf("checkpoint message %q, want %q", got, v2)
+	}
 }
 
 // testSigner is the server's TLS key in the tests: ECDSA P-256, as ppml serve setup makes.
@@ -109,7 +139,7 @@ func chainedStore(t *testing.T, b backend, key crypto.Signer, n, m int) (Store, 
 	s, dsn := newStore(t, b)
 	for i := range n {
 		if i == m {
-			if _, err := SignCheckpoint(ctx, s, key); err != nil {
+			if _, err := SignCheckpoint(ctx, s, key, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -125,7 +155,7 @@ func TestChainVerify(t *testing.T) { forEachBackend(t, testChainVerify) }
 func testChainVerify(t *testing.T, b backend) {
 	key := testSigner(t)
 	s, _ := newStore(t, b)
-	if c, err := SignCheckpoint(ctx, s, key); err != nil || c.ID != 0 {
+	if c, err := SignCheckpoint(ctx, s, key, nil); err != nil || c.ID != 0 {
 		t.Fatalf("checkpoint of an empty log: %+v, %v", c, err)
 	}
 	s, _ = chainedStore(t, b, key, 10, 4)
@@ -158,7 +188,7 @@ func testChainVerify(t *testing.T, b backend) {
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	for _, k := range []crypto.Signer{ed, rsaKey} {
-		if _, err := SignCheckpoint(ctx, s, k); err != nil {
+		if _, err := SignCheckpoint(ctx, s, k, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,7 +228,7 @@ func testChainTamper(t *testing.T, b backend) {
 		{"inserted copy", []string{`INSERT INTO audit (` + auditColumns + `) SELECT 11, time_ns, peer, tee, platform, mrenclave,
 			mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs, measurement, tcb_status, debug, workload, keys, decision, reason,
 			prev_hash, hash, gpus, manifest, advisory_ids, tcb_date_ns, tcb_evaluation_data_number, qe_status, tdx_module_id, tdx_module_svn,
-			tdx_module_status FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
+			tdx_module_status, key_version FROM audit WHERE id = 2`}, 11, 0, "predecessor hash"},
 		// Record 4 is a TDX record, whose hash covers what its TCB status rests on (version 2):
 		// neither a change nor its removal (which would make it a version 1 record) goes unseen.
 		{"TCB date changed", []string{`UPDATE audit SET tcb_date_ns = tcb_date_ns + 86400000000000 WHERE id = 4`}, 4, 0, "does not match its hash"},
@@ -289,7 +319,7 @@ func TestChainMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := SignCheckpoint(ctx, s, key); err != nil {
+	if _, err := SignCheckpoint(ctx, s, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	records := collect(t, s, AuditFilter{})
@@ -308,19 +338,10 @@ func TestChainMigration(t *testing.T) {
 func TestChainVersion1Records(t *testing.T) { forEachBackend(t, testChainVersion1Records) }
 
 func testChainVersion1Records(t *testing.T, b backend) {
-	dsn := b.newDSN(t)
-	w := rawDB(t, b, dsn)
-	// A store at the schema version before the last, as ppml made them before record version 2.
-	migrations := map[string][]string{"sqlite": sqliteMigrations, "postgres": postgresMigrations}[b.name]
-	exec(t, w, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL)`)
-	for v, m := range migrations[:len(migrations)-1] {
-		exec(t, w, m)
-		exec(t, w, `INSERT INTO schema_version VALUES ($1, 0)`, v+1)
-	}
-	seal, _ := newSealer(masterKey(1))
-	exec(t, w, `INSERT INTO meta (name, value) VALUES ($1, $2)`, checkName, seal.checkValue())
-	// Three records as that ppml wrote them: the columns of then, with the hashes of version 1.
-	oldColumns := strings.Split(auditColumns, ",")[:20]
+	// A store at the schema version before auditTCBMigration, as ppml made them before record
+	// version 2, with three records as that ppml wrote them: the columns of then, with the hashes
+	// of version 1.
+	dsn, w := storeAtSchema(t, b, func(migrations []string) int { return slices.Index(migrations, auditTCBMigration) })
 	var batch []*pendingRecord
 	for i := range 3 {
 		r := sampleRecord(i)
@@ -328,16 +349,12 @@ func testChainVersion1Records(t *testing.T, b backend) {
 		r.Manifest, r.GPUs = "", nil
 		batch = append(batch, &pendingRecord{r: r})
 	}
-	chain(0, nil, batch)
-	for _, p := range batch {
-		exec(t, w, `INSERT INTO audit (`+strings.Join(oldColumns, ",")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-			$11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`, auditArgs(&p.r)[:20]...)
-	}
+	insertOld(t, w, batch, 20)
 
 	s := openAt(t, dsn, masterKey(1))
 	defer s.Close()
 	key := testSigner(t)
-	if _, err := SignCheckpoint(ctx, s, key); err != nil {
+	if _, err := SignCheckpoint(ctx, s, key, nil); err != nil {
 		t.Fatal(err)
 	}
 	next := sampleRecord(3)
@@ -378,7 +395,7 @@ func TestChainReplicas(t *testing.T) {
 						return
 					}
 					if j%10 == 0 {
-						if _, err := SignCheckpoint(ctx, s, key); err != nil {
+						if _, err := SignCheckpoint(ctx, s, key, nil); err != nil {
 							t.Error(err)
 						}
 					}
@@ -391,4 +408,86 @@ func TestChainReplicas(t *testing.T) {
 	if err != nil || rep.Records != 3*4*perWriter || rep.Head != rep.Records || rep.Checkpoints != 3*4*perWriter/10 {
 		t.Errorf("VerifyAudit: %+v, %v", rep, err)
 	}
+}
+
+// TestKeyHistoryMigration: a store made before key changes were records (its records of versions
+// 1 and 2, its checkpoint without keys, its keys) keeps verifying after the migration that lets
+// them be (in SQLite, the audit table made again), and the chain goes on with key changes.
+func TestKeyHistoryMigration(t *testing.T) { forEachBackend(t, testKeyHistoryMigration) }
+
+func testKeyHistoryMigration(t *testing.T, b backend) {
+	dsn, w := storeAtSchema(t, b, func(migrations []string) int { return len(migrations) - 1 })
+	seal, _ := newSealer(masterKey(1))
+	exec(t, w, `INSERT INTO keys (name, current_version, created_ns) VALUES ('default', 1, 0)`)
+	exec(t, w, `INSERT INTO key_versions (name, version, created_ns, sealed) VALUES ('default', 1, 0, $1)`, seal.seal("default", 1, make([]byte, KeySize)))
+	var batch []*pendingRecord
+	for i := range 3 {
+		batch = append(batch, &pendingRecord{r: sampleRecord(i)})
+	}
+	insertOld(t, w, batch, 29)
+	key := testSigner(t)
+	old := Checkpoint{Time: time.Unix(1, 0).UTC(), RecordID: 3, RecordHash: batch[2].r.Hash}
+	old.Signer, _ = KeyID(key.Public())
+	head, _ := hex.DecodeString(old.RecordHash)
+	digest := sha256.Sum256(checkpointMessage(&old, head))
+	old.Signature, _ = ecdsa.SignASN1(rand.Reader, key, digest[:])
+	args, _ := checkpointArgs(&old)
+	exec(t, w, `INSERT INTO audit_checkpoints (time_ns, record_id, record_hash, signer, signature) VALUES ($1, $2, $3, $4, $5)`, args[:5]...)
+
+	s := openAt(t, dsn, masterKey(1))
+	defer s.Close()
+	if _, err := s.RotateKey(ctx, "default"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SignCheckpoint(ctx, s, key, nil); err != nil {
+		t.Fatal(err)
+	}
+	records := collect(t, s, AuditFilter{})
+	if len(records) != 4 || !reflect.DeepEqual(content(records[:3]), content(recordsOf(batch))) || records[3].Decision != KeyRotate || records[3].ID != 4 {
+		t.Fatalf("after migration: %+v", records)
+	}
+	rep, err := VerifyAudit(ctx, s, []crypto.PublicKey{key.Public()}, nil)
+	if err != nil || rep.Records != 4 || rep.Checkpoints != 2 || rep.Covered != 4 || rep.Keys != 1 {
+		t.Errorf("VerifyAudit: %+v, %v", rep, err)
+	}
+}
+
+// storeAtSchema makes a store of backend b at the schema version that version returns, given
+// the backend's migrations, as an earlier ppml made it, and returns its data source name and a
+// connection to its database.
+func storeAtSchema(t *testing.T, b backend, version func([]string) int) (string, *sql.DB) {
+	dsn := b.newDSN(t)
+	w := rawDB(t, b, dsn)
+	migrations := map[string][]string{"sqlite": sqliteMigrations, "postgres": postgresMigrations}[b.name]
+	exec(t, w, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_ns BIGINT NOT NULL)`)
+	for v, m := range migrations[:version(migrations)] {
+		exec(t, w, m)
+		exec(t, w, `INSERT INTO schema_version VALUES ($1, 0)`, v+1)
+	}
+	seal, _ := newSealer(masterKey(1))
+	exec(t, w, `INSERT INTO meta (name, value) VALUES ($1, $2)`, checkName, seal.checkValue())
+	return dsn, w
+}
+
+// insertOld chains batch and inserts its records into w's audit table with the first n columns
+// alone, as an earlier ppml wrote them.
+func insertOld(t *testing.T, w *sql.DB, batch []*pendingRecord, n int) {
+	chain(0, nil, batch)
+	placeholders := make([]string, n)
+	for i := range placeholders {
+		placeholders[i] = fmt.Sprintf("$%d", i+1)
+	}
+	for _, p := range batch {
+		exec(t, w, `INSERT INTO audit (`+strings.Join(strings.Split(auditColumns, ",")[:n], ",")+`) VALUES (`+
+			strings.Join(placeholders, ", ")+`)`, auditArgs(&p.r)[:n]...)
+	}
+}
+
+// recordsOf returns the records of batch.
+func recordsOf(batch []*pendingRecord) []AuditRecord {
+	var rs []AuditRecord
+	for _, p := range batch {
+		rs = append(rs, p.r)
+	}
+	return rs
 }

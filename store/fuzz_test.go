@@ -15,8 +15,8 @@ import (
 )
 
 // FuzzVerifyAudit gives VerifyAudit's reading of the database (scanAudit for the audit table, the
-// checkpoints as stored) a log of four records (record versions 1 and 2) and a checkpoint of the
-// third, one of whose columns someone who can write the database set to the fuzzer's bytes, and
+// checkpoints as stored) a log of five records (record versions 1, 2 and 3: the last a key's
+// rotation) and a checkpoint of the third that signs the key's state, one of whose columns someone who can write the database set to the fuzzer's bytes, and
 // may replace the checkpoint's signature and hash. Reading and verifying never panic, and a log
 // that verifies holds records whose content is the one that was chained.
 func FuzzVerifyAudit(f *testing.F) {
@@ -25,12 +25,14 @@ func FuzzVerifyAudit(f *testing.F) {
 	for i := range batch {
 		batch[i] = &pendingRecord{r: sampleRecord(i)}
 	}
+	batch = append(batch, &pendingRecord{r: keyRecord(KeyRotate, "default", 2)})
 	chain(0, nil, batch)
 	var rows [][]any
 	for _, p := range batch {
 		rows = append(rows, auditArgs(&p.r))
 	}
-	ckpt := Checkpoint{ID: 1, Time: time.Unix(1, 0).UTC(), RecordID: 3, RecordHash: batch[2].r.Hash}
+	ckpt := Checkpoint{ID: 1, Time: time.Unix(1, 0).UTC(), RecordID: 3, RecordHash: batch[2].r.Hash,
+		Keys: KeyStates{"default": {Version: 1}, "old": {Version: 3, Deleted: true}}}
 	ckpt.Signer, _ = KeyID(key.Public())
 	head, _ := hex.DecodeString(ckpt.RecordHash)
 	digest := sha256.Sum256(checkpointMessage(&ckpt, head))
@@ -68,7 +70,8 @@ func FuzzVerifyAudit(f *testing.F) {
 			}
 		}
 		checkpoints := func(yield func(Checkpoint, error) bool) { yield(c, nil) }
-		if _, err := verifyAudit(checkpoints, records, keys, nil); err != nil {
+		current := KeyStates{"default": {Version: 2}, "old": {Version: 3, Deleted: true}}
+		if _, err := verifyAudit(checkpoints, records, keys, nil, current); err != nil {
 			if col == columns && len(signature)+len(recordHash) == 0 {
 				t.Fatalf("the log as written does not verify: %v", err)
 			}

@@ -65,7 +65,11 @@ ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
 `, `
 -- The workload measurement that the evidence's report data carried (ppml run's).
 ALTER TABLE audit ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
-`, auditTCBMigration}
+`, auditTCBMigration, `
+-- Key changes are audit records: decisions of their own.
+ALTER TABLE audit DROP CONSTRAINT audit_decision_check;
+ALTER TABLE audit ADD CONSTRAINT audit_decision_check CHECK (decision IN ` + decisions + `);
+` + keyHistoryMigration}
 
 // The servers that share a database take turns, in the transactions that migrate the schema or
 // append to the audit chain, through one transaction-level advisory lock: an appender reads the

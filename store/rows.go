@@ -9,14 +9,16 @@ import (
 
 // The columns of an audit record and of a checkpoint, as both backends store them, in the order
 // of auditArgs, scanAudit, checkpointArgs and scanCheckpoint. rtmrs, keys and advisory_ids are
-// JSON (an array of strings, or null), and so is gpus (an array of GPURecord, or null); prev_hash
+// JSON (an array of strings, or null), and so are gpus (an array of GPURecord, or null) and a
+// checkpoint's keys (an object of KeyState by name, or null); prev_hash
 // and hash are NULL in records from before the chain; tcb_date_ns and tdx_module_svn are NULL
 // where the evidence did not say.
 const (
 	auditColumns = `id, time_ns, peer, tee, platform, mrenclave, mrsigner, isv_prod_id, isv_svn, mrtd, rtmrs,
 		measurement, tcb_status, debug, workload, keys, decision, reason, prev_hash, hash, gpus, manifest,
-		advisory_ids, tcb_date_ns, tcb_evaluation_data_number, qe_status, tdx_module_id, tdx_module_svn, tdx_module_status`
-	checkpointColumns = `time_ns, record_id, record_hash, signer, signature`
+		advisory_ids, tcb_date_ns, tcb_evaluation_data_number, qe_status, tdx_module_id, tdx_module_svn, tdx_module_status,
+		key_version`
+	checkpointColumns = `time_ns, record_id, record_hash, signer, signature, keys`
 )
 
 // auditArgs returns the values of r's columns; chain has set its ID and hashes.
@@ -46,7 +48,8 @@ func auditArgs(r *AuditRecord) []any {
 	return []any{r.ID, r.Time.UnixNano(), r.Peer, r.TEE, r.Platform, r.MREnclave, r.MRSigner, prodID, svn,
 		r.MRTD, string(rtmrs), r.Measurement, r.TCBStatus, r.Debug, r.Workload, string(keys), string(r.Decision),
 		r.Reason, prev, hash, string(gpus), r.Manifest,
-		string(advisories), tcbDate, r.TCBEvaluationDataNumber, r.QEStatus, module.ID, moduleSVN, module.Status}
+		string(advisories), tcbDate, r.TCBEvaluationDataNumber, r.QEStatus, module.ID, moduleSVN, module.Status,
+		r.KeyVersion}
 }
 
 // scanAudit reads a row of auditColumns with scan.
@@ -60,7 +63,8 @@ func scanAudit(scan func(...any) error) (AuditRecord, error) {
 	var module TDXModule
 	if err := scan(&r.ID, &t, &r.Peer, &r.TEE, &r.Platform, &r.MREnclave, &r.MRSigner, &prodID, &svn,
 		&r.MRTD, &rtmrs, &r.Measurement, &r.TCBStatus, &r.Debug, &r.Workload, &keys, &decision, &r.Reason, &prev, &hash, &gpus, &r.Manifest,
-		&advisories, &tcbDate, &r.TCBEvaluationDataNumber, &r.QEStatus, &module.ID, &moduleSVN, &module.Status); err != nil {
+		&advisories, &tcbDate, &r.TCBEvaluationDataNumber, &r.QEStatus, &module.ID, &moduleSVN, &module.Status,
+		&r.KeyVersion); err != nil {
 		return AuditRecord{}, fmt.Errorf("read audit records: %w", err)
 	}
 	r.Time, r.Decision = fromNanos(t), Decision(decision)
@@ -94,7 +98,8 @@ func checkpointArgs(c *Checkpoint) ([]any, error) {
 	if err != nil || len(hash) != hashSize {
 		return nil, fmt.Errorf("checkpoint: record hash %q is not %d bytes of hex", c.RecordHash, hashSize)
 	}
-	return []any{c.Time.UnixNano(), c.RecordID, hash, c.Signer, c.Signature}, nil
+	keys, _ := json.Marshal(c.Keys) // plain fields always marshal
+	return []any{c.Time.UnixNano(), c.RecordID, hash, c.Signer, c.Signature, string(keys)}, nil
 }
 
 // scanCheckpoint reads a row of id and checkpointColumns with scan.
@@ -102,9 +107,13 @@ func scanCheckpoint(scan func(...any) error) (Checkpoint, error) {
 	var c Checkpoint
 	var t int64
 	var hash []byte
-	if err := scan(&c.ID, &t, &c.RecordID, &hash, &c.Signer, &c.Signature); err != nil {
+	var keys string
+	if err := scan(&c.ID, &t, &c.RecordID, &hash, &c.Signer, &c.Signature, &keys); err != nil {
 		return Checkpoint{}, fmt.Errorf("read checkpoints: %w", err)
 	}
 	c.Time, c.RecordHash = fromNanos(t), hex.EncodeToString(hash)
+	if err := json.Unmarshal([]byte(keys), &c.Keys); err != nil {
+		return Checkpoint{}, fmt.Errorf("read checkpoint %d: keys: %w", c.ID, err)
+	}
 	return c, nil
 }

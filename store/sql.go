@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -26,6 +28,25 @@ ALTER TABLE audit ADD COLUMN qe_status TEXT NOT NULL DEFAULT '';
 ALTER TABLE audit ADD COLUMN tdx_module_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE audit ADD COLUMN tdx_module_svn INTEGER;
 ALTER TABLE audit ADD COLUMN tdx_module_status TEXT NOT NULL DEFAULT '';
+`
+
+// decisions are the values the audit table's decision column admits once key changes are
+// records (schema versions 6 in SQLite, 5 in PostgreSQL).
+const decisions = `('allow', 'deny', 'key-create', 'key-import', 'key-rotate', 'key-delete')`
+
+// keyHistoryMigration follows, in both backends, the migration that lets the decision column
+// hold key changes.
+const keyHistoryMigration = `
+-- The version a key change made (AuditRecord.KeyVersion), encoded in the chain as record version 3.
+ALTER TABLE audit ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX audit_key_changes ON audit (keys, key_version) WHERE key_version > 0;
+-- The state of keys that a checkpoint signs (Checkpoint.Keys), as JSON: an object, or null.
+ALTER TABLE audit_checkpoints ADD COLUMN keys TEXT NOT NULL DEFAULT 'null';
+-- The last version of each deleted key, which a key created again under its name continues.
+CREATE TABLE deleted_keys (
+	name    TEXT PRIMARY KEY,
+	version INTEGER NOT NULL CHECK (version >= 1)
+);
 `
 
 // sqlStore is what both backends share: keys and audit records in tables of the same shape,
@@ -85,8 +106,9 @@ func (s *sqlStore) Close() error {
 // prepare prepares the statements that every key release runs.
 func (s *sqlStore) prepare() error {
 	var err error
-	if s.currentKey, err = s.r.Prepare(`SELECT v.version, v.sealed FROM keys k
-		JOIN key_versions v ON v.name = k.name AND v.version = k.current_version
+	// A key whose current version's record is missing gives a NULL sealed (ErrVersionMissing).
+	if s.currentKey, err = s.r.Prepare(`SELECT k.current_version, v.sealed FROM keys k
+		LEFT JOIN key_versions v ON v.name = k.name AND v.version = k.current_version
 		WHERE k.name = $1`); err != nil {
 		return err
 	}
@@ -95,7 +117,7 @@ func (s *sqlStore) prepare() error {
 	}
 	s.insertAudit, err = s.w.Prepare(`INSERT INTO audit (` + auditColumns + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-			$21, $22, $23, $24, $25, $26, $27, $28, $29)`)
+			$21, $22, $23, $24, $25, $26, $27, $28, $29, $30)`)
 	return err
 }
 
@@ -153,26 +175,32 @@ func (s *sqlStore) CreateKey(ctx context.Context, name string) (KeyInfo, error) 
 	key := make([]byte, KeySize)
 	defer clear(key)
 	rand.Read(key) // never fails
-	return s.insertKey(ctx, "create", name, key)
+	return s.insertKey(ctx, KeyCreate, name, key)
 }
 
 func (s *sqlStore) ImportKey(ctx context.Context, name string, key []byte) (KeyInfo, error) {
 	if len(key) != KeySize {
 		return KeyInfo{}, fmt.Errorf("import key %q: the key is %d bytes; it must be exactly %d", name, len(key), KeySize)
 	}
-	return s.insertKey(ctx, "import", name, key)
+	return s.insertKey(ctx, KeyImport, name, key)
 }
 
-// insertKey stores key as version 1 of name; op names the operation in errors.
-func (s *sqlStore) insertKey(ctx context.Context, op, name string, key []byte) (KeyInfo, error) {
+// insertKey stores key as the first version of name: 1, or the one after the last version of a
+// deleted key of that name. op is KeyCreate or KeyImport.
+func (s *sqlStore) insertKey(ctx context.Context, op Decision, name string, key []byte) (KeyInfo, error) {
+	verb := strings.TrimPrefix(string(op), "key-")
 	if err := CheckName(name); err != nil {
-		return KeyInfo{}, fmt.Errorf("%s key: %w", op, err)
+		return KeyInfo{}, fmt.Errorf("%s key: %w", verb, err)
 	}
-	now := time.Now().UTC()
-	sealed := s.seal.seal(name, 1, key)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO keys (name, current_version, created_ns) VALUES ($1, 1, $2)
-			ON CONFLICT (name) DO NOTHING`, name, now.UnixNano())
+	info := KeyInfo{Name: name, Version: 1, Created: time.Now().UTC()}
+	err := s.keyChange(ctx, func(tx *sql.Tx) error {
+		last, err := lastVersion(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		info.Version = last + 1
+		res, err := tx.ExecContext(ctx, `INSERT INTO keys (name, current_version, created_ns) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO NOTHING`, name, info.Version, info.Created.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -181,22 +209,25 @@ func (s *sqlStore) insertKey(ctx context.Context, op, name string, key []byte) (
 		} else if n == 0 {
 			return ErrExists
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO key_versions (name, version, created_ns, sealed) VALUES ($1, 1, $2, $3)`,
-			name, now.UnixNano(), sealed)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deleted_keys WHERE name = $1`, name); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO key_versions (name, version, created_ns, sealed) VALUES ($1, $2, $3, $4)`,
+			name, info.Version, info.Created.UnixNano(), s.seal.seal(name, info.Version, key))
 		return err
-	})
+	}, func() AuditRecord { return keyRecord(op, name, info.Version) })
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("%s key %q: %w", op, name, err)
+		return KeyInfo{}, fmt.Errorf("%s key %q: %w", verb, name, err)
 	}
-	return KeyInfo{Name: name, Version: 1, Created: now}, nil
+	return info, nil
 }
 
-func (s *sqlStore) Key(ctx context.Context, name string, version int) ([]byte, error) {
+func (s *sqlStore) Key(ctx context.Context, name string, version int) ([]byte, int, error) {
 	if err := CheckName(name); err != nil {
-		return nil, fmt.Errorf("get key: %w", err)
+		return nil, 0, fmt.Errorf("get key: %w", err)
 	}
 	if version < 0 {
-		return nil, fmt.Errorf("get key %q: version %d: versions start at 1", name, version)
+		return nil, 0, fmt.Errorf("get key %q: version %d: versions start at 1", name, version)
 	}
 	var row *sql.Row
 	if version == Current {
@@ -209,13 +240,41 @@ func (s *sqlStore) Key(ctx context.Context, name string, version int) ([]byte, e
 	err := row.Scan(&stored, &sealed)
 	switch {
 	case errors.Is(err, sql.ErrNoRows) && version == Current:
-		return nil, fmt.Errorf("key %q: %w", name, ErrNotFound)
+		return nil, 0, fmt.Errorf("key %q: %w", name, ErrNotFound)
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("key %q version %d: %w", name, version, ErrNotFound)
+		return nil, 0, fmt.Errorf("key %q version %d: %w", name, version, ErrNotFound)
 	case err != nil:
-		return nil, fmt.Errorf("get key %q: %w", name, err)
+		return nil, 0, fmt.Errorf("get key %q: %w", name, err)
+	case sealed == nil:
+		return nil, 0, fmt.Errorf("key %q version %d: %w", name, stored, ErrVersionMissing)
 	}
-	return s.seal.open(name, stored, sealed)
+	key, err := s.seal.open(name, stored, sealed)
+	return key, stored, err
+}
+
+func (s *sqlStore) KeyVersions(ctx context.Context) (KeyStates, error) {
+	// A key's state is the newest version it has up to its current one, which is the one that
+	// a database writer who deleted the current version's record rolled it back to; 0 if none.
+	rows, err := s.r.QueryContext(ctx, `SELECT name, COALESCE((SELECT MAX(v.version) FROM key_versions v
+			WHERE v.name = k.name AND v.version <= k.current_version), 0), FALSE FROM keys k
+		UNION ALL SELECT name, version, TRUE FROM deleted_keys`)
+	if err != nil {
+		return nil, fmt.Errorf("key versions: %w", err)
+	}
+	defer rows.Close()
+	keys := KeyStates{}
+	for rows.Next() {
+		var name string
+		var k KeyState
+		if err := rows.Scan(&name, &k.Version, &k.Deleted); err != nil {
+			return nil, fmt.Errorf("key versions: %w", err)
+		}
+		keys.Raise(KeyStates{name: k})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("key versions: %w", err)
+	}
+	return keys, nil
 }
 
 func (s *sqlStore) ListKeys(ctx context.Context) ([]KeyInfo, error) {
@@ -234,7 +293,7 @@ func (s *sqlStore) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 			return nil, fmt.Errorf("list keys: %w", err)
 		}
 		k.Created = fromNanos(created)
-		if k.Version > 1 {
+		if created != rotated {
 			k.Rotated = fromNanos(rotated)
 		}
 		keys = append(keys, k)
@@ -253,13 +312,16 @@ func (s *sqlStore) RotateKey(ctx context.Context, name string) (KeyInfo, error) 
 	defer clear(key)
 	rand.Read(key) // never fails
 	info := KeyInfo{Name: name}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.keyChange(ctx, func(tx *sql.Tx) error {
 		var created int64
-		err := tx.QueryRowContext(ctx, `SELECT current_version, created_ns FROM keys WHERE name = $1`, name).Scan(&info.Version, &created)
+		err := tx.QueryRowContext(ctx, `SELECT created_ns FROM keys WHERE name = $1`, name).Scan(&created)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
+			return err
+		}
+		if info.Version, err = lastVersion(ctx, tx, name); err != nil {
 			return err
 		}
 		info.Version++
@@ -271,7 +333,7 @@ func (s *sqlStore) RotateKey(ctx context.Context, name string) (KeyInfo, error) 
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE keys SET current_version = $1 WHERE name = $2`, info.Version, name)
 		return err
-	})
+	}, func() AuditRecord { return keyRecord(KeyRotate, name, info.Version) })
 	if err != nil {
 		return KeyInfo{}, fmt.Errorf("rotate key %q: %w", name, err)
 	}
@@ -282,25 +344,73 @@ func (s *sqlStore) DeleteKey(ctx context.Context, name string) error {
 	if err := CheckName(name); err != nil {
 		return fmt.Errorf("delete key: %w", err)
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM key_versions WHERE name = $1`, name); err != nil {
-			return err
+	var last int
+	err := s.keyChange(ctx, func(tx *sql.Tx) error {
+		var exists bool
+		err := tx.QueryRowContext(ctx, `SELECT TRUE FROM keys WHERE name = $1`, name).Scan(&exists)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE name = $1`, name)
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if last, err = lastVersion(ctx, tx, name); err != nil {
 			return err
-		} else if n == 0 {
-			return ErrNotFound
 		}
-		return nil
-	})
+		if _, err := tx.ExecContext(ctx, `DELETE FROM key_versions WHERE name = $1`, name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE name = $1`, name); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO deleted_keys (name, version) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET version = excluded.version`, name, last)
+		return err
+	}, func() AuditRecord { return keyRecord(KeyDelete, name, last) })
 	if err != nil {
 		return fmt.Errorf("delete key %q: %w", name, err)
 	}
 	return nil
+}
+
+// lastVersion returns the last version that key name has had, by every account the database
+// keeps: its current version, its versions, a deleted key's tombstone and the audit records of
+// its changes; 0 if none. A new version is the one after, so that a version number that someone
+// who can write the database took away (by setting the current version back or deleting
+// versions) is not given to another key.
+func lastVersion(ctx context.Context, tx *sql.Tx, name string) (int, error) {
+	changes, _ := json.Marshal([]string{name}) // as auditArgs writes the keys of a key's change
+	var last int
+	err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(v), 0) FROM (
+		SELECT current_version AS v FROM keys WHERE name = $1
+		UNION ALL SELECT MAX(version) FROM key_versions WHERE name = $1
+		UNION ALL SELECT version FROM deleted_keys WHERE name = $1
+		UNION ALL SELECT MAX(key_version) FROM audit WHERE key_version > 0 AND keys = $2) AS versions`, name, string(changes)).Scan(&last)
+	return last, err
+}
+
+// keyRecord is the audit record of a change of key name that left it at version.
+func keyRecord(op Decision, name string, version int) AuditRecord {
+	return AuditRecord{Time: time.Now(), Decision: op, Keys: []string{name}, KeyVersion: version}
+}
+
+// keyChange runs change in a write transaction that also appends to the audit chain the record
+// that record returns once change succeeded, and commits both or neither.
+func (s *sqlStore) keyChange(ctx context.Context, change func(*sql.Tx) error, record func() AuditRecord) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		// The chain's lock first, as appenders take it, then the keys.
+		if err := s.lock(ctx, tx); err != nil {
+			return err
+		}
+		if err := change(tx); err != nil {
+			return err
+		}
+		r := record()
+		if err := r.check(); err != nil {
+			return err
+		}
+		return s.appendInTx(ctx, tx, []*pendingRecord{{r: r}})
+	})
 }
 
 // lock takes the dialect's lock in tx, if it has one.
@@ -335,21 +445,26 @@ func (s *sqlStore) commitAudit(ctx context.Context, batch []*pendingRecord) erro
 		if err := s.lock(ctx, tx); err != nil {
 			return err
 		}
-		var id int64
-		var head []byte
-		err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&id, &head)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return s.appendInTx(ctx, tx, batch)
+	})
+}
+
+// appendInTx writes batch after the chain's head in tx, which holds the chain's lock.
+func (s *sqlStore) appendInTx(ctx context.Context, tx *sql.Tx, batch []*pendingRecord) error {
+	var id int64
+	var head []byte
+	err := tx.QueryRowContext(ctx, `SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1`).Scan(&id, &head)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	chain(id, head, batch)
+	stmt := tx.StmtContext(ctx, s.insertAudit)
+	for _, p := range batch {
+		if _, err := stmt.ExecContext(ctx, auditArgs(&p.r)...); err != nil {
 			return err
 		}
-		chain(id, head, batch)
-		stmt := tx.StmtContext(ctx, s.insertAudit)
-		for _, p := range batch {
-			if _, err := stmt.ExecContext(ctx, auditArgs(&p.r)...); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func (s *sqlStore) AuditHead(ctx context.Context) (int64, string, error) {
@@ -373,7 +488,7 @@ func (s *sqlStore) AddCheckpoint(ctx context.Context, c Checkpoint) (int64, erro
 	var id int64
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO audit_checkpoints (`+checkpointColumns+`)
-			VALUES ($1, $2, $3, $4, $5) RETURNING id`, args...).Scan(&id)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, args...).Scan(&id)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("add checkpoint: %w", err)

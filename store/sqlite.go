@@ -74,7 +74,46 @@ ALTER TABLE audit ADD COLUMN gpus TEXT NOT NULL DEFAULT 'null';
 `, `
 -- The workload measurement that the evidence's report data carried (ppml run's).
 ALTER TABLE audit ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
-`, auditTCBMigration}
+`, auditTCBMigration, `
+-- Key changes are audit records: decisions of their own, which the CHECK of decision did not
+-- admit. SQLite alters no CHECK: the table is made again, with the same columns, and its rows
+-- copied.
+CREATE TABLE audit_new (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	time_ns     INTEGER NOT NULL,
+	peer        TEXT NOT NULL,
+	tee         TEXT NOT NULL,
+	platform    TEXT NOT NULL,
+	mrenclave   TEXT NOT NULL,
+	mrsigner    TEXT NOT NULL,
+	isv_prod_id INTEGER,
+	isv_svn     INTEGER,
+	mrtd        TEXT NOT NULL,
+	rtmrs       TEXT NOT NULL,
+	measurement TEXT NOT NULL,
+	tcb_status  TEXT NOT NULL,
+	debug       INTEGER NOT NULL,
+	workload    TEXT NOT NULL,
+	keys        TEXT NOT NULL,
+	decision    TEXT NOT NULL CHECK (decision IN ` + decisions + `),
+	reason      TEXT NOT NULL,
+	prev_hash   BLOB,
+	hash        BLOB,
+	gpus        TEXT NOT NULL DEFAULT 'null',
+	manifest    TEXT NOT NULL DEFAULT '',
+	advisory_ids TEXT NOT NULL DEFAULT 'null',
+	tcb_date_ns BIGINT,
+	tcb_evaluation_data_number INTEGER NOT NULL DEFAULT 0,
+	qe_status   TEXT NOT NULL DEFAULT '',
+	tdx_module_id TEXT NOT NULL DEFAULT '',
+	tdx_module_svn INTEGER,
+	tdx_module_status TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO audit_new SELECT * FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_new RENAME TO audit;
+CREATE INDEX audit_time ON audit (time_ns);
+` + keyHistoryMigration}
 
 // Connection settings. Writes go through one connection, so that writers queue in Go rather
 // than sleep in SQLite's busy handler; the busy timeout covers other processes, such as a

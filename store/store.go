@@ -6,6 +6,11 @@
 // AES-256-GCM under a 32-byte master key, bound to their name and version; they are never
 // written to the database or a log in the clear, and listing keys never returns them.
 //
+// Every change of a key (create, import, rotate, delete) is an audit record too, written in the
+// transaction that makes the change. A deleted key's name keeps its last version (a tombstone),
+// and a key created again under that name continues its numbering, so that no version number
+// ever names two different keys: a version older than one already seen is a rollback.
+//
 // The audit log holds one record per provisioning decision, in the order they were made. It is
 // a hash chain: each record carries the SHA-256 of the one before it (chain.go defines the
 // encoding), and servers sign checkpoints of the chain's head, so that VerifyAudit finds a
@@ -44,25 +49,35 @@ var (
 	ErrInvalidName    = errors.New("invalid key name") // see CheckName
 	ErrWrongMasterKey = errors.New("wrong master key: it is not the one this store was created with")
 	ErrTampered       = errors.New("stored key fails authentication: the record was altered or moved from another key or version")
+	ErrVersionMissing = errors.New("its current version is missing from the store: someone who can write the database deleted it")
 )
 
 // Store holds keys and audit records. Its methods are safe for concurrent use.
 type Store interface {
-	// CreateKey stores a new random key as version 1 of name.
+	// CreateKey stores a new random key as the first version of name: version 1, or, if a key
+	// of that name was deleted, the version after its last one.
 	CreateKey(ctx context.Context, name string) (KeyInfo, error)
-	// ImportKey stores key, which must be KeySize bytes, as version 1 of name. The store keeps
-	// no reference to key.
+	// ImportKey stores key, which must be KeySize bytes, as the first version of name, as
+	// CreateKey does. The store keeps no reference to key.
 	ImportKey(ctx context.Context, name string, key []byte) (KeyInfo, error)
 	// Key returns the bytes of a version of name, or of its current version if version is
-	// Current. The caller owns the returned slice and should clear it when done.
-	Key(ctx context.Context, name string, version int) ([]byte, error)
+	// Current, and the version it returns. The caller owns the returned slice and should clear
+	// it when done. A current version whose record is missing is ErrVersionMissing.
+	Key(ctx context.Context, name string, version int) ([]byte, int, error)
+	// KeyVersions returns where each key stands: its current version (the newest of its
+	// versions up to the current one that the store holds), or, for a deleted key, its
+	// last version.
+	KeyVersions(ctx context.Context) (KeyStates, error)
 	// ListKeys describes every key, ordered by name, without their bytes.
 	ListKeys(ctx context.Context) ([]KeyInfo, error)
 	// RotateKey makes a new random version of name its current version. Old versions stay
 	// available through Key.
 	RotateKey(ctx context.Context, name string) (KeyInfo, error)
-	// DeleteKey removes every version of name.
+	// DeleteKey removes every version of name and keeps its last version number.
 	DeleteKey(ctx context.Context, name string) error
+
+	// The four methods above write an audit record of what they changed (KeyCreate,
+	// KeyImport, KeyRotate, KeyDelete) in the transaction that changes it.
 
 	// AppendAudit adds a record to the audit log and returns the ID it was given; IDs grow
 	// in the order records are appended. A record with a zero Time is stamped with the
@@ -92,18 +107,68 @@ type Store interface {
 type KeyInfo struct {
 	Name    string    `json:"name"`
 	Version int       `json:"version"`          // the current version; the first is 1
-	Created time.Time `json:"created"`          // when version 1 was made
+	Created time.Time `json:"created"`          // when the first version was made
 	Rotated time.Time `json:"rotated,omitzero"` // when the current version was made; zero if never rotated
 }
 
-// Decision is the outcome of a provisioning request.
+// Decision is the outcome of a provisioning request, or the change of a key that a record
+// notes.
 type Decision string
 
 // The decisions.
 const (
 	Allow Decision = "allow"
 	Deny  Decision = "deny"
+
+	// The changes of a key: Keys names the key, KeyVersion the version it made (its last
+	// version for KeyDelete).
+	KeyCreate Decision = "key-create"
+	KeyImport Decision = "key-import"
+	KeyRotate Decision = "key-rotate"
+	KeyDelete Decision = "key-delete"
 )
+
+// KeyChange reports whether d is the change of a key rather than a provisioning decision.
+func (d Decision) KeyChange() bool {
+	return d == KeyCreate || d == KeyImport || d == KeyRotate || d == KeyDelete
+}
+
+// KeyState is where a key's history stands: its current version, or, once the key is deleted,
+// the last version it had. A deletion comes after the version it ends, and a key created again
+// continues from there.
+type KeyState struct {
+	Version int  `json:"version"`
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// Before reports whether k comes before l in a key's history.
+func (k KeyState) Before(l KeyState) bool {
+	return k.Version < l.Version || k.Version == l.Version && !k.Deleted && l.Deleted
+}
+
+func (k KeyState) String() string {
+	if k.Deleted {
+		return fmt.Sprintf("deleted at version %d", k.Version)
+	}
+	return fmt.Sprintf("version %d", k.Version)
+}
+
+// KeyStates are the states of keys by name.
+type KeyStates map[string]KeyState
+
+// Raise raises each of m's states that o has a later one of.
+func (m KeyStates) Raise(o KeyStates) {
+	for name, k := range o {
+		if cur, ok := m[name]; !ok || cur.Before(k) {
+			m[name] = k
+		}
+	}
+}
+
+// after returns the state a key change r leaves its key in.
+func (r *AuditRecord) after() KeyState {
+	return KeyState{Version: r.KeyVersion, Deleted: r.Decision == KeyDelete}
+}
 
 // AuditRecord is one provisioning decision. Measurements are lower-case hex, and empty (or nil)
 // when the evidence did not carry them or was not verified.
@@ -139,6 +204,8 @@ type AuditRecord struct {
 	Keys     []string `json:"keys,omitempty"`     // the names of the keys released
 	Decision Decision `json:"decision"`
 	Reason   string   `json:"reason,omitempty"`
+	// KeyVersion is, in the record of a key's change, the version it made.
+	KeyVersion int `json:"key_version,omitempty"`
 
 	// The audit chain, in lower-case hex, set by the store: the hash of the record before this
 	// one (64 zeros for the first) and this record's own. Both are empty for records written
@@ -220,8 +287,14 @@ func CheckName(name string) error {
 
 // check reports whether r can be stored.
 func (r *AuditRecord) check() error {
-	if r.Decision != Allow && r.Decision != Deny {
+	switch {
+	case r.Decision.KeyChange() && (len(r.Keys) != 1 || r.KeyVersion < 1):
+		return fmt.Errorf("audit record: the %s of a key names one key and its version", r.Decision)
+	case r.Decision.KeyChange():
+	case r.Decision != Allow && r.Decision != Deny:
 		return fmt.Errorf("audit record: decision %q is neither %q nor %q", r.Decision, Allow, Deny)
+	case r.KeyVersion != 0:
+		return fmt.Errorf("audit record: a provisioning decision has no key version")
 	}
 	type field struct{ name, hex string }
 	hexes := []field{{"mrenclave", r.MREnclave}, {"mrsigner", r.MRSigner}, {"mrtd", r.MRTD}, {"measurement", r.Measurement}, {"manifest", r.Manifest}}

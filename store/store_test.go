@@ -95,7 +95,7 @@ func exec(t *testing.T, db *sql.DB, q string, args ...any) {
 
 func mustKey(t *testing.T, s Store, name string, version int) []byte {
 	t.Helper()
-	k, err := s.Key(ctx, name, version)
+	k, _, err := s.Key(ctx, name, version)
 	if err != nil {
 		t.Fatalf("Key(%q, %d): %v", name, version, err)
 	}
@@ -162,9 +162,9 @@ func testKeyLifecycle(t *testing.T, b backend) {
 	if !bytes.Equal(mustKey(t, s, "a", 1), a1) || !bytes.Equal(mustKey(t, s, "a", 2), a2) {
 		t.Error("old or new version reads back wrong")
 	}
-	_, err = s.Key(ctx, "a", 3)
+	_, _, err = s.Key(ctx, "a", 3)
 	wantErr(t, err, ErrNotFound)
-	if _, err := s.Key(ctx, "a", -1); err == nil {
+	if _, _, err := s.Key(ctx, "a", -1); err == nil {
 		t.Error("Key with version -1 succeeded")
 	}
 
@@ -181,7 +181,7 @@ func testKeyLifecycle(t *testing.T, b backend) {
 		t.Fatal(err)
 	}
 	for _, v := range []int{Current, 1, 2} {
-		_, err := s.Key(ctx, "a", v)
+		_, _, err := s.Key(ctx, "a", v)
 		wantErr(t, err, ErrNotFound)
 	}
 	var n int
@@ -192,12 +192,37 @@ func testKeyLifecycle(t *testing.T, b backend) {
 	_, err = s.RotateKey(ctx, "a")
 	wantErr(t, err, ErrNotFound)
 
-	// The name can be used again, from version 1.
-	if k, err := s.CreateKey(ctx, "a"); err != nil || k.Version != 1 {
+	if got, err := s.KeyVersions(ctx); err != nil || !reflect.DeepEqual(got, KeyStates{"a": {Version: 2, Deleted: true}, "b": {Version: 1}}) {
+		t.Errorf("after delete KeyVersions = %v, %v", got, err)
+	}
+
+	// The name can be used again, from the version after the deleted key's last one, so that no
+	// version number names two keys.
+	if k, err := s.CreateKey(ctx, "a"); err != nil || k.Version != 3 {
 		t.Fatalf("recreate: %+v, %v", k, err)
 	}
 	if bytes.Equal(mustKey(t, s, "a", Current), a1) {
 		t.Error("recreated key has the deleted key's bytes")
+	}
+	for _, v := range []int{1, 2} {
+		_, _, err := s.Key(ctx, "a", v)
+		wantErr(t, err, ErrNotFound)
+	}
+	if list, err := s.ListKeys(ctx); err != nil || list[0].Version != 3 || !list[0].Rotated.IsZero() {
+		t.Errorf("after recreate ListKeys = %+v, %v", list, err)
+	}
+	if got, err := s.KeyVersions(ctx); err != nil || !reflect.DeepEqual(got, KeyStates{"a": {Version: 3}, "b": {Version: 1}}) {
+		t.Errorf("after recreate KeyVersions = %v, %v", got, err)
+	}
+
+	// Each change is an audit record, in order.
+	var changes []string
+	for _, r := range collect(t, s, AuditFilter{}) {
+		changes = append(changes, fmt.Sprintf("%s %s %d", r.Decision, r.Keys[0], r.KeyVersion))
+	}
+	want := []string{"key-create a 1", "key-import b 1", "key-rotate a 2", "key-delete a 2", "key-create a 3"}
+	if !slices.Equal(changes, want) {
+		t.Errorf("audit records %q, want %q", changes, want)
 	}
 }
 
@@ -221,7 +246,7 @@ func testNames(t *testing.T, b backend) {
 		wantErr(t, err, ErrInvalidName)
 		_, err = s.ImportKey(ctx, name, make([]byte, KeySize))
 		wantErr(t, err, ErrInvalidName)
-		_, err = s.Key(ctx, name, Current)
+		_, _, err = s.Key(ctx, name, Current)
 		wantErr(t, err, ErrInvalidName)
 		_, err = s.RotateKey(ctx, name)
 		wantErr(t, err, ErrInvalidName)
@@ -300,7 +325,7 @@ func testTamperedKey(t *testing.T, b backend) {
 	}
 	sealed[20] ^= 1
 	exec(t, db, `UPDATE key_versions SET sealed = $1 WHERE name = 'a'`, sealed)
-	_, err := s.Key(ctx, "a", Current)
+	_, _, err := s.Key(ctx, "a", Current)
 	wantErr(t, err, ErrTampered)
 	if !strings.Contains(err.Error(), `"a"`) {
 		t.Errorf("error does not name the key: %v", err)
@@ -335,7 +360,7 @@ func testSwappedRows(t *testing.T, b backend) {
 		name    string
 		version int
 	}{{"a", Current}, {"b", Current}, {"c", 1}} {
-		_, err := s.Key(ctx, k.name, k.version)
+		_, _, err := s.Key(ctx, k.name, k.version)
 		wantErr(t, err, ErrTampered)
 	}
 	mustKey(t, s, "c", 2)
@@ -384,7 +409,11 @@ func testRestart(t *testing.T, b backend) {
 			t.Errorf("after restart %s differs", name)
 		}
 	}
-	if got := collect(t, s, AuditFilter{}); !reflect.DeepEqual(content(got), records) {
+	got := collect(t, s, AuditFilter{})
+	if len(got) < 3 || got[0].Decision != KeyCreate || got[2].Decision != KeyRotate || got[2].KeyVersion != 2 {
+		t.Fatalf("after restart the key changes are %+v", got)
+	}
+	if got = got[3:]; !reflect.DeepEqual(content(got), records) {
 		t.Errorf("after restart the audit log is\n%+v\nwant\n%+v", got, records)
 	}
 }
@@ -644,7 +673,7 @@ func testConcurrent(t *testing.T, b backend) {
 	for range readers {
 		wg.Go(func() {
 			for range perReader {
-				if _, err := s.Key(ctx, "default", Current); err != nil {
+				if _, _, err := s.Key(ctx, "default", Current); err != nil {
 					errs <- err
 					return
 				}
@@ -674,13 +703,16 @@ func testConcurrent(t *testing.T, b backend) {
 	}
 
 	records := collect(t, s, AuditFilter{})
-	if len(records) != writers*perWriter {
-		t.Errorf("%d audit records, want %d", len(records), writers*perWriter)
+	if want := writers*perWriter + 41; len(records) != want { // and the key changes
+		t.Errorf("%d audit records, want %d", len(records), want)
 	}
 	next := map[string]int{} // each writer's records in its order
 	for i, r := range records {
 		if i > 0 && r.ID <= records[i-1].ID {
 			t.Fatalf("record %d has ID %d after %d", i, r.ID, records[i-1].ID)
+		}
+		if r.Decision.KeyChange() {
+			continue
 		}
 		if want := sampleRecord(next[r.Peer]).Time; !r.Time.Equal(want) {
 			t.Fatalf("%s: record at %v, want %v", r.Peer, r.Time, want)

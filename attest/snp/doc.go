@@ -28,7 +28,12 @@
 // and later), else from the certificate's product name, and can be constrained with
 // Options.Product; it also says how TCB_VERSION is laid out (Turin's has an FMC part first).
 // go-sev-guest v0.15.0 refuses certificates with the FMC extension (OID 1.3.6.1.4.1.3704.1.3.9)
-// that Turin VCEKs carry, so Turin reports do not verify yet. AMD's CRL (which revokes ASKs) is not checked: go-sev-guest only fetches it online.
+// that Turin VCEKs carry, so Turin reports do not verify yet.
+//
+// Revocation is checked against AMD's CRLs, given to the Verifier (Options.CRLs), never fetched
+// (crl.go): each signed by its product line's ARK, current at the verification time, revoking
+// neither the ASK nor the ASVK that signed the report's key; a product line without a CRL is
+// refused unless Options.SkipCRL, and the claims say whether revocation was checked.
 //
 // [Attester] produces evidence through configfs-tsm (github.com/google/go-configfs-tsm) or any
 // go-sev-guest quote provider, such as the /dev/sev-guest one.

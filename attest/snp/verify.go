@@ -30,6 +30,14 @@ type Options struct {
 	// Product constrains the CPU product of version 2 reports, which do not name it. Nil: the
 	// product that the VCEK or VLEK certificate names.
 	Product *spb.SevProduct
+	// CRLs are AMD's certificate revocation lists (DER, as AMD's KDS serves them, or PEM), by a
+	// name for messages (their file's), each signed by the ARK of a product line in Roots. A report is refused if its ASK or ASVK is
+	// revoked, if a CRL of its product line is not current at the verification time, or if its
+	// product line has none, unless SkipCRL.
+	CRLs map[string][]byte
+	// SkipCRL accepts reports of product lines without a CRL: their claims say the revocation
+	// is unchecked.
+	SkipCRL bool
 }
 
 // Verifier verifies SEV-SNP evidence. It implements [attest.Verifier] and is safe for concurrent
@@ -38,6 +46,8 @@ type Verifier struct {
 	roots   map[string][]*trust.AMDRootCerts
 	product *spb.SevProduct
 	certs   []endorsement
+	crls    []revocationList
+	skipCRL bool
 }
 
 var _ attest.Verifier = (*Verifier)(nil)
@@ -51,12 +61,15 @@ type endorsement struct {
 
 // NewVerifier parses the certificates of opts and returns a Verifier.
 func NewVerifier(opts Options) (*Verifier, error) {
-	v := &Verifier{roots: opts.Roots, product: opts.Product}
+	v := &Verifier{roots: opts.Roots, product: opts.Product, skipCRL: opts.SkipCRL}
+	var err error
 	if v.roots == nil {
-		var err error
 		if v.roots, err = amdRoots(); err != nil {
 			return nil, fmt.Errorf("embedded AMD roots: %w", err)
 		}
+	}
+	if v.crls, err = parseCRLs(opts.CRLs, v.roots); err != nil {
+		return nil, err
 	}
 	for i, b := range opts.Certificates {
 		c, err := trust.ParseCert(b)
@@ -115,7 +128,8 @@ func (v *Verifier) Kind() attest.Kind { return attest.SNP }
 
 // Verify verifies SEV-SNP evidence as of time at and returns its claims. Every error names the
 // step that failed: parsing, finding the endorsement certificate, go-sev-guest's verification of
-// the certificate chain and signature, or the report's consistency with its certificate.
+// the certificate chain and signature, the report's consistency with its certificate, or
+// revocation (AMD's CRLs).
 func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*attest.Claims, error) {
 	if at.IsZero() {
 		return nil, errors.New("no verification time given")
@@ -165,6 +179,9 @@ func (v *Verifier) Verify(_ context.Context, evidence []byte, at time.Time) (*at
 	}
 	if err := checkReport(r, info.SigningKey, ext, c); err != nil {
 		return nil, fmt.Errorf("check SEV-SNP report against its %v certificate: %w", info.SigningKey, err)
+	}
+	if c.Revocation, err = v.checkRevocation(c.ProductLine, info.SigningKey, cert, at); err != nil {
+		return nil, fmt.Errorf("check SEV-SNP revocation: %w", err)
 	}
 	// go-sev-guest's own consistency checks: CHIP_ID is the VCEK's HWID, the committed TCB and
 	// firmware are at most the current ones. The guest policy is for the relying party's policy

@@ -5,7 +5,10 @@
 package trust
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/ppml/ppml/attest"
 	"github.com/ppml/ppml/attest/sgx"
@@ -24,7 +27,8 @@ type Settings struct {
 	// of Intel PCS responses, or the https URL of Intel's PCS or a PCCS, fetched through ppml's
 	// cache (see docs/collateral.md). Without it only simulated SGX platforms can attest.
 	Collateral string `toml:"collateral"`
-	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs).
+	// SkipCRL accepts evidence whose revocation cannot be checked (collateral without CRLs, no
+	// AMD CRL of an SEV-SNP report's product line).
 	SkipCRL bool `toml:"skip_crl"`
 	// TDXCollateral, if given, is where the collateral of TDX platforms comes from instead of
 	// Collateral, as Collateral names it: for SGX and TDX platforms with folders of their own
@@ -34,6 +38,11 @@ type Settings struct {
 	// their evidence carries or SNPCertificates (PEM or DER files, as AMD's KDS serves them).
 	SNP             bool     `toml:"snp"`
 	SNPCertificates []string `toml:"snp_certificates"`
+	// SNPCRL is a folder of AMD's CRLs, one file per product line (and key: VCEK, VLEK) as AMD's
+	// KDS serves them (https://kdsintf.amd.com/vcek/v1/{Milan,Genoa,Turin}/crl, DER), each signed
+	// by the ARK of its line. Without a CRL of a report's product line the report is refused,
+	// unless SkipCRL.
+	SNPCRL string `toml:"snp_crl"`
 }
 
 // Registry returns the verifiers the settings trust, one per kind of evidence. Evidence is tried
@@ -77,7 +86,11 @@ func (s *Settings) Registry() (attest.Registry, error) {
 			}
 			certs = append(certs, b)
 		}
-		v, err := snp.NewVerifier(snp.Options{Certificates: certs})
+		crls, err := readCRLs(s.SNPCRL)
+		if err != nil {
+			return nil, err
+		}
+		v, err := snp.NewVerifier(snp.Options{Certificates: certs, CRLs: crls, SkipCRL: s.SkipCRL})
 		if err != nil {
 			return nil, err
 		}
@@ -88,4 +101,32 @@ func (s *Settings) Registry() (attest.Registry, error) {
 		r[kind] = vs
 	}
 	return r, nil
+}
+
+// readCRLs reads every file of the folder dir but those whose name starts with a dot, by path;
+// none if dir is "".
+func readCRLs(dir string) (map[string][]byte, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snp_crl: %w", err)
+	}
+	crls := map[string][]byte{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("snp_crl: %w", err)
+		}
+		crls[name] = b
+	}
+	if len(crls) == 0 {
+		return nil, fmt.Errorf("snp_crl: %s holds no CRL: put in it the CRL files that AMD's KDS serves", dir)
+	}
+	return crls, nil
 }

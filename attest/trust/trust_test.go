@@ -78,10 +78,27 @@ func TestRegistryErrors(t *testing.T) {
 		"collateral":         {Collateral: missing},
 		"TDX collateral":     {TDXCollateral: missing},
 		"SNP certificate":    {SNP: true, SNPCertificates: []string{missing}},
+		"SNP CRL folder":     {SNP: true, SNPCRL: missing},
 	} {
 		if _, err := s.Registry(); err == nil || !strings.Contains(err.Error(), missing) {
 			t.Errorf("%s: %v, want an error naming %s", name, err, missing)
 		}
+	}
+}
+
+// TestRegistrySNPCRL: snp_crl's folder must hold CRLs that AMD's ARKs signed: an empty one, or one
+// with Intel's CRL, is refused, naming the folder or the file.
+func TestRegistrySNPCRL(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := (&trust.Settings{SNP: true, SNPCRL: dir}).Registry(); err == nil || !strings.Contains(err.Error(), "snp_crl: "+dir+" holds no CRL") {
+		t.Errorf("empty folder: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, ".hidden"), []byte("not a CRL"), 0o600)
+	intel := filepath.Join(dir, "rootcrl.der")
+	os.WriteFile(intel, testfiles.Read(t, "../../testdata/attestation/tdx/go-tdx-guest/rootcrl.der"), 0o600)
+	_, err := (&trust.Settings{SNP: true, SNPCRL: dir}).Registry()
+	if err == nil || !strings.Contains(err.Error(), "AMD CRL "+intel+` (issuer "Intel SGX Root CA") is not signed by the ARK of any trusted product line`) {
+		t.Errorf("Intel's CRL: %v", err)
 	}
 }
 

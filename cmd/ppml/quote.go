@@ -238,8 +238,9 @@ func newQuoteVerifyCommand() *cobra.Command {
 	var collateralDir, at, simDir string
 	var skipCRL, asJSON, snpReport bool
 	var snpCerts []string
+	var snpCRL string
 	cmd := &cobra.Command{
-		Use:   "verify FILE [--collateral DIR|URL] [--at TIME] [--sim-platform DIR] [--skip-crl] [--snp [--snp-cert FILE]...] [--json]",
+		Use:   "verify FILE [--collateral DIR|URL] [--at TIME] [--sim-platform DIR] [--skip-crl] [--snp [--snp-cert FILE]... [--snp-crl DIR]] [--json]",
 		Short: "Verify an SGX or TDX quote, or a SEV-SNP report, and print what it attests",
 		Long: `verify checks a quote completely: its structure and signatures, the certificate chain to the
 root of trust, revocation, and the platform's TCB against the collateral. It exits 0 only when
@@ -255,7 +256,9 @@ responses or the URL of Intel's PCS or of a PCCS, or else from Intel's PCS: from
 ppml's cache of responses, which fetches what it lacks or what is past its next update (see
 docs/collateral.md). --sim-platform trusts a simulated platform instead, with
 the collateral its folder holds. --snp verifies a SEV-SNP attestation report instead, against
-AMD's roots, with the VCEK or VLEK certificate its certificate table carries or --snp-cert.`,
+AMD's roots, with the VCEK or VLEK certificate its certificate table carries or --snp-cert, and
+AMD's CRLs of --snp-crl (a folder of the CRLs AMD's KDS serves per product line), without which
+it is refused unless --skip-crl.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			quote, err := os.ReadFile(args[0])
@@ -269,8 +272,11 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 			// flag is the one whose roots of trust verify the quote.
 			kind, settings, flag := attest.SGX, trust.Settings{SkipCRL: skipCRL}, ""
 			switch {
-			case len(snpCerts) > 0 || snpReport:
-				kind, settings.SNP, settings.SNPCertificates, flag = attest.SNP, true, snpCerts, "--snp-cert"
+			case len(snpCerts) > 0 || snpReport || snpCRL != "":
+				kind, settings.SNP, settings.SNPCertificates, settings.SNPCRL, flag = attest.SNP, true, snpCerts, snpCRL, "--snp-cert"
+				if snpCRL != "" {
+					flag = "" // errors name the file, certificate or CRL, that fails
+				}
 			case simDir != "":
 				settings.SimPlatforms, flag = []string{simDir}, "--sim-platform"
 			case collateralDir != "":
@@ -309,6 +315,7 @@ AMD's roots, with the VCEK or VLEK certificate its certificate table carries or 
 	f.BoolVar(&asJSON, "json", false, "print the claims as JSON")
 	f.BoolVar(&snpReport, "snp", false, "FILE is a SEV-SNP attestation report")
 	f.StringSliceVar(&snpCerts, "snp-cert", nil, "a VCEK or VLEK certificate for a report that carries none (implies --snp)")
+	f.StringVar(&snpCRL, "snp-crl", "", "a folder of AMD's CRLs, as AMD's KDS serves them (implies --snp)")
 	return cmd
 }
 
@@ -405,6 +412,7 @@ func printClaims(w io.Writer, c *attest.Claims) {
 			line(t.name, fmt.Sprintf("%v (%s)", t.tcb, t.tcb.Raw))
 		}
 		line("firmware", fmt.Sprintf("%s (committed %s)", s.CurrentFirmware, s.CommittedFirmware))
+		line("revocation", s.Revocation)
 	}
 	line("debug", c.Debug)
 	line("tcb_status", c.TCBStatus)

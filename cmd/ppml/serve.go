@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -387,18 +386,7 @@ Workloads always get the current version.`,
 			if version < 0 {
 				return usageError{fmt.Errorf("%s: --version %d: versions start at 1", cmd.CommandPath(), version)}
 			}
-			if version == store.Current {
-				keys, err := st.ListKeys(cmd.Context())
-				if err != nil {
-					return err
-				}
-				i := slices.IndexFunc(keys, func(k store.KeyInfo) bool { return k.Name == name })
-				if i < 0 {
-					return fmt.Errorf("key %q: %w", name, store.ErrNotFound)
-				}
-				version = keys[i].Version
-			}
-			key, err := st.Key(cmd.Context(), name, version)
+			key, version, err := st.Key(cmd.Context(), name, version)
 			if err != nil {
 				return err
 			}
@@ -477,8 +465,10 @@ func newAuditCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit --config FILE [--json] [--tail N] [--ref REF]",
 		Short: "Print the server's audit log, one decision per line",
-		Long: `audit prints the server's audit log, one decision per line, oldest first. A refused client
-is told the reference of its record, not its number: --ref prints that record alone.`,
+		Long: `audit prints the server's audit log, one decision per line, oldest first, and each change of a
+key that ppml key made (key-create, key-import, key-rotate, key-delete, with the version it
+made). A refused client is told the reference of its record, not its number: --ref prints that
+record alone.`,
 		Args: exactArgs(0),
 		RunE: withConfigStore(&configPath, func(cmd *cobra.Command, st store.Store, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -497,6 +487,10 @@ is told the reference of its record, not its number: --ref prints that record al
 						Ref string `json:"ref"`
 					}{r, st.AuditRef(r.ID)})
 					fmt.Fprintln(out, string(b))
+					continue
+				}
+				if r.Decision.KeyChange() { // ppml key's, with no peer nor evidence
+					fmt.Fprintf(out, "%s %s key=%s version=%d\n", r.Time.Format(time.RFC3339), r.Decision, strings.Join(r.Keys, ","), r.KeyVersion)
 					continue
 				}
 				what := "keys " + strings.Join(r.Keys, ",")
@@ -549,8 +543,10 @@ are signed with the servers' TLS keys: the configuration's tls_cert, and, after 
 changed, the earlier certificates that --cert names. Whoever can write the database can delete
 checkpoints, and rewrite the records after the oldest one left: --checkpoints (by default the
 configuration's audit_checkpoint_file) names the file to which the server appended each
-checkpoint, and every checkpoint there must be in the database and covered by the chain. See
-docs/provisioning.md#audit.`,
+checkpoint, and every checkpoint there must be in the database and covered by the chain. Last,
+each key must be at the version that the checkpoints sign and the records of ppml key's changes
+name, or a later one: a key rolled back in the database (its current version set back, newer
+versions deleted, a deleted key restored) is named. See docs/provisioning.md#audit.`,
 		Args: exactArgs(0),
 		RunE: withConfigStore(&configPath, func(cmd *cobra.Command, st store.Store, _ []string) error {
 			cfg, err := provision.LoadConfig(configPath)
@@ -568,7 +564,7 @@ docs/provisioning.md#audit.`,
 			var anchored []store.Checkpoint
 			given := checkpointFile != ""
 			if checkpointFile = cmp.Or(checkpointFile, cfg.AuditCheckpointFile); checkpointFile != "" {
-				if anchored, err = readCheckpointFile(checkpointFile, given); err != nil {
+				if anchored, err = store.ReadCheckpointFile(checkpointFile, given); err != nil {
 					return err
 				}
 			}
@@ -597,6 +593,9 @@ docs/provisioning.md#audit.`,
 			} else {
 				fmt.Fprintln(out, "no checkpoint file (audit_checkpoint_file, --checkpoints): checkpoints deleted from the database, with the records after the oldest one left, would not be seen")
 			}
+			if rep.Keys > 0 {
+				fmt.Fprintf(out, "%d keys are at the versions that the checkpoints and key changes say, or later: none was rolled back\n", rep.Keys)
+			}
 			return nil
 		}),
 	}
@@ -605,24 +604,6 @@ docs/provisioning.md#audit.`,
 	cmd.Flags().StringVar(&checkpointFile, "checkpoints", "", "the checkpoint file the server appended to (default: audit_checkpoint_file)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "the summary as JSON")
 	return cmd
-}
-
-// readCheckpointFile reads the checkpoint file name. One that does not exist holds no
-// checkpoint (the server has signed none yet) unless mustExist.
-func readCheckpointFile(name string, mustExist bool) ([]store.Checkpoint, error) {
-	f, err := os.Open(name)
-	if errors.Is(err, os.ErrNotExist) && !mustExist {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cs, err := store.ReadCheckpoints(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return cs, nil
 }
 
 // readCertificate reads a PEM certificate file.
