@@ -298,8 +298,8 @@ except OSError as e:
 	}
 }
 
-// TestMountFlags checks that the view holds the declared mounts and nothing of the host's
-// tree, and that every mount is nosuid and nodev but the device files', which must work.
+// TestMountFlags checks that the view holds the declared mounts, the root (the folder ppml runs
+// in) included, and nothing else of the host's tree, and that every mount is nosuid and nodev but the device files', which must work.
 func TestMountFlags(t *testing.T) {
 	w := newWorld(t, map[string]string{"mounts.py": `for line in open("/proc/self/mountinfo"):
     fields = line.split()
@@ -323,6 +323,15 @@ func TestMountFlags(t *testing.T) {
 		if !slices.Contains(points, want) {
 			t.Errorf("%s is not mounted", want)
 		}
+	}
+	// The names of the root, the folder ppml runs in, are bound in the tmpfs that holds the
+	// root's mount points (stage.go, shadow).
+	names, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		declared = append(declared, "/"+n.Name())
 	}
 	for _, p := range points {
 		// A recursive bind brings the mounts under its host path along (/proc has some).

@@ -160,7 +160,8 @@ func readConfig(r io.Reader) (*stageConfig, []pf.Key, error) {
 // view is the workload's view of the filesystem as it is being built.
 type view struct {
 	log     *slog.Logger
-	root    int             // an O_PATH descriptor of the root's tmpfs, or -1
+	root    int             // an O_PATH descriptor of the root (its tmpfs, or fs.root's mount), or -1
+	rooted  bool            // fs.root is mounted over the root's tmpfs
 	mounted []stageMount    // the mounts made in the root so far, devices included
 	volumes []*encfs.Server // the encfs volumes
 	trusted *trustfs.Server // the trusted files' filesystem, or nil
@@ -220,24 +221,24 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		}
 		v.volumes = append(v.volumes, s)
 	}
-	for _, dev := range append(slices.Clone(devices), cfg.Devices...) {
-		if _, err := os.Stat(filepath.Join(hostDir, "dev", dev)); err != nil {
-			continue // not on this host
+	mounts := cfg.Mounts
+	if len(mounts) > 0 && mounts[0].Path == "/" {
+		if err := v.mountRoot(mounts[0]); err != nil {
+			return err
 		}
+		mounts = mounts[1:]
+	}
+	for _, sm := range cfg.provided() {
 		// Devices must keep working: nodev is for every other mount.
-		if err := v.mount(stageMount{Type: manifest.Chroot, Path: "/dev/" + dev, Source: "/dev/" + dev}, unix.MOUNT_ATTR_NOSUID); err != nil {
+		attrs := uint64(unix.MOUNT_ATTR_NOSUID)
+		if sm.ReadOnly {
+			attrs |= unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+		}
+		if err := v.mount(sm, attrs); err != nil {
 			return err
 		}
 	}
-	for _, p := range cpuDescription {
-		if _, err := os.Stat(filepath.Join(hostDir, p)); err != nil {
-			continue // not on this host
-		}
-		if err := v.mount(stageMount{Type: manifest.Chroot, Path: p, Source: p, ReadOnly: true}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
-			return err
-		}
-	}
-	for _, sm := range cfg.Mounts {
+	for _, sm := range mounts {
 		if err := v.mount(sm, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
 			return fmt.Errorf("mount %s: %w", sm.Path, err)
 		}
@@ -250,8 +251,31 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 			return fmt.Errorf("make a folder of mount points read-only: %w", err)
 		}
 	}
-	err = unix.MountSetattr(v.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
-	if err != nil {
+	if !v.rooted {
+		return v.rootReadOnly()
+	}
+	return nil
+}
+
+// mountRoot mounts sm, fs.root, at the root of the view. The view's own root, which it covers,
+// is then read-only, and v.root the root that it mounted.
+func (v *view) mountRoot(sm stageMount) error {
+	if err := v.mount(sm, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+		return fmt.Errorf("mount the root (fs.root): %w", err)
+	}
+	if err := v.rootReadOnly(); err != nil {
+		return err
+	}
+	unix.Close(v.root)
+	var err error
+	v.root, err = unix.Open(rootDir, unix.O_PATH|unix.O_CLOEXEC, 0)
+	v.rooted = true
+	return err
+}
+
+// rootReadOnly makes v.root, the view's own root, read-only.
+func (v *view) rootReadOnly() error {
+	if err := unix.MountSetattr(v.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
 		return fmt.Errorf("make the workload's root read-only: %w", err)
 	}
 	return nil
@@ -399,7 +423,7 @@ func (v *view) mountPoint(p string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer func() { r.Close() }()
 	cur := "/"
 	for part := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
 		if part == "" {
@@ -420,6 +444,11 @@ func (v *view) mountPoint(p string, dir bool) error {
 		if in, ok := v.mountOf(parent); ok && in.Type != manifest.Tmpfs {
 			if err := v.shadow(parent, in, ""); err != nil {
 				return fmt.Errorf("make the mount point %s in the %s mount at %s: %w", cur, in.Type, in.Path, err)
+			}
+			// r is the root as it was: a shadow of the root itself lies over it.
+			r.Close()
+			if r, err = viewRoot(); err != nil {
+				return err
 			}
 		}
 		if cur != p || dir {

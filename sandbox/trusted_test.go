@@ -254,3 +254,35 @@ func TestChangedWhileOpen(t *testing.T) {
 		t.Errorf("the failure is not logged, naming the file:\n%s", got)
 	}
 }
+
+// TestRoot checks Gramine's root, the folder ppml runs in, under strict: it holds the trusted
+// files there, the mount points of fs.mounts and of what ppml provides, and nothing else of the
+// folder; its files are read by relative paths, as Gramine's examples read theirs.
+func TestRoot(t *testing.T) {
+	w := newWorld(t, map[string]string{"root.py": `import os
+print("root", sorted(os.listdir("/")))
+os.chdir("/")
+print(open("data.txt").read())
+for p in ["/secret.txt", "/app.manifest", "/site"]:
+    print(p, os.path.exists(p))
+`})
+	w.policy = manifest.Strict
+	w.write("data.txt", "trusted, in the root")
+	w.write("secret.txt", "not trusted")
+	w.write("site/x.py", "not trusted")
+	m := w.manifest(`loader.argv = ["python3", "/app/root.py"]`, "", "", `"file:/usr/lib/python3.11/", "file:data.txt",`)
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `root ['app', 'data.txt', 'dev', 'lib', 'lib64', 'proc', 'sys', 'usr']
+trusted, in the root
+/secret.txt False
+/app.manifest False
+/site False
+`
+	if res.ExitCode != 0 || out.String() != want {
+		t.Errorf("exit status %d, the workload saw\n%s\nwant\n%s", res.ExitCode, out.String(), want)
+	}
+}
