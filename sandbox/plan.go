@@ -46,6 +46,8 @@ type stageConfig struct {
 	Devices []string
 	// System are the files and folders of cpuDescription that the host has.
 	System []string
+	// Absent are the allowed files of read-only chroot mounts that the workload may create.
+	Absent []absentFile
 }
 
 // volume is one encfs filesystem: a host folder of protected files.
@@ -108,9 +110,9 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 		files = append(files, g.files...)
 		mounts = append(mounts, g.mounts...)
 	}
-	allowed := make([]string, len(m.AllowedFiles))
+	allowed := make([]allowedEntry, len(m.AllowedFiles))
 	for i, uri := range m.AllowedFiles {
-		allowed[i] = inFolder(wd, strings.TrimPrefix(uri, "file:"))
+		allowed[i] = allowedEntry{host: inFolder(wd, strings.TrimPrefix(uri, "file:")), folder: strings.HasSuffix(uri, "/")}
 	}
 	for i, mt := range mounts {
 		sm := stageMount{Type: mt.Type, Path: path.Clean(mt.Path)}
@@ -125,10 +127,13 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 			if err != nil {
 				break
 			}
-			sm.ReadOnly = !slices.ContainsFunc(allowed, func(a string) bool { _, in := within(a, sm.Source); return in })
+			cfg.cover(sm.Path)
+			sm.ReadOnly = !slices.ContainsFunc(allowed, func(a allowedEntry) bool { _, in := within(a.host, sm.Source); return in })
 			if sm.ReadOnly {
 				var writable []stageMount
-				if writable, err = allowedIn(sm, allowed); err == nil {
+				var absent []absentFile
+				if writable, absent, err = allowedIn(sm, allowed, log); err == nil {
+					cfg.Absent = append(cfg.Absent, absent...)
 					if cfg.check(&sm, inFolder(wd, mt.HostPath()), files, writable, m.FileCheckPolicy, log) {
 						cfg.Mounts = append(cfg.Mounts, sm)
 					}
@@ -148,6 +153,7 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 			}
 			return nil, fmt.Errorf("fs.mounts[%d] (%s): %w", i-1, sm.Path, err)
 		}
+		cfg.cover(sm.Path)
 		cfg.Mounts = append(cfg.Mounts, sm)
 	}
 	if err := checkOverlap(cfg); err != nil {
@@ -335,29 +341,61 @@ func existing(dir string, names []string) []string {
 	return found
 }
 
-// allowedIn returns the writable mounts of the sgx.allowed_files entries (absolute host paths)
-// that lie inside sm, a read-only chroot mount: each allowed file or folder is bound over itself,
-// so that the workload may write it and nothing else of the mount. Such an entry must exist,
-// since ppml does not create files on the host, and must not lead outside sm by a symbolic link.
-func allowedIn(sm stageMount, allowed []string) ([]stageMount, error) {
+// allowedEntry is an sgx.allowed_files entry.
+type allowedEntry struct {
+	host   string // absolute
+	folder bool   // its URI ends in "/"
+}
+
+// absentFile is an sgx.allowed_files file of a read-only chroot mount that is not on the host
+// yet: absent from the view until the workload creates it (stage.go, linkAllowed).
+type absentFile struct {
+	Path string // in the workload's view
+	Host string // absolute, its folder without symbolic links
+}
+
+// cover drops the absent allowed files of the mounts so far that a mount at p hides.
+func (c *stageConfig) cover(p string) {
+	c.Absent = slices.DeleteFunc(c.Absent, func(a absentFile) bool { _, in := within(p, a.Path); return in })
+}
+
+// allowedIn returns the writable mounts of the sgx.allowed_files entries that lie inside sm, a
+// read-only chroot mount: each allowed file or folder is bound over itself, so that the
+// workload may write it and nothing else of the mount; and the allowed files there that are
+// not on the host yet, which the workload may create. An entry must not lead outside sm by a
+// symbolic link; an absent folder, or an absent file whose folder is absent too, is left out.
+func allowedIn(sm stageMount, allowed []allowedEntry, log *slog.Logger) ([]stageMount, []absentFile, error) {
 	var mounts []stageMount
+	var absent []absentFile
 	for _, a := range allowed {
-		if _, in := within(sm.Source, a); !in {
+		if _, in := within(sm.Source, a.host); !in {
 			continue
 		}
-		host, err := filepath.EvalSymlinks(a)
+		host, err := filepath.EvalSymlinks(a.host)
+		if errors.Is(err, fs.ErrNotExist) && !a.folder {
+			// Its folder, then: the file is made there.
+			if host, err = filepath.EvalSymlinks(filepath.Dir(a.host)); err == nil {
+				host = filepath.Join(host, filepath.Base(a.host))
+			}
+		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("sgx.allowed_files: %s does not exist: create it (writable by the workload's user, loader.uid), since only the allowed files of a plain mount are writable", a)
+			log.Warn("an sgx.allowed_files entry is absent, and so is its folder: the workload does not see it", "mount", sm.Path, "host", a.host)
+			continue
 		} else if err != nil {
-			return nil, fmt.Errorf("sgx.allowed_files: %w", err)
+			return nil, nil, fmt.Errorf("sgx.allowed_files: %w", err)
 		}
 		rel, in := within(sm.Source, host)
 		if !in {
-			return nil, fmt.Errorf("sgx.allowed_files: %s leads outside the mount of %s (to %s)", a, sm.Source, host)
+			return nil, nil, fmt.Errorf("sgx.allowed_files: %s leads outside the mount of %s (to %s)", a.host, sm.Source, host)
 		}
-		mounts = append(mounts, stageMount{Type: manifest.Chroot, Path: path.Join(sm.Path, filepath.ToSlash(rel)), Source: host})
+		p := path.Join(sm.Path, filepath.ToSlash(rel))
+		if _, err := os.Lstat(host); errors.Is(err, fs.ErrNotExist) {
+			absent = append(absent, absentFile{Path: p, Host: host})
+			continue
+		}
+		mounts = append(mounts, stageMount{Type: manifest.Chroot, Path: p, Source: host})
 	}
-	return mounts, nil
+	return mounts, absent, nil
 }
 
 // volume returns the index of v in c.Volumes, adding it if it is not there yet: mounts of files

@@ -60,6 +60,7 @@ const (
 	rootDir    = "/tmp/root"    // the workload's root
 	volumesDir = "/tmp/encfs"   // the encfs volumes, as /tmp/encfs/INDEX
 	trustedDir = "/tmp/trustfs" // the trusted files' filesystem
+	allowedDir = "/tmp/allowed" // the allowed files that the workload may create
 )
 
 // devices are the device files that the workload's /dev holds, as Gramine's LibOS provides them.
@@ -165,6 +166,7 @@ type view struct {
 	mounted []stageMount    // the mounts made in the root so far, devices included
 	volumes []*encfs.Server // the encfs volumes
 	trusted *trustfs.Server // the trusted files' filesystem, or nil
+	allowed *trustfs.Server // the filesystem of the allowed files to create, or nil
 	exposed map[int]bool    // the volumes bound at exposedDir in the root, for absent files
 	shadows []int           // the tmpfs mounts that shadow made, open
 }
@@ -186,7 +188,7 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 	if err := mountTmpfs(scratchDir, "mode=0700"); err != nil {
 		return err
 	}
-	for _, dir := range []string{hostDir, rootDir, volumesDir, trustedDir} {
+	for _, dir := range []string{hostDir, rootDir, volumesDir, trustedDir, allowedDir} {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
@@ -242,6 +244,9 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		if err := v.mount(sm, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
 			return fmt.Errorf("mount %s: %w", sm.Path, err)
 		}
+	}
+	if err := v.linkAllowed(cfg); err != nil {
+		return fmt.Errorf("sgx.allowed_files: %w", err)
 	}
 	if err := v.provideLoader(cfg.Path); err != nil {
 		return fmt.Errorf("provide the dynamic loader: %w", err)
@@ -322,6 +327,46 @@ func (v *view) mount(sm stageMount, attrs uint64) error {
 		return err
 	}
 	v.mounted = append(v.mounted, sm)
+	return nil
+}
+
+// allowedView is where, in the workload's view, the allowed files that are not on the host yet
+// are served (cfg.Absent), each as allowedView/INDEX/NAME, by a filesystem of trusted files
+// that serves them alone (trustfs.Creatable): each one's path is a symbolic link there, so that
+// the file looks absent and is made, on the host, when the workload makes it, as in Gramine.
+const allowedView = "/.ppml/allowed"
+
+// linkAllowed serves the allowed files of cfg.Absent at allowedView, their paths being
+// symbolic links there. The files that the workload makes are its user's.
+func (v *view) linkAllowed(cfg *stageConfig) error {
+	if len(cfg.Absent) == 0 {
+		return nil
+	}
+	entries := make([]trustfs.Entry, len(cfg.Absent))
+	for i, a := range cfg.Absent {
+		entries[i] = trustfs.Entry{Path: path.Join(strconv.Itoa(i), path.Base(a.Path)), Kind: trustfs.Creatable, Host: a.Host[1:]}
+	}
+	var err error
+	v.allowed, err = trustfs.Mount(allowedDir, hostDir, entries, trustfs.Options{Logger: v.log, AllowOther: true, Owner: &trustfs.Owner{UID: cfg.UID, GID: cfg.GID}})
+	if err != nil {
+		return err
+	}
+	if err := v.mountPoint(allowedView, true); err != nil {
+		return err
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, allowedDir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("bind mount: %w", err)
+	}
+	defer unix.Close(tree)
+	if err := bindAt(tree, allowedView, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC, false); err != nil {
+		return err
+	}
+	for i, a := range cfg.Absent {
+		if err := v.symlink(path.Join(allowedView, entries[i].Path), a.Path); err != nil {
+			return fmt.Errorf("make %s: %w", a.Path, err)
+		}
+	}
 	return nil
 }
 
@@ -569,7 +614,8 @@ func shadowName(dir, tmp int, name string, attrs uint64) error {
 		return fmt.Errorf("bind: %w", err)
 	}
 	defer unix.Close(tree)
-	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
+	// The name's own mount only: a mount under it keeps its attributes (a device file its dev).
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: attrs}); err != nil {
 		return fmt.Errorf("set the mount's attributes: %w", err)
 	}
 	if err := unix.MoveMount(tree, "", tmp, name, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
@@ -609,7 +655,10 @@ func (v *view) teardown() {
 			}
 			s.Wait()
 		}
-		if s := v.trusted; s != nil {
+		for _, s := range []*trustfs.Server{v.trusted, v.allowed} {
+			if s == nil {
+				continue
+			}
 			if err := s.Unmount(); err != nil {
 				v.log.Warn("unmount", "err", err)
 			}
