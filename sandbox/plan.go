@@ -305,9 +305,13 @@ func (c *stageConfig) mountPoints() error {
 					kind = trustfs.File
 				}
 			case manifest.Encrypted:
-				if sm.Source != "" {
-					kind = trustfs.File
+				if sm.Source == "" {
+					break
 				}
+				if _, err := os.Lstat(filepath.Join(c.Volumes[sm.Volume].Host, sm.Source)); errors.Is(err, fs.ErrNotExist) {
+					continue // its path is a link that the view makes (stage.go, linkAbsent)
+				}
+				kind = trustfs.File
 			}
 			c.Trusted = append(c.Trusted, trustfs.Entry{Path: p, Kind: kind})
 			served[p] = kind
