@@ -12,9 +12,14 @@
 //	loader.argv                          its arguments, or
 //	loader.insecure__use_cmdline_argv    the command line's (not both)
 //	loader.env.NAME                      "VALUE", { value = "VALUE" } or { passthrough = true }
+//	loader.insecure__use_host_env        the host's environment, loader.env over it (insecure)
 //	loader.log_level                     none, error (default), warning, debug, trace, all
 //	loader.uid, loader.gid               the user and group the workload runs as (default
 //	                                     65534, nobody and nogroup; Gramine's is 0)
+//	fs.root                              { type = "chroot" (default) | "tmpfs", uri }: the
+//	                                     root, under fs.mounts; by default, as in Gramine,
+//	                                     { type = "chroot", uri = "file:." }, the folder ppml
+//	                                     runs in
 //	fs.start_dir                         the working folder (default "/")
 //	fs.mounts                            { type = "chroot" (default) | "encrypted" | "tmpfs",
 //	                                       path = "/ABSOLUTE", uri = "file:HOST-PATH",
@@ -45,9 +50,10 @@
 // use_exinfo, cpu_features, profile, seal_key, ...) and all of sys.*; so is
 // loader.entrypoint, Gramine's LibOS, in any form.
 // The Gramine keys whose meaning ppml cannot honour are errors that say what to do instead:
-// loader.argv_src_file, loader.env_src_file, loader.insecure__use_host_env, fs.root,
-// fs.insecure__keys and untrusted_shm mounts, as are the old keys Gramine itself rejects
-// (sgx.thread_num, fs.mount.NAME, loader.preload, ...).
+// loader.argv_src_file, loader.env_src_file, fs.insecure__keys, an encrypted fs.root and
+// untrusted_shm mounts, as are the old keys Gramine itself rejects (sgx.thread_num,
+// fs.mount.NAME, loader.preload, ...). A key of the ppml table that ppml does not know is an
+// error that lists ppml's keys.
 //
 // # Canonical form and measurement
 //

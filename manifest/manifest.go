@@ -28,8 +28,11 @@ type Manifest struct {
 	// UseCmdlineArgv is loader.insecure__use_cmdline_argv: the arguments come from the command
 	// line. It excludes Argv.
 	UseCmdlineArgv bool
-	// Env is loader.env: the workload's whole environment.
+	// Env is loader.env: the workload's whole environment, unless UseHostEnv.
 	Env map[string]EnvVar
+	// UseHostEnv is loader.insecure__use_host_env: the workload's environment is the host's,
+	// with Env's values over it.
+	UseHostEnv bool
 	// LogLevel is loader.log_level: none, error (the default), warning, debug, trace or all.
 	LogLevel string
 	// UID and GID are loader.uid and loader.gid: the user and group the workload runs as,
@@ -38,6 +41,9 @@ type Manifest struct {
 	UID, GID uint32
 	// StartDir is fs.start_dir, the workload's working folder ("/" by default).
 	StartDir string
+	// Root is fs.root, the mount at "/" under Mounts: by default, as in Gramine, the folder
+	// that ppml runs in (a Chroot mount of "file:.").
+	Root Mount
 	// Mounts is fs.mounts, in order.
 	Mounts []Mount
 	// TrustedFiles is sgx.trusted_files, in order.
@@ -248,6 +254,7 @@ func Parse(b []byte) (*Manifest, error) {
 		Entrypoint:        d.LibOS.Entrypoint,
 		Argv:              d.Loader.Argv,
 		UseCmdlineArgv:    d.Loader.UseCmdlineArgv,
+		UseHostEnv:        d.Loader.UseHostEnv,
 		Env:               d.Loader.Env,
 		LogLevel:          cmp.Or(d.Loader.LogLevel, "error"),
 		UID:               orDefault(d.Loader.UID, nobody),
@@ -267,6 +274,9 @@ func Parse(b []byte) (*Manifest, error) {
 	}
 	if m.Env == nil {
 		m.Env = map[string]EnvVar{}
+	}
+	if m.Root, err = rootMount(d.FS.Root); err != nil {
+		return nil, err
 	}
 	if m.GPUs, err = parseGPUs(d.PPML.GPUCount); err != nil {
 		return nil, err
@@ -319,6 +329,9 @@ func (m *Manifest) check() error {
 		if err := m.Mounts[i].check(); err != nil {
 			return fmt.Errorf("fs.mounts[%d]: %w", i, err)
 		}
+		if path.Clean(m.Mounts[i].Path) == "/" {
+			return fmt.Errorf("fs.mounts[%d]: path \"/\" is the root, which fs.root mounts (by default the folder ppml runs in)", i)
+		}
 	}
 	for _, uri := range m.AllowedFiles {
 		if err := checkURI(uri); err != nil {
@@ -336,6 +349,22 @@ func (m *Manifest) check() error {
 // validJob reports whether name is a job's name: 1 to 64 letters, digits, '.', '_' or '-'.
 func validJob(name string) bool {
 	return len(name) >= 1 && len(name) <= 64 && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == ""
+}
+
+// rootMount returns the mount of fs.root r, nil when the manifest has none: as in Gramine, the
+// folder that the workload is started in (file:.).
+func rootMount(r *root) (Mount, error) {
+	if r == nil {
+		return Mount{Type: Chroot, Path: "/", URI: "file:."}, nil
+	}
+	m := Mount{Type: r.Type, Path: "/", URI: r.URI, KeyName: r.KeyName}
+	if err := m.check(); err != nil {
+		return m, fmt.Errorf("fs.root: %w", err)
+	}
+	if m.Type == Encrypted {
+		return m, errors.New("fs.root: ppml does not take an encrypted root: mount the encrypted folder in fs.mounts")
+	}
+	return m, nil
 }
 
 func (m *Mount) check() error {

@@ -101,6 +101,23 @@ func TestParseDefaults(t *testing.T) {
 	if want := []string{"localhost:4433"}; !reflect.DeepEqual(m.Provisioning.Servers, want) || m.Provisioning.CAChainPath != "" || m.Provisioning.SetKey != "" {
 		t.Errorf("provisioning %+v", m.Provisioning)
 	}
+	// Gramine's root: the folder it runs in.
+	if want := (Mount{Type: Chroot, Path: "/", URI: "file:."}); m.Root != want || m.UseHostEnv {
+		t.Errorf("root %+v, want %+v; host environment %v", m.Root, want, m.UseHostEnv)
+	}
+	for src, want := range map[string]Mount{
+		`fs.root = { uri = "file:/srv/app" }`:                {Type: Chroot, Path: "/", URI: "file:/srv/app"},
+		`fs.root = { type = "chroot", uri = "file:app" }`:    {Type: Chroot, Path: "/", URI: "file:app"},
+		`fs.root.type = "tmpfs"`:                             {Type: Tmpfs, Path: "/"},
+		`fs.root = { type = "tmpfs", uri = "file:ignored" }`: {Type: Tmpfs, Path: "/", URI: "file:ignored"},
+	} {
+		if m := mustParse(t, minimal+src); m.Root != want {
+			t.Errorf("%s: root %+v, want %+v", src, m.Root, want)
+		}
+	}
+	if m := mustParse(t, minimal+"loader.insecure__use_host_env = true"); !m.UseHostEnv {
+		t.Error("loader.insecure__use_host_env = true not read")
+	}
 	m = mustParse(t, minimal+`loader.argv = ["app", "--x"]
 loader.insecure__use_cmdline_argv = false
 fs.start_dir = "/work"
@@ -139,13 +156,17 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", minimal + "x = ", "toml: line 2"},
 		{"unknown key", minimal + "sgx.thread_count = 4", "unknown manifest key sgx.thread_count"},
 		{"unknown table", minimal + "[extra]\na = 1\nb.c = 2", "unknown manifest key extra (it is not in Gramine's manifest schema)"},
+		{"unknown ppml key", minimal + "ppml.gpu = 1", "unknown manifest key ppml.gpu: it is not one of ppml's keys (ppml.gpus, ppml.network, ppml.job)"},
 		{"unknown mount key", minimal + `fs.mounts = [{ path = "/a", uri = "file:a", enable_recovery = true }]`, "unknown manifest key fs.mounts.enable_recovery"},
 		{"two unknown keys", minimal + "a = 1\nb = 2", "unknown manifest key a (it is not in Gramine's manifest schema); unknown manifest key b"},
 		{"old key", minimal + "sgx.thread_num = 4", "manifest key sgx.thread_num: Gramine renamed it sgx.max_threads"},
 		{"old mount syntax", minimal + "fs.mount.lib.type = \"chroot\"\nfs.mount.lib.path = \"/lib\"", "manifest key fs.mount: Gramine replaced"},
 		{"insecure keys", minimal + "fs.insecure__keys.default = \"00112233445566778899aabbccddeeff\"", "manifest key fs.insecure__keys: ppml receives keys only from a provisioning server"},
-		{"fs.root", minimal + "fs.root.uri = \"file:.\"", "manifest key fs.root: the workload sees only fs.mounts"},
-		{"host env", minimal + "loader.insecure__use_host_env = true", "manifest key loader.insecure__use_host_env"},
+		{"fs.root path", minimal + "fs.root = { uri = \"file:.\", path = \"/\" }", "unknown manifest key fs.root.path"},
+		{"fs.root uri", minimal + "fs.root.type = \"chroot\"", `fs.root: URI "" is not file:PATH`},
+		{"fs.root encrypted", minimal + "fs.root = { type = \"encrypted\", uri = \"file:enc\" }", "fs.root: ppml does not take an encrypted root"},
+		{"mount at the root", minimal + `fs.mounts = [{ path = "/a", uri = "file:a" }, { path = "//", uri = "file:b" }]`, `fs.mounts[1]: path "/" is the root, which fs.root mounts`},
+		{"host env type", minimal + "loader.insecure__use_host_env = 1", `(last key "loader.insecure__use_host_env"): incompatible types`},
 		{"wrong type", minimal + "sgx.debug = \"yes\"", `(last key "sgx.debug"): incompatible types`},
 		{"ignored key type", minimal + "sgx.max_threads = \"4\"", `(last key "sgx.max_threads"): incompatible types`},
 		{"isvsvn range", minimal + "sgx.isvsvn = 65536", "65536 is out of range for uint16"},

@@ -3,6 +3,7 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -21,6 +22,7 @@ type document struct {
 	Loader struct {
 		Argv           []string          `toml:"argv"`
 		UseCmdlineArgv bool              `toml:"insecure__use_cmdline_argv"`
+		UseHostEnv     bool              `toml:"insecure__use_host_env"`
 		Env            map[string]EnvVar `toml:"env"`
 		LogLevel       string            `toml:"log_level"`
 		UID            *uint32           `toml:"uid"`
@@ -32,6 +34,7 @@ type document struct {
 	} `toml:"loader"`
 
 	FS struct {
+		Root     *root   `toml:"root"`
 		Mounts   []Mount `toml:"mounts"`
 		StartDir string  `toml:"start_dir"`
 	} `toml:"fs"`
@@ -112,21 +115,37 @@ type document struct {
 	} `toml:"ppml"`
 }
 
+// root is fs.root: a mount without a path, which is "/".
+type root struct {
+	Type    string `toml:"type"`
+	URI     string `toml:"uri"`
+	KeyName string `toml:"key_name"`
+}
+
+// ppmlKeys returns ppml's own keys, the fields of the document's ppml table.
+func ppmlKeys() []string {
+	t := reflect.TypeFor[document]()
+	f, _ := t.FieldByName("PPML")
+	var keys []string
+	for i := range f.Type.NumField() {
+		keys = append(keys, "ppml."+f.Type.Field(i).Tag.Get("toml"))
+	}
+	return keys
+}
+
 // freeForm are the keys whose content is not checked.
 var freeForm = []string{"loader.entrypoint", "sys.ioctl_structs"}
 
 // rejected are Gramine keys that ppml cannot honour, and Gramine keys of old, with what to do.
 var rejected = map[string]string{
-	"loader.argv_src_file":          "ppml takes the arguments from loader.argv or the command line only",
-	"loader.env_src_file":           "ppml takes the environment from loader.env only",
-	"loader.insecure__use_host_env": "ppml passes only the variables in loader.env: list them, with { passthrough = true } for host values",
-	"loader.preload":                "Gramine removed it; delete it",
-	"fs.root":                       "the workload sees only fs.mounts: mount the host folder you need as one of them",
-	"fs.insecure__keys":             "ppml receives keys only from a provisioning server (SECRET_PROVISION_SERVERS)",
-	"fs.mount":                      "Gramine replaced the fs.mount.NAME tables by the fs.mounts list",
-	"sgx.thread_num":                "Gramine renamed it sgx.max_threads",
-	"sgx.nonpie_binary":             "Gramine removed it; delete it",
-	"sgx.sigfile":                   "Gramine removed it; delete it",
+	"loader.argv_src_file": "ppml takes the arguments from loader.argv or the command line only",
+	"loader.env_src_file":  "ppml takes the environment from loader.env only",
+	"loader.preload":       "Gramine removed it; delete it",
+	"fs.insecure__keys":    "ppml receives keys only from a provisioning server (SECRET_PROVISION_SERVERS)",
+	"fs.mount":             "Gramine replaced the fs.mount.NAME tables by the fs.mounts list",
+	"sgx.thread_num":       "Gramine renamed it sgx.max_threads",
+	"sgx.nonpie_binary":    "Gramine removed it; delete it",
+	"sgx.sigfile":          "Gramine removed it; delete it",
 }
 
 // checkKeys reports the keys the schema does not know: once for a table, not for each key in
@@ -159,10 +178,16 @@ keys:
 			}
 		}
 		for i := 1; i <= len(k); i++ {
-			if p := k[:i].String(); unknown[p] {
+			p := k[:i].String()
+			switch {
+			case !unknown[p]:
+				continue
+			case k[0] == "ppml":
+				report(p, fmt.Sprintf("unknown manifest key %s: it is not one of ppml's keys (%s)", p, strings.Join(ppmlKeys(), ", ")))
+			default:
 				report(p, fmt.Sprintf("unknown manifest key %s (it is not in Gramine's manifest schema)", p))
-				break
 			}
+			break
 		}
 	}
 	if len(msgs) > 0 {

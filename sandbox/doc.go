@@ -1,6 +1,7 @@
 // Package sandbox launches a workload from its manifest, as Gramine's loader does: it provisions
-// the keys of the encrypted mounts, builds the workload's view of the filesystem from fs.mounts
-// in a private mount namespace, where each trusted file is checked when first opened, and runs
+// the keys of the encrypted mounts, builds the workload's view of the filesystem from fs.root
+// (by default, as in Gramine, the folder ppml runs in) and fs.mounts in a private mount
+// namespace, where each trusted file is checked when first opened, and runs
 // libos.entrypoint there with the manifest's arguments and environment.
 //
 // # Start-up
@@ -26,8 +27,10 @@
 //     an empty read-only tmpfs, at /tmp/root. It serves the read-only chroot mounts with package
 //     trustfs, one filesystem at /tmp/trustfs that holds each mount's trusted files as
 //     sgx.file_check_policy says (see stageConfig.check), each checked when first opened and
-//     served as it was checked. In the root, in the manifest's order, it bind-mounts each chroot
-//     mount at its declared path: what trustfs serves of it, read-only, with each
+//     served as it was checked. In the root, fs.root first (unless it would be empty under
+//     strict: the root is then the empty tmpfs), then the devices and the CPU's description
+//     below, then fs.mounts in the manifest's order, it bind-mounts each chroot mount at its
+//     declared path: what trustfs serves of it, read-only, with each
 //     sgx.allowed_files entry inside it bound writable over itself, or the host path as it is for
 //     a mount the workload may write, or one without trusted files under allow_all_but_log;
 //     serves each encrypted mount with package encfs (files bound to the mount's URI path as
@@ -65,6 +68,10 @@
 // result.txt, looks absent, as in Gramine: its path is a symbolic link into the volume that
 // serves it (bound at /.ppml/encrypted/N in the view, serving its mounts' names alone), so that
 // the file is made on the host when the workload makes it. An encrypted folder must exist.
+// An sgx.allowed_files file of a read-only chroot mount that is not on the host yet looks
+// absent the same way: its path is a symbolic link into /.ppml/allowed/N, where a trustfs of its
+// own serves it alone (trustfs.Creatable) and makes the host file, loader.uid's, when the
+// workload creates it (view.linkAllowed).
 //
 // # While it runs, and after
 //

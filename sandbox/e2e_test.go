@@ -357,9 +357,11 @@ if sys.argv[1] == "make":
 	mounts := `
   { path = "/made.txt", uri = "file:made.txt", type = "encrypted" },
   { path = "/left.txt", uri = "file:left.txt", type = "encrypted" },`
+	// Under strict, as the tutorial: the root, which holds the trusted app/, is served checked.
+	w.policy = manifest.Strict
 	runs := map[string]*manifest.Manifest{}
 	for _, arg := range []string{"look", "make"} {
-		runs[arg] = w.manifest(`loader.argv = ["python3", "/app/absent.py", "`+arg+`"]`, mounts, provisioning(w.addr), "")
+		runs[arg] = w.manifest(`loader.argv = ["python3", "/app/absent.py", "`+arg+`"]`, mounts, provisioning(w.addr), `"file:/usr/lib/python3.11/",`)
 	}
 	folder := w.manifest(`loader.argv = ["python3", "-c", "pass"]`, `
   { path = "/out/", uri = "file:out/", type = "encrypted" },`, provisioning(w.addr), "")

@@ -24,11 +24,13 @@ import (
 // travels to the sandbox process over a pipe, keys included.
 type stageConfig struct {
 	Volumes []volume
-	Mounts  []stageMount
-	Path    string   // the entrypoint, in the workload's view
-	Args    []string // argv, argv[0] included
-	Env     []string
-	Dir     string // fs.start_dir
+	// Mounts are fs.root's at "/", unless the view's own empty root serves it, then fs.mounts'
+	// (and ppml.gpus'), in order.
+	Mounts []stageMount
+	Path   string   // the entrypoint, in the workload's view
+	Args   []string // argv, argv[0] included
+	Env    []string
+	Dir    string // fs.start_dir
 	// UID and GID are loader.uid and loader.gid, the workload's user and group.
 	UID, GID uint32
 	// KeyNames are the names of the keys that follow the configuration on its pipe.
@@ -39,9 +41,13 @@ type stageConfig struct {
 	// NetNS says that the workload has a network namespace of its own, which the sandbox
 	// process receives at netnsFD; Mesh, that it is ppml.network "mesh".
 	NetNS, Mesh bool
-	// Devices are the host's device nodes that ppml.gpus gives the workload, relative to /dev
-	// (gpu.go).
+	// Devices are the host's device nodes that the workload gets, relative to /dev: those of
+	// devices that the host has, and those that ppml.gpus gives it (gpu.go).
 	Devices []string
+	// System are the files and folders of cpuDescription that the host has.
+	System []string
+	// Absent are the allowed files of read-only chroot mounts that the workload may create.
+	Absent []absentFile
 }
 
 // volume is one encfs filesystem: a host folder of protected files.
@@ -67,7 +73,10 @@ type stageMount struct {
 
 // plan resolves m for the sandbox process. args are the command line's arguments.
 func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, error) {
-	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: Environment(m.Env), UID: m.UID, GID: m.GID, Mesh: m.Network == manifest.NetworkMesh}
+	cfg := &stageConfig{Path: m.Entrypoint, Dir: m.StartDir, Env: Environment(m), UID: m.UID, GID: m.GID, Mesh: m.Network == manifest.NetworkMesh}
+	if m.UseHostEnv {
+		log.Warn("loader.insecure__use_host_env: the workload gets the host's environment, which the host chooses (insecure, as in Gramine: for development only)")
+	}
 	switch {
 	case m.UseCmdlineArgv:
 		cfg.Args = append([]string{m.Entrypoint}, args...)
@@ -86,7 +95,8 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 		return nil, err
 	}
 	files := trustedFiles(m, wd)
-	mounts := m.Mounts
+	mounts := append([]manifest.Mount{m.Root}, m.Mounts...)
+	cfg.Devices, cfg.System = existing("/dev", devices), existing("/", cpuDescription)
 	if m.GPUs != 0 {
 		ldconfig, err := ldconfigCache()
 		if err != nil {
@@ -96,27 +106,34 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 		if err != nil {
 			return nil, err
 		}
-		cfg.Devices = g.devices
+		cfg.Devices = append(cfg.Devices, g.devices...)
 		files = append(files, g.files...)
-		mounts = append(slices.Clone(mounts), g.mounts...)
+		mounts = append(mounts, g.mounts...)
 	}
-	allowed := make([]string, len(m.AllowedFiles))
+	allowed := make([]allowedEntry, len(m.AllowedFiles))
 	for i, uri := range m.AllowedFiles {
-		allowed[i] = inFolder(wd, strings.TrimPrefix(uri, "file:"))
+		allowed[i] = allowedEntry{host: inFolder(wd, strings.TrimPrefix(uri, "file:")), folder: strings.HasSuffix(uri, "/")}
 	}
 	for i, mt := range mounts {
 		sm := stageMount{Type: mt.Type, Path: path.Clean(mt.Path)}
+		err = nil
 		switch mt.Type {
 		case manifest.Chroot:
 			sm.Source, err = filepath.EvalSymlinks(inFolder(wd, mt.HostPath()))
-			if errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, fs.ErrNotExist) && i > 0 {
 				log.Warn("a chroot mount's host path does not exist: the workload does not see it", "mount", sm.Path, "host", mt.HostPath())
 				continue
 			}
-			sm.ReadOnly = !slices.ContainsFunc(allowed, func(a string) bool { _, in := within(a, sm.Source); return in })
+			if err != nil {
+				break
+			}
+			cfg.cover(sm.Path)
+			sm.ReadOnly = !slices.ContainsFunc(allowed, func(a allowedEntry) bool { _, in := within(a.host, sm.Source); return in })
 			if sm.ReadOnly {
 				var writable []stageMount
-				if writable, err = allowedIn(sm, allowed); err == nil {
+				var absent []absentFile
+				if writable, absent, err = allowedIn(sm, allowed, log); err == nil {
+					cfg.Absent = append(cfg.Absent, absent...)
 					if cfg.check(&sm, inFolder(wd, mt.HostPath()), files, writable, m.FileCheckPolicy, log) {
 						cfg.Mounts = append(cfg.Mounts, sm)
 					}
@@ -131,8 +148,12 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("fs.mounts[%d] (%s): %w", i, sm.Path, err)
+			if i == 0 {
+				return nil, fmt.Errorf("fs.root: %w", err)
+			}
+			return nil, fmt.Errorf("fs.mounts[%d] (%s): %w", i-1, sm.Path, err)
 		}
+		cfg.cover(sm.Path)
 		cfg.Mounts = append(cfg.Mounts, sm)
 	}
 	if err := checkOverlap(cfg); err != nil {
@@ -226,6 +247,10 @@ func (c *stageConfig) check(sm *stageMount, uri string, files []trustedFile, wri
 	case policy == manifest.AllowAllButLog && dir:
 		log.Info("sgx.file_check_policy allow_all_but_log: the files of a plain mount that are not trusted are served unchecked", "mount", sm.Path, "host", sm.Source)
 		entries = append([]trustfs.Entry{{Path: name, Kind: trustfs.Unchecked, Host: sm.Source[1:]}}, entries...)
+	case len(entries) == 0 && sm.Path == "/" && len(writable) == 0:
+		return false // the view's own root is that empty folder
+	case len(entries) == 0 && sm.Path == "/":
+		entries = append(entries, trustfs.Entry{Path: name, Kind: trustfs.Folder})
 	case len(entries) == 0 && !dir:
 		log.Warn("a plain mount's file is not trusted: the workload does not see it (sgx.file_check_policy is strict)", "mount", sm.Path, "host", sm.Source)
 		return false
@@ -259,7 +284,11 @@ func (c *stageConfig) mountPoints() error {
 		if kind, ok := served[in.Checked]; in.Checked == "" || ok && kind == trustfs.Unchecked {
 			continue
 		}
-		for _, sm := range c.Mounts[i+1:] {
+		later := c.Mounts[i+1:]
+		if in.Path == "/" {
+			later = append(c.provided(), later...)
+		}
+		for _, sm := range later {
 			rel, ok := within(in.Path, sm.Path)
 			p := path.Join(in.Checked, rel)
 			if _, done := served[p]; !ok || rel == "" || done {
@@ -276,9 +305,13 @@ func (c *stageConfig) mountPoints() error {
 					kind = trustfs.File
 				}
 			case manifest.Encrypted:
-				if sm.Source != "" {
-					kind = trustfs.File
+				if sm.Source == "" {
+					break
 				}
+				if _, err := os.Lstat(filepath.Join(c.Volumes[sm.Volume].Host, sm.Source)); errors.Is(err, fs.ErrNotExist) {
+					continue // its path is a link that the view makes (stage.go, linkAbsent)
+				}
+				kind = trustfs.File
 			}
 			c.Trusted = append(c.Trusted, trustfs.Entry{Path: p, Kind: kind})
 			served[p] = kind
@@ -287,29 +320,86 @@ func (c *stageConfig) mountPoints() error {
 	return nil
 }
 
-// allowedIn returns the writable mounts of the sgx.allowed_files entries (absolute host paths)
-// that lie inside sm, a read-only chroot mount: each allowed file or folder is bound over itself,
-// so that the workload may write it and nothing else of the mount. Such an entry must exist,
-// since ppml does not create files on the host, and must not lead outside sm by a symbolic link.
-func allowedIn(sm stageMount, allowed []string) ([]stageMount, error) {
+// provided returns the mounts of what ppml provides in every view, over the root and under
+// fs.mounts: the device files of c.Devices and the system files of c.System.
+func (c *stageConfig) provided() []stageMount {
 	var mounts []stageMount
+	for _, dev := range c.Devices {
+		p := path.Join("/dev", dev)
+		mounts = append(mounts, stageMount{Type: manifest.Chroot, Path: p, Source: p})
+	}
+	for _, p := range c.System {
+		mounts = append(mounts, stageMount{Type: manifest.Chroot, Path: p, Source: p, ReadOnly: true})
+	}
+	return mounts
+}
+
+// existing returns the names, relative to the host folder dir, that the host has.
+func existing(dir string, names []string) []string {
+	var found []string
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			found = append(found, name)
+		}
+	}
+	return found
+}
+
+// allowedEntry is an sgx.allowed_files entry.
+type allowedEntry struct {
+	host   string // absolute
+	folder bool   // its URI ends in "/"
+}
+
+// absentFile is an sgx.allowed_files file of a read-only chroot mount that is not on the host
+// yet: absent from the view until the workload creates it (stage.go, linkAllowed).
+type absentFile struct {
+	Path string // in the workload's view
+	Host string // absolute, its folder without symbolic links
+}
+
+// cover drops the absent allowed files of the mounts so far that a mount at p hides.
+func (c *stageConfig) cover(p string) {
+	c.Absent = slices.DeleteFunc(c.Absent, func(a absentFile) bool { _, in := within(p, a.Path); return in })
+}
+
+// allowedIn returns the writable mounts of the sgx.allowed_files entries that lie inside sm, a
+// read-only chroot mount: each allowed file or folder is bound over itself, so that the
+// workload may write it and nothing else of the mount; and the allowed files there that are
+// not on the host yet, which the workload may create. An entry must not lead outside sm by a
+// symbolic link; an absent folder, or an absent file whose folder is absent too, is left out.
+func allowedIn(sm stageMount, allowed []allowedEntry, log *slog.Logger) ([]stageMount, []absentFile, error) {
+	var mounts []stageMount
+	var absent []absentFile
 	for _, a := range allowed {
-		if _, in := within(sm.Source, a); !in {
+		if _, in := within(sm.Source, a.host); !in {
 			continue
 		}
-		host, err := filepath.EvalSymlinks(a)
+		host, err := filepath.EvalSymlinks(a.host)
+		if errors.Is(err, fs.ErrNotExist) && !a.folder {
+			// Its folder, then: the file is made there.
+			if host, err = filepath.EvalSymlinks(filepath.Dir(a.host)); err == nil {
+				host = filepath.Join(host, filepath.Base(a.host))
+			}
+		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("sgx.allowed_files: %s does not exist: create it (writable by the workload's user, loader.uid), since only the allowed files of a plain mount are writable", a)
+			log.Warn("an sgx.allowed_files entry is absent, and so is its folder: the workload does not see it", "mount", sm.Path, "host", a.host)
+			continue
 		} else if err != nil {
-			return nil, fmt.Errorf("sgx.allowed_files: %w", err)
+			return nil, nil, fmt.Errorf("sgx.allowed_files: %w", err)
 		}
 		rel, in := within(sm.Source, host)
 		if !in {
-			return nil, fmt.Errorf("sgx.allowed_files: %s leads outside the mount of %s (to %s)", a, sm.Source, host)
+			return nil, nil, fmt.Errorf("sgx.allowed_files: %s leads outside the mount of %s (to %s)", a.host, sm.Source, host)
 		}
-		mounts = append(mounts, stageMount{Type: manifest.Chroot, Path: path.Join(sm.Path, filepath.ToSlash(rel)), Source: host})
+		p := path.Join(sm.Path, filepath.ToSlash(rel))
+		if _, err := os.Lstat(host); errors.Is(err, fs.ErrNotExist) {
+			absent = append(absent, absentFile{Path: p, Host: host})
+			continue
+		}
+		mounts = append(mounts, stageMount{Type: manifest.Chroot, Path: p, Source: host})
 	}
-	return mounts, nil
+	return mounts, absent, nil
 }
 
 // volume returns the index of v in c.Volumes, adding it if it is not there yet: mounts of files
@@ -384,10 +474,25 @@ func overlap(a, b string) bool {
 	return in || over
 }
 
-// Environment returns the workload's environment: loader.env, without what only makes sense
-// inside Gramine: the SECRET_PROVISION_* variables of libsecret_prov_attest.so, and that library
-// in LD_PRELOAD (ppml provisions the keys itself).
-func Environment(vars map[string]manifest.EnvVar) []string {
+// Environment returns the workload's environment: loader.env (over ppml's own environment with
+// loader.insecure__use_host_env, as in Gramine), without what only makes sense inside Gramine:
+// the SECRET_PROVISION_* variables of libsecret_prov_attest.so, and that library in LD_PRELOAD
+// (ppml provisions the keys itself).
+func Environment(m *manifest.Manifest) []string {
+	vars := m.Env
+	if m.UseHostEnv {
+		vars = map[string]manifest.EnvVar{}
+		for _, kv := range os.Environ() {
+			if name, value, ok := strings.Cut(kv, "="); ok && name != "" {
+				vars[name] = manifest.EnvVar{Value: value}
+			}
+		}
+		for name, v := range m.Env {
+			if !v.Passthrough { // the host's value is there already
+				vars[name] = v
+			}
+		}
+	}
 	env := []string{}
 	for _, name := range slices.Sorted(maps.Keys(vars)) {
 		v := vars[name]

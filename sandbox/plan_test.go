@@ -38,26 +38,59 @@ loader.env.PPML_UNSET = { passthrough = true }
 loader.env.EMPTY = ""
 `)
 	want := []string{"EMPTY=", "HOME=/home/user", "LD_PRELOAD=libother.so", "PPML_PASSED=from ppml"}
-	if got := Environment(m.Env); !slices.Equal(got, want) {
+	if got := Environment(m); !slices.Equal(got, want) {
 		t.Errorf("environment %q, want %q", got, want)
 	}
 	m = parse(t, `libos.entrypoint = "/bin/app"
 loader.env.LD_PRELOAD = "libsecret_prov_attest.so"
 `)
-	if got := Environment(m.Env); got == nil || len(got) != 0 {
+	if got := Environment(m); got == nil || len(got) != 0 {
 		t.Errorf("environment %q, want none (and not nil, which os/exec reads as ppml's)", got)
+	}
+}
+
+// TestHostEnvironment checks loader.insecure__use_host_env: the host's environment, with
+// loader.env's values over it, less what only Gramine uses; and a warning.
+func TestHostEnvironment(t *testing.T) {
+	t.Setenv("PPML_HOST", "host value")
+	t.Setenv("PPML_OVER", "host value")
+	t.Setenv("SECRET_PROVISION_SERVERS", "host:1")
+	m := parse(t, `libos.entrypoint = "/bin/app"
+loader.insecure__use_host_env = true
+loader.env.PPML_OVER = "manifest value"
+loader.env.PPML_PASS = { passthrough = true }
+`)
+	env := Environment(m)
+	for _, want := range []string{"PPML_HOST=host value", "PPML_OVER=manifest value", "PATH=" + os.Getenv("PATH")} {
+		if !slices.Contains(env, want) {
+			t.Errorf("environment %q lacks %q", env, want)
+		}
+	}
+	if slices.ContainsFunc(env, func(kv string) bool {
+		return strings.HasPrefix(kv, "SECRET_PROVISION_") || strings.HasPrefix(kv, "PPML_PASS=") || kv == "PPML_OVER=host value"
+	}) {
+		t.Errorf("environment %q", env)
+	}
+	var log strings.Builder
+	if _, err := plan(m, nil, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "loader.insecure__use_host_env") {
+		t.Errorf("no warning of the host's environment: %s", log.String())
 	}
 }
 
 func TestPlanMounts(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	for _, d := range []string{"app", "enc/data", "out"} {
+	// The root is an empty folder: the view's own root serves it (TestPlanRoot).
+	for _, d := range []string{"app", "enc/data", "out", "root"} {
 		os.MkdirAll(d, 0o755)
 	}
 	os.WriteFile("app/log.txt", nil, 0o644)
 	os.Symlink("app", "link")
 	m := parse(t, `libos.entrypoint = "/app/run"
+fs.root = { uri = "file:root" }
 fs.mounts = [
   { path = "/app/", uri = "file:link" },
   { path = "/missing", uri = "file:missing" },
@@ -157,7 +190,9 @@ func TestPlanTrusted(t *testing.T) {
 	os.MkdirAll("lib64", 0o755)
 	os.Symlink("../lib/ld.so", "lib64/ld.so")
 	os.MkdirAll("usrlib/python", 0o755)
+	os.MkdirAll("root", 0o755) // an empty root: the view's own under strict (TestPlanRoot)
 	text := `libos.entrypoint = "/app/run"
+fs.root = { uri = "file:root" }
 fs.mounts = [
   { path = "/app", uri = "file:app" },
   { path = "/lib64", uri = "file:lib64" },
@@ -207,12 +242,12 @@ sgx.trusted_files = ["file:app/run.py", "file:lib64/ld.so", "file:py/", "file:li
 		t.Fatal(err)
 	}
 	want = []trustfs.Entry{
-		{Path: "0", Kind: trustfs.Unchecked, Host: dir[1:] + "/app"},
-		{Path: "0/run.py", Kind: trustfs.Trusted, Host: dir[1:] + "/app/run.py", SHA256: sum("run")},
-		{Path: "1", Kind: trustfs.Unchecked, Host: dir[1:] + "/lib64"},
-		{Path: "1/ld.so", Kind: trustfs.Trusted, Host: dir[1:] + "/lib/ld.so", SHA256: sum("ld")},
-		{Path: "3", Kind: trustfs.Unchecked, Host: dir[1:] + "/py"},
-		{Path: "3/os.py", Kind: trustfs.Trusted, Host: dir[1:] + "/py/os.py", SHA256: sum("os")},
+		{Path: "1", Kind: trustfs.Unchecked, Host: dir[1:] + "/app"},
+		{Path: "1/run.py", Kind: trustfs.Trusted, Host: dir[1:] + "/app/run.py", SHA256: sum("run")},
+		{Path: "2", Kind: trustfs.Unchecked, Host: dir[1:] + "/lib64"},
+		{Path: "2/ld.so", Kind: trustfs.Trusted, Host: dir[1:] + "/lib/ld.so", SHA256: sum("ld")},
+		{Path: "4", Kind: trustfs.Unchecked, Host: dir[1:] + "/py"},
+		{Path: "4/os.py", Kind: trustfs.Trusted, Host: dir[1:] + "/py/os.py", SHA256: sum("os")},
 	}
 	if !slices.Equal(cfg.Trusted, want) {
 		t.Errorf("allow_all_but_log: entries\n%+v\nwant\n%+v", cfg.Trusted, want)
@@ -221,7 +256,7 @@ sgx.trusted_files = ["file:app/run.py", "file:lib64/ld.so", "file:py/", "file:li
 	for _, sm := range cfg.Mounts {
 		checked = append(checked, sm.Path+"="+sm.Checked)
 	}
-	if want := []string{"/app=0", "/lib64=1", "/usr/lib=", "/usr/lib/python=3", "/bin/tool=", "/app/data=", "/app/model.pt="}; !slices.Equal(checked, want) {
+	if want := []string{"/=", "/app=1", "/lib64=2", "/usr/lib=", "/usr/lib/python=4", "/bin/tool=", "/app/data=", "/app/model.pt="}; !slices.Equal(checked, want) {
 		t.Errorf("allow_all_but_log: mounts %q, want %q", checked, want)
 	}
 
@@ -274,5 +309,66 @@ func TestOpenExistingHints(t *testing.T) {
 		case err != nil && tc.name != "other-key.txt" && strings.Contains(err.Error(), "left over"):
 			t.Errorf("%s: %v says it may be left over", tc.name, err)
 		}
+	}
+}
+
+// TestPlanRoot checks Gramine's root: by default the folder ppml runs in, served as a plain
+// mount (its trusted files, and the mount points of fs.mounts and of the devices and system
+// files that ppml provides), left to the view's own empty root where it would hold nothing;
+// fs.root names another folder, or a tmpfs.
+func TestPlanRoot(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, d := range []string{"scripts", "lib", "empty"} {
+		os.MkdirAll(d, 0o755)
+	}
+	os.WriteFile("scripts/hello.py", []byte("print(1)"), 0o644)
+	os.WriteFile("secret.txt", nil, 0o644)
+	text := `libos.entrypoint = "/usr/bin/python3"
+fs.mounts = [{ path = "/lib", uri = "file:lib" }]
+sgx.trusted_files = ["file:scripts/"]
+`
+	m, err := parse(t, text).HashTrustedFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := plan(m, nil, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (stageMount{Type: "chroot", Path: "/", Source: dir, ReadOnly: true, Checked: "0"}); len(cfg.Mounts) != 2 || cfg.Mounts[0] != want {
+		t.Errorf("mounts %+v, want the root first: %+v", cfg.Mounts, want)
+	}
+	served := map[string]trustfs.Kind{}
+	for _, e := range cfg.Trusted {
+		served[e.Path] = e.Kind
+	}
+	for p, kind := range map[string]trustfs.Kind{"0/scripts/hello.py": trustfs.Trusted, "0/lib": trustfs.Folder, "0/dev/null": trustfs.File, "0/proc/cpuinfo": trustfs.File} {
+		if got, ok := served[p]; !ok || got != kind {
+			t.Errorf("the root serves %s as %v (%v), want %v", p, got, ok, kind)
+		}
+	}
+	if _, ok := served["0/secret.txt"]; ok {
+		t.Error("the root serves secret.txt, which is not trusted")
+	}
+
+	for root, want := range map[string]string{`fs.root = { uri = "file:empty" }`: "/lib", `fs.root.type = "tmpfs"`: "/"} {
+		m, err := parse(t, text+root).HashTrustedFiles("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg, err = plan(m, nil, discard); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Mounts[0].Path != want || cfg.Mounts[0].Type == manifest.Tmpfs != (want == "/") {
+			t.Errorf("%s: mounts %+v", root, cfg.Mounts)
+		}
+	}
+	m, err = parse(t, text+`fs.root = { uri = "file:none" }`).HashTrustedFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan(m, nil, discard); err == nil || !strings.Contains(err.Error(), "fs.root: lstat "+dir+"/none: no such file or directory") {
+		t.Errorf("a missing root: %v", err)
 	}
 }

@@ -31,8 +31,9 @@ for p in ["/etc/passwd", "/proc/self", "/app/secret.txt", "/proc/cpuinfo", "/sys
 print(open("/dev/urandom", "rb").read(4) != b"", file=open("/dev/null", "w"))
 `
 
-// TestView checks the workload's view: exactly the declared mounts, read-only where nothing is
-// allowed, the manifest's arguments and environment without Gramine's provisioning variables.
+// TestView checks the workload's view: exactly the declared mounts over Gramine's root (the
+// folder ppml runs in, whose files allow_all_but_log serves unchecked), read-only where nothing
+// is allowed, the manifest's arguments and environment without Gramine's provisioning variables.
 func TestView(t *testing.T) {
 	w := newWorld(t, map[string]string{"view.py": viewScript})
 	os.Setenv("PPML_TEST_PASSED", "through")
@@ -57,7 +58,7 @@ loader.env.LANG = { value = "C.UTF-8" }`, "")
 	want := `argv ['/app/view.py', 'two words']
 cwd /app
 env ['LANG=C.UTF-8', 'PPML_TEST_PASSED=through']
-root ['app', 'dev', 'lib', 'lib64', 'proc', 'sys', 'tmp', 'usr']
+root ['app', 'app.manifest', 'dev', 'lib', 'lib64', 'proc', 'secret.txt', 'sys', 'tmp', 'usr']
 dev ['full', 'null', 'random', 'urandom', 'zero']
 write /x Read-only file system
 write /app/x Read-only file system

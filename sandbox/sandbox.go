@@ -159,7 +159,7 @@ func canRun(cfg *stageConfig) error {
 	if os.Geteuid() != 0 {
 		return errors.New("ppml run needs root: it builds the workload's view in a mount namespace of its own (run it with sudo)")
 	}
-	if len(cfg.Volumes) > 0 || len(cfg.Trusted) > 0 {
+	if len(cfg.Volumes) > 0 || len(cfg.Trusted) > 0 || len(cfg.Absent) > 0 {
 		if _, err := os.Stat("/dev/fuse"); err != nil {
 			return fmt.Errorf("ppml run needs /dev/fuse to serve the encrypted mounts and the plain ones (load the fuse module: modprobe fuse; in a container, pass the device: --device /dev/fuse): %w", err)
 		}

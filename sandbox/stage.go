@@ -60,6 +60,7 @@ const (
 	rootDir    = "/tmp/root"    // the workload's root
 	volumesDir = "/tmp/encfs"   // the encfs volumes, as /tmp/encfs/INDEX
 	trustedDir = "/tmp/trustfs" // the trusted files' filesystem
+	allowedDir = "/tmp/allowed" // the allowed files that the workload may create
 )
 
 // devices are the device files that the workload's /dev holds, as Gramine's LibOS provides them.
@@ -160,10 +161,12 @@ func readConfig(r io.Reader) (*stageConfig, []pf.Key, error) {
 // view is the workload's view of the filesystem as it is being built.
 type view struct {
 	log     *slog.Logger
-	root    int             // an O_PATH descriptor of the root's tmpfs, or -1
+	root    int             // an O_PATH descriptor of the root (its tmpfs, or fs.root's mount), or -1
+	rooted  bool            // fs.root is mounted over the root's tmpfs
 	mounted []stageMount    // the mounts made in the root so far, devices included
 	volumes []*encfs.Server // the encfs volumes
 	trusted *trustfs.Server // the trusted files' filesystem, or nil
+	allowed *trustfs.Server // the filesystem of the allowed files to create, or nil
 	exposed map[int]bool    // the volumes bound at exposedDir in the root, for absent files
 	shadows []int           // the tmpfs mounts that shadow made, open
 }
@@ -185,7 +188,7 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 	if err := mountTmpfs(scratchDir, "mode=0700"); err != nil {
 		return err
 	}
-	for _, dir := range []string{hostDir, rootDir, volumesDir, trustedDir} {
+	for _, dir := range []string{hostDir, rootDir, volumesDir, trustedDir, allowedDir} {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
@@ -220,27 +223,30 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 		}
 		v.volumes = append(v.volumes, s)
 	}
-	for _, dev := range append(slices.Clone(devices), cfg.Devices...) {
-		if _, err := os.Stat(filepath.Join(hostDir, "dev", dev)); err != nil {
-			continue // not on this host
+	mounts := cfg.Mounts
+	if len(mounts) > 0 && mounts[0].Path == "/" {
+		if err := v.mountRoot(mounts[0]); err != nil {
+			return err
 		}
+		mounts = mounts[1:]
+	}
+	for _, sm := range cfg.provided() {
 		// Devices must keep working: nodev is for every other mount.
-		if err := v.mount(stageMount{Type: manifest.Chroot, Path: "/dev/" + dev, Source: "/dev/" + dev}, unix.MOUNT_ATTR_NOSUID); err != nil {
+		attrs := uint64(unix.MOUNT_ATTR_NOSUID)
+		if sm.ReadOnly {
+			attrs |= unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+		}
+		if err := v.mount(sm, attrs); err != nil {
 			return err
 		}
 	}
-	for _, p := range cpuDescription {
-		if _, err := os.Stat(filepath.Join(hostDir, p)); err != nil {
-			continue // not on this host
-		}
-		if err := v.mount(stageMount{Type: manifest.Chroot, Path: p, Source: p, ReadOnly: true}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
-			return err
-		}
-	}
-	for _, sm := range cfg.Mounts {
+	for _, sm := range mounts {
 		if err := v.mount(sm, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
 			return fmt.Errorf("mount %s: %w", sm.Path, err)
 		}
+	}
+	if err := v.linkAllowed(cfg); err != nil {
+		return fmt.Errorf("sgx.allowed_files: %w", err)
 	}
 	if err := v.provideLoader(cfg.Path); err != nil {
 		return fmt.Errorf("provide the dynamic loader: %w", err)
@@ -250,8 +256,31 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 			return fmt.Errorf("make a folder of mount points read-only: %w", err)
 		}
 	}
-	err = unix.MountSetattr(v.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
-	if err != nil {
+	if !v.rooted {
+		return v.rootReadOnly()
+	}
+	return nil
+}
+
+// mountRoot mounts sm, fs.root, at the root of the view. The view's own root, which it covers,
+// is then read-only, and v.root the root that it mounted.
+func (v *view) mountRoot(sm stageMount) error {
+	if err := v.mount(sm, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+		return fmt.Errorf("mount the root (fs.root): %w", err)
+	}
+	if err := v.rootReadOnly(); err != nil {
+		return err
+	}
+	unix.Close(v.root)
+	var err error
+	v.root, err = unix.Open(rootDir, unix.O_PATH|unix.O_CLOEXEC, 0)
+	v.rooted = true
+	return err
+}
+
+// rootReadOnly makes v.root, the view's own root, read-only.
+func (v *view) rootReadOnly() error {
+	if err := unix.MountSetattr(v.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
 		return fmt.Errorf("make the workload's root read-only: %w", err)
 	}
 	return nil
@@ -298,6 +327,46 @@ func (v *view) mount(sm stageMount, attrs uint64) error {
 		return err
 	}
 	v.mounted = append(v.mounted, sm)
+	return nil
+}
+
+// allowedView is where, in the workload's view, the allowed files that are not on the host yet
+// are served (cfg.Absent), each as allowedView/INDEX/NAME, by a filesystem of trusted files
+// that serves them alone (trustfs.Creatable): each one's path is a symbolic link there, so that
+// the file looks absent and is made, on the host, when the workload makes it, as in Gramine.
+const allowedView = "/.ppml/allowed"
+
+// linkAllowed serves the allowed files of cfg.Absent at allowedView, their paths being
+// symbolic links there. The files that the workload makes are its user's.
+func (v *view) linkAllowed(cfg *stageConfig) error {
+	if len(cfg.Absent) == 0 {
+		return nil
+	}
+	entries := make([]trustfs.Entry, len(cfg.Absent))
+	for i, a := range cfg.Absent {
+		entries[i] = trustfs.Entry{Path: path.Join(strconv.Itoa(i), path.Base(a.Path)), Kind: trustfs.Creatable, Host: a.Host[1:]}
+	}
+	var err error
+	v.allowed, err = trustfs.Mount(allowedDir, hostDir, entries, trustfs.Options{Logger: v.log, AllowOther: true, Owner: &trustfs.Owner{UID: cfg.UID, GID: cfg.GID}})
+	if err != nil {
+		return err
+	}
+	if err := v.mountPoint(allowedView, true); err != nil {
+		return err
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, allowedDir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("bind mount: %w", err)
+	}
+	defer unix.Close(tree)
+	if err := bindAt(tree, allowedView, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC, false); err != nil {
+		return err
+	}
+	for i, a := range cfg.Absent {
+		if err := v.symlink(path.Join(allowedView, entries[i].Path), a.Path); err != nil {
+			return fmt.Errorf("make %s: %w", a.Path, err)
+		}
+	}
 	return nil
 }
 
@@ -399,7 +468,7 @@ func (v *view) mountPoint(p string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer func() { r.Close() }()
 	cur := "/"
 	for part := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
 		if part == "" {
@@ -420,6 +489,11 @@ func (v *view) mountPoint(p string, dir bool) error {
 		if in, ok := v.mountOf(parent); ok && in.Type != manifest.Tmpfs {
 			if err := v.shadow(parent, in, ""); err != nil {
 				return fmt.Errorf("make the mount point %s in the %s mount at %s: %w", cur, in.Type, in.Path, err)
+			}
+			// r is the root as it was: a shadow of the root itself lies over it.
+			r.Close()
+			if r, err = viewRoot(); err != nil {
+				return err
 			}
 		}
 		if cur != p || dir {
@@ -540,7 +614,8 @@ func shadowName(dir, tmp int, name string, attrs uint64) error {
 		return fmt.Errorf("bind: %w", err)
 	}
 	defer unix.Close(tree)
-	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
+	// The name's own mount only: a mount under it keeps its attributes (a device file its dev).
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: attrs}); err != nil {
 		return fmt.Errorf("set the mount's attributes: %w", err)
 	}
 	if err := unix.MoveMount(tree, "", tmp, name, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
@@ -580,7 +655,10 @@ func (v *view) teardown() {
 			}
 			s.Wait()
 		}
-		if s := v.trusted; s != nil {
+		for _, s := range []*trustfs.Server{v.trusted, v.allowed} {
+			if s == nil {
+				continue
+			}
 			if err := s.Unmount(); err != nil {
 				v.log.Warn("unmount", "err", err)
 			}

@@ -3,9 +3,12 @@ package sandbox_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/ppml/ppml/manifest"
@@ -252,5 +255,108 @@ func TestChangedWhileOpen(t *testing.T) {
 	}
 	if got := out.String(); !strings.Contains(got, "msg=\"trustfs: read of a trusted file failed: it changed since it was checked\" file="+w.dir+"/app/lib.bin offset=3145728") {
 		t.Errorf("the failure is not logged, naming the file:\n%s", got)
+	}
+}
+
+// TestRoot checks Gramine's root, the folder ppml runs in, under strict: it holds the trusted
+// files there, the mount points of fs.mounts and of what ppml provides, and nothing else of the
+// folder; its files are read by relative paths, as Gramine's examples read theirs.
+func TestRoot(t *testing.T) {
+	w := newWorld(t, map[string]string{"root.py": `import os
+print("root", sorted(os.listdir("/")))
+os.chdir("/")
+print(open("data.txt").read())
+for p in ["/secret.txt", "/app.manifest", "/site"]:
+    print(p, os.path.exists(p))
+`})
+	w.policy = manifest.Strict
+	w.write("data.txt", "trusted, in the root")
+	w.write("secret.txt", "not trusted")
+	w.write("site/x.py", "not trusted")
+	m := w.manifest(`loader.argv = ["python3", "/app/root.py"]`, "", "", `"file:/usr/lib/python3.11/", "file:data.txt",`)
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `root ['app', 'data.txt', 'dev', 'lib', 'lib64', 'proc', 'sys', 'usr']
+trusted, in the root
+/secret.txt False
+/app.manifest False
+/site False
+`
+	if res.ExitCode != 0 || out.String() != want {
+		t.Errorf("exit status %d, the workload saw\n%s\nwant\n%s", res.ExitCode, out.String(), want)
+	}
+}
+
+// TestAllowedCreated: an allowed file that is not on the host yet is absent from the view
+// (ENOENT, not a start-up error), and the workload creates it, as in Gramine: in the root and
+// in a plain mount alike, the file is made on the host, beneath the mount's folder, the
+// workload's user's; nothing else of the mount becomes writable. The devices, under the root
+// that the link's folder covers, still work.
+func TestAllowedCreated(t *testing.T) {
+	w := newWorld(t, map[string]string{"create.py": `import os
+for p in ["/result.txt", "/app/log.txt"]:
+    try:
+        open(p).read()
+    except OSError as e:
+        print(p, e.strerror)
+    with open(p, "w") as f:
+        f.write("written to " + p)
+    print(p, open(p).read())
+for p in ["/other.txt", "/app/other.txt"]:
+    try:
+        open(p, "w")
+        print(p, "written")
+    except OSError as e:
+        print(p, e.strerror)
+try:
+    open("/etc/ethers")
+except OSError as e:
+    print("/etc/ethers", e.strerror)
+print("urandom", len(open("/dev/urandom", "rb").read(4)))
+`})
+	w.policy = manifest.Strict
+	w.write("etc/.keep", "")
+	m := w.manifest(`loader.argv = ["python3", "/app/create.py"]
+sgx.allowed_files = ["file:result.txt", "file:app/log.txt", "file:etc/ethers", "file:none/x.txt"]`, `  { path = "/etc", uri = "file:etc" },`, "", `"file:/usr/lib/python3.11/",`)
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `/result.txt No such file or directory
+/result.txt written to /result.txt
+/app/log.txt No such file or directory
+/app/log.txt written to /app/log.txt
+/other.txt Read-only file system
+/app/other.txt Read-only file system
+/etc/ethers No such file or directory
+urandom 4
+`
+	var got strings.Builder // the workload's lines, without the sandbox's log lines
+	for line := range strings.Lines(out.String()) {
+		if !strings.HasPrefix(line, "time=") {
+			got.WriteString(line)
+		}
+	}
+	if res.ExitCode != 0 || got.String() != want {
+		t.Errorf("exit status %d, the workload saw\n%s\nwant\n%s", res.ExitCode, out.String(), want)
+	}
+	for name, want := range map[string]string{"result.txt": "written to /result.txt", "app/log.txt": "written to /app/log.txt"} {
+		var st syscall.Stat_t
+		b, err := os.ReadFile(name)
+		if err == nil {
+			err = syscall.Stat(name, &st)
+		}
+		if err != nil || string(b) != want || st.Uid != 65534 || st.Gid != 65534 {
+			t.Errorf("host %s: %q, owner %d:%d, %v; want %q, 65534:65534", name, b, st.Uid, st.Gid, err, want)
+		}
+	}
+	for _, name := range []string{"other.txt", "app/other.txt", "etc/ethers", "none"} { // etc/ethers: only read
+		if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("host %s: %v", name, err)
+		}
 	}
 }

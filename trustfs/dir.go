@@ -143,7 +143,25 @@ func (d *dirNode) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Attr
 		}
 	}
 	d.fsys.ownAttr(syscall.S_IFDIR, &out.Attr)
+	if d.holdsCreatable() {
+		// Options.Owner may create its Creatable entries here (the kernel checks that).
+		out.Mode |= 0o200
+		out.Uid, out.Gid = d.fsys.owner.UID, d.fsys.owner.GID
+	}
 	return 0
+}
+
+// holdsCreatable reports whether d is a folder of the tree with a Creatable entry.
+func (d *dirNode) holdsCreatable() bool {
+	if d.tree == nil {
+		return false
+	}
+	for _, ch := range d.tree.children {
+		if ch.entry != nil && ch.entry.Kind == Creatable {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {

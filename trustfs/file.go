@@ -343,11 +343,13 @@ func (n *emptyFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.At
 	return 0
 }
 
-// hostFile is a host file served unchecked.
+// hostFile is a host file served unchecked: read-only, or, once a Creatable entry's file
+// exists, writable (create.go).
 type hostFile struct {
 	gofs.Inode
-	fsys *fsys
-	host string
+	fsys     *fsys
+	host     string
+	writable bool
 }
 
 var (
@@ -360,6 +362,9 @@ func (n *hostFile) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.Att
 }
 
 func (n *hostFile) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if n.writable {
+		return n.openWritable(flags)
+	}
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
 	}

@@ -46,6 +46,16 @@
 // kernel checks them for the caller (default_permissions), so that a user reads what it may
 // read on the host. The folders that only lead to entries are the filesystem's own: owned by
 // root and readable by all, they list only those entries.
+//
+// # Files to create
+//
+// A Creatable entry is a host file that the workload may create (an sgx.allowed_files file not
+// on the host yet): absent until then, it is made beneath the host folder without following a
+// link (O_EXCL), owned by Options.Owner, and then served as the host has it, writable. A
+// filesystem with such entries is mounted writable, since the kernel would refuse the creation
+// on a read-only one, and refuses every other change itself: no other name may be made
+// (EACCES), nothing removed (EROFS), no trusted file written. The folder that holds a
+// Creatable entry is Options.Owner's, for the kernel's permission check.
 package trustfs
 
 import (
@@ -84,6 +94,10 @@ const (
 	// for what is mounted over them.
 	Folder
 	File
+	// Creatable is a host file that need not exist: absent until the workload creates it,
+	// which makes the host file, owned by Options.Owner; then served as the host has it,
+	// unchecked and writable. An sgx.allowed_files entry that is not on the host yet.
+	Creatable
 )
 
 // An Entry is one thing that a filesystem serves; the folders that lead to it are served too.
@@ -111,6 +125,8 @@ type Options struct {
 	// host file: a host that does not answer fails the open (EIO) instead of hanging it. 0 means
 	// DefaultHostTimeout.
 	HostTimeout time.Duration
+	// Owner owns the host files that the workload creates (Creatable entries); nil means root.
+	Owner *Owner
 }
 
 // DefaultHostTimeout is the default of Options.HostTimeout.
@@ -170,7 +186,11 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 	if timeout <= 0 {
 		timeout = DefaultHostTimeout
 	}
-	s := &fsys{root: hr, log: log, tagger: tg, hostTimeout: timeout, cache: newChunkCache(CacheChunks), files: map[fileKey]*trusted{}, mounted: time.Now()}
+	s := &fsys{root: hr, log: log, tagger: tg, hostTimeout: timeout, cache: newChunkCache(CacheChunks), files: map[fileKey]*trusted{}, mounted: time.Now(), owner: ownerOf(opts)}
+	options := []string{"ro", "default_permissions"}
+	if creatable(entries) {
+		options = options[1:] // create.go
+	}
 	root := &dirNode{fsys: s, own: true, tree: t}
 	fuseLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv, err := gofs.Mount(mountpoint, root, &gofs.Options{
@@ -185,7 +205,7 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 			DisableSplice: true,
 			Logger:        fuseLog,
 			AllowOther:    opts.AllowOther,
-			Options:       []string{"ro", "default_permissions"},
+			Options:       options,
 		},
 		// The host's permission bits as they are, 0 included.
 		NullPermissions: true,
@@ -228,9 +248,9 @@ func bdiReadAhead(dev uint64) string {
 
 // negativeTimeout is how long the kernel may remember a name that the filesystem of entries
 // does not serve: cacheTimeout, unless an entry is Unchecked, whose host folder may gain the
-// name at any time.
+// name at any time, or Creatable.
 func negativeTimeout(entries []Entry) *time.Duration {
-	if slices.ContainsFunc(entries, func(e Entry) bool { return e.Kind == Unchecked }) {
+	if slices.ContainsFunc(entries, func(e Entry) bool { return e.Kind == Unchecked || e.Kind == Creatable }) {
 		return nil
 	}
 	d := cacheTimeout
@@ -279,6 +299,7 @@ type fsys struct {
 	hostTimeout time.Duration // Options.HostTimeout
 	cache       *chunkCache
 	mounted     time.Time // the times of the filesystem's own folders and files
+	owner       Owner     // Options.Owner
 
 	filesMu sync.Mutex // guards files
 	// files are the trusted files, one for each host file and hash, however many entries
@@ -371,9 +392,9 @@ func newTree(entries []Entry) (*tree, error) {
 	return root, nil
 }
 
-// isFile reports whether t is a file: a Trusted or File entry.
+// isFile reports whether t is a file: a Trusted, File or Creatable entry.
 func (t *tree) isFile() bool {
-	return t.entry != nil && (t.entry.Kind == Trusted || t.entry.Kind == File)
+	return t.entry != nil && (t.entry.Kind == Trusted || t.entry.Kind == File || t.entry.Kind == Creatable)
 }
 
 // node returns the node that serves t, the entry name of the folder d, and its type; nil for
@@ -388,6 +409,12 @@ func (s *fsys) node(d *dirNode, name string, t *tree) (gofs.InodeEmbedder, uint3
 		return &fileNode{fsys: s, file: s.trustedFile(*e)}, syscall.S_IFREG
 	case e.Kind == File:
 		return &emptyFile{fsys: s}, syscall.S_IFREG
+	case e.Kind == Creatable:
+		var st syscall.Stat_t
+		if err := s.root.Stat(e.Host, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+			return nil, 0 // absent until the workload creates it
+		}
+		return &hostFile{fsys: s, host: e.Host, writable: true}, syscall.S_IFREG
 	case e.Kind == Unchecked:
 		host, backed = e.Host, true
 		if len(t.children) == 0 {

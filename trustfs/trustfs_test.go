@@ -897,3 +897,66 @@ func TestEvictedChunkChanged(t *testing.T) {
 		t.Errorf("the change is not logged:\n%s", logs)
 	}
 }
+
+// TestCreatable: a Creatable entry is absent until created; creating it makes the host file
+// beneath the host folder, owned by Options.Owner, which the creator then writes and reads
+// through the mount; no other name may be made, and nothing may go. A link that the host
+// plants on the way fails the creation.
+func TestCreatable(t *testing.T) {
+	host := hostFolder(t, map[string][]byte{"out/.keep": nil, "lib/libc.so": []byte("c")})
+	os.Symlink("out", filepath.Join(host, "link"))
+	_, mnt, _ := mountWith(t, host, []Entry{
+		{Path: "0/result.txt", Kind: Creatable, Host: "out/result.txt"},
+		{Path: "1/result.txt", Kind: Creatable, Host: "link/result.txt"},
+		trustedEntry("2/libc.so", "lib/libc.so", []byte("c")),
+	}, Options{Owner: &Owner{UID: 1234, GID: 5678}})
+	result := filepath.Join(mnt, "0/result.txt")
+	if _, err := os.Stat(result); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("before it is created: %v", err)
+	}
+	if got, err := names(filepath.Join(mnt, "0")); err != nil || len(got) != 0 {
+		t.Errorf("0 lists %q, %v before the file is created", got, err)
+	}
+	if err := os.WriteFile(result, []byte("42\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(host, "out/result.txt"), &st); err != nil || st.Uid != 1234 || st.Gid != 5678 || st.Mode&0o777 != 0o640 {
+		t.Errorf("the host file: %+v, %v; want 1234:5678, 0640", st, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "out/result.txt")); err != nil || string(b) != "42\n" {
+		t.Errorf("the host file holds %q, %v", b, err)
+	}
+	// Written again, shorter: truncated.
+	if err := os.WriteFile(result, []byte("7\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(result); err != nil || string(b) != "7\n" {
+		t.Errorf("read back: %q, %v", b, err)
+	}
+	if got, err := names(filepath.Join(mnt, "0")); err != nil || !slices.Equal(got, []string{"result.txt"}) {
+		t.Errorf("0 lists %q, %v once created", got, err)
+	}
+	for _, p := range []string{"0/other.txt", "2/new.so"} {
+		if err := os.WriteFile(filepath.Join(mnt, p), nil, 0o644); !errors.Is(err, syscall.EACCES) {
+			t.Errorf("create %s: %v, want EACCES", p, err)
+		}
+	}
+	for _, p := range []string{"0/result.txt", "2/libc.so"} {
+		if err := os.Remove(filepath.Join(mnt, p)); !errors.Is(err, syscall.EROFS) {
+			t.Errorf("remove %s: %v, want EROFS", p, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "2/libc.so"), []byte("EVIL"), 0o644); err == nil {
+		t.Error("a trusted file was written")
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "1/result.txt"), nil, 0o644); err == nil {
+		t.Error("created through a link")
+	}
+	if _, err := os.Lstat(filepath.Join(host, "out/result.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(host, "lib/libc.so")); string(b) != "c" {
+		t.Errorf("the trusted host file holds %q", b)
+	}
+}

@@ -247,7 +247,7 @@ func (b *bench) prepare(example, steady string, port int) (stop func(), err erro
 	if err != nil {
 		return nil, err
 	}
-	b.env = sandbox.Environment(m.Env) // the native run gets the workload's environment
+	b.env = sandbox.Environment(m) // the native run gets the workload's environment
 
 	config := fmt.Sprintf(`listen = %q
 tls_cert = "server.crt"
