@@ -343,6 +343,46 @@ func TestDamagedInput(t *testing.T) {
 // TestAbsentFiles: the file of a single-file encrypted mount that does not exist looks absent to
 // the workload and exists on the host only once the workload makes it, bound to its path; an
 // encrypted folder that does not exist stops the start, naming it.
+// TestAbsentFileOverRoot: an absent encrypted file whose path the root (the folder ppml runs
+// in, served unchecked under allow_all_but_log) already holds: the mount hides the root's file,
+// as in Gramine, and the workload makes the encrypted file; the host's file is left as it was.
+func TestAbsentFileOverRoot(t *testing.T) {
+	slow(t)
+	w := newWorld(t, map[string]string{"over.py": `import os
+print(os.path.exists("/made.txt"))
+open("/made.txt", "w").write("made by the workload")
+`})
+	if err := os.WriteFile("made.txt", []byte("the host's own"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir("enc", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := w.manifest(`loader.argv = ["python3", "/app/over.py"]`, `
+  { path = "/made.txt", uri = "file:enc/made.txt", type = "encrypted" },`, provisioning(w.addr), `"file:/usr/lib/python3.11/",`)
+	w.servePolicy(fmt.Sprintf(`[[workload]]
+name = "test"
+tee = "sgx"
+mrenclave = ["%x"]
+keys = ["default", "model"]
+allow_simulated = true
+`, manifest.Measure(m)), nil)
+	var out bytes.Buffer
+	res, err := sandbox.Run(context.Background(), m, w.options(m, &out))
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%v, %v\n%s", res, err, out.String())
+	}
+	if out.String() != "False\n" {
+		t.Errorf("the workload saw /made.txt: %q", out.String())
+	}
+	if got := w.decrypt("enc/made.txt", w.keys["default"]); string(got) != "made by the workload" {
+		t.Errorf("enc/made.txt holds %q", got)
+	}
+	if b, _ := os.ReadFile("made.txt"); string(b) != "the host's own" {
+		t.Errorf("the host's made.txt holds %q", b)
+	}
+}
+
 func TestAbsentFiles(t *testing.T) {
 	slow(t)
 	w := newWorld(t, map[string]string{"absent.py": `import os, sys

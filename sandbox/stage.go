@@ -410,12 +410,60 @@ func (v *view) symlink(target, p string) error {
 			return fmt.Errorf("in the %s mount at %s: %w", in.Type, in.Path, err)
 		}
 	}
+	if in, ok := v.mountOf(dir); ok && in.Type == manifest.Tmpfs {
+		if err := v.unmake(p); err != nil {
+			return err
+		}
+	}
 	r, err := viewRoot()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	return r.Symlink(target, inView(p))
+}
+
+// unmake removes p, a name of a tmpfs of the view (ppml's own, such as a shadow, or the
+// manifest's), where it is there: a name that a shadow bound to the host's name of the same
+// path, which a mount of the manifest's at p replaces, as it would hide it.
+func (v *view) unmake(p string) error {
+	dir, err := openInView(path.Dir(p), unix.O_DIRECTORY|unix.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat(dir, path.Base(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", p, err)
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	if err == nil {
+		// A bind made by shadow: detached, the tmpfs's own name is left to remove.
+		err = unix.Unmount(fmt.Sprintf("/proc/self/fd/%d", fd), unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) { // not a mount point
+			err = nil
+		}
+	}
+	unix.Close(fd)
+	if err == nil {
+		flags := 0
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			flags = unix.AT_REMOVEDIR
+		}
+		err = unix.Unlinkat(dir, path.Base(p), flags)
+	}
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", p, err)
+	}
+	v.mounted = slices.DeleteFunc(v.mounted, func(sm stageMount) bool {
+		_, in := within(p, sm.Path)
+		return in
+	})
+	return nil
 }
 
 // viewRoot opens the workload's root as it is now, for paths of the view resolved beneath it
