@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,8 @@ func hosts(tb testing.TB, mtu int) [2]host {
 }
 
 // meshOver makes a workload namespace for each host, joined by the mesh 10.99.0.0/24 whose
-// WireGuard devices listen on the hosts' veth, with Config.MTULimit limit.
+// WireGuard devices listen on the hosts' veth, configured at the same moment with
+// Config.MTULimit limit.
 func meshOver(tb testing.TB, h [2]host, limit int) (a, b *Namespace) {
 	tb.Helper()
 	var nodes [2]*Node
@@ -78,11 +80,19 @@ func meshOver(tb testing.TB, h [2]host, limit int) (a, b *Namespace) {
 		tb.Cleanup(nodes[i].Close)
 		spaces[i] = ns
 	}
+	// Both at once, as the provisioning server's answer reaches the nodes.
+	start := make(chan struct{})
+	errs := make(chan error, 2)
 	for i, n := range nodes {
 		other := nodes[1-i]
-		var err error
-		in(tb, h[i].file, func() {
-			err = n.Configure(Config{
+		go func() {
+			runtime.LockOSThread() // the thread ends with the goroutine, in h[i]
+			if err := unix.Setns(int(h[i].file.Fd()), unix.CLONE_NEWNET); err != nil {
+				errs <- err
+				return
+			}
+			<-start
+			errs <- n.Configure(Config{
 				MTULimit: limit,
 				Address:  netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 99, 0, byte(i + 1)}), 24),
 				Peers: []Peer{{
@@ -91,8 +101,11 @@ func meshOver(tb testing.TB, h [2]host, limit int) (a, b *Namespace) {
 					Address:   netip.AddrFrom4([4]byte{10, 99, 0, byte(2 - i)}),
 				}},
 			})
-		})
-		if err != nil {
+		}()
+	}
+	close(start)
+	for range 2 {
+		if err := <-errs; err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -22,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
@@ -212,6 +214,11 @@ type Peer struct {
 // in seconds, so that a peer that died shows as silent (Node.Silent).
 const Keepalive = 5
 
+// answerFirst is how long a node waits before it turns its keepalive on for a peer that starts
+// their handshake (the one with the smaller key): half Keepalive, so that, should that peer's
+// first initiation be lost, its retries (every 5 s) and this node's initiation stay apart.
+const answerFirst = Keepalive * time.Second / 2
+
 // Node is this node's WireGuard device: its key, made by Listen, never leaves it.
 type Node struct {
 	ns        *Namespace
@@ -219,6 +226,10 @@ type Node struct {
 	dev       *device.Device
 	PublicKey [32]byte // to give the other nodes
 	Port      uint16   // the UDP port it listens on, on the host's network
+
+	mu        sync.Mutex
+	keepalive *time.Timer // turns the keepalive on for the peers that start the handshake
+	closed    bool
 }
 
 // Listen starts the WireGuard device of the TUN device of ns, listening on UDP port (0 for
@@ -380,14 +391,37 @@ func (n *Node) Configure(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var b strings.Builder
+	// Turning the keepalive on starts a handshake. Of two nodes, only the one with the smaller
+	// key starts it at once: two initiations that cross make both fail, and the retries, in
+	// step, can go on failing for minutes. The other answers, and turns its keepalive on later.
+	var b, later strings.Builder
 	b.WriteString("replace_peers=true\n")
 	for _, p := range cfg.Peers {
+		key := hex.EncodeToString(p.PublicKey[:])
+		keepalive := Keepalive
+		if bytes.Compare(n.PublicKey[:], p.PublicKey[:]) > 0 {
+			keepalive = 0
+			fmt.Fprintf(&later, "public_key=%s\nupdate_only=true\npersistent_keepalive_interval=%d\n", key, Keepalive)
+		}
 		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\nallowed_ip=%s\n",
-			hex.EncodeToString(p.PublicKey[:]), p.Endpoint, Keepalive, netip.PrefixFrom(p.Address, p.Address.BitLen()))
+			key, p.Endpoint, keepalive, netip.PrefixFrom(p.Address, p.Address.BitLen()))
 	}
 	if err := n.dev.IpcSet(b.String()); err != nil {
 		return fmt.Errorf("configure WireGuard's peers: %w", err)
+	}
+	if later.Len() > 0 {
+		n.mu.Lock()
+		if n.keepalive != nil {
+			n.keepalive.Stop()
+		}
+		n.keepalive = time.AfterFunc(answerFirst, func() {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if !n.closed {
+				n.dev.IpcSet(later.String()) // update_only: a peer replaced since stays replaced
+			}
+		})
+		n.mu.Unlock()
 	}
 	n.tun.setMTU(mtu)
 	return n.ns.address(Interface, cfg.Address, mtu)
@@ -400,4 +434,12 @@ func (n *Node) MTU() int {
 }
 
 // Close stops the device, which closes its UDP socket and its TUN device's descriptor.
-func (n *Node) Close() { n.dev.Close() }
+func (n *Node) Close() {
+	n.mu.Lock()
+	n.closed = true
+	if n.keepalive != nil {
+		n.keepalive.Stop()
+	}
+	n.mu.Unlock()
+	n.dev.Close()
+}

@@ -312,3 +312,32 @@ func TestOffloads(t *testing.T) {
 		t.Fatalf("the TUN device's batch size is %d, want %d: its offloads are off", got, conn.IdealBatchSize)
 	}
 }
+
+// TestHandshake configures two nodes at the same moment, as the provisioning server's answer
+// does, and wants them connected well within WireGuard's 5 s retry: two handshakes that the
+// nodes start at once cross, both fail, and their retries, in step, can keep failing.
+func TestHandshake(t *testing.T) {
+	needNet(t)
+	h := hosts(t, 1500)
+	for round := range 5 {
+		a, b := meshOver(t, h, 0)
+		var ln net.Listener
+		var err error
+		in(t, b.File(), func() { ln, err = net.Listen("tcp", "10.99.0.2:7004") })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		in(t, a.File(), func() {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", "10.99.0.2:7004", 3*time.Second); err == nil {
+				c.Close()
+			}
+		})
+		ln.Close()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		t.Logf("round %d: connected in %v", round, time.Since(t0).Round(time.Millisecond))
+	}
+}
