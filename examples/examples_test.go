@@ -261,6 +261,7 @@ func TestDistributed(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "distributed")
 	prefix := fmt.Sprintf("ppt%d", os.Getpid()%100000)
+	subnet := fmt.Sprintf("10.232.%d", os.Getpid()%250) // the bridge's, apart from other runs'
 	canary := fmt.Sprintf("canary-%x", time.Now().UnixNano())
 	veth := prefix + "-h0"
 	captured, stopCapture := make(chan capture.Result, 1), make(chan struct{}, 1)
@@ -275,10 +276,8 @@ func TestDistributed(t *testing.T) {
 		}
 		captured <- capture.Result{}
 	}()
-	// A bridge subnet of this run's own, as its names are: another run at once must not collide.
-	pid := os.Getpid()
-	subnet := fmt.Sprintf("10.%d.%d", 200+pid%50, pid/50%250)
-	out := runScript(t, repo, []string{"PPML_NET=" + prefix, "PPML_SUBNET=" + subnet, "PPML_CANARY=" + canary}, "examples/distributed/run.sh", dir)
+	// Jumbo frames: the mesh's MTU follows the veths', and its large packets are captured too.
+	out := runScript(t, repo, []string{"PPML_NET=" + prefix, "PPML_SUBNET=" + subnet, "PPML_MTU=9000", "PPML_CANARY=" + canary}, "examples/distributed/run.sh", dir)
 	stopCapture <- struct{}{}
 	seen := <-captured
 
@@ -296,6 +295,7 @@ func TestDistributed(t *testing.T) {
 	for _, want := range []string{
 		"node 1: canary received",
 		"node 1: ppml: keys default from " + subnet + ".254:", // refused: for its keys, before it could join
+		"mtu=8920", // the mesh's: the veths' 9000 less WireGuard's 80
 		`node 0, after `,
 		`only 1 of its 2 nodes joined within join_timeout (20s)`,
 		"Timed out waiting 30000ms for recv operation to complete",

@@ -7,6 +7,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -14,11 +15,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
@@ -30,9 +35,18 @@ import (
 // GLOO_SOCKET_IFNAME names.
 const Interface = "ppml0"
 
-// MTU of the mesh's interface: WireGuard's, which leaves room for its headers over IPv4 or IPv6
-// on an Ethernet path.
-const MTU = device.DefaultMTU
+// Overhead is what WireGuard adds to each of the mesh's packets on the path between nodes: an
+// IPv6 header (40 bytes; IPv4's is 20), UDP's (8) and its own (32). The mesh's MTU is the
+// path's less Overhead, as wg-quick sets it: 1420 on an Ethernet path of 1500.
+const Overhead = 80
+
+// MinMTU and MaxMTU bound the mesh's MTU: the IPv4 datagram that every host must accept, and
+// the largest that WireGuard's messages can carry in one UDP datagram (an IP packet of 64 KiB
+// at most, Overhead included).
+const (
+	MinMTU = 576
+	MaxMTU = 1<<16 - 1 - Overhead
+)
 
 // Namespace is a network namespace made for a workload: loopback, up, and with NewNamespace's
 // withTUN the mesh's TUN device, down until a Node configures it.
@@ -184,6 +198,9 @@ type Config struct {
 	Address netip.Prefix
 	// Peers are the job's other nodes.
 	Peers []Peer
+	// MTULimit, unless 0, caps the mesh's MTU, which is otherwise the path's to the peers
+	// less Overhead: for a network whose path MTU is smaller than its interfaces'.
+	MTULimit int
 }
 
 // Peer is another node of the mesh.
@@ -197,12 +214,22 @@ type Peer struct {
 // in seconds, so that a peer that died shows as silent (Node.Silent).
 const Keepalive = 5
 
+// answerFirst is how long a node waits before it turns its keepalive on for a peer that starts
+// their handshake (the one with the smaller key): half Keepalive, so that, should that peer's
+// first initiation be lost, its retries (every 5 s) and this node's initiation stay apart.
+const answerFirst = Keepalive * time.Second / 2
+
 // Node is this node's WireGuard device: its key, made by Listen, never leaves it.
 type Node struct {
 	ns        *Namespace
+	tun       *meshTUN
 	dev       *device.Device
 	PublicKey [32]byte // to give the other nodes
 	Port      uint16   // the UDP port it listens on, on the host's network
+
+	mu        sync.Mutex
+	keepalive *time.Timer // turns the keepalive on for the peers that start the handshake
+	closed    bool
 }
 
 // Listen starts the WireGuard device of the TUN device of ns, listening on UDP port (0 for
@@ -234,8 +261,8 @@ func Listen(ns *Namespace, port uint16, log *slog.Logger) (*Node, error) {
 			log.Log(context.Background(), level, "wireguard: "+fmt.Sprintf(format, args...))
 		}
 	}
-	n := &Node{ns: ns}
-	n.dev = device.NewDevice(fixedMTU{t}, conn.NewDefaultBind(), &device.Logger{Verbosef: logf(slog.LevelDebug - 4), Errorf: logf(slog.LevelWarn)})
+	n := &Node{ns: ns, tun: newMeshTUN(t)}
+	n.dev = device.NewDevice(n.tun, conn.NewDefaultBind(), &device.Logger{Verbosef: logf(slog.LevelDebug - 4), Errorf: logf(slog.LevelWarn)})
 	copy(n.PublicKey[:], key.PublicKey().Bytes())
 	priv := key.Bytes()
 	err = n.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(priv), port))
@@ -255,11 +282,87 @@ func Listen(ns *Namespace, port uint16, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
-// fixedMTU is a TUN device whose MTU is MTU: the device's own would ask this thread's
-// namespace, not the workload's.
-type fixedMTU struct{ tun.Device }
+// meshTUN is the mesh's TUN device with the MTU that Configure gives it: the device's own would
+// ask this thread's namespace, not the workload's.
+type meshTUN struct {
+	tun.Device
+	mtu    atomic.Int32
+	events chan tun.Event
+	closed sync.Once
+}
 
-func (fixedMTU) MTU() (int, error) { return MTU, nil }
+func newMeshTUN(t tun.Device) *meshTUN {
+	m := &meshTUN{Device: t, events: make(chan tun.Event, 1)}
+	m.mtu.Store(device.DefaultMTU)
+	return m
+}
+
+func (m *meshTUN) MTU() (int, error) { return int(m.mtu.Load()), nil }
+
+// setMTU sets the MTU and tells WireGuard, which pads its packets up to it.
+func (m *meshTUN) setMTU(mtu int) {
+	m.mtu.Store(int32(mtu))
+	select {
+	case m.events <- tun.EventMTUUpdate:
+	default: // an update not yet read reads the new MTU
+	}
+}
+
+// Events are the MTU's updates; an unmonitored TUN device has no others.
+func (m *meshTUN) Events() <-chan tun.Event { return m.events }
+
+func (m *meshTUN) Close() error {
+	err := m.Device.Close()
+	m.closed.Do(func() { close(m.events) })
+	return err
+}
+
+// pathMTU is the MTU of the route from the calling thread's network to addr as the kernel
+// knows it: the outgoing interface's, or less where the route or path MTU discovery says so.
+func pathMTU(addr netip.AddrPort) (int, error) {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr)) // sends nothing
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	level, opt := unix.IPPROTO_IP, unix.IP_MTU
+	if addr.Addr().Is6() {
+		level, opt = unix.IPPROTO_IPV6, unix.IPV6_MTU
+	}
+	var mtu int
+	if cerr := rc.Control(func(fd uintptr) { mtu, err = unix.GetsockoptInt(int(fd), level, opt) }); cerr != nil {
+		return 0, cerr
+	}
+	return mtu, err
+}
+
+// mtu is the mesh's MTU for cfg: the smallest MTU of the paths to its peers, from the calling
+// thread's network, less Overhead; at most MaxMTU and cfg.MTULimit.
+func (cfg Config) mtu() (int, error) {
+	mtu := MaxMTU
+	if cfg.MTULimit != 0 {
+		if cfg.MTULimit < MinMTU || cfg.MTULimit > MaxMTU {
+			return 0, fmt.Errorf("the mesh's MTU limit %d is not between %d and %d", cfg.MTULimit, MinMTU, MaxMTU)
+		}
+		mtu = cfg.MTULimit
+	}
+	for _, p := range cfg.Peers {
+		path, err := pathMTU(p.Endpoint)
+		if err != nil {
+			return 0, fmt.Errorf("the MTU of the path to the peer at %v: %w", p.Endpoint, err)
+		}
+		if path-Overhead < MinMTU {
+			return 0, fmt.Errorf("the path to the peer at %v has an MTU of %d: the mesh needs %d at least (IPv4's %d and WireGuard's %d)", p.Endpoint, path, MinMTU+Overhead, MinMTU, Overhead)
+		}
+		mtu = min(mtu, path-Overhead)
+	}
+	return mtu, nil
+}
 
 // listenPort returns the UDP port that the device listens on.
 func (n *Node) listenPort() (uint16, error) {
@@ -278,22 +381,65 @@ func (n *Node) listenPort() (uint16, error) {
 
 // Configure gives the node its address and its peers, and sets the mesh's interface up: the
 // workload's namespace then routes the mesh's prefix to the peers, each reachable at its
-// address alone, and nothing else.
+// address alone, and nothing else. The interface's MTU is the paths' to the peers, from the
+// calling thread's network, less Overhead (Config.MTULimit).
 func (n *Node) Configure(cfg Config) error {
 	if !cfg.Address.Addr().Is4() {
 		return fmt.Errorf("mesh address %v: only IPv4 meshes are supported", cfg.Address)
 	}
-	var b strings.Builder
+	mtu, err := cfg.mtu()
+	if err != nil {
+		return err
+	}
+	// Turning the keepalive on starts a handshake. Of two nodes, only the one with the smaller
+	// key starts it at once: two initiations that cross make both fail, and the retries, in
+	// step, can go on failing for minutes. The other answers, and turns its keepalive on later.
+	var b, later strings.Builder
 	b.WriteString("replace_peers=true\n")
 	for _, p := range cfg.Peers {
+		key := hex.EncodeToString(p.PublicKey[:])
+		keepalive := Keepalive
+		if bytes.Compare(n.PublicKey[:], p.PublicKey[:]) > 0 {
+			keepalive = 0
+			fmt.Fprintf(&later, "public_key=%s\nupdate_only=true\npersistent_keepalive_interval=%d\n", key, Keepalive)
+		}
 		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\nallowed_ip=%s\n",
-			hex.EncodeToString(p.PublicKey[:]), p.Endpoint, Keepalive, netip.PrefixFrom(p.Address, p.Address.BitLen()))
+			key, p.Endpoint, keepalive, netip.PrefixFrom(p.Address, p.Address.BitLen()))
 	}
 	if err := n.dev.IpcSet(b.String()); err != nil {
 		return fmt.Errorf("configure WireGuard's peers: %w", err)
 	}
-	return n.ns.address(Interface, cfg.Address, MTU)
+	if later.Len() > 0 {
+		n.mu.Lock()
+		if n.keepalive != nil {
+			n.keepalive.Stop()
+		}
+		n.keepalive = time.AfterFunc(answerFirst, func() {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if !n.closed {
+				n.dev.IpcSet(later.String()) // update_only: a peer replaced since stays replaced
+			}
+		})
+		n.mu.Unlock()
+	}
+	n.tun.setMTU(mtu)
+	return n.ns.address(Interface, cfg.Address, mtu)
+}
+
+// MTU is the MTU of the mesh's interface, as Configure set it.
+func (n *Node) MTU() int {
+	mtu, _ := n.tun.MTU()
+	return mtu
 }
 
 // Close stops the device, which closes its UDP socket and its TUN device's descriptor.
-func (n *Node) Close() { n.dev.Close() }
+func (n *Node) Close() {
+	n.mu.Lock()
+	n.closed = true
+	if n.keepalive != nil {
+		n.keepalive.Stop()
+	}
+	n.mu.Unlock()
+	n.dev.Close()
+}

@@ -82,7 +82,7 @@ func (n *network) join(ctx context.Context, m *manifest.Manifest, opts Options, 
 	if self.PublicKey != n.node.PublicKey {
 		return fmt.Errorf("the server placed another WireGuard key at this node's rank %d", mm.Rank)
 	}
-	cfg := mesh.Config{Address: netip.PrefixFrom(self.Address, mm.Bits)}
+	cfg := mesh.Config{Address: netip.PrefixFrom(self.Address, mm.Bits), MTULimit: opts.MeshMTU}
 	for r, p := range mm.Nodes {
 		if r != mm.Rank {
 			cfg.Peers = append(cfg.Peers, mesh.Peer{PublicKey: p.PublicKey, Endpoint: p.Endpoint, Address: p.Address})
@@ -92,7 +92,7 @@ func (n *network) join(ctx context.Context, m *manifest.Manifest, opts Options, 
 		return err
 	}
 	n.env = meshEnv(mm, m.Env)
-	log.Info("joined the mesh", "job", m.Job, "rank", mm.Rank, "nodes", len(mm.Nodes), "address", cfg.Address, "time", time.Since(t))
+	log.Info("joined the mesh", "job", m.Job, "rank", mm.Rank, "nodes", len(mm.Nodes), "address", cfg.Address, "mtu", n.node.MTU(), "time", time.Since(t))
 	return nil
 }
 

@@ -52,6 +52,9 @@ type Options struct {
 	// zero address leaves the address to the provisioning server, which gives the other
 	// nodes the one that this node's connection comes from; port 0 is any free port.
 	MeshEndpoint netip.AddrPort
+	// MeshMTU, unless 0, caps the MTU of the mesh's interface, which is otherwise the MTU of
+	// the host's paths to the other nodes less WireGuard's overhead (mesh.Config.MTULimit).
+	MeshMTU int
 	// Log receives ppml's own messages: warnings, and the start-up's steps and their times at
 	// level Info. Nil discards them.
 	Log *slog.Logger

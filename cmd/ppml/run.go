@@ -22,11 +22,13 @@ import (
 	"github.com/ppml/ppml/attest/sim"
 	"github.com/ppml/ppml/internal/harden"
 	"github.com/ppml/ppml/manifest"
+	"github.com/ppml/ppml/mesh"
 	"github.com/ppml/ppml/sandbox"
 )
 
 func newRunCommand() *cobra.Command {
 	var tee, simDir, meshEndpoint string
+	var meshMTU int
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "run MANIFEST [-- ARGS...]",
@@ -76,7 +78,9 @@ network namespace of its own with loopback only; "host" leaves it on the host's 
 "mesh" gives it loopback and an encrypted WireGuard tunnel to the other nodes of the job that
 ppml.job names, which ppml joins at the provisioning server after attesting: --mesh-endpoint
 [ADDRESS]:PORT is where the other nodes reach this one (UDP; by default any free port, at the
-address from which this node reaches the server).
+address from which this node reaches the server). The mesh's MTU is that of the host's path to
+the other nodes less WireGuard's 80 bytes (1420 on Ethernet's 1500, more on jumbo frames);
+--mesh-mtu caps it, for a network whose path MTU is smaller than its interfaces'.
 
 A manifest without encrypted mounts or mesh runs without attestation, as with gramine-direct. --verbose
 reports the start-up's steps and their times on standard error and, when the workload ends,
@@ -105,8 +109,13 @@ the trusted files it opened and the time checking them took.`,
 			if err != nil {
 				return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
 			}
-			if meshEndpoint != "" && m.Network != manifest.NetworkMesh {
-				return usageError{fmt.Errorf("%s: --mesh-endpoint is for ppml.network = %q, and %s has %q", cmd.CommandPath(), manifest.NetworkMesh, args[0], m.Network)}
+			for _, flag := range []string{"mesh-endpoint", "mesh-mtu"} {
+				if cmd.Flags().Changed(flag) && m.Network != manifest.NetworkMesh {
+					return usageError{fmt.Errorf("%s: --%s is for ppml.network = %q, and %s has %q", cmd.CommandPath(), flag, manifest.NetworkMesh, args[0], m.Network)}
+				}
+			}
+			if meshMTU != 0 && (meshMTU < mesh.MinMTU || meshMTU > mesh.MaxMTU) {
+				return usageError{fmt.Errorf("%s: --mesh-mtu %d: want %d to %d, or 0 for the path's", cmd.CommandPath(), meshMTU, mesh.MinMTU, mesh.MaxMTU)}
 			}
 			var a attest.Attester
 			var gpus sandbox.ConfidentialGPUs
@@ -149,6 +158,7 @@ the trusted files it opened and the time checking them took.`,
 				Stderr:           cmd.ErrOrStderr(),
 				Signals:          signals,
 				MeshEndpoint:     endpoint,
+				MeshMTU:          meshMTU,
 				Log:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
 			})
 			if err != nil {
@@ -164,6 +174,7 @@ the trusted files it opened and the time checking them took.`,
 	f.StringVar(&tee, "tee", "", "how to attest for the keys of encrypted mounts: tdx or snp (in a confidential VM), or sim")
 	f.StringVar(&simDir, "sim-platform", "", "the simulated platform's folder (--tee sim; tdx, snp on a simulated platform)")
 	f.StringVar(&meshEndpoint, "mesh-endpoint", "", "[ADDRESS]:PORT where the job's other nodes send this node's WireGuard packets (ppml.network = \"mesh\")")
+	f.IntVar(&meshMTU, "mesh-mtu", 0, "cap the MTU of the mesh's interface (ppml.network = \"mesh\"); by default the host's path MTU to the other nodes less 80")
 	f.BoolVarP(&verbose, "verbose", "v", false, "report the start-up's steps and times")
 	return cmd
 }
