@@ -38,6 +38,8 @@ type stageConfig struct {
 	// Trusted are the entries of the trusted files' filesystem (package trustfs), which serves
 	// the chroot mounts whose Checked is set.
 	Trusted entryTable
+	// CheckAhead are the trusted files to check ahead of their opens (trustfs.Options).
+	CheckAhead []string
 	// NetNS says that the workload has a network namespace of its own, which the sandbox
 	// process receives at netnsFD; Mesh, that it is ppml.network "mesh".
 	NetNS, Mesh bool

@@ -150,6 +150,7 @@ the trusted files it opened and the time checking them took.`,
 				Signals:          signals,
 				MeshEndpoint:     endpoint,
 				Log:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+				CheckAhead:       checkAheadDir(),
 			})
 			if err != nil {
 				return fromManifestFolder(explainServerCertificate(err), args[0], m)
@@ -166,6 +167,17 @@ the trusted files it opened and the time checking them took.`,
 	f.StringVar(&meshEndpoint, "mesh-endpoint", "", "[ADDRESS]:PORT where the job's other nodes send this node's WireGuard packets (ppml.network = \"mesh\")")
 	f.BoolVarP(&verbose, "verbose", "v", false, "report the start-up's steps and times")
 	return cmd
+}
+
+// checkAheadDir is where ppml run keeps the order in which each manifest's workload opened its
+// trusted files (docs/run.md, "Trusted files"): ppml/check-ahead in the user's cache folder;
+// "" where there is none.
+func checkAheadDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "ppml", "check-ahead")
 }
 
 // parseMeshEndpoint parses --mesh-endpoint: [ADDRESS]:PORT, or "" for any port at the address
