@@ -201,7 +201,7 @@ func hashChunks(ctx context.Context, f io.ReaderAt, size int64, workers int, tim
 	bufSize := min(ChunkSize, size)
 	free := make(chan []byte, min(2*workers, n))
 	for range cap(free) {
-		free <- make([]byte, bufSize)
+		free <- (*chunkBuffers.Get().(*[]byte))[:bufSize]
 	}
 	ready := make([]chan piece, n)
 	for i := range ready {
@@ -262,10 +262,23 @@ func hashChunks(ctx context.Context, f io.ReaderAt, size int64, workers int, tim
 	}
 	close(stop)
 	wg.Wait()
+	if err == nil { // every buffer is back
+		for range cap(free) {
+			b := <-free
+			chunkBuffers.Put(&b)
+		}
+	}
 	var whole [sha256.Size]byte
 	h.Sum(whole[:0])
 	return tags, whole, err
 }
+
+// chunkBuffers are the buffers of chunks that hashChunks reads, kept for the next check: a
+// file's check needs a few, and a run checks thousands of files.
+var chunkBuffers = sync.Pool{New: func() any {
+	b := make([]byte, ChunkSize)
+	return &b
+}}
 
 // handle is an open trusted file.
 type handle struct {
