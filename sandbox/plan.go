@@ -147,6 +147,7 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 			return nil, f.err
 		}
 	}
+	cfg.dropHidden()
 	if err := cfg.mountPoints(); err != nil {
 		return nil, err
 	}
@@ -255,6 +256,30 @@ func (c *stageConfig) check(sm *stageMount, uri string, files []trustedFile, wri
 	sm.Checked = name
 	c.Trusted = append(c.Trusted, entries...)
 	return true
+}
+
+// dropHidden drops the entries of the trusted files' filesystem that a later mount inside theirs
+// hides from the workload: the tutorial's Python folders, mounted inside /usr/lib, which is
+// mounted too, would otherwise send most of its 25,000 trusted files twice.
+func (c *stageConfig) dropHidden() {
+	mounts := map[string]int{} // the index of each mount that the filesystem serves, by its name
+	for i, sm := range c.Mounts {
+		if sm.Checked != "" {
+			mounts[sm.Checked] = i
+		}
+	}
+	c.Trusted = slices.DeleteFunc(c.Trusted, func(e trustfs.Entry) bool {
+		name, rel, _ := strings.Cut(e.Path, "/")
+		i, ok := mounts[name]
+		if !ok || rel == "" {
+			return false
+		}
+		p := path.Join(c.Mounts[i].Path, rel)
+		return slices.ContainsFunc(c.Mounts[i+1:], func(later stageMount) bool {
+			r, in := within(later.Path, p)
+			return in && r != ""
+		})
+	})
 }
 
 // mountPoints adds to the trusted files' filesystem the mount points that the mounts need in
