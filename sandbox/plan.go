@@ -227,7 +227,11 @@ func (c *stageConfig) check(sm *stageMount, uri string, files []trustedFile, wri
 	var entries []trustfs.Entry
 	for _, f := range files {
 		if rel, ok := within(uri, f.path); ok && f.err == nil {
-			entries = append(entries, trustfs.Entry{Path: path.Join(name, rel), Kind: trustfs.Trusted, Host: f.host[1:], SHA256: f.sum})
+			p := name // path.Join(name, rel) without its Clean: both are clean, and there are thousands
+			if rel != "" {
+				p += "/" + rel
+			}
+			entries = append(entries, trustfs.Entry{Path: p, Kind: trustfs.Trusted, Host: f.host[1:], SHA256: f.sum})
 		}
 	}
 	info, err := os.Stat(sm.Source)
@@ -262,23 +266,23 @@ func (c *stageConfig) check(sm *stageMount, uri string, files []trustedFile, wri
 // hides from the workload: the tutorial's Python folders, mounted inside /usr/lib, which is
 // mounted too, would otherwise send most of its 25,000 trusted files twice.
 func (c *stageConfig) dropHidden() {
-	mounts := map[string]int{} // the index of each mount that the filesystem serves, by its name
+	hiding := map[string][]string{} // for each mount served, by name: the later mounts in it, relative to it
 	for i, sm := range c.Mounts {
-		if sm.Checked != "" {
-			mounts[sm.Checked] = i
+		if sm.Checked == "" {
+			continue
 		}
+		for _, later := range c.Mounts[i+1:] {
+			if rel, in := within(sm.Path, later.Path); in && rel != "" {
+				hiding[sm.Checked] = append(hiding[sm.Checked], rel+"/")
+			}
+		}
+	}
+	if len(hiding) == 0 {
+		return
 	}
 	c.Trusted = slices.DeleteFunc(c.Trusted, func(e trustfs.Entry) bool {
 		name, rel, _ := strings.Cut(e.Path, "/")
-		i, ok := mounts[name]
-		if !ok || rel == "" {
-			return false
-		}
-		p := path.Join(c.Mounts[i].Path, rel)
-		return slices.ContainsFunc(c.Mounts[i+1:], func(later stageMount) bool {
-			r, in := within(later.Path, p)
-			return in && r != ""
-		})
+		return slices.ContainsFunc(hiding[name], func(later string) bool { return strings.HasPrefix(rel, later) })
 	})
 }
 
