@@ -171,10 +171,14 @@ the trusted files it opened and the time checking them took.`,
 
 // checkAheadDir is where ppml run keeps the order in which each manifest's workload opened its
 // trusted files (docs/run.md, "Trusted files"): ppml/check-ahead in the user's cache folder;
-// "" where there is none.
+// "" where there is none, or the folder that holds it ($HOME) does not exist, which ppml does
+// not make.
 func checkAheadDir() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); err != nil {
 		return ""
 	}
 	return filepath.Join(dir, "ppml", "check-ahead")
