@@ -68,7 +68,7 @@ type Result struct {
 	// ExitCode is the workload's exit status, or 128+N when signal N killed it.
 	ExitCode int
 	// Checked is what checking the trusted files took while the workload ran: each was checked
-	// when the workload first opened it.
+	// when the workload first opened it, or ahead of that (Options.CheckAhead).
 	Checked trustfs.Stats
 	Timing
 }

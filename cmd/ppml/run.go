@@ -80,7 +80,8 @@ address from which this node reaches the server).
 
 A manifest without encrypted mounts or mesh runs without attestation, as with gramine-direct. --verbose
 reports the start-up's steps and their times on standard error and, when the workload ends,
-the trusted files it opened and the time checking them took.`,
+the trusted files checked (those it opened, and those checked ahead of their opens from the
+order of the last run) and the time checking them took.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 || cmd.ArgsLenAtDash() == 0 {
 				return usageError{fmt.Errorf("%s: name the manifest to run", cmd.CommandPath())}
