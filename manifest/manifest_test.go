@@ -195,6 +195,8 @@ func TestParseErrors(t *testing.T) {
 		{"key name on chroot", minimal + `fs.mounts = [{ path = "/a", uri = "file:a", key_name = "k" }]`, "key_name is only for encrypted mounts, and /a is chroot"},
 		{"trusted uri", minimal + `sgx.trusted_files = ["/bin/app"]`, `URI "/bin/app" is not file:PATH`},
 		{"trusted sha256", minimal + `sgx.trusted_files = [{ uri = "file:a", sha256 = "ABCD" }]`, `trusted file file:a: sha256 "ABCD" is not 64 lowercase hex digits`},
+		{"trusted sha256 uppercase", minimal + `sgx.trusted_files = [{ uri = "file:a", sha256 = "` + strings.Repeat("aB", 32) + `" }]`, `trusted file file:a: sha256 "` + strings.Repeat("aB", 32) + `" is not 64 lowercase hex digits`},
+		{"trusted sha256 not hex", minimal + `sgx.trusted_files = [{ uri = "file:a", sha256 = "` + strings.Repeat("g", 64) + `" }]`, `is not 64 lowercase hex digits`},
 		{"trusted table key", minimal + `sgx.trusted_files = [{ uri = "file:a", size = "1" }]`, `a trusted file has no key "size"`},
 		{"trusted type", minimal + `sgx.trusted_files = [1]`, `a trusted file is "file:PATH" or`},
 		{"old trusted syntax", minimal + `sgx.trusted_files.python = "file:/usr/bin/python3"`, `(last key "sgx.trusted_files")`},

@@ -27,10 +27,11 @@
 //     an empty read-only tmpfs, at /tmp/root. It serves the read-only chroot mounts with package
 //     trustfs, one filesystem at /tmp/trustfs that holds each mount's trusted files as
 //     sgx.file_check_policy says (see stageConfig.check), each checked when first opened and
-//     served as it was checked. In the root, fs.root first (unless it would be empty under
-//     strict: the root is then the empty tmpfs), then the devices and the CPU's description
-//     below, then fs.mounts in the manifest's order, it bind-mounts each chroot mount at its
-//     declared path: what trustfs serves of it, read-only, with each
+//     served as it was checked; those that the last run of the manifest opened are checked
+//     ahead of their opens (Options.CheckAhead). In the root, fs.root first (unless it would be
+//     empty under strict: the root is then the empty tmpfs), then the devices and the CPU's
+//     description below, then fs.mounts in the manifest's order, it bind-mounts each chroot
+//     mount at its declared path: what trustfs serves of it, read-only, with each
 //     sgx.allowed_files entry inside it bound writable over itself, or the host path as it is for
 //     a mount the workload may write, or one without trusted files under allow_all_but_log;
 //     serves each encrypted mount with package encfs (files bound to the mount's URI path as

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ppml/ppml/manifest"
 	"github.com/ppml/ppml/pf"
@@ -37,7 +39,9 @@ type stageConfig struct {
 	KeyNames []string
 	// Trusted are the entries of the trusted files' filesystem (package trustfs), which serves
 	// the chroot mounts whose Checked is set.
-	Trusted []trustfs.Entry
+	Trusted entryTable
+	// CheckAhead are the trusted files to check ahead of their opens (trustfs.Options).
+	CheckAhead []string
 	// NetNS says that the workload has a network namespace of its own, which the sandbox
 	// process receives at netnsFD; Mesh, that it is ppml.network "mesh".
 	NetNS, Mesh bool
@@ -164,6 +168,7 @@ func plan(m *manifest.Manifest, args []string, log *slog.Logger) (*stageConfig, 
 			return nil, f.err
 		}
 	}
+	cfg.dropHidden()
 	if err := cfg.mountPoints(); err != nil {
 		return nil, err
 	}
@@ -180,18 +185,26 @@ type trustedFile struct {
 
 // trustedFiles resolves the trusted files of m, which are hashed, on the host, relative paths
 // being relative to the folder wd. Each must exist, but its content is checked only when the
-// workload opens it.
+// workload opens it. The files are shared out in runs, one to a core: tens of thousands of
+// lookups take a tenth of a second.
 func trustedFiles(m *manifest.Manifest, wd string) []trustedFile {
 	files := make([]trustedFile, len(m.TrustedFiles))
-	folders := resolver{}
-	for i, tf := range m.TrustedFiles {
-		f := &files[i]
-		f.path = inFolder(wd, tf.Path())
-		if f.host, f.err = folders.resolve(f.path); f.err != nil {
-			f.err = fmt.Errorf("trusted file %s: %w", tf.Path(), f.err)
-		}
-		hex.Decode(f.sum[:], []byte(tf.SHA256)) // 64 hex digits, as Parse checked
+	workers := min(runtime.GOMAXPROCS(0), len(files)/1000+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			folders := resolver{} // the files of a run share their folders
+			for i := w * len(files) / workers; i < (w+1)*len(files)/workers; i++ {
+				tf, f := m.TrustedFiles[i], &files[i]
+				f.path = inFolder(wd, tf.Path())
+				if f.host, f.err = folders.resolve(f.path); f.err != nil {
+					f.err = fmt.Errorf("trusted file %s: %w", tf.Path(), f.err)
+				}
+				hex.Decode(f.sum[:], []byte(tf.SHA256)) // 64 hex digits, as Parse checked
+			}
+		})
 	}
+	wg.Wait()
 	return files
 }
 
@@ -235,7 +248,11 @@ func (c *stageConfig) check(sm *stageMount, uri string, files []trustedFile, wri
 	var entries []trustfs.Entry
 	for _, f := range files {
 		if rel, ok := within(uri, f.path); ok && f.err == nil {
-			entries = append(entries, trustfs.Entry{Path: path.Join(name, rel), Kind: trustfs.Trusted, Host: f.host[1:], SHA256: f.sum})
+			p := name // path.Join(name, rel) without its Clean: both are clean, and there are thousands
+			if rel != "" {
+				p += "/" + rel
+			}
+			entries = append(entries, trustfs.Entry{Path: p, Kind: trustfs.Trusted, Host: f.host[1:], SHA256: f.sum})
 		}
 	}
 	info, err := os.Stat(sm.Source)
@@ -268,6 +285,30 @@ func (c *stageConfig) check(sm *stageMount, uri string, files []trustedFile, wri
 	sm.Checked = name
 	c.Trusted = append(c.Trusted, entries...)
 	return true
+}
+
+// dropHidden drops the entries of the trusted files' filesystem that a later mount inside theirs
+// hides from the workload: the tutorial's Python folders, mounted inside /usr/lib, which is
+// mounted too, would otherwise send most of its 25,000 trusted files twice.
+func (c *stageConfig) dropHidden() {
+	hiding := map[string][]string{} // for each mount served, by name: the later mounts in it, relative to it
+	for i, sm := range c.Mounts {
+		if sm.Checked == "" {
+			continue
+		}
+		for _, later := range c.Mounts[i+1:] {
+			if rel, in := within(sm.Path, later.Path); in && rel != "" {
+				hiding[sm.Checked] = append(hiding[sm.Checked], rel+"/")
+			}
+		}
+	}
+	if len(hiding) == 0 {
+		return
+	}
+	c.Trusted = slices.DeleteFunc(c.Trusted, func(e trustfs.Entry) bool {
+		name, rel, _ := strings.Cut(e.Path, "/")
+		return slices.ContainsFunc(hiding[name], func(later string) bool { return strings.HasPrefix(rel, later) })
+	})
 }
 
 // mountPoints adds to the trusted files' filesystem the mount points that the mounts need in

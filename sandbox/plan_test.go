@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -170,6 +171,44 @@ sgx.trusted_files = [`+tc.trusted+`]
 		if !strings.Contains(got, tc.want) {
 			t.Errorf("%s in %s: %q, want %q", tc.env, tc.mounts, got, tc.want)
 		}
+	}
+}
+
+// TestPlanHidden: the trusted files of a mount that a later mount inside it hides are not
+// served by the outer one, whose mount point stays; a later mount that does not exist hides
+// nothing.
+func TestPlanHidden(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for name, content := range map[string]string{"lib/libz.so": "z", "lib/py/os.py": "os", "lib/py/sub/a.py": "a", "lib/gone/b.py": "b"} {
+		os.MkdirAll(filepath.Dir(name), 0o755)
+		os.WriteFile(name, []byte(content), 0o644)
+	}
+	// The root is a tmpfs: the folder the test runs in, Gramine's default root, would serve lib/
+	// at /lib too.
+	m, err := parse(t, `libos.entrypoint = "/usr/lib/libz.so"
+fs.root = { type = "tmpfs" }
+fs.mounts = [
+  { path = "/usr/lib", uri = "file:lib" },
+  { path = "/usr/lib/py", uri = "file:lib/py" },
+  { path = "/usr/lib/gone", uri = "file:nowhere" },
+]
+sgx.trusted_files = ["file:lib/"]
+`).HashTrustedFiles("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := plan(m, nil, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range cfg.Trusted {
+		got = append(got, fmt.Sprintf("%s %d", e.Path, e.Kind))
+	}
+	want := []string{"1/gone/b.py 0", "1/libz.so 0", "2/os.py 0", "2/sub/a.py 0", "1/py 2"} // mount 0 is the root
+	if !slices.Equal(got, want) {
+		t.Errorf("entries %q, want %q", got, want)
 	}
 }
 

@@ -58,6 +58,11 @@ type Options struct {
 	// Log receives ppml's own messages: warnings, and the start-up's steps and their times at
 	// level Info. Nil discards them.
 	Log *slog.Logger
+	// CheckAhead is a folder where Run keeps, for each manifest, the trusted files that its
+	// workload opened, in order (the manifest's order file, see ahead.go), and from which the
+	// next run of the manifest checks them ahead of their opens, beside the workload
+	// (trustfs.Options.CheckAhead). "" checks each file on its first open only.
+	CheckAhead string
 }
 
 // Result tells how the workload ended, where the time before it started went, and what
@@ -66,7 +71,7 @@ type Result struct {
 	// ExitCode is the workload's exit status, or 128+N when signal N killed it.
 	ExitCode int
 	// Checked is what checking the trusted files took while the workload ran: each was checked
-	// when the workload first opened it.
+	// when the workload first opened it, or ahead of that (Options.CheckAhead).
 	Checked trustfs.Stats
 	Timing
 }
@@ -106,6 +111,7 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 	if err := canRun(cfg); err != nil {
 		return nil, err
 	}
+	cfg.CheckAhead = checkAhead(opts.CheckAhead, m, cfg.Trusted)
 	res := &Result{}
 	var keys map[string]pf.Key
 	if names := KeyNames(m); len(names) > 0 {
@@ -151,7 +157,12 @@ func Run(ctx context.Context, m *manifest.Manifest, opts Options) (*Result, erro
 	if err != nil {
 		return nil, err
 	}
-	log.Info("trusted files checked", "files", res.Checked.Files, "bytes", res.Checked.Bytes, "time", res.Checked.Time)
+	log.Info("trusted files checked", "files", res.Checked.Files, "bytes", res.Checked.Bytes, "time", res.Checked.Time, "ahead", len(cfg.CheckAhead))
+	if opts.CheckAhead != "" && len(res.Checked.Opened) > 0 {
+		if err := writeOrder(opts.CheckAhead, m, res.Checked.Opened); err != nil {
+			log.Warn("the order of the trusted files opened was not kept for the next run", "err", err)
+		}
+	}
 	return res, nil
 }
 

@@ -205,7 +205,7 @@ func (v *view) build(cfg *stageConfig, keys []pf.Key) error {
 
 	if len(cfg.Trusted) > 0 {
 		// allow_other for the workload, as for the volumes below.
-		v.trusted, err = trustfs.Mount(trustedDir, hostDir, cfg.Trusted, trustfs.Options{Logger: v.log, AllowOther: true})
+		v.trusted, err = trustfs.Mount(trustedDir, hostDir, cfg.Trusted, trustfs.Options{Logger: v.log, AllowOther: true, CheckAhead: cfg.CheckAhead})
 		if err != nil {
 			return err
 		}

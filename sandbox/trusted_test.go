@@ -3,9 +3,12 @@ package sandbox_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -358,5 +361,43 @@ urandom 4
 		if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("host %s: %v", name, err)
 		}
+	}
+}
+
+// TestCheckAhead: a run keeps, in Options.CheckAhead, the trusted files that the workload
+// opened, in order, by the manifest's measurement; the next run checks what that order file
+// lists ahead of the opens, even a trusted file that the host added to it and the workload
+// never opens; a line that names no trusted file is ignored; and a run writes the order anew.
+func TestCheckAhead(t *testing.T) {
+	w := newWorld(t, map[string]string{"main.py": "import mod\n", "mod.py": "print('mod')\n", "unused.py": "print('unused')\n"})
+	m := w.manifest(`loader.argv = ["python3", "/app/main.py"]`, "", "", "")
+	cache := t.TempDir()
+	var out bytes.Buffer
+	first, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out, CheckAhead: cache})
+	if err != nil || first.ExitCode != 0 {
+		t.Fatalf("exit status %v, %v:\n%s", first, err, out.String())
+	}
+	sum := manifest.Measure(m)
+	order := filepath.Join(cache, hex.EncodeToString(sum[:]))
+	b, err := os.ReadFile(order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	main, mod := slices.Index(lines, w.dir+"/app/main.py"), slices.Index(lines, w.dir+"/app/mod.py")
+	if len(lines) != first.Checked.Files || main < 0 || mod < main || slices.Contains(lines, w.dir+"/app/unused.py") {
+		t.Fatalf("order file of %d files checked:\n%s", first.Checked.Files, b)
+	}
+	// The host lists a trusted file that the workload does not open, and one that is not trusted.
+	w.write(order, "/etc/passwd\n"+w.dir+"/app/unused.py\n"+string(b))
+	second, err := sandbox.Run(context.Background(), m, sandbox.Options{Stdout: &out, Stderr: &out, CheckAhead: cache})
+	if err != nil || second.ExitCode != 0 {
+		t.Fatalf("exit status %v, %v:\n%s", second, err, out.String())
+	}
+	if second.Checked.Files != first.Checked.Files+1 || slices.Contains(second.Checked.Opened, "etc/passwd") {
+		t.Errorf("checked %d files, opened %q; want the %d of the first run and unused.py", second.Checked.Files, second.Checked.Opened, first.Checked.Files)
+	}
+	if again, err := os.ReadFile(order); err != nil || !bytes.Equal(again, b) {
+		t.Errorf("order file after the second run (%v):\n%s\nwant\n%s", err, again, b)
 	}
 }

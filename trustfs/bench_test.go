@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func BenchmarkRead(b *testing.B) {
 		want := trustedEntry("", "", good).SHA256
 		b.SetBytes(size)
 		for b.Loop() {
-			if _, whole, err := hashChunks(context.Background(), f, size, time.Minute, tagsOf(tg)); err != nil || whole != want {
+			if _, whole, err := hashChunks(context.Background(), f, size, runtime.GOMAXPROCS(0), time.Minute, tagsOf(tg)); err != nil || whole != want {
 				b.Fatalf("check: %v", err)
 			}
 		}

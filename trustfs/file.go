@@ -26,6 +26,7 @@ type trusted struct {
 
 	checking sync.Mutex              // held while the file is checked: its opens wait for the check
 	checked  atomic.Pointer[checked] // what the check found, once the file has passed it
+	opened   atomic.Bool             // an open passed the check (Stats.Opened)
 }
 
 // checked is what the check of a trusted file found, which every later read is compared with.
@@ -98,7 +99,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, n.fsys.hostErrno(n.file.host, "open", err)
 	}
-	c, errno := n.fsys.check(ctx, n.file, f)
+	c, errno := n.fsys.check(ctx, n.file, f, runtime.GOMAXPROCS(0))
 	if errno != 0 {
 		go f.Close() // which waits for the reads of a check given up on
 		return nil, 0, errno
@@ -113,14 +114,15 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 			return nil, 0, syscall.EIO
 		}
 	}
+	n.fsys.opened(n.file)
 	// The kernel caches only what Read replied, which is the checked content: it may keep it.
 	return &handle{fsys: n.fsys, file: n.file, host: f, checked: c}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // check checks the trusted file t, whose host file f has just been opened: on its first open,
-// f's content against the manifest's hash, and later that f has the size it had then. A file
-// that fails is EACCES and a log line.
-func (s *fsys) check(ctx context.Context, t *trusted, f *os.File) (*checked, syscall.Errno) {
+// f's content against the manifest's hash, with that many workers reading it, and later that f
+// has the size it had then. A file that fails is EACCES and a log line.
+func (s *fsys) check(ctx context.Context, t *trusted, f *os.File, workers int) (*checked, syscall.Errno) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, s.hostErrno(t.host, "stat", err)
@@ -134,7 +136,7 @@ func (s *fsys) check(ctx context.Context, t *trusted, f *os.File) (*checked, sys
 		t.checking.Lock()
 		defer t.checking.Unlock()
 		if c = t.checked.Load(); c == nil { // unless checked while this open waited
-			return s.checkFirst(ctx, t, f, &st)
+			return s.checkFirst(ctx, t, f, &st, workers)
 		}
 	}
 	if st.Size != c.size {
@@ -148,9 +150,9 @@ func (s *fsys) check(ctx context.Context, t *trusted, f *os.File) (*checked, sys
 // manifest's hash. t.checking must be held. A host file that does not give a chunk within
 // s.hostTimeout is EIO and a log line, and an open that the caller interrupts is EINTR: either
 // way the file is checked again at its next open.
-func (s *fsys) checkFirst(ctx context.Context, t *trusted, f *os.File, st *syscall.Stat_t) (*checked, syscall.Errno) {
+func (s *fsys) checkFirst(ctx context.Context, t *trusted, f *os.File, st *syscall.Stat_t, workers int) (*checked, syscall.Errno) {
 	begin := time.Now()
-	tags, whole, err := hashChunks(ctx, f, st.Size, s.hostTimeout, func(i int64, b []byte) tag { return s.tagger.tag(t.id, i, b) })
+	tags, whole, err := hashChunks(ctx, f, st.Size, workers, s.hostTimeout, func(i int64, b []byte) tag { return s.tagger.tag(t.id, i, b) })
 	switch {
 	case errors.Is(err, errStalled):
 		s.log.Error("trustfs: trusted file not checked: its host file did not answer in time", "file", s.root.Name(t.host), "timeout", s.hostTimeout)
@@ -176,12 +178,12 @@ func (s *fsys) checkFirst(ctx context.Context, t *trusted, f *os.File, st *sysca
 var errStalled = errors.New("the host file did not answer in time")
 
 // hashChunks reads the size bytes of f in chunks of ChunkSize and returns the tag of each, as
-// tagOf makes it, and the SHA-256 of the whole. Workers on every core read and tag several chunks
-// at once, while the whole's hash, which cannot be split, takes them in order; 2 chunks a worker
-// are in memory at most. It gives up, leaving the reads under way to finish on their own, when
+// tagOf makes it, and the SHA-256 of the whole. Up to that many workers read and tag several
+// chunks at once, while the whole's hash, which cannot be split, takes them in order in the
+// caller's goroutine; 2 chunks a worker are in memory at most. It gives up, leaving the reads under way to finish on their own, when
 // ctx is done or when no chunk has come for timeout (errStalled): a host that never answers a
 // read does not hang the caller.
-func hashChunks(ctx context.Context, f io.ReaderAt, size int64, timeout time.Duration, tagOf func(i int64, b []byte) tag) ([]tag, [sha256.Size]byte, error) {
+func hashChunks(ctx context.Context, f io.ReaderAt, size int64, workers int, timeout time.Duration, tagOf func(i int64, b []byte) tag) ([]tag, [sha256.Size]byte, error) {
 	n := int((size + ChunkSize - 1) / ChunkSize)
 	tags := make([]tag, n)
 	if n == 0 {
@@ -195,11 +197,11 @@ func hashChunks(ctx context.Context, f io.ReaderAt, size int64, timeout time.Dur
 		b   []byte
 		err error
 	}
-	workers := min(runtime.GOMAXPROCS(0), n)
+	workers = max(1, min(workers, n))
 	bufSize := min(ChunkSize, size)
 	free := make(chan []byte, min(2*workers, n))
 	for range cap(free) {
-		free <- make([]byte, bufSize)
+		free <- (*chunkBuffers.Get().(*[]byte))[:bufSize]
 	}
 	ready := make([]chan piece, n)
 	for i := range ready {
@@ -260,10 +262,23 @@ func hashChunks(ctx context.Context, f io.ReaderAt, size int64, timeout time.Dur
 	}
 	close(stop)
 	wg.Wait()
+	if err == nil { // every buffer is back
+		for range cap(free) {
+			b := <-free
+			chunkBuffers.Put(&b)
+		}
+	}
 	var whole [sha256.Size]byte
 	h.Sum(whole[:0])
 	return tags, whole, err
 }
+
+// chunkBuffers are the buffers of chunks that hashChunks reads, kept for the next check: a
+// file's check needs a few, and a run checks thousands of files.
+var chunkBuffers = sync.Pool{New: func() any {
+	b := make([]byte, ChunkSize)
+	return &b
+}}
 
 // handle is an open trusted file.
 type handle struct {

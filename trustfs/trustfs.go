@@ -20,6 +20,10 @@
 // be smaller than a chunk, read and verify each chunk once; mounted by root, the kernel reads
 // ahead by a chunk, so that a chunk comes in one request.
 //
+// Options.CheckAhead lists files to check before they are opened, beside the workload: such a
+// check is the check of a first open, made sooner, on a thread of the lowest priority; a list
+// only orders the checks.
+//
 // # The kernel's page cache
 //
 // A trusted file is opened with FOPEN_KEEP_CACHE: the kernel keeps what it has cached of it
@@ -59,6 +63,7 @@
 package trustfs
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -127,6 +132,15 @@ type Options struct {
 	HostTimeout time.Duration
 	// Owner owns the host files that the workload creates (Creatable entries); nil means root.
 	Owner *Owner
+	// CheckAhead are host files of Trusted entries (as Entry.Host names them) to check before
+	// they are opened, in this order, one at a time, by a thread of low priority, from the
+	// mount until Unmount: a hint, such as the files that the workload opened last time (see
+	// Stats.Opened), that lets their checks run beside the workload instead of in its way.
+	// A file checked ahead is checked exactly as on its first open, and is served as it was
+	// checked; an open that comes while it is checked waits for that check; a file not listed
+	// is checked on its first open, and a name that no Trusted entry has is ignored. A wrong
+	// hint costs only the checks.
+	CheckAhead []string
 }
 
 // DefaultHostTimeout is the default of Options.HostTimeout.
@@ -140,9 +154,13 @@ const CacheChunks = 32
 
 // Stats say what checking the trusted files took.
 type Stats struct {
-	Files int           // the trusted files checked: those opened
+	Files int           // the trusted files checked: those opened, and those checked ahead
 	Bytes int64         // their size
 	Time  time.Duration // the time spent checking them, added up
+	// Opened are the host files of the trusted files opened (as Entry.Host names them), in
+	// the order of their first opens that passed the check: what Options.CheckAhead may list
+	// for the next mount of the same entries.
+	Opened []string `json:",omitempty"`
 }
 
 // Server is a mounted filesystem.
@@ -151,6 +169,7 @@ type Server struct {
 	mountpoint string
 	fsys       *fsys
 	done       chan struct{}
+	stopAhead  context.CancelFunc // stops the checks ahead of the opens
 }
 
 // cacheTimeout is how long the kernel may trust the entries and attributes of the tree's
@@ -191,6 +210,7 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 	if creatable(entries) {
 		options = options[1:] // create.go
 	}
+	ahead := s.aheadOf(entries, opts.CheckAhead)
 	root := &dirNode{fsys: s, own: true, tree: t}
 	fuseLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv, err := gofs.Mount(mountpoint, root, &gofs.Options{
@@ -221,9 +241,17 @@ func Mount(mountpoint, host string, entries []Entry, opts Options) (*Server, err
 	if err := readAhead(mountpoint); err != nil {
 		log.Debug("trustfs: the kernel reads ahead of the trusted files by its default (128 KiB), not by a chunk", "err", err)
 	}
-	server := &Server{srv: srv, mountpoint: mountpoint, fsys: s, done: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	server := &Server{srv: srv, mountpoint: mountpoint, fsys: s, done: make(chan struct{}), stopAhead: stop}
+	aheadDone := make(chan struct{})
+	go func() {
+		defer close(aheadDone)
+		s.checkAhead(ctx, ahead)
+	}()
 	go func() {
 		srv.Wait()
+		stop()
+		<-aheadDone // which holds the host folder no longer
 		hr.Close()
 		close(server.done)
 	}()
@@ -261,6 +289,7 @@ func negativeTimeout(entries []Entry) *time.Duration {
 // then goes away when the last of them is closed; either way the mount point is free when
 // Unmount returns without an error.
 func (s *Server) Unmount() error {
+	s.stopAhead()
 	if err := s.srv.Unmount(); err == nil {
 		return nil
 	}
@@ -278,7 +307,9 @@ func (s *Server) Wait() { <-s.done }
 func (s *Server) Stats() Stats {
 	s.fsys.statsMu.Lock()
 	defer s.fsys.statsMu.Unlock()
-	return s.fsys.stats
+	st := s.fsys.stats
+	st.Opened = slices.Clone(st.Opened)
+	return st
 }
 
 // fsys is the state that every node of a mount shares.
@@ -308,6 +339,16 @@ type fsys struct {
 
 	statsMu sync.Mutex // guards stats
 	stats   Stats
+}
+
+// opened adds the first open of the trusted file t that passed the check to the statistics.
+func (s *fsys) opened(t *trusted) {
+	if t.opened.Swap(true) {
+		return
+	}
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	s.stats.Opened = append(s.stats.Opened, t.host)
 }
 
 // counted adds the check of a file of size bytes, which took d, to the statistics.

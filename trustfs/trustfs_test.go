@@ -204,7 +204,7 @@ func TestFirstOpen(t *testing.T) {
 		trustedEntry("model.bin", "model.bin", good),
 		trustedEntry("script.py", "script.py", []byte("print(1)\n")),
 	})
-	if st := s.Stats(); st != (Stats{}) {
+	if st := s.Stats(); st.Files != 0 || st.Bytes != 0 || st.Opened != nil {
 		t.Errorf("checked at the mount: %+v", st)
 	}
 	// Changed after the mount, before the first open: in place, then by a rename.
@@ -227,8 +227,63 @@ func TestFirstOpen(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(mnt, "model.bin")); err != nil || !bytes.Equal(b, good) {
 		t.Errorf("the model restored: %v, equal %v", err, bytes.Equal(b, good))
 	}
-	if st := s.Stats(); st.Files != 1 || st.Bytes != int64(len(good)) || st.Time <= 0 {
-		t.Errorf("stats %+v; want one file of %d bytes", st, len(good))
+	if st := s.Stats(); st.Files != 1 || st.Bytes != int64(len(good)) || st.Time <= 0 || !slices.Equal(st.Opened, []string{"model.bin"}) {
+		t.Errorf("stats %+v; want one file of %d bytes, opened", st, len(good))
+	}
+}
+
+// TestCheckAhead: the files that Options.CheckAhead lists are checked after the mount without
+// being opened, each once, and served as they were checked: a host that changes one after its
+// check gets EIO for the reader. A listed file that fails its check is checked again at its
+// open, a file not listed is checked at its open, and a name that no trusted entry has is left
+// alone; Stats.Opened lists the files opened, in the order of their first opens.
+func TestCheckAhead(t *testing.T) {
+	big, small, late, bad := content(11, 5*ChunkSize+3), []byte("small\n"), []byte("late\n"), []byte("bad\n")
+	host := hostFolder(t, map[string][]byte{"lib/big.so": big, "small.py": small, "late.py": late, "bad.py": []byte("EVIL\n"), "other": []byte("x")})
+	s, mnt, logs := mountWith(t, host, []Entry{
+		trustedEntry("big.so", "lib/big.so", big),
+		trustedEntry("again.so", "lib/big.so", big),
+		trustedEntry("small.py", "small.py", small),
+		trustedEntry("late.py", "late.py", late),
+		trustedEntry("bad.py", "bad.py", bad),
+	}, Options{CheckAhead: []string{"small.py", "other", "lib/big.so", "small.py", "bad.py", "../small.py"}})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "bad.py") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.Stats(); st.Files != 2 || st.Bytes != int64(len(big)+len(small)) || st.Opened != nil {
+		t.Fatalf("checked ahead: %+v; want small.py and lib/big.so checked, nothing opened; log:\n%s", st, logs)
+	}
+	// Checked ahead, then changed on the host, in place: served as checked, or not at all.
+	f, err := os.OpenFile(filepath.Join(host, "lib/big.so"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("EVIL"), 2*ChunkSize)
+	f.Close()
+	if b, err := os.ReadFile(filepath.Join(mnt, "again.so")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("a file changed after its check ahead: read %d bytes, %v; want EIO", len(b), err)
+	}
+	// Not listed: checked at its open.
+	if err := os.WriteFile(filepath.Join(host, "late.py"), []byte("EVIL\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mnt, "late.py")); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("a file not listed, changed before its open: %v; want EACCES", err)
+	}
+	// Refused ahead, set right by the host before its open: checked again.
+	if err := os.WriteFile(filepath.Join(host, "bad.py"), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bad.py", "small.py"} {
+		if b, err := os.ReadFile(filepath.Join(mnt, name)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		} else if want := map[string][]byte{"bad.py": bad, "small.py": small}[name]; !bytes.Equal(b, want) {
+			t.Errorf("%s: read %q, want %q", name, b, want)
+		}
+	}
+	if st := s.Stats(); st.Files != 3 || !slices.Equal(st.Opened, []string{"lib/big.so", "bad.py", "small.py"}) {
+		t.Errorf("stats %+v; want 3 files checked, and the 3 opened that passed, in order", st)
 	}
 }
 
@@ -606,7 +661,7 @@ func TestHashChunks(t *testing.T) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 		for _, size := range []int{0, 1, ChunkSize - 1, ChunkSize, ChunkSize + 1, 9*ChunkSize + 7} {
 			b := content(uint64(size), size)
-			tags, whole, err := hashChunks(ctx, bytes.NewReader(b), int64(size), time.Minute, tagsOf(tg))
+			tags, whole, err := hashChunks(ctx, bytes.NewReader(b), int64(size), runtime.GOMAXPROCS(0), time.Minute, tagsOf(tg))
 			if err != nil || whole != sha256.Sum256(b) || len(tags) != (size+ChunkSize-1)/ChunkSize {
 				t.Errorf("%d procs, %d bytes: %v, %d tags, whole ok %v", procs, size, err, len(tags), whole == sha256.Sum256(b))
 				continue
@@ -618,7 +673,7 @@ func TestHashChunks(t *testing.T) {
 			}
 		}
 		b := content(6, 20*ChunkSize)
-		if _, _, err := hashChunks(ctx, failingReader{bytes.NewReader(b), 7 * ChunkSize}, int64(len(b)), time.Minute, tagsOf(tg)); err != io.ErrUnexpectedEOF {
+		if _, _, err := hashChunks(ctx, failingReader{bytes.NewReader(b), 7 * ChunkSize}, int64(len(b)), runtime.GOMAXPROCS(0), time.Minute, tagsOf(tg)); err != io.ErrUnexpectedEOF {
 			t.Errorf("%d procs: a failing read: %v", procs, err)
 		}
 	}
@@ -679,7 +734,7 @@ func TestHashChunksStall(t *testing.T) {
 	defer close(release)
 	r := stallingReader{bytes.NewReader(b), release}
 	begin := time.Now()
-	if _, _, err := hashChunks(context.Background(), r, int64(len(b)), 200*time.Millisecond, tagsOf(tg)); !errors.Is(err, errStalled) {
+	if _, _, err := hashChunks(context.Background(), r, int64(len(b)), runtime.GOMAXPROCS(0), 200*time.Millisecond, tagsOf(tg)); !errors.Is(err, errStalled) {
 		t.Errorf("stalled host file: %v, want %v", err, errStalled)
 	}
 	if d := time.Since(begin); d > 5*time.Second {
@@ -687,7 +742,7 @@ func TestHashChunksStall(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
-	if _, _, err := hashChunks(ctx, r, int64(len(b)), time.Hour, tagsOf(tg)); !errors.Is(err, context.Canceled) {
+	if _, _, err := hashChunks(ctx, r, int64(len(b)), runtime.GOMAXPROCS(0), time.Hour, tagsOf(tg)); !errors.Is(err, context.Canceled) {
 		t.Errorf("interrupted check: %v, want %v", err, context.Canceled)
 	}
 }

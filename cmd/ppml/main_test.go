@@ -199,6 +199,13 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("VECTORS", vectors)
 			env.Setenv("ATTESTATION", attestation)
+			// ppml run's order files (docs/run.md, "Checking ahead"), out of the scripts' folder.
+			cache, err := os.MkdirTemp("", "ppml-cache-")
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { os.RemoveAll(cache) })
+			env.Setenv("XDG_CACHE_HOME", cache)
 			return nil
 		},
 	})

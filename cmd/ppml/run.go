@@ -84,7 +84,8 @@ the other nodes less WireGuard's 80 bytes (1420 on Ethernet's 1500, more on jumb
 
 A manifest without encrypted mounts or mesh runs without attestation, as with gramine-direct. --verbose
 reports the start-up's steps and their times on standard error and, when the workload ends,
-the trusted files it opened and the time checking them took.`,
+the trusted files checked (those it opened, and those checked ahead of their opens from the
+order of the last run) and the time checking them took.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 || cmd.ArgsLenAtDash() == 0 {
 				return usageError{fmt.Errorf("%s: name the manifest to run", cmd.CommandPath())}
@@ -160,6 +161,7 @@ the trusted files it opened and the time checking them took.`,
 				MeshEndpoint:     endpoint,
 				MeshMTU:          meshMTU,
 				Log:              slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+				CheckAhead:       checkAheadDir(),
 			})
 			if err != nil {
 				return fromManifestFolder(explainServerCertificate(err), args[0], m)
@@ -177,6 +179,21 @@ the trusted files it opened and the time checking them took.`,
 	f.IntVar(&meshMTU, "mesh-mtu", 0, "cap the MTU of the mesh's interface (ppml.network = \"mesh\"); by default the host's path MTU to the other nodes less 80")
 	f.BoolVarP(&verbose, "verbose", "v", false, "report the start-up's steps and times")
 	return cmd
+}
+
+// checkAheadDir is where ppml run keeps the order in which each manifest's workload opened its
+// trusted files (docs/run.md, "Trusted files"): ppml/check-ahead in the user's cache folder;
+// "" where there is none, or the folder that holds it ($HOME) does not exist, which ppml does
+// not make.
+func checkAheadDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "ppml", "check-ahead")
 }
 
 // parseMeshEndpoint parses --mesh-endpoint: [ADDRESS]:PORT, or "" for any port at the address
