@@ -11,51 +11,34 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ppml/ppml/pf"
+
+	"github.com/ppml/ppml/internal/testfiles"
 )
 
 var testKey = pf.Key{0x70, 0x70, 0x6d, 0x6c, 0x2d, 0x65, 0x6e, 0x63, 0x66, 0x73, 0x2d, 0x74, 0x65, 0x73, 0x74, 0x21}
 
-// logBuffer collects what a mount logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // mount serves host at a new folder with key, and unmounts it when the test ends, checking
 // that nothing stays mounted. It skips the test where FUSE cannot be used.
-func mount(t testing.TB, host string, key pf.Key, opts Options) (string, *logBuffer) {
+func mount(t testing.TB, host string, key pf.Key, opts Options) (string, *testfiles.LogBuffer) {
 	t.Helper()
 	_, mnt, logs := mountServer(t, host, key, opts)
 	return mnt, logs
 }
 
 // mountServer is mount that also returns the server.
-func mountServer(t testing.TB, host string, key pf.Key, opts Options) (*Server, string, *logBuffer) {
+func mountServer(t testing.TB, host string, key pf.Key, opts Options) (*Server, string, *testfiles.LogBuffer) {
 	t.Helper()
 	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
 		t.Skipf("skipped: FUSE is not usable here (%v); encfs tests need /dev/fuse", err)
 	} else {
 		f.Close()
 	}
-	logs := &logBuffer{}
+	logs := &testfiles.LogBuffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	mnt := t.TempDir()
 	s, err := Mount(mnt, host, key, opts)

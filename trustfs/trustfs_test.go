@@ -27,25 +27,9 @@ import (
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/ppml/ppml/internal/testfiles"
 )
-
-// logBuffer collects what a mount logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // content returns n bytes that depend on seed.
 func content(seed uint64, n int) []byte {
@@ -81,20 +65,20 @@ func trustedEntry(path, host string, content []byte) Entry {
 
 // mount serves entries of host at a new folder, and unmounts it when the test ends, checking
 // that nothing stays mounted. It skips the test where FUSE cannot be used.
-func mount(t testing.TB, host string, entries []Entry) (*Server, string, *logBuffer) {
+func mount(t testing.TB, host string, entries []Entry) (*Server, string, *testfiles.LogBuffer) {
 	t.Helper()
 	return mountWith(t, host, entries, Options{})
 }
 
 // mountWith is mount with options, but for the logger and AllowOther.
-func mountWith(t testing.TB, host string, entries []Entry, opts Options) (*Server, string, *logBuffer) {
+func mountWith(t testing.TB, host string, entries []Entry, opts Options) (*Server, string, *testfiles.LogBuffer) {
 	t.Helper()
 	if f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0); err != nil {
 		t.Skipf("skipped: FUSE is not usable here (%v); trustfs tests need /dev/fuse", err)
 	} else {
 		f.Close()
 	}
-	logs := &logBuffer{}
+	logs := &testfiles.LogBuffer{}
 	// Where any user may reach it, unlike t.TempDir.
 	mnt, err := os.MkdirTemp("", "trustfs-")
 	if err != nil {
