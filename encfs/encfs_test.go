@@ -199,35 +199,13 @@ func TestAtomicReplacement(t *testing.T) {
 	hostFile := filepath.Join(host, "model.bin")
 	decrypt := func() []byte {
 		t.Helper()
-		f, err := os.Open(hostFile)
+		b, err := decryptHost(hostFile, "out/model.bin")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
-		info, err := f.Stat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		if _, err := pf.Decrypt(&out, f, info.Size(), testKey, &pf.Options{CheckPath: true, Path: "out/model.bin"}); err != nil {
-			t.Fatal(err)
-		}
-		return out.Bytes()
+		return b
 	}
-	temps := func() []string {
-		t.Helper()
-		entries, err := os.ReadDir(host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, e := range entries {
-			if isTemp(e.Name()) {
-				names = append(names, e.Name())
-			}
-		}
-		return names
-	}
+	temps := func() []string { return tempFiles(t, host) }
 
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
