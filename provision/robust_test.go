@@ -173,13 +173,7 @@ func TestShutdownBounded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ln) }()
-			tb.server, tb.addr = srv, ln.Addr().String() // for the testbed's cleanup, and dialAttested
+			served := tb.serve(t, srv) // the testbed's cleanup ends it, dialAttested dials it
 			seen := len(tb.audit(t))
 			conn := tc.dial(t)
 			defer conn.Close()
@@ -279,9 +273,7 @@ func TestAcceptRetries(t *testing.T) {
 	}
 	flaky := &flakyListener{Listener: ln}
 	flaky.failures.Store(3)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(flaky) }()
-	tb.server, tb.addr = srv, ln.Addr().String()
+	served := tb.serveOn(srv, flaky)
 	if _, err := tb.client(sim.Attester{Platform: tb.plat, Enclave: tb.enclave}).Fetch(context.Background(), "default"); err != nil {
 		t.Fatalf("after failed accepts: %v", err)
 	}

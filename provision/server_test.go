@@ -111,16 +111,25 @@ func newTestbed(t *testing.T, workloads string) *testbed {
 	return tb
 }
 
-// serve makes srv the testbed's server, serving on a new loopback port.
-func (tb *testbed) serve(t *testing.T, srv *Server) {
+// serve makes srv the testbed's server, serving on a new loopback port, and returns what its
+// Serve returns once it ends.
+func (tb *testbed) serve(t *testing.T, srv *Server) <-chan error {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	return tb.serveOn(srv, ln)
+}
+
+// serveOn makes srv the testbed's server, serving on ln, and returns what its Serve returns
+// once it ends.
+func (tb *testbed) serveOn(srv *Server, ln net.Listener) <-chan error {
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	tb.server, tb.addr = srv, "localhost:"+port
+	return served
 }
 
 // pinClock replaces the server with one of the same configuration whose clock, at which it

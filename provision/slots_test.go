@@ -149,14 +149,9 @@ func TestShutdownWhileFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	tb.server = srv
-	conns := dialFrom(t, "127.0.0.1", ln.Addr().String(), 2) // one served, one waiting in the backlog
+	served := tb.serve(t, srv)
+	_, port, _ := net.SplitHostPort(tb.addr)
+	conns := dialFrom(t, "127.0.0.1", net.JoinHostPort("127.0.0.1", port), 2) // one served, one waiting in the backlog
 	for deadline := time.Now().Add(5 * time.Second); inProgress(srv) < 1; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the server did not take the connection")
